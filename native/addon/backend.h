@@ -1,0 +1,11 @@
+#pragma once
+#include <napi.h>
+
+namespace castling::addon {
+
+Napi::Value backendInfo(const Napi::CallbackInfo& info);
+Napi::Value setThreads(const Napi::CallbackInfo& info);
+Napi::Value setIsa(const Napi::CallbackInfo& info);
+Napi::Value liveBytes(const Napi::CallbackInfo& info);
+
+}  // namespace castling::addon

@@ -1,0 +1,41 @@
+// Conversions between JavaScript values and core types, each validating its input and throwing
+// a JavaScript TypeError/Error that names the argument.
+#pragma once
+#include <napi.h>
+
+#include <exception>
+#include <new>
+#include <string>
+
+#include "../core/error.h"
+#include "../core/op_registry.h"
+#include "../core/tensor.h"
+
+namespace castling::addon {
+
+// An array of non-negative safe integers.
+Shape toShape(const Napi::Value& value, const std::string& what);
+Napi::Array fromShape(Napi::Env env, const Shape& shape);
+// A plain object of numbers and booleans.
+Attrs toAttrs(const Napi::Value& value, const std::string& what);
+
+// Runs fn, turning core errors (and allocation failures) into JavaScript exceptions.
+template <typename Fn>
+void rethrowAsJs(Napi::Env env, Fn&& fn) {
+  try {
+    fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("internal error: ") + e.what());
+  }
+}
+
+// The message of whatever exception is in flight (for work that ran off the JavaScript thread).
+std::string currentExceptionMessage();
+
+}  // namespace castling::addon

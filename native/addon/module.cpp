@@ -1,0 +1,41 @@
+// Module entry point: registers the CPU ops and exports the addon's functions.
+#include <napi.h>
+
+#include "../cpu/cpu_ops.h"
+#include "addon_state.h"
+#include "backend.h"
+#include "bench_timing.h"
+#include "run_op.h"
+#include "tensor_handle.h"
+
+namespace castling::addon {
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  static bool registered = [] {
+    cpu::registerCpuOps(OpRegistry::global());
+    return true;
+  }();
+  (void)registered;
+  auto* state = new AddonState();
+  Napi::Function tensor = TensorHandle::define(env);
+  state->tensorConstructor = Napi::Persistent(tensor);
+  env.SetInstanceData(state);
+
+  exports.Set("NativeTensor", tensor);
+  exports.Set("runOp", Napi::Function::New<runOp>(env, "runOp"));
+  exports.Set("backendInfo", Napi::Function::New<backendInfo>(env, "backendInfo"));
+  exports.Set("setThreads", Napi::Function::New<setThreads>(env, "setThreads"));
+  exports.Set("setIsa", Napi::Function::New<setIsa>(env, "setIsa"));
+  exports.Set("liveBytes", Napi::Function::New<liveBytes>(env, "liveBytes"));
+  exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
+  return exports;
+}
+
+}  // namespace castling::addon
+
+// NODE_API_MODULE wants an unqualified function name.
+static Napi::Object initModule(Napi::Env env, Napi::Object exports) {
+  return castling::addon::init(env, exports);
+}
+
+NODE_API_MODULE(castling_vit, initModule)

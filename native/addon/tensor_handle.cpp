@@ -1,0 +1,138 @@
+#include "tensor_handle.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "addon_state.h"
+#include "js_convert.h"
+
+namespace castling::addon {
+
+Napi::Function TensorHandle::define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {InstanceAccessor<&TensorHandle::shape>("shape"),
+                      InstanceAccessor<&TensorHandle::numel>("numel"),
+                      InstanceAccessor<&TensorHandle::disposed>("disposed"),
+                      InstanceMethod<&TensorHandle::dispose>("dispose"),
+                      InstanceMethod<&TensorHandle::toFloat32Array>("toFloat32Array"),
+                      InstanceMethod<&TensorHandle::view>("view"),
+                      InstanceMethod<&TensorHandle::copyFrom>("copyFrom")});
+}
+
+// new NativeTensor(shape, data?) copies `data` (a Float32Array of exactly numel elements) or
+// zero-fills; the addon itself passes an External<Tensor> to wrap a tensor an op produced.
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    tensor_ = *info[0].As<Napi::External<Tensor>>().Data();
+  } else {
+    if (info.Length() < 1) throw Napi::TypeError::New(env, "NativeTensor: expected (shape, data?)");
+    Shape shape = toShape(info[0], "shape");
+    rethrowAsJs(env, [&] { tensor_ = Tensor::zeros(shape); });
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw Napi::TypeError::New(env, "NativeTensor: data must be a Float32Array");
+      }
+      auto data = info[1].As<Napi::Float32Array>();
+      if (std::int64_t(data.ElementLength()) != tensor_.numel()) {
+        throw Napi::Error::New(env, "NativeTensor: data has " + std::to_string(data.ElementLength()) +
+                                        " elements, expected " + std::to_string(tensor_.numel()) +
+                                        " for shape " + shapeToString(shape));
+      }
+      std::memcpy(tensor_.data(), data.Data(), data.ByteLength());
+    }
+  }
+  accounted_bytes_ = std::int64_t(tensor_.numel()) * std::int64_t(sizeof(float));
+  Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
+}
+
+TensorHandle::~TensorHandle() { release(); }
+
+void TensorHandle::release() {
+  if (!tensor_.defined()) return;
+  tensor_ = Tensor();
+  if (accounted_bytes_) {
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_bytes_);
+    accounted_bytes_ = 0;
+  }
+}
+
+Napi::Object TensorHandle::wrap(Napi::Env env, Tensor tensor) {
+  Napi::External<Tensor> ext = Napi::External<Tensor>::New(env, &tensor);
+  return AddonState::of(env).tensorConstructor.New({ext});
+}
+
+const Tensor& TensorHandle::unwrap(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonState::of(env).tensorConstructor.Value())) {
+    throw Napi::TypeError::New(env, what + " must be a Tensor");
+  }
+  TensorHandle* handle = Unwrap(value.As<Napi::Object>());
+  if (!handle->tensor_.defined()) {
+    throw Napi::Error::New(env, what + " has been disposed: a tensor cannot be used after dispose()");
+  }
+  return handle->tensor_;
+}
+
+const Tensor& TensorHandle::live(Napi::Env env) const {
+  if (!tensor_.defined()) throw Napi::Error::New(env, "tensor has been disposed: it cannot be used after dispose()");
+  return tensor_;
+}
+
+Napi::Value TensorHandle::shape(const Napi::CallbackInfo& info) {
+  return fromShape(info.Env(), live(info.Env()).shape());
+}
+
+Napi::Value TensorHandle::numel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(live(info.Env()).numel()));
+}
+
+Napi::Value TensorHandle::disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !tensor_.defined());
+}
+
+Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
+  release();  // disposing twice is harmless
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorHandle::toFloat32Array(const Napi::CallbackInfo& info) {
+  const Tensor& t = live(info.Env());
+  auto out = Napi::Float32Array::New(info.Env(), std::size_t(t.numel()));
+  Tensor dense = t.contiguous();
+  std::memcpy(out.Data(), dense.data(), std::size_t(t.numel()) * sizeof(float));
+  return out;
+}
+
+// A Float32Array over the tensor's own memory. The array keeps the storage alive by itself, so
+// it stays valid after dispose() and after the handle is collected: no use-after-free possible.
+Napi::Value TensorHandle::view(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor& t = live(env);
+  if (!t.isContiguous()) throw Napi::Error::New(env, "view: the tensor is not contiguous; use toFloat32Array()");
+  if (t.numel() == 0) return Napi::Float32Array::New(env, 0);
+  auto* keep = new std::shared_ptr<Storage>(t.storage());
+  auto buffer = Napi::ArrayBuffer::New(
+      env, const_cast<float*>(t.data()), std::size_t(t.numel()) * sizeof(float),
+      [](Napi::Env, void*, std::shared_ptr<Storage>* hold) { delete hold; }, keep);
+  return Napi::Float32Array::New(env, std::size_t(t.numel()), buffer, 0);
+}
+
+// Overwrites the tensor's contents from a Float32Array of the same length.
+Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor& t = live(env);
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(env, "copyFrom: expected a Float32Array");
+  }
+  auto data = info[0].As<Napi::Float32Array>();
+  if (std::int64_t(data.ElementLength()) != t.numel()) {
+    throw Napi::Error::New(env, "copyFrom: got " + std::to_string(data.ElementLength()) +
+                                    " elements, expected " + std::to_string(t.numel()));
+  }
+  std::memcpy(const_cast<float*>(t.data()), data.Data(), data.ByteLength());
+  return env.Undefined();
+}
+
+}  // namespace castling::addon

@@ -1,0 +1,23 @@
+// Errors raised by the native core. Kernels throw castling::Error; the addon layer maps it to a
+// JavaScript Error with the same message, so a message must say what was wrong and what was expected.
+#pragma once
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace castling {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Builds a message from any streamable pieces: fail("expected ", a, " got ", b).
+template <typename... Parts>
+[[noreturn]] void fail(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  throw Error(out.str());
+}
+
+}  // namespace castling

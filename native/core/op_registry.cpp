@@ -1,0 +1,63 @@
+#include "op_registry.h"
+
+#include <cmath>
+
+#include "error.h"
+
+namespace castling {
+
+double Attrs::number(const std::string& name, double fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  if (!std::isfinite(it->second)) fail("attribute '", name, "' is ", it->second, ": expected a finite number");
+  return it->second;
+}
+
+bool Attrs::flag(const std::string& name, bool fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second != 0;
+}
+
+std::int64_t Attrs::integer(const std::string& name, std::int64_t fallback, std::int64_t min,
+                            std::int64_t max) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  double v = it->second;
+  if (!(v >= double(min) && v <= double(max)) || v != std::floor(v)) {
+    fail("attribute '", name, "' is ", v, ": expected an integer from ", min, " to ", max);
+  }
+  return std::int64_t(v);
+}
+
+const Tensor& OpInputs::required(std::size_t index, const char* name) const {
+  if (index >= tensors_.size() || !tensors_[index]) fail(op_, ": input '", name, "' is missing");
+  return *tensors_[index];
+}
+
+const Tensor* OpInputs::optional(std::size_t index) const {
+  if (index >= tensors_.size() || !tensors_[index]) return nullptr;
+  return &*tensors_[index];
+}
+
+OpRegistry& OpRegistry::global() {
+  static OpRegistry registry;
+  return registry;
+}
+
+void OpRegistry::add(const std::string& name, std::vector<std::string> inputs, OpFn fn) {
+  ops_[name] = OpInfo{std::move(fn), std::move(inputs)};
+}
+
+const OpInfo& OpRegistry::find(const std::string& name) const {
+  auto it = ops_.find(name);
+  if (it == ops_.end()) fail("unknown op '", name, "'");
+  return it->second;
+}
+
+std::vector<std::string> OpRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, info] : ops_) out.push_back(name);
+  return out;
+}
+
+}  // namespace castling

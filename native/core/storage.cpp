@@ -1,0 +1,55 @@
+#include "storage.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "error.h"
+
+namespace castling {
+
+namespace {
+std::atomic<std::int64_t> g_live_bytes{0};
+}
+
+std::int64_t maxAllocationBytes() {
+  static const std::int64_t limit = [] {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return kMaxElements * std::int64_t(sizeof(float));
+    return std::int64_t(pages) * page / 4 * 3;
+  }();
+  return limit;
+}
+
+Storage::Storage(std::int64_t count, bool zero) : count_(count) {
+  if (count < 0 || count > kMaxElements) {
+    fail("cannot allocate ", count, " floats: expected a size between 0 and ", kMaxElements);
+  }
+  std::size_t bytes = std::size_t(count) * sizeof(float);
+  if (std::int64_t(bytes) > maxAllocationBytes()) {
+    fail("cannot allocate ", bytes, " bytes (", count, " floats): more than the ",
+         maxAllocationBytes(), " bytes (3/4 of physical memory) a single tensor may use");
+  }
+  // aligned_alloc needs a size that is a multiple of the alignment, and never 0.
+  std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (rounded == 0) rounded = kAlignment;
+  data_ = static_cast<float*>(std::aligned_alloc(kAlignment, rounded));
+  if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes");
+  if (zero) std::memset(data_, 0, rounded);
+  g_live_bytes += std::int64_t(bytes);
+}
+
+Storage::~Storage() {
+  std::free(data_);
+  g_live_bytes -= std::int64_t(std::size_t(count_) * sizeof(float));
+}
+
+std::int64_t Storage::liveBytes() { return g_live_bytes.load(); }
+
+float* AlignedBuffer::ensure(std::int64_t count) {
+  if (!storage || storage->size() < count) storage = std::make_shared<Storage>(count);
+  return storage->data();
+}
+
+}  // namespace castling

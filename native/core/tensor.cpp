@@ -1,0 +1,112 @@
+#include "tensor.h"
+
+#include <cstring>
+
+#include "error.h"
+
+namespace castling {
+
+std::string shapeToString(const Shape& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+std::int64_t checkedNumel(const Shape& shape, const char* what) {
+  if (shape.size() > std::size_t(kMaxRank)) {
+    fail(what, " has rank ", shape.size(), ": expected at most ", kMaxRank, " dimensions");
+  }
+  std::int64_t total = 1;
+  for (std::int64_t d : shape) {
+    if (d < 0) fail(what, " shape ", shapeToString(shape), " has a negative dimension");
+    // Multiply with an overflow guard: the bound is checked before it can wrap.
+    if (d != 0 && total > kMaxElements / d) {
+      fail(what, " shape ", shapeToString(shape), " has more than ", kMaxElements,
+           " elements: too large");
+    }
+    total *= d;
+  }
+  return total;
+}
+
+static Shape contiguousStrides(const Shape& shape) {
+  Shape strides(shape.size());
+  std::int64_t step = 1;
+  for (int i = int(shape.size()) - 1; i >= 0; --i) {
+    strides[i] = step;
+    step *= shape[i];
+  }
+  return strides;
+}
+
+Tensor Tensor::empty(const Shape& shape) {
+  Tensor t;
+  t.numel_ = checkedNumel(shape);
+  t.storage_ = std::make_shared<Storage>(t.numel_);
+  t.shape_ = shape;
+  t.strides_ = contiguousStrides(shape);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape) {
+  Tensor t = empty(shape);
+  std::memset(t.data(), 0, std::size_t(t.numel_) * sizeof(float));
+  return t;
+}
+
+std::int64_t Tensor::dim(int axis) const {
+  int r = rank();
+  int a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r) fail("axis ", axis, " is out of range for a tensor of rank ", r);
+  return shape_[a];
+}
+
+bool Tensor::isContiguous() const { return strides_ == contiguousStrides(shape_); }
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  if (!isContiguous()) fail("reshape needs a contiguous tensor");
+  std::int64_t n = checkedNumel(shape);
+  if (n != numel_) {
+    fail("cannot reshape ", shapeToString(shape_), " (", numel_, " elements) to ",
+         shapeToString(shape), " (", n, " elements)");
+  }
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.strides_ = contiguousStrides(shape);
+  return t;
+}
+
+Tensor Tensor::transpose(int a, int b) const {
+  int r = rank();
+  if (a < 0) a += r;
+  if (b < 0) b += r;
+  if (a < 0 || a >= r || b < 0 || b >= r) fail("transpose axes out of range for rank ", r);
+  Tensor t = *this;
+  std::swap(t.shape_[a], t.shape_[b]);
+  std::swap(t.strides_[a], t.strides_[b]);
+  return t;
+}
+
+Tensor Tensor::contiguous() const {
+  if (isContiguous()) return *this;
+  Tensor out = empty(shape_);
+  // Walk the index space in row-major order with an odometer over the source strides.
+  std::vector<std::int64_t> index(shape_.size(), 0);
+  const float* src = data();
+  float* dst = out.data();
+  for (std::int64_t i = 0; i < numel_; ++i) {
+    std::int64_t off = 0;
+    for (std::size_t k = 0; k < shape_.size(); ++k) off += index[k] * strides_[k];
+    dst[i] = src[off];
+    for (int k = int(shape_.size()) - 1; k >= 0; --k) {
+      if (++index[k] < shape_[k]) break;
+      index[k] = 0;
+    }
+  }
+  return out;
+}
+
+}  // namespace castling

@@ -1,0 +1,166 @@
+#include "thread_pool.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#include "error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CASTLING_PAUSE() _mm_pause()
+#else
+#define CASTLING_PAUSE() std::this_thread::yield()
+#endif
+
+namespace castling {
+
+namespace {
+thread_local bool t_inside_job = false;
+// Spinning this many rounds before sleeping keeps back-to-back small kernels from paying a
+// futex wake-up each (a few microseconds), at the cost of a little CPU while idle.
+constexpr int kSpinRounds = 20000;
+}  // namespace
+
+ThreadPool& ThreadPool::global() {
+  static ThreadPool pool;
+  return pool;
+}
+
+int ThreadPool::defaultThreads() {
+  if (const char* env = std::getenv("CASTLING_THREADS")) {
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || n < 1 || n > kMaxThreads) {
+      fail("CASTLING_THREADS=", env, " is not valid: expected an integer from 1 to ", kMaxThreads);
+    }
+    return int(n);
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return std::min(n, kMaxThreads);
+  }
+  return std::max(1u, std::min(std::thread::hardware_concurrency(), unsigned(kMaxThreads)));
+}
+
+ThreadPool::ThreadPool() {
+  int n = 1;
+  try {
+    n = defaultThreads();
+  } catch (const Error&) {
+    // A bad CASTLING_THREADS is reported by backendInfo()/setThreads callers; start with one.
+    n = 1;
+  }
+  start(n);
+}
+
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::start(int threads) {
+  threads_ = threads;
+  stopping_ = false;
+  // Workers start from the current generation, read here and not in the new thread: a job
+  // submitted before a thread first runs must still count as new to it.
+  std::uint64_t generation = generation_.load();
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, generation] { workerLoop(i, generation); });
+}
+
+void ThreadPool::stop() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    stopping_ = true;
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+void ThreadPool::setThreads(int threads) {
+  if (threads < 1 || threads > kMaxThreads) {
+    fail("thread count ", threads, " is not valid: expected an integer from 1 to ", kMaxThreads);
+  }
+  std::lock_guard<std::mutex> lock(submit_mutex_);
+  if (threads == threads_) return;
+  stop();
+  start(threads);
+}
+
+void ThreadPool::workerLoop(int index, std::uint64_t seen) {
+  for (;;) {
+    // Wait for a new generation: spin first, then sleep.
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinRounds) {
+      CASTLING_PAUSE();
+      ++spins;
+    }
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> lock(wake_mutex_);
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+    }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stopping_) return;
+    // Every worker acknowledges every job, even one it has no part in: the submitter waits for
+    // all of them, so no worker can still be reading this job's fields when the next one starts.
+    if (index < job_workers_) {
+      t_inside_job = true;
+      (*job_)(index);
+      t_inside_job = false;
+    }
+    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::run(int workers, const std::function<void(int)>& fn) {
+  if (t_inside_job || workers <= 1) {
+    // Serial: either asked for, or nested inside a job whose threads are all busy already.
+    for (int w = 0; w < std::max(workers, 1); ++w) fn(w);
+    return;
+  }
+  std::lock_guard<std::mutex> submit(submit_mutex_);
+  workers = std::min(workers, threads_);
+  if (workers <= 1) {
+    fn(0);
+    return;
+  }
+  job_ = &fn;
+  job_workers_ = workers;
+  remaining_.store(threads_ - 1, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  wake_.notify_all();
+  t_inside_job = true;
+  fn(0);
+  t_inside_job = false;
+  while (remaining_.load(std::memory_order_acquire) != 0) CASTLING_PAUSE();
+  job_ = nullptr;
+}
+
+void ThreadPool::parallelFor(std::int64_t count, std::int64_t grain,
+                             const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  if (count <= 0) return;
+  grain = std::max<std::int64_t>(grain, 1);
+  std::int64_t chunks = (count + grain - 1) / grain;
+  int workers = int(std::min<std::int64_t>(chunks, threads_));
+  if (workers <= 1 || t_inside_job) {
+    fn(0, count);
+    return;
+  }
+  // Several chunks per worker so that uneven chunk costs even out.
+  std::int64_t chunk = std::max(grain, (count + std::int64_t(workers) * 4 - 1) / (std::int64_t(workers) * 4));
+  std::atomic<std::int64_t> next{0};
+  run(workers, [&](int) {
+    for (;;) {
+      std::int64_t begin = next.fetch_add(chunk);
+      if (begin >= count) break;
+      fn(begin, std::min(count, begin + chunk));
+    }
+  });
+}
+
+}  // namespace castling

@@ -1,0 +1,57 @@
+// A persistent pool of worker threads, sized to the machine (or CASTLING_THREADS), shared by all
+// kernels. One job runs at a time: concurrent callers (several Promises in flight on libuv's
+// threads) queue on a mutex instead of oversubscribing the cores. The calling thread works too.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace castling {
+
+class ThreadPool {
+ public:
+  static ThreadPool& global();
+
+  int threads() const { return threads_; }
+  // Resizes the pool (1 to kMaxThreads). Waits for a running job to finish first.
+  void setThreads(int threads);
+
+  // Calls fn(worker) for worker = 0 .. workers-1, each on its own thread, and returns when all
+  // have finished. `workers` is clamped to [1, threads()]. Nested calls run inline, serially.
+  void run(int workers, const std::function<void(int worker)>& fn);
+
+  // Splits [0, count) into chunks of at least `grain` items and hands them out dynamically:
+  // fn(begin, end) is called on some thread for each chunk.
+  void parallelFor(std::int64_t count, std::int64_t grain,
+                   const std::function<void(std::int64_t begin, std::int64_t end)>& fn);
+
+  static constexpr int kMaxThreads = 256;
+  static int defaultThreads();  // CASTLING_THREADS, else the CPUs this process may use
+
+  ~ThreadPool();
+
+ private:
+  ThreadPool();
+  void start(int threads);
+  void stop();
+  void workerLoop(int index, std::uint64_t seen);
+
+  int threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex submit_mutex_;  // one job at a time
+
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  std::atomic<std::uint64_t> generation_{0};
+  bool stopping_ = false;
+
+  const std::function<void(int)>* job_ = nullptr;
+  int job_workers_ = 0;
+  std::atomic<int> remaining_{0};
+};
+
+}  // namespace castling

@@ -1,0 +1,64 @@
+// The AVX2+FMA kernel table. Compiled with -mavx2 -mfma: only reached after cpu_features.cpp has
+// confirmed the CPU and OS support them.
+#include <immintrin.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+#include "kernel_table.h"
+
+namespace castling::cpu {
+namespace {  // internal linkage: see vector_math.inc
+
+#include "vector_math.inc"
+#include "row_reduce.inc"
+#include "elementwise.inc"
+
+// 6 x 16 register tile: 12 ymm accumulators, two B vectors and one broadcast of A: 15 of the 16
+// ymm registers. 12 FMA chains cover the FMA latency on two ports.
+constexpr int kMr = 6;
+constexpr int kNr = 16;
+
+void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
+               float alpha, bool accumulate) {
+  __m256 acc[kMr][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMr; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (std::int64_t k = 0; k < kc; ++k) {
+    __m256 b0 = _mm256_load_ps(b);
+    __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMr; ++i) {
+      __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += kMr;
+    b += kNr;
+  }
+  __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+  for (int i = 0; i < kMr; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_loadu_ps(ci)));
+      _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], _mm256_loadu_ps(ci + 8)));
+    } else {
+      _mm256_storeu_ps(ci, _mm256_mul_ps(va, acc[i][0]));
+      _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, acc[i][1]));
+    }
+  }
+}
+
+}  // namespace
+
+const KernelTable& avx2Kernels() {
+  static const KernelTable table{
+      Isa::Avx2,    kMr,         kNr,          gemmMicro,           epilogueTile,
+      add,          scale,       gelu,         geluBackward,        softmaxRows,
+      softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
+  return table;
+}
+
+}  // namespace castling::cpu

@@ -1,0 +1,62 @@
+// The table of CPU kernels, one instance per instruction set (scalar, AVX2+FMA, AVX-512). The op
+// layer (ops.cpp, gemm.cpp) asks for the active table and never names an ISA itself; each table
+// is built in its own translation unit compiled with that ISA's flags (isa_*.cpp).
+#pragma once
+#include <cstdint>
+
+#include "../core/cpu_features.h"
+
+namespace castling::cpu {
+
+// What a GEMM writes after the product, applied to each finished output tile while it is still
+// in cache: out = act(alpha * A.B + bias) + residual, or out += alpha * A.B + bias + residual when
+// accumulating (no activation then: it would need the whole sum before the old value is added).
+struct Epilogue {
+  const float* bias = nullptr;      // length N, added to every row
+  bool gelu = false;                // exact erf GELU after the bias
+  const float* residual = nullptr;  // M x N, row stride ldr, added last
+  std::int64_t ldr = 0;
+};
+
+struct KernelTable {
+  Isa isa;
+  // GEMM register tile: the micro-kernel computes MR rows x NR columns of C.
+  int mr, nr;
+  // C[0..MR)[0..NR) (row stride ldc) = (accumulate ? C : 0) + alpha * sum_k a[k*MR+i] * b[k*NR+j]
+  // over packed panels a (kc x MR) and b (kc x NR).
+  void (*gemmMicro)(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
+                    float alpha, bool accumulate);
+  // Applies the bias / GELU / residual part of an epilogue to a rows x cols tile of C. `col0`
+  // is the tile's first column (to index the bias), residual already points at the tile.
+  void (*epilogueTile)(float* c, std::int64_t ldc, std::int64_t rows, std::int64_t cols,
+                       const float* bias, bool gelu, const float* residual, std::int64_t ldr);
+
+  // Elementwise over n floats. out may alias an input.
+  void (*add)(const float* a, const float* b, float* out, std::int64_t n);
+  void (*scale)(const float* a, float s, float* out, std::int64_t n);
+  void (*gelu)(const float* x, float* y, std::int64_t n);
+  void (*geluBackward)(const float* x, const float* dy, float* dx, std::int64_t n);
+
+  // Row-wise over `rows` rows of `cols` floats, rows contiguous.
+  void (*softmaxRows)(const float* x, float* y, std::int64_t rows, std::int64_t cols);
+  void (*softmaxRowsBackward)(const float* y, const float* dy, float* dx, std::int64_t rows,
+                              std::int64_t cols);
+  // y = (x - mean) / sqrt(var + eps) * gamma + beta; mean and rstd (per row) saved when non-null.
+  void (*layerNormRows)(const float* x, const float* gamma, const float* beta, float* y,
+                        float* mean, float* rstd, std::int64_t rows, std::int64_t cols, float eps);
+  // dx from dy and the saved mean/rstd; dgamma and dbeta are accumulated (+=) when non-null.
+  void (*layerNormRowsBackward)(const float* x, const float* gamma, const float* mean,
+                                const float* rstd, const float* dy, float* dx, float* dgamma,
+                                float* dbeta, std::int64_t rows, std::int64_t cols);
+};
+
+const KernelTable& kernelsFor(Isa isa);
+// The table of the active ISA (CASTLING_CPU or the best the CPU supports).
+const KernelTable& kernels();
+
+// Each ISA's table, defined in isa_<name>.cpp.
+const KernelTable& scalarKernels();
+const KernelTable& avx2Kernels();
+const KernelTable& avx512Kernels();
+
+}  // namespace castling::cpu

@@ -1,0 +1,116 @@
+// Matrix products: matmul (batched, either operand transposed) and linear (x W^T + b with the
+// GELU / residual epilogue fused into the GEMM, so the output is written once). Their backward
+// passes are matmuls too (dx = dy W, dW = dy^T x), run by the training code through the same op.
+#include <vector>
+
+#include "cpu_ops.h"
+#include "gemm.h"
+#include "shape_checks.h"
+
+namespace castling::cpu {
+
+namespace {
+
+std::vector<Tensor> matmulOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "matmul";
+  Tensor a = in.required(0, "a").contiguous(), b = in.required(1, "b").contiguous();
+  bool trans_a = attrs.flag("transA", false), trans_b = attrs.flag("transB", false);
+  float alpha = float(attrs.number("alpha", 1.0));
+  expectRankAtLeast(op, "a", a, 2);
+  expectRankAtLeast(op, "b", b, 2);
+  std::int64_t M = trans_a ? a.dim(-1) : a.dim(-2), K = trans_a ? a.dim(-2) : a.dim(-1);
+  std::int64_t Kb = trans_b ? b.dim(-1) : b.dim(-2), N = trans_b ? b.dim(-2) : b.dim(-1);
+  if (K != Kb) {
+    fail(op, ": inner dimensions differ: a ", shapeToString(a.shape()), (trans_a ? " (transposed)" : ""),
+         " has K=", K, " but b ", shapeToString(b.shape()), (trans_b ? " (transposed)" : ""), " has K=", Kb);
+  }
+  Shape batch(a.shape().begin(), a.shape().end() - 2);
+  bool shared_b = b.rank() == 2;
+  if (!shared_b && Shape(b.shape().begin(), b.shape().end() - 2) != batch) {
+    fail(op, ": b has shape ", shapeToString(b.shape()), ", expected a 2-D matrix or the batch dimensions ",
+         shapeToString(batch), " of a followed by a matrix");
+  }
+  std::int64_t batches = 1;
+  for (auto d : batch) batches *= d;
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape);
+
+  GemmArgs g;
+  g.transA = trans_a;
+  g.transB = trans_b;
+  g.N = N;
+  g.K = K;
+  g.alpha = alpha;
+  g.lda = trans_a ? M : K;
+  g.ldb = trans_b ? K : N;
+  g.ldc = N;
+  if (shared_b && !trans_a) {
+    // A stack of row-major matrices against one B is a single taller GEMM.
+    g.M = batches * M;
+    g.A = a.data();
+    g.B = b.data();
+    g.C = out.data();
+    sgemm(g);
+    return {out};
+  }
+  g.M = M;
+  for (std::int64_t i = 0; i < batches; ++i) {
+    g.A = a.data() + i * M * K;
+    g.B = b.data() + (shared_b ? 0 : i * K * N);
+    g.C = out.data() + i * M * N;
+    sgemm(g);
+  }
+  return {out};
+}
+
+std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "linear";
+  Tensor x = in.required(0, "x").contiguous(), w = in.required(1, "weight").contiguous();
+  expectRankAtLeast(op, "x", x, 1);
+  if (w.rank() != 2) fail(op, ": weight has shape ", shapeToString(w.shape()), ", expected [out, in]");
+  std::int64_t K = x.dim(-1), N = w.dim(0);
+  if (w.dim(1) != K) {
+    fail(op, ": weight has shape ", shapeToString(w.shape()), ", expected [", N, ", ", K,
+         "] to match the last dimension of x ", shapeToString(x.shape()));
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  Tensor out = Tensor::empty(out_shape);
+  Tensor bias, residual;
+  GemmArgs g;
+  if (const Tensor* b = in.optional(2)) {
+    bias = b->contiguous();
+    expectShape(op, "bias", bias, {N});
+    g.epilogue.bias = bias.data();
+  }
+  if (const Tensor* r = in.optional(3)) {
+    residual = r->contiguous();
+    expectShape(op, "residual", residual, out_shape);
+    g.epilogue.residual = residual.data();
+    g.epilogue.ldr = N;
+  }
+  g.epilogue.gelu = attrs.flag("gelu", false);
+  g.transB = true;
+  g.M = rowsOf(x);
+  g.N = N;
+  g.K = K;
+  g.A = x.data();
+  g.lda = K;
+  g.B = w.data();
+  g.ldb = K;
+  g.C = out.data();
+  g.ldc = N;
+  sgemm(g);
+  return {out};
+}
+
+}  // namespace
+
+void registerLinearOps(OpRegistry& r) {
+  r.add("matmul", {"a", "b"}, matmulOp);
+  r.add("linear", {"x", "weight", "bias", "residual"}, linearOp);
+}
+
+}  // namespace castling::cpu
