@@ -134,9 +134,9 @@ void computeBlock(const KernelTable& kt, const GemmArgs& g, const float* packed_
 void checkArgs(const GemmArgs& g) {
   if (g.M < 0 || g.N < 0 || g.K < 0) fail("gemm sizes must be >= 0, got M=", g.M, " N=", g.N, " K=", g.K);
   std::int64_t a_cols = g.transA ? g.M : g.K, b_cols = g.transB ? g.K : g.N;
-  if (g.lda < std::max<std::int64_t>(1, a_cols)) fail("gemm lda=", g.lda, " is smaller than ", a_cols);
-  if (g.ldb < std::max<std::int64_t>(1, b_cols)) fail("gemm ldb=", g.ldb, " is smaller than ", b_cols);
-  if (g.ldc < std::max<std::int64_t>(1, g.N)) fail("gemm ldc=", g.ldc, " is smaller than N=", g.N);
+  if (g.lda < a_cols) fail("gemm lda=", g.lda, " is smaller than ", a_cols);
+  if (g.ldb < b_cols) fail("gemm ldb=", g.ldb, " is smaller than ", b_cols);
+  if (g.ldc < g.N) fail("gemm ldc=", g.ldc, " is smaller than N=", g.N);
   if (g.epilogue.residual && g.epilogue.ldr < g.N) fail("gemm residual stride ", g.epilogue.ldr, " is smaller than N=", g.N);
   if (g.accumulate && g.epilogue.gelu) fail("gemm cannot both accumulate into C and apply GELU");
 }

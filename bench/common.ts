@@ -1,0 +1,68 @@
+// What every benchmark shares: the machine description, statistics over repeated timings, the
+// table printer and the JSON file in the one flat shape all benchmarks use (see DESIGN.md).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import { backendInfo } from '../lib/index.js';
+
+export interface Machine {
+  cpu: string;
+  isa: string;
+  threads: number;
+  node: string;
+}
+
+export type BenchRecord = Record<string, string | number | boolean | undefined>;
+
+export interface BenchResult {
+  bench: string;
+  machine: Machine;
+  commit: string;
+  results: BenchRecord[];
+}
+
+export function machine(): Machine {
+  const info = backendInfo();
+  return { cpu: info.cpu, isa: info.isa, threads: info.threads, node: process.version };
+}
+
+export function commit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export interface Stats {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+}
+
+export function stats(timesMs: number[]): Stats {
+  const sorted = [...timesMs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { medianMs: median, minMs: sorted[0]!, maxMs: sorted[sorted.length - 1]! };
+}
+
+/** Prints records as an aligned table with the given columns. */
+export function printTable(records: BenchRecord[], columns: string[]): void {
+  const cell = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 3 : 1)) : String(v ?? ''));
+  const rows = records.map((r) => columns.map((c) => cell(r[c])));
+  const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((s, i) => s.padStart(widths[i]!)).join('  ');
+  console.log(line(columns));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+}
+
+/** Writes JSON atomically: a temporary file renamed over the target, so a reader never sees half. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+  renameSync(tmp, path);
+}

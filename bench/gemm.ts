@@ -1,0 +1,48 @@
+// `bench gemm`: SGEMM GFLOP/s per CPU path and thread count at the shapes of a ViT's linear
+// layers (M = 197 tokens x batch, weights (N, K) as in PyTorch, so B is transposed). The timed
+// region is the native GEMM alone, on random inputs prepared once (native.timeGemm).
+import { backendInfo, setThreads, type CpuPath } from '../lib/index.js';
+import { native } from '../lib/native.js';
+import { stats, type BenchRecord } from './common.js';
+
+export interface GemmOptions {
+  isas?: CpuPath[];
+  threads?: number[];
+  repeats?: number;
+  quick?: boolean;
+}
+
+export const VIT_SHAPES: Array<[number, number]> = [
+  [384, 1152],
+  [384, 1536],
+  [1536, 384],
+  [768, 2304],
+  [768, 3072],
+  [3072, 768],
+];
+
+export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
+  const info = backendInfo();
+  const isas = options.isas ?? info.supportedIsas.filter((i) => i !== 'scalar');
+  const threadCounts = options.threads ?? [1, info.threads];
+  const repeats = options.repeats ?? 9;
+  const batches = options.quick ? [8] : [1, 8];
+  const shapes = options.quick ? VIT_SHAPES.slice(0, 1) : VIT_SHAPES;
+  const records: BenchRecord[] = [];
+  for (const isa of isas) {
+    for (const threads of [...new Set(threadCounts)]) {
+      setThreads(threads);
+      for (const batch of batches) {
+        for (const [K, N] of shapes) {
+          const M = 197 * batch;
+          const times = await native.timeGemm({ M, N, K, transB: true, threads, repeats }, isa);
+          const s = stats(times);
+          const flops = 2 * M * N * K;
+          records.push({ kind: 'gemm', isa, threads, batch, M, K, N, ...s, flops, gflops: flops / (s.medianMs * 1e6) });
+        }
+      }
+    }
+  }
+  setThreads(info.threads);
+  return records;
+}

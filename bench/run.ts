@@ -1,0 +1,80 @@
+// The one benchmark runner: `npm run bench -- <name> [--json FILE] [options]`. Each benchmark
+// prints a table and, with --json, writes its records in the shared flat JSON shape.
+import { parseArgs } from 'node:util';
+
+import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
+import { benchGemm } from './gemm.js';
+import type { CpuPath } from '../lib/index.js';
+
+interface Bench {
+  describe: string;
+  columns: string[];
+  run(options: Record<string, string | boolean | undefined>): Promise<BenchRecord[]>;
+}
+
+const list = (value: unknown) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+const numbers = (value: unknown) => list(value)?.map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected positive integers, got '${s}'`);
+  return n;
+});
+
+const benches: Record<string, Bench> = {
+  gemm: {
+    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes (--isa avx512,avx2 --threads 1,2 --repeats N --quick)',
+    columns: ['isa', 'threads', 'M', 'K', 'N', 'medianMs', 'minMs', 'gflops'],
+    run: (o) =>
+      benchGemm({
+        isas: list(o.isa) as CpuPath[] | undefined,
+        threads: numbers(o.threads),
+        repeats: numbers(o.repeats)?.[0],
+        quick: o.quick === true,
+      }),
+  },
+};
+
+function usage(): string {
+  const names = Object.entries(benches).map(([name, b]) => `  ${name.padEnd(10)} ${b.describe}`);
+  return `usage: npm run bench -- <name> [--json FILE]\n\nbenchmarks:\n${names.join('\n')}`;
+}
+
+async function main(): Promise<number> {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      json: { type: 'string' },
+      isa: { type: 'string' },
+      threads: { type: 'string' },
+      repeats: { type: 'string' },
+      quick: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+  const name = positionals[0];
+  if (!name || values.help) {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const bench = benches[name];
+  if (!bench) {
+    console.error(`unknown benchmark '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const m = machine();
+  console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
+  const results = await bench.run(values);
+  printTable(results, bench.columns);
+  if (values.json) {
+    writeJsonAtomic(values.json, { bench: name, machine: m, commit: commit(), results });
+    console.log(`wrote ${values.json}`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (error) => {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

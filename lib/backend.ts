@@ -1,0 +1,55 @@
+// What the engine runs on, and its knobs: the CPU path (ISA) and the thread count.
+import { native } from './native.js';
+
+export type CpuPath = 'scalar' | 'avx2' | 'avx512';
+
+export interface BackendInfo {
+  /** Package version. */
+  version: string;
+  /** The CPU path the kernels use now. */
+  isa: CpuPath;
+  /** The paths this CPU can run. */
+  supportedIsas: CpuPath[];
+  /** The CPU's brand string. */
+  cpu: string;
+  /** Threads in the pool. */
+  threads: number;
+  /** CUDA availability, and why not when it is not. */
+  cuda: { available: boolean; reason?: string };
+}
+
+export function backendInfo(): BackendInfo {
+  const info = native.backendInfo();
+  return {
+    version: info.version,
+    isa: info.isa,
+    supportedIsas: info.supportedIsas,
+    cpu: info.cpu,
+    threads: info.threads,
+    cuda: info.cuda,
+  };
+}
+
+/** Sets the thread pool's size (1 to 256). The default is CASTLING_THREADS or the CPUs available. */
+export function setThreads(threads: number): void {
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new RangeError(`setThreads: ${String(threads)} is not valid, expected an integer from 1 to 256`);
+  }
+  native.setThreads(threads);
+}
+
+/**
+ * Forces a CPU path ('scalar' | 'avx2' | 'avx512'), as CASTLING_CPU does at start-up. Asking for
+ * a path this CPU lacks throws (it never crashes later with an illegal instruction).
+ */
+export function setCpuPath(isa: CpuPath): void {
+  if (isa !== 'scalar' && isa !== 'avx2' && isa !== 'avx512') {
+    throw new TypeError(`setCpuPath: unknown CPU path '${String(isa)}', expected 'scalar', 'avx2' or 'avx512'`);
+  }
+  native.setIsa(isa);
+}
+
+/** Bytes of native tensor memory alive now (all tensors, disposed ones excluded). */
+export function nativeMemoryBytes(): number {
+  return native.liveBytes();
+}

@@ -1,0 +1,25 @@
+// castling-vit: the public API.
+export { Tensor, shapeSize, MAX_RANK, type DType, type Device } from './tensor.js';
+export {
+  matmul,
+  matmulSync,
+  linear,
+  linearSync,
+  add,
+  addSync,
+  scale,
+  scaleSync,
+  gelu,
+  geluSync,
+  softmax,
+  softmaxSync,
+  layerNorm,
+  layerNormSync,
+  layerNormWithStats,
+  type MatmulOptions,
+  type LinearOptions,
+  type LayerNormOptions,
+  type LayerNormResult,
+} from './ops.js';
+export * as backward from './backward.js';
+export { backendInfo, setThreads, setCpuPath, nativeMemoryBytes, type BackendInfo, type CpuPath } from './backend.js';

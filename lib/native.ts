@@ -1,0 +1,75 @@
+// Loads the native addon: a prebuilt binary from prebuilds/ first, else the local build in
+// build/Release (node-gyp-build's order), else an error that says what to run.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The raw tensor handle the addon exports (wrapped by the public Tensor class). */
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly numel: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  toFloat32Array(): Float32Array;
+  view(): Float32Array;
+  copyFrom(data: Float32Array): void;
+}
+
+export interface NativeBackendInfo {
+  version: string;
+  isa: 'scalar' | 'avx2' | 'avx512';
+  supportedIsas: Array<'scalar' | 'avx2' | 'avx512'>;
+  cpu: string;
+  threads: number;
+  defaultThreads: number;
+  cuda: { available: boolean; reason?: string };
+  ops: string[];
+}
+
+export type Attrs = Record<string, number | boolean | undefined>;
+
+export interface NativeAddon {
+  NativeTensor: new (shape: number[], data?: Float32Array) => NativeTensor;
+  runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: false): NativeTensor[];
+  runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: true): Promise<NativeTensor[]>;
+  backendInfo(): NativeBackendInfo;
+  setThreads(threads: number): void;
+  setIsa(isa: string): void;
+  liveBytes(): number;
+  timeGemm(
+    options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number },
+    isa?: string,
+  ): Promise<number[]>;
+}
+
+/** The package root: the nearest folder above this file whose package.json is ours. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'castling-vit') return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('castling-vit: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const root = packageRoot();
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+    return nodeGypBuild(root);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `castling-vit: the native addon could not be loaded (${reason}). ` +
+        `No prebuilt binary matches ${process.platform}-${process.arch} and there is no local build: ` +
+        'run `npm rebuild castling-vit` (needs CMake >= 3.18 and a C++20 compiler), ' +
+        'or `npm run build:native` in a clone of the repository.',
+    );
+  }
+}
+
+export const native: NativeAddon = load();

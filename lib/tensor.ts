@@ -1,0 +1,127 @@
+// The public Tensor: a float32 array with a shape, living in native memory. Ops take and return
+// Tensors; data moves in and out as Float32Array. dispose() frees the memory now; a tensor that
+// is never disposed is freed when it is garbage-collected.
+import { native, type NativeTensor } from './native.js';
+
+export type DType = 'float32';
+export type Device = 'cpu' | 'cuda';
+
+/** The most dimensions a tensor may have. */
+export const MAX_RANK = 8;
+
+function checkShape(shape: unknown, what = 'shape'): number[] {
+  if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of dimensions, got ${typeof shape}`);
+  if (shape.length > MAX_RANK) throw new RangeError(`${what} has ${shape.length} dimensions, expected at most ${MAX_RANK}`);
+  shape.forEach((d, i) => {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+      throw new TypeError(`${what}[${i}] is ${String(d)}: expected a non-negative integer`);
+    }
+  });
+  return [...(shape as number[])];
+}
+
+/** Number of elements of a shape. */
+export function shapeSize(shape: readonly number[]): number {
+  return shape.reduce((n, d) => n * d, 1);
+}
+
+export class Tensor {
+  /** @internal */
+  readonly handle: NativeTensor;
+
+  /** @internal Wraps a native handle; use the static constructors instead. */
+  constructor(handle: NativeTensor) {
+    this.handle = handle;
+  }
+
+  /** A tensor holding a copy of `data` (a Float32Array, or numbers), viewed with `shape`. */
+  static fromArray(data: Float32Array | readonly number[], shape: readonly number[]): Tensor {
+    const dims = checkShape(shape);
+    let values: Float32Array;
+    if (data instanceof Float32Array) values = data;
+    else if (Array.isArray(data)) values = Float32Array.from(data as number[]);
+    else {
+      const kind = ArrayBuffer.isView(data) ? (data as object).constructor.name : typeof data;
+      throw new TypeError(`Tensor.fromArray: data must be a Float32Array or an array of numbers (dtype float32), got ${kind}`);
+    }
+    const size = shapeSize(dims);
+    if (values.length !== size) {
+      throw new RangeError(`Tensor.fromArray: data has ${values.length} elements, shape [${dims.join(', ')}] needs ${size}`);
+    }
+    return new Tensor(new native.NativeTensor(dims, values));
+  }
+
+  /** A tensor of zeros. */
+  static zeros(shape: readonly number[]): Tensor {
+    return new Tensor(new native.NativeTensor(checkShape(shape)));
+  }
+
+  /** A tensor of `value` everywhere. */
+  static full(shape: readonly number[], value: number): Tensor {
+    const dims = checkShape(shape);
+    return Tensor.fromArray(new Float32Array(shapeSize(dims)).fill(value), dims);
+  }
+
+  get shape(): number[] {
+    return this.live().shape;
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  /** Number of elements. */
+  get size(): number {
+    return this.live().numel;
+  }
+  get dtype(): DType {
+    return 'float32';
+  }
+  get device(): Device {
+    return 'cpu';
+  }
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /** A copy of the values, row-major. */
+  toFloat32Array(): Float32Array {
+    return this.live().toFloat32Array();
+  }
+
+  /**
+   * The values without a copy: a Float32Array over the tensor's native memory. Writes through it
+   * change the tensor. It keeps the memory alive on its own, so it stays valid after dispose();
+   * do not write to it while an async op that reads this tensor is running.
+   */
+  view(): Float32Array {
+    return this.live().view();
+  }
+
+  /** Overwrites the values from a Float32Array of the same size. */
+  set(data: Float32Array): void {
+    if (!(data instanceof Float32Array)) throw new TypeError('Tensor.set: data must be a Float32Array (dtype float32)');
+    this.live().copyFrom(data);
+  }
+
+  /** Moves the tensor to a device. Only 'cpu' exists in this build. */
+  to(device: Device): Tensor {
+    if (device === 'cpu') return this;
+    if (device === 'cuda') {
+      throw new Error(`Tensor.to('cuda'): ${native.backendInfo().cuda.reason ?? 'CUDA is not available'}`);
+    }
+    throw new TypeError(`Tensor.to: unknown device '${String(device)}', expected 'cpu' or 'cuda'`);
+  }
+
+  /** Frees the native memory now. Using the tensor afterwards throws; disposing twice is fine. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  toString(): string {
+    return this.disposed ? 'Tensor(disposed)' : `Tensor(float32, [${this.shape.join(', ')}], cpu)`;
+  }
+
+  private live(): NativeTensor {
+    if (this.handle.disposed) throw new Error('Tensor has been disposed: it cannot be used after dispose()');
+    return this.handle;
+  }
+}

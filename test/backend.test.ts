@@ -1,0 +1,75 @@
+// CPU dispatch, the thread pool and backendInfo(), including the environment variables read at
+// start-up (checked in child processes, since they are read once per process).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { Tensor, backendInfo, matmul, setCpuPath, setThreads } from '../lib/index.js';
+import { randomArray } from './helpers.js';
+
+const indexJs = fileURLToPath(new URL('../dist/lib/index.js', import.meta.url));
+
+function infoWithEnv(env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+  const script = `import(${JSON.stringify(indexJs)}).then(m => console.log(JSON.stringify(m.backendInfo()))).catch(e => { console.error(e.message); process.exit(3); })`;
+  const result = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('backendInfo', () => {
+  it('reports the path, threads, version and CUDA', () => {
+    const info = backendInfo();
+    expect(info.supportedIsas[0]).toBe('scalar');
+    expect(info.supportedIsas).toContain(info.isa);
+    expect(info.threads).toBeGreaterThanOrEqual(1);
+    expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(info.cuda.available).toBe(false);
+    expect(info.cuda.reason).toMatch(/CUDA/);
+  });
+});
+
+describe('CPU paths and threads', () => {
+  it('CASTLING_CPU forces a path, and an unknown or unsupported one is a clear error', () => {
+    for (const isa of backendInfo().supportedIsas) {
+      const r = infoWithEnv({ CASTLING_CPU: isa });
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).isa).toBe(isa);
+    }
+    const bad = infoWithEnv({ CASTLING_CPU: 'neon' });
+    expect(bad.status).toBe(3);
+    expect(bad.stderr).toMatch(/unknown CPU path 'neon': expected one of scalar, avx2, avx512/);
+  });
+
+  it('CASTLING_THREADS sizes the pool', () => {
+    const r = infoWithEnv({ CASTLING_THREADS: '3' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).threads).toBe(3);
+  });
+
+  it('asking for a path the CPU lacks throws instead of crashing', () => {
+    const missing = (['avx2', 'avx512'] as const).filter((p) => !backendInfo().supportedIsas.includes(p));
+    for (const path of missing) expect(() => setCpuPath(path)).toThrow(/not supported by this CPU/);
+  });
+
+  it('results do not depend on the thread count', async () => {
+    const a = Tensor.fromArray(randomArray(197 * 384), [197, 384]);
+    const b = Tensor.fromArray(randomArray(384 * 1152), [384, 1152]);
+    const results: Float32Array[] = [];
+    for (const threads of [1, 2, 3]) {
+      setThreads(threads);
+      expect(backendInfo().threads).toBe(threads);
+      results.push((await matmul(a, b)).toFloat32Array());
+    }
+    setThreads(backendInfo().supportedIsas.length > 0 ? 2 : 1);
+    // K is not split across threads, so every thread count gives the same bits.
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+  });
+
+  it('concurrent async ops from one event loop all complete correctly', async () => {
+    const a = Tensor.fromArray(randomArray(64 * 64), [64, 64]);
+    const want = (await matmul(a, a)).toFloat32Array();
+    const all = await Promise.all(Array.from({ length: 32 }, () => matmul(a, a)));
+    for (const c of all) expect(c.toFloat32Array()).toEqual(want);
+  });
+});

@@ -1,0 +1,59 @@
+// Shared test helpers: fresh random inputs, the CPU paths to run on, and a tolerance check that
+// reports the worst element.
+import { expect } from 'vitest';
+
+import { backendInfo, setCpuPath, type CpuPath } from '../lib/index.js';
+
+/** A seeded generator per test run; the seed is printed so that a failure can be replayed. */
+const seed = Number(process.env.CASTLING_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+let state = seed >>> 0;
+console.log(`random seed ${seed} (set CASTLING_TEST_SEED to replay)`);
+
+export function random(): number {
+  // mulberry32
+  state = (state + 0x6d2b79f5) >>> 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+export function randomArray(n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
+  return out;
+}
+
+/** Every CPU path this machine can run (all three on an AVX-512 machine). */
+export const cpuPaths: CpuPath[] = backendInfo().supportedIsas;
+
+/** Runs `body` once per CPU path, restoring the best path afterwards. */
+export async function onEachPath(body: (path: CpuPath) => void | Promise<void>): Promise<void> {
+  const best = cpuPaths[cpuPaths.length - 1]!;
+  try {
+    for (const path of cpuPaths) {
+      setCpuPath(path);
+      await body(path);
+    }
+  } finally {
+    setCpuPath(best);
+  }
+}
+
+/** Expects |got - want| <= atol + rtol |want| everywhere, naming the worst element otherwise. */
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number, label = ''): void {
+  expect(got.length, `${label} length`).toBe(want.length);
+  let worst = 0;
+  let worstIndex = -1;
+  for (let i = 0; i < want.length; i++) {
+    const ratio = Math.abs(got[i]! - want[i]!) / (atol + rtol * Math.abs(want[i]!));
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worstIndex = i;
+      if (Number.isNaN(ratio)) break;
+    }
+  }
+  if (!(worst <= 1)) {
+    throw new Error(`${label}: element ${worstIndex} is ${got[worstIndex]}, expected ${want[worstIndex]} (error ${worst.toFixed(2)}x the tolerance)`);
+  }
+}
