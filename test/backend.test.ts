@@ -73,3 +73,27 @@ describe('CPU paths and threads', () => {
     for (const c of all) expect(c.toFloat32Array()).toEqual(want);
   });
 });
+
+describe('async ops', () => {
+  it('run off the JavaScript thread: timers keep firing during a long matmul', async () => {
+    const n = 1536;
+    const a = Tensor.fromArray(randomArray(n * n), [n, n]);
+    let last = performance.now();
+    let worstGap = 0;
+    let ticks = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worstGap = Math.max(worstGap, now - last);
+      last = now;
+      ticks++;
+    }, 1);
+    const start = performance.now();
+    // Several products in sequence so that the work lasts well beyond any timer slack.
+    for (let i = 0; i < 4; i++) (await matmul(a, a)).dispose();
+    const elapsed = performance.now() - start;
+    clearInterval(timer);
+    expect(elapsed).toBeGreaterThan(100); // the check below means something only if the work is long
+    expect(ticks).toBeGreaterThan(elapsed / 20);
+    expect(worstGap).toBeLessThan(Math.min(50, elapsed / 2));
+  });
+});
