@@ -49,7 +49,7 @@ export function setCpuPath(isa: CpuPath): void {
   native.setIsa(isa);
 }
 
-/** Bytes of native tensor memory alive now (all tensors, disposed ones excluded). */
+/** Bytes of native memory alive now: tensors (disposed ones excluded) and kernel scratch. */
 export function nativeMemoryBytes(): number {
-  return native.liveBytes();
+  return native.memoryStats().liveBytes;
 }

@@ -36,7 +36,8 @@ export interface NativeAddon {
   backendInfo(): NativeBackendInfo;
   setThreads(threads: number): void;
   setIsa(isa: string): void;
-  liveBytes(): number;
+  /** Live and peak bytes of native memory; `resetPeak` starts a new peak measurement afterwards. */
+  memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number };
   timeGemm(
     options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number },
     isa?: string,

@@ -61,8 +61,14 @@ Napi::Value setIsa(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value liveBytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), double(Storage::liveBytes()));
+// memoryStats(resetPeak?: boolean) -> { liveBytes, peakBytes } of native tensor and scratch memory.
+Napi::Value memoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Object::New(env);
+  out.Set("liveBytes", double(Storage::liveBytes()));
+  out.Set("peakBytes", double(Storage::peakBytes()));
+  if (info.Length() > 0 && info[0].ToBoolean().Value()) Storage::resetPeak();
+  return out;
 }
 
 }  // namespace castling::addon

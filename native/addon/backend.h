@@ -6,6 +6,6 @@ namespace castling::addon {
 Napi::Value backendInfo(const Napi::CallbackInfo& info);
 Napi::Value setThreads(const Napi::CallbackInfo& info);
 Napi::Value setIsa(const Napi::CallbackInfo& info);
-Napi::Value liveBytes(const Napi::CallbackInfo& info);
+Napi::Value memoryStats(const Napi::CallbackInfo& info);
 
 }  // namespace castling::addon

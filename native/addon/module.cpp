@@ -26,7 +26,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New<backendInfo>(env, "backendInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreads>(env, "setThreads"));
   exports.Set("setIsa", Napi::Function::New<setIsa>(env, "setIsa"));
-  exports.Set("liveBytes", Napi::Function::New<liveBytes>(env, "liveBytes"));
+  exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));
   exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
   return exports;
 }

@@ -11,6 +11,13 @@ namespace castling {
 
 namespace {
 std::atomic<std::int64_t> g_live_bytes{0};
+std::atomic<std::int64_t> g_peak_bytes{0};
+
+void notePeak(std::int64_t live) {
+  std::int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+}
 }
 
 std::int64_t maxAllocationBytes() {
@@ -37,7 +44,7 @@ Storage::Storage(std::int64_t count, bool zero) : count_(count) {
   data_ = static_cast<float*>(std::aligned_alloc(kAlignment, rounded));
   if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes");
   if (zero) std::memset(data_, 0, rounded);
-  g_live_bytes += std::int64_t(bytes);
+  notePeak(g_live_bytes += std::int64_t(bytes));
 }
 
 Storage::~Storage() {
@@ -46,6 +53,8 @@ Storage::~Storage() {
 }
 
 std::int64_t Storage::liveBytes() { return g_live_bytes.load(); }
+std::int64_t Storage::peakBytes() { return g_peak_bytes.load(); }
+void Storage::resetPeak() { g_peak_bytes.store(g_live_bytes.load()); }
 
 float* AlignedBuffer::ensure(std::int64_t count) {
   if (!storage || storage->size() < count) storage = std::make_shared<Storage>(count);

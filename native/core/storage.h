@@ -32,6 +32,10 @@ class Storage {
 
   // Bytes currently held by all live storages: lets tests check that memory stays bounded.
   static std::int64_t liveBytes();
+  // The most bytes live at once since the last resetPeak(): benchmarks report a kernel's peak
+  // extra memory from it (scratch and packing buffers are Storages too).
+  static std::int64_t peakBytes();
+  static void resetPeak();
 
  private:
   float* data_ = nullptr;
