@@ -12,13 +12,13 @@
     {
       "target_name": "castling_isa_avx2",
       "type": "static_library",
-      "sources": ["native/cpu/isa_avx2.cpp"],
+      "sources": ["native/cpu/isa_avx2.cpp", "native/cpu/attention_isa_avx2.cpp"],
       "cflags_cc": ["-mavx2", "-mfma"]
     },
     {
       "target_name": "castling_isa_avx512",
       "type": "static_library",
-      "sources": ["native/cpu/isa_avx512.cpp"],
+      "sources": ["native/cpu/isa_avx512.cpp", "native/cpu/attention_isa_avx512.cpp"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma",
                     "-mprefer-vector-width=512"]
     },
@@ -34,18 +34,25 @@
         "native/core/thread_pool.cpp",
         "native/core/cpu_features.cpp",
         "native/core/op_registry.cpp",
+        "native/core/plan.cpp",
         "native/cpu/kernel_table.cpp",
         "native/cpu/isa_scalar.cpp",
         "native/cpu/gemm.cpp",
         "native/cpu/cpu_ops.cpp",
         "native/cpu/ops_elementwise.cpp",
         "native/cpu/ops_linear.cpp",
+        "native/cpu/attention_kernels.cpp",
+        "native/cpu/attention_isa_scalar.cpp",
+        "native/cpu/attention_common.cpp",
+        "native/cpu/attention_softmax.cpp",
+        "native/cpu/attention_linear_angular.cpp",
         "native/addon/module.cpp",
         "native/addon/tensor_handle.cpp",
         "native/addon/js_convert.cpp",
         "native/addon/run_op.cpp",
         "native/addon/backend.cpp",
-        "native/addon/bench_timing.cpp"
+        "native/addon/bench_timing.cpp",
+        "native/addon/plan_handle.cpp"
       ]
     }
   ]

@@ -22,4 +22,5 @@ export {
   type LayerNormResult,
 } from './ops.js';
 export * as backward from './backward.js';
+export { PlanBuilder, CompiledPlan, Slot } from './plan.js';
 export { backendInfo, setThreads, setCpuPath, nativeMemoryBytes, type BackendInfo, type CpuPath } from './backend.js';

@@ -5,6 +5,7 @@
 #include "addon_state.h"
 #include "backend.h"
 #include "bench_timing.h"
+#include "plan_handle.h"
 #include "run_op.h"
 #include "tensor_handle.h"
 
@@ -22,6 +23,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(state);
 
   exports.Set("NativeTensor", tensor);
+  exports.Set("NativePlan", PlanHandle::define(env));
   exports.Set("runOp", Napi::Function::New<runOp>(env, "runOp"));
   exports.Set("backendInfo", Napi::Function::New<backendInfo>(env, "backendInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreads>(env, "setThreads"));

@@ -1,0 +1,98 @@
+// Plans: record a sequence of ops once, run it natively many times in one call. A model records
+// its forward pass (or training step) per input shape; the native side then runs the whole pass
+// on a worker thread, releasing each intermediate right after its last use.
+import { native, type Attrs } from './native.js';
+import { Tensor } from './tensor.js';
+
+/** A value in a plan: an input bound at run time, a constant, or an op's output. */
+export class Slot {
+  /** @internal */
+  constructor(
+    readonly index: number,
+    readonly label: string,
+  ) {}
+}
+
+type NativePlan = InstanceType<typeof native.NativePlan>;
+
+interface StepRecord {
+  op: string;
+  inputs: number[];
+  outputs: number[];
+  attrs: Attrs;
+}
+
+export class PlanBuilder {
+  private readonly steps: StepRecord[] = [];
+  private readonly labels: string[] = [];
+  private readonly constants = new Map<number, Tensor>();
+  private readonly inputs: Slot[] = [];
+
+  private slot(label: string): Slot {
+    this.labels.push(label);
+    return new Slot(this.labels.length - 1, label);
+  }
+
+  /** A tensor supplied on each run, in the order inputs were declared. */
+  input(label: string): Slot {
+    const s = this.slot(label);
+    this.inputs.push(s);
+    return s;
+  }
+
+  /** A tensor fixed at build time (a weight); the plan holds it until the plan is dropped. */
+  constant(tensor: Tensor, label = 'constant'): Slot {
+    const s = this.slot(label);
+    this.constants.set(s.index, tensor);
+    return s;
+  }
+
+  /** Appends an op; returns its output slots (`outputs` of them; unrequested outputs are dropped). */
+  op(name: string, inputs: Array<Slot | null | undefined>, attrs: Attrs = {}, outputs = 1): Slot[] {
+    const outs = Array.from({ length: outputs }, (_, i) => this.slot(`${name}#${this.steps.length}.${i}`));
+    this.steps.push({ op: name, inputs: inputs.map((s) => (s ? s.index : -1)), outputs: outs.map((s) => s.index), attrs });
+    return outs;
+  }
+
+  /** Compiles the plan (validated natively) returning the given slots from each run. */
+  build(keep: Slot[]): CompiledPlan {
+    const handle = new native.NativePlan(this.steps, this.labels.length, keep.map((s) => s.index));
+    return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.length);
+  }
+}
+
+export class CompiledPlan {
+  /** @internal */
+  constructor(
+    private readonly handle: NativePlan,
+    private readonly slotCount: number,
+    private readonly inputs: Slot[],
+    private readonly constants: Map<number, Tensor>,
+    /** Number of ops in the plan. */
+    readonly length: number,
+  ) {}
+
+  private bind(values: Tensor[]): Array<Tensor['handle'] | null> {
+    if (values.length !== this.inputs.length) {
+      throw new RangeError(`plan: got ${values.length} inputs, expected ${this.inputs.length} (${this.inputs.map((s) => s.label).join(', ')})`);
+    }
+    const slots: Array<Tensor['handle'] | null> = new Array(this.slotCount).fill(null);
+    for (const [index, tensor] of this.constants) slots[index] = tensor.handle;
+    values.forEach((t, i) => {
+      if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor`);
+      slots[this.inputs[i]!.index] = t.handle;
+    });
+    return slots;
+  }
+
+  /** Runs the plan on a worker thread. */
+  async run(...values: Tensor[]): Promise<Tensor[]> {
+    const out = await this.handle.run(this.bind(values), true);
+    return out.map((h) => new Tensor(h));
+  }
+
+  /** Runs the plan on the calling thread. */
+  runSync(...values: Tensor[]): Tensor[] {
+    return this.handle.run(this.bind(values), false).map((h) => new Tensor(h));
+  }
+}

@@ -1,0 +1,125 @@
+#include "plan_handle.h"
+
+#include "js_convert.h"
+#include "tensor_handle.h"
+
+namespace castling::addon {
+
+namespace {
+
+std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  if (!value.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of slot numbers");
+  auto array = value.As<Napi::Array>();
+  std::vector<int> out;
+  for (std::uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value v = array.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
+    if (!(d >= -1 && d < 2147483647.0) || d != double(int(d))) {
+      throw Napi::TypeError::New(env, what + "[" + std::to_string(i) + "] must be a slot number or -1");
+    }
+    out.push_back(int(d));
+  }
+  return out;
+}
+
+class PlanWorker : public Napi::AsyncWorker {
+ public:
+  PlanWorker(Napi::Env env, std::shared_ptr<const Plan> plan, std::vector<std::optional<Tensor>> slots)
+      : Napi::AsyncWorker(env, "castling-vit:plan"), deferred_(Napi::Promise::Deferred::New(env)),
+        plan_(std::move(plan)), slots_(std::move(slots)) {}
+  Napi::Promise promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      outputs_ = plan_->run(std::move(slots_));
+    } catch (...) {
+      SetError(currentExceptionMessage());
+    }
+    slots_.clear();
+  }
+  void OnOK() override {
+    auto out = Napi::Array::New(Env(), outputs_.size());
+    for (std::size_t i = 0; i < outputs_.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(Env(), std::move(outputs_[i])));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<const Plan> plan_;
+  std::vector<std::optional<Tensor>> slots_;
+  std::vector<Tensor> outputs_;
+};
+
+}  // namespace
+
+Napi::Function PlanHandle::define(Napi::Env env) {
+  return DefineClass(env, "NativePlan", {InstanceMethod<&PlanHandle::run>("run")});
+}
+
+// new NativePlan(steps: {op, inputs, outputs, attrs?}[], slotCount: number, keep: number[])
+PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHandle>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsArray()) {
+    throw Napi::TypeError::New(env, "NativePlan: expected (steps, slotCount, keep)");
+  }
+  double count = info[1].As<Napi::Number>().DoubleValue();
+  if (!(count >= 0 && count <= 1e7) || count != double(int(count))) throw Napi::TypeError::New(env, "NativePlan: slotCount must be an integer from 0 to 10^7");
+  slot_count_ = int(count);
+  auto steps_js = info[0].As<Napi::Array>();
+  std::vector<PlanStep> steps;
+  for (std::uint32_t i = 0; i < steps_js.Length(); ++i) {
+    std::string where = "NativePlan: step " + std::to_string(i);
+    Napi::Value v = steps_js.Get(i);
+    if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+    auto step_js = v.As<Napi::Object>();
+    PlanStep step;
+    Napi::Value op = step_js.Get("op");
+    if (!op.IsString()) throw Napi::TypeError::New(env, where + ": op must be a string");
+    step.name = op.As<Napi::String>().Utf8Value();
+    rethrowAsJs(env, [&] { step.op = &OpRegistry::global().find(step.name); });
+    step.inputs = toSlots(step_js.Get("inputs"), where + ".inputs");
+    step.outputs = toSlots(step_js.Get("outputs"), where + ".outputs");
+    if (step.inputs.size() > step.op->inputs.size()) {
+      throw Napi::Error::New(env, where + " (" + step.name + "): " + std::to_string(step.inputs.size()) +
+                                      " inputs, expected at most " + std::to_string(step.op->inputs.size()));
+    }
+    step.attrs = toAttrs(step_js.Get("attrs"), where + ".attrs");
+    steps.push_back(std::move(step));
+  }
+  std::vector<int> keep = toSlots(info[2], "NativePlan: keep");
+  rethrowAsJs(env, [&] { plan_ = std::make_shared<const Plan>(std::move(steps), slot_count_, std::move(keep)); });
+}
+
+// plan.run(slots: (NativeTensor | null)[], async: boolean) -> NativeTensor[] | Promise<...>
+Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "plan.run: expected (slots, async)");
+  auto slots_js = info[0].As<Napi::Array>();
+  if (int(slots_js.Length()) != slot_count_) {
+    throw Napi::Error::New(env, "plan.run: got " + std::to_string(slots_js.Length()) + " slots, expected " + std::to_string(slot_count_));
+  }
+  std::vector<std::optional<Tensor>> slots(std::size_t(slot_count_), std::nullopt);
+  std::vector<bool> filled(std::size_t(slot_count_), false);
+  for (std::uint32_t i = 0; i < slots_js.Length(); ++i) {
+    Napi::Value v = slots_js.Get(i);
+    if (v.IsNull() || v.IsUndefined()) continue;
+    slots[i] = TensorHandle::unwrap(v, "plan.run: slot " + std::to_string(i));
+    filled[i] = true;
+  }
+  rethrowAsJs(env, [&] { plan_->validate(filled); });
+  bool async = info.Length() > 1 && info[1].ToBoolean().Value();
+  if (async) {
+    auto* worker = new PlanWorker(env, plan_, std::move(slots));
+    Napi::Promise promise = worker->promise();
+    worker->Queue();
+    return promise;
+  }
+  std::vector<Tensor> outputs;
+  rethrowAsJs(env, [&] { outputs = plan_->run(std::move(slots)); });
+  auto out = Napi::Array::New(env, outputs.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(env, std::move(outputs[i])));
+  return out;
+}
+
+}  // namespace castling::addon
