@@ -1,0 +1,102 @@
+// Training ops: softmax cross-entropy (forward and its gradient fused: the gradient is nearly
+// free once the probabilities exist) and the AdamW update, applied in place.
+#include <cmath>
+#include <vector>
+
+#include "../core/thread_pool.h"
+#include "cpu_ops.h"
+#include "shape_checks.h"
+
+namespace castling::cpu {
+
+namespace {
+
+// Mean over the batch of -sum_c q_c log softmax(logits)_c with q = (1 - s) onehot(label) + s / K.
+// Outputs: loss [1], dlogits [B, K] (gradient of the mean loss), correct [1] (argmax == label).
+std::vector<Tensor> crossEntropyOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "crossEntropy";
+  Tensor logits = in.required(0, "logits").contiguous(), labels = in.required(1, "labels").contiguous();
+  if (logits.rank() != 2 || logits.dim(1) < 1) fail(op, ": logits has shape ", shapeToString(logits.shape()), ", expected [batch, classes]");
+  std::int64_t B = logits.dim(0), K = logits.dim(1);
+  expectShape(op, "labels", labels, {B});
+  double smoothing = attrs.number("labelSmoothing", 0.0);
+  if (!(smoothing >= 0 && smoothing < 1)) fail(op, ": labelSmoothing is ", smoothing, ", expected a number in [0, 1)");
+  for (std::int64_t b = 0; b < B; ++b) {
+    float l = labels.data()[b];
+    if (!(l >= 0 && l < float(K)) || l != std::floor(l)) {
+      fail(op, ": labels[", b, "] is ", l, ", expected an integer class from 0 to ", K - 1);
+    }
+  }
+  Tensor dlogits = Tensor::empty({B, K}), loss = Tensor::empty({1}), correct = Tensor::empty({1});
+  double total = 0;
+  std::int64_t hits = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    const float* z = logits.data() + b * K;
+    float* g = dlogits.data() + b * K;
+    std::int64_t label = std::int64_t(labels.data()[b]), best = 0;
+    double max = z[0];
+    for (std::int64_t c = 0; c < K; ++c) {
+      if (!std::isfinite(z[c])) fail(op, ": logits[", b, ", ", c, "] is ", z[c], ": the model produced NaN or infinity (diverged training?)");
+      if (z[c] > max) max = z[c], best = c;
+    }
+    double sum = 0;
+    for (std::int64_t c = 0; c < K; ++c) sum += std::exp(double(z[c]) - max);
+    double lse = max + std::log(sum);
+    double mean_logit = 0;
+    for (std::int64_t c = 0; c < K; ++c) mean_logit += z[c];
+    mean_logit /= double(K);
+    total += lse - (1 - smoothing) * z[label] - smoothing * mean_logit;
+    for (std::int64_t c = 0; c < K; ++c) {
+      double target = smoothing / double(K) + (c == label ? 1 - smoothing : 0);
+      g[c] = float((std::exp(double(z[c]) - lse) - target) / double(B));
+    }
+    hits += best == label;
+  }
+  loss.data()[0] = float(B ? total / double(B) : 0);
+  correct.data()[0] = float(hits);
+  return {loss, dlogits, correct};
+}
+
+// AdamW with decoupled weight decay, in place on param, m (first moment) and v (second moment):
+//   param -= lr * weightDecay * param
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   param -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "adamw";
+  Tensor param = in.required(0, "param"), grad = in.required(1, "grad").contiguous();
+  Tensor m = in.required(2, "m"), v = in.required(3, "v");
+  for (const Tensor* t : {&param, &m, &v})
+    if (!t->isContiguous()) fail(op, ": param, m and v must be contiguous (they are updated in place)");
+  expectShape(op, "grad", grad, param.shape());
+  expectShape(op, "m", m, param.shape());
+  expectShape(op, "v", v, param.shape());
+  double lr = attrs.number("lr", 1e-3), b1 = attrs.number("beta1", 0.9), b2 = attrs.number("beta2", 0.999);
+  double eps = attrs.number("eps", 1e-8), wd = attrs.number("weightDecay", 0.0);
+  std::int64_t step = attrs.integer("step", 1, 1, std::int64_t(1) << 50);
+  if (!(lr >= 0) || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1) || !(eps > 0) || !(wd >= 0)) {
+    fail(op, ": expected lr >= 0, beta1 and beta2 in [0, 1), eps > 0 and weightDecay >= 0; got lr=", lr, " beta1=", b1,
+         " beta2=", b2, " eps=", eps, " weightDecay=", wd);
+  }
+  float decay = float(1 - lr * wd);
+  float c1 = float(1 / (1 - std::pow(b1, double(step)))), c2 = float(1 / (1 - std::pow(b2, double(step))));
+  float fb1 = float(b1), fb2 = float(b2), flr = float(lr), feps = float(eps);
+  float *p = const_cast<float*>(param.data()), *mm = const_cast<float*>(m.data()), *vv = const_cast<float*>(v.data());
+  const float* g = grad.data();
+  ThreadPool::global().parallelFor(param.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      mm[i] = fb1 * mm[i] + (1 - fb1) * g[i];
+      vv[i] = fb2 * vv[i] + (1 - fb2) * g[i] * g[i];
+      p[i] = p[i] * decay - flr * (mm[i] * c1) / (std::sqrt(vv[i] * c2) + feps);
+    }
+  });
+  return {};
+}
+
+}  // namespace
+
+void registerTrainOps(OpRegistry& r) {
+  r.add("crossEntropy", {"logits", "labels"}, crossEntropyOp);
+  r.add("adamw", {"param", "grad", "m", "v"}, adamwOp);
+}
+
+}  // namespace castling::cpu

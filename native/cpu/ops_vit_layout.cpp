@@ -1,0 +1,251 @@
+// The ViT's data movement around the GEMMs and attention: patch embedding (im2col + GEMM),
+// assembling tokens (class token + position embedding), splitting qkv into heads and merging
+// heads back, and picking the class token. Each forward and its backward side by side.
+#include <cstring>
+#include <vector>
+
+#include "../core/thread_pool.h"
+#include "cpu_ops.h"
+#include "gemm.h"
+#include "kernel_table.h"
+#include "shape_checks.h"
+
+namespace castling::cpu {
+
+namespace {
+
+// ---- patch embedding: a p x p, stride p convolution ----
+
+struct PatchGeometry {
+  std::int64_t batch, channels, height, width, dim, patch, gridH, gridW;
+  std::int64_t patches() const { return gridH * gridW; }
+  std::int64_t columns() const { return channels * patch * patch; }
+};
+
+PatchGeometry patchGeometry(const char* op, const Tensor& images, const Tensor& weight) {
+  if (images.rank() != 4) fail(op, ": images has shape ", shapeToString(images.shape()), ", expected [batch, channels, height, width]");
+  if (weight.rank() != 4 || weight.dim(2) != weight.dim(3)) {
+    fail(op, ": weight has shape ", shapeToString(weight.shape()), ", expected [dim, channels, patch, patch]");
+  }
+  PatchGeometry g{images.dim(0), images.dim(1), images.dim(2), images.dim(3), weight.dim(0), weight.dim(2), 0, 0};
+  if (weight.dim(1) != g.channels) fail(op, ": weight has ", weight.dim(1), " input channels, images have ", g.channels);
+  if (g.patch < 1 || g.height % g.patch || g.width % g.patch) {
+    fail(op, ": image size ", g.height, "x", g.width, " is not divisible by the patch size ", g.patch);
+  }
+  g.gridH = g.height / g.patch;
+  g.gridW = g.width / g.patch;
+  return g;
+}
+
+// Unfolds images into rows of one patch each: [batch * patches, channels * p * p], ordered
+// (channel, row, column) within a patch to match a PyTorch conv weight [dim, channels, p, p].
+Tensor im2col(const Tensor& images, const PatchGeometry& g) {
+  Tensor cols = Tensor::empty({g.batch * g.patches(), g.columns()});
+  ThreadPool::global().parallelFor(g.batch * g.patches(), 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t r = begin; r < end; ++r) {
+      std::int64_t b = r / g.patches(), p = r % g.patches();
+      std::int64_t py = p / g.gridW, px = p % g.gridW;
+      float* out = cols.data() + r * g.columns();
+      for (std::int64_t c = 0; c < g.channels; ++c) {
+        for (std::int64_t y = 0; y < g.patch; ++y) {
+          const float* src = images.data() + ((b * g.channels + c) * g.height + py * g.patch + y) * g.width + px * g.patch;
+          std::memcpy(out + (c * g.patch + y) * g.patch, src, std::size_t(g.patch) * sizeof(float));
+        }
+      }
+    }
+  });
+  return cols;
+}
+
+std::vector<Tensor> patchEmbedOp(const OpInputs& in, const Attrs&) {
+  const char* op = "patchEmbed";
+  Tensor images = in.required(0, "images").contiguous(), weight = in.required(1, "weight").contiguous();
+  PatchGeometry g = patchGeometry(op, images, weight);
+  Tensor bias;
+  GemmArgs args;
+  if (const Tensor* b = in.optional(2)) {
+    bias = b->contiguous();
+    expectShape(op, "bias", bias, {g.dim});
+    args.epilogue.bias = bias.data();
+  }
+  Tensor cols = im2col(images, g);
+  Tensor out = Tensor::empty({g.batch, g.patches(), g.dim});
+  args.transB = true;
+  args.M = g.batch * g.patches();
+  args.N = g.dim;
+  args.K = g.columns();
+  args.A = cols.data();
+  args.lda = g.columns();
+  args.B = weight.data();
+  args.ldb = g.columns();
+  args.C = out.data();
+  args.ldc = g.dim;
+  sgemm(args);
+  return {out};
+}
+
+// Gradients of the weight and bias (the images need none): dW = dy^T cols, db = column sums.
+std::vector<Tensor> patchEmbedBackwardOp(const OpInputs& in, const Attrs&) {
+  const char* op = "patchEmbedBackward";
+  Tensor images = in.required(0, "images").contiguous(), weight = in.required(1, "weight").contiguous();
+  Tensor dy = in.required(2, "dy").contiguous();
+  PatchGeometry g = patchGeometry(op, images, weight);
+  expectShape(op, "dy", dy, {g.batch, g.patches(), g.dim});
+  Tensor cols = im2col(images, g);
+  Tensor dweight = Tensor::empty(weight.shape());
+  GemmArgs args;
+  args.transA = true;
+  args.M = g.dim;
+  args.N = g.columns();
+  args.K = g.batch * g.patches();
+  args.A = dy.data();
+  args.lda = g.dim;
+  args.B = cols.data();
+  args.ldb = g.columns();
+  args.C = dweight.data();
+  args.ldc = g.columns();
+  sgemm(args);
+  Tensor dbias = Tensor::zeros({g.dim});
+  const KernelTable& kt = kernels();
+  for (std::int64_t r = 0; r < g.batch * g.patches(); ++r) kt.add(dbias.data(), dy.data() + r * g.dim, dbias.data(), g.dim);
+  return {dweight, dbias};
+}
+
+// ---- tokens: [class token, patches...] + position embedding ----
+
+std::int64_t tokenDim(const char* op, const Tensor& patches) {
+  if (patches.rank() != 3) fail(op, ": patches has shape ", shapeToString(patches.shape()), ", expected [batch, patches, dim]");
+  return patches.dim(2);
+}
+
+std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
+  const char* op = "assembleTokens";
+  Tensor patches = in.required(0, "patches").contiguous();
+  std::int64_t D = tokenDim(op, patches), B = patches.dim(0), P = patches.dim(1), N = P + 1;
+  Tensor cls = in.required(1, "clsToken").contiguous(), pos = in.required(2, "posEmbed").contiguous();
+  expectShape(op, "clsToken", cls, {1, 1, D});
+  expectShape(op, "posEmbed", pos, {1, N, D});
+  Tensor x = Tensor::empty({B, N, D});
+  const KernelTable& kt = kernels();
+  for (std::int64_t b = 0; b < B; ++b) {
+    float* xb = x.data() + b * N * D;
+    kt.add(cls.data(), pos.data(), xb, D);
+    kt.add(patches.data() + b * P * D, pos.data() + D, xb + D, P * D);
+  }
+  return {x};
+}
+
+std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
+  const char* op = "assembleTokensBackward";
+  Tensor dx = in.required(0, "dx").contiguous();
+  std::int64_t D = tokenDim(op, dx), B = dx.dim(0), N = dx.dim(1), P = N - 1;
+  if (N < 1) fail(op, ": dx has no tokens");
+  Tensor dpatches = Tensor::empty({B, P, D}), dcls = Tensor::zeros({1, 1, D}), dpos = Tensor::zeros({1, N, D});
+  const KernelTable& kt = kernels();
+  for (std::int64_t b = 0; b < B; ++b) {
+    const float* g = dx.data() + b * N * D;
+    std::memcpy(dpatches.data() + b * P * D, g + D, std::size_t(P * D) * sizeof(float));
+    kt.add(dcls.data(), g, dcls.data(), D);
+    kt.add(dpos.data(), g, dpos.data(), N * D);
+  }
+  return {dpatches, dcls, dpos};
+}
+
+// ---- heads: [B, N, 3C] (q | k | v, each H heads of d) <-> three [B, H, N, d] ----
+
+std::int64_t headsAttr(const char* op, const Attrs& attrs) {
+  if (!attrs.has("heads")) fail(op, ": attribute 'heads' is missing");
+  return attrs.integer("heads", 1, 1, 1 << 16);
+}
+
+// Copies [B, N, parts * H * d] rows into `parts` tensors [B, H, N, d] (or back when `gather`).
+void permuteHeads(float* tokens, std::vector<float*> heads, std::int64_t B, std::int64_t N, std::int64_t H,
+                  std::int64_t d, bool toHeads) {
+  std::int64_t parts = std::int64_t(heads.size()), row = parts * H * d;
+  ThreadPool::global().parallelFor(B * N, 64, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t r = begin; r < end; ++r) {
+      std::int64_t b = r / N, n = r % N;
+      for (std::int64_t p = 0; p < parts; ++p)
+        for (std::int64_t h = 0; h < H; ++h) {
+          float* t = tokens + r * row + (p * H + h) * d;
+          float* hd = heads[std::size_t(p)] + ((b * H + h) * N + n) * d;
+          if (toHeads) std::memcpy(hd, t, std::size_t(d) * sizeof(float));
+          else std::memcpy(t, hd, std::size_t(d) * sizeof(float));
+        }
+    }
+  });
+}
+
+std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "splitHeads";
+  Tensor x = in.required(0, "x").contiguous();
+  std::int64_t H = headsAttr(op, attrs), parts = attrs.integer("parts", 1, 1, 3);
+  if (x.rank() != 3 || x.dim(2) % (parts * H)) {
+    fail(op, ": x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, ", parts, " x heads x headDim] with heads = ", H);
+  }
+  std::int64_t B = x.dim(0), N = x.dim(1), d = x.dim(2) / (parts * H);
+  std::vector<Tensor> out;
+  std::vector<float*> ptrs;
+  for (std::int64_t p = 0; p < parts; ++p) {
+    out.push_back(Tensor::empty({B, H, N, d}));
+    ptrs.push_back(out.back().data());
+  }
+  permuteHeads(x.data(), ptrs, B, N, H, d, true);
+  return out;
+}
+
+std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
+  const char* op = "mergeHeads";
+  Tensor first = in.required(0, "a").contiguous();
+  if (first.rank() != 4) fail(op, ": a has shape ", shapeToString(first.shape()), ", expected [batch, heads, tokens, headDim]");
+  std::vector<Tensor> parts{first};
+  for (std::size_t i = 1; i < in.size(); ++i)
+    if (const Tensor* t = in.optional(i)) {
+      parts.push_back(t->contiguous());
+      expectShape(op, i == 1 ? "b" : "c", parts.back(), first.shape());
+    }
+  std::int64_t B = first.dim(0), H = first.dim(1), N = first.dim(2), d = first.dim(3);
+  Tensor out = Tensor::empty({B, N, std::int64_t(parts.size()) * H * d});
+  std::vector<float*> ptrs;
+  for (auto& t : parts) ptrs.push_back(t.data());
+  permuteHeads(out.data(), ptrs, B, N, H, d, false);
+  return {out};
+}
+
+// ---- the class token's row of each image ----
+
+std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
+  Tensor x = in.required(0, "x").contiguous();
+  if (x.rank() != 3) fail("selectToken: x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, dim]");
+  std::int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2);
+  std::int64_t index = attrs.integer("index", 0, 0, std::max<std::int64_t>(0, N - 1));
+  Tensor out = Tensor::empty({B, D});
+  for (std::int64_t b = 0; b < B; ++b) std::memcpy(out.data() + b * D, x.data() + (b * N + index) * D, std::size_t(D) * sizeof(float));
+  return {out};
+}
+
+std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs) {
+  Tensor dy = in.required(0, "dy").contiguous();
+  if (dy.rank() != 2) fail("selectTokenBackward: dy has shape ", shapeToString(dy.shape()), ", expected [batch, dim]");
+  std::int64_t N = attrs.integer("tokens", 1, 1, std::int64_t(1) << 30);
+  std::int64_t index = attrs.integer("index", 0, 0, N - 1);
+  std::int64_t B = dy.dim(0), D = dy.dim(1);
+  Tensor dx = Tensor::zeros({B, N, D});
+  for (std::int64_t b = 0; b < B; ++b) std::memcpy(dx.data() + (b * N + index) * D, dy.data() + b * D, std::size_t(D) * sizeof(float));
+  return {dx};
+}
+
+}  // namespace
+
+void registerVitLayoutOps(OpRegistry& r) {
+  r.add("patchEmbed", {"images", "weight", "bias"}, patchEmbedOp);
+  r.add("patchEmbedBackward", {"images", "weight", "dy"}, patchEmbedBackwardOp);
+  r.add("assembleTokens", {"patches", "clsToken", "posEmbed"}, assembleTokensOp);
+  r.add("assembleTokensBackward", {"dx"}, assembleTokensBackwardOp);
+  r.add("splitHeads", {"x"}, splitHeadsOp);
+  r.add("mergeHeads", {"a", "b", "c"}, mergeHeadsOp);
+  r.add("selectToken", {"x"}, selectTokenOp);
+  r.add("selectTokenBackward", {"dy"}, selectTokenBackwardOp);
+}
+
+}  // namespace castling::cpu
