@@ -14,6 +14,7 @@ export interface NativeTensor {
   toFloat32Array(): Float32Array;
   view(): Float32Array;
   copyFrom(data: Float32Array): void;
+  reshape(shape: number[]): NativeTensor;
 }
 
 export interface NativeBackendInfo {

@@ -102,6 +102,11 @@ export class Tensor {
     this.live().copyFrom(data);
   }
 
+  /** The same values viewed with another shape of the same size; shares memory (no copy). */
+  reshape(shape: readonly number[]): Tensor {
+    return new Tensor(this.live().reshape(checkShape(shape)));
+  }
+
   /** Moves the tensor to a device. Only 'cpu' exists in this build. */
   to(device: Device): Tensor {
     if (device === 'cpu') return this;

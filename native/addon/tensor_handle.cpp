@@ -16,7 +16,8 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                       InstanceMethod<&TensorHandle::dispose>("dispose"),
                       InstanceMethod<&TensorHandle::toFloat32Array>("toFloat32Array"),
                       InstanceMethod<&TensorHandle::view>("view"),
-                      InstanceMethod<&TensorHandle::copyFrom>("copyFrom")});
+                      InstanceMethod<&TensorHandle::copyFrom>("copyFrom"),
+                      InstanceMethod<&TensorHandle::reshape>("reshape")});
 }
 
 // new NativeTensor(shape, data?) copies `data` (a Float32Array of exactly numel elements) or
@@ -133,6 +134,17 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
   }
   std::memcpy(const_cast<float*>(t.data()), data.Data(), data.ByteLength());
   return env.Undefined();
+}
+
+// A new handle over the same storage with another shape of the same size (no copy).
+Napi::Value TensorHandle::reshape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor& t = live(env);
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "reshape: expected a shape");
+  Shape shape = toShape(info[0], "reshape: shape");
+  Tensor view;
+  rethrowAsJs(env, [&] { view = t.contiguous().reshape(shape); });
+  return wrap(env, std::move(view));
 }
 
 }  // namespace castling::addon

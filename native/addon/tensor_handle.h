@@ -27,6 +27,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value toFloat32Array(const Napi::CallbackInfo& info);
   Napi::Value view(const Napi::CallbackInfo& info);
   Napi::Value copyFrom(const Napi::CallbackInfo& info);
+  Napi::Value reshape(const Napi::CallbackInfo& info);
 
   const Tensor& live(Napi::Env env) const;
   void release();

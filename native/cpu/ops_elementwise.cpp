@@ -1,6 +1,7 @@
 // Elementwise and row-wise ops: add, scale, GELU, softmax over the last axis, LayerNorm over the
 // last axis. Forward and backward of each side by side; the arithmetic is in elementwise.inc.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -159,9 +160,24 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
   return {dx, dgamma, dbeta};
 }
 
+// Throws when x holds a NaN or an infinity, naming the first such element: a model checks its
+// input with it before spending a forward pass on values that can only give garbage.
+std::vector<Tensor> checkFiniteOp(const OpInputs& in, const Attrs&) {
+  Tensor x = in.required(0, "x").contiguous();
+  const float* v = x.data();
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    if (!std::isfinite(v[i])) {
+      fail("checkFinite: element ", i, " is ", std::isnan(v[i]) ? "NaN" : v[i] > 0 ? "Infinity" : "-Infinity",
+           ", expected a finite number");
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 void registerElementwiseOps(OpRegistry& r) {
+  r.add("checkFinite", {"x"}, checkFiniteOp);
   r.add("add", {"a", "b"}, addOp);
   r.add("scale", {"a"}, scaleOp);
   r.add("gelu", {"x"}, geluOp);

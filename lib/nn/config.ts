@@ -1,0 +1,87 @@
+// Vision Transformer configuration: the presets of timm/DeiT (and a small one for 28 x 28
+// digits), defaults, and validation with errors that name the offending field.
+
+export type AttentionKind = 'softmax' | 'castling';
+export type ConvForm = 'tokens' | 'spatial';
+
+export interface VitConfig {
+  /** Square input images of imageSize x imageSize pixels. */
+  imageSize: number;
+  patchSize: number;
+  inChannels: number;
+  numClasses: number;
+  /** Embedding width C. */
+  width: number;
+  depth: number;
+  heads: number;
+  /** MLP hidden width = mlpRatio * width. */
+  mlpRatio: number;
+  qkvBias: boolean;
+  attention: AttentionKind;
+  /** Castling-ViT's depthwise convolution of v: kernel size (odd) and form. */
+  convKernel: number;
+  convForm: ConvForm;
+  /** Stochastic depth: the last block's drop probability (linearly increasing from 0). */
+  dropPathRate: number;
+  /** Seed of the weight initialisation and of drop-path. */
+  seed: number;
+}
+
+const base: Omit<VitConfig, 'width' | 'heads'> = {
+  imageSize: 224,
+  patchSize: 16,
+  inChannels: 3,
+  numClasses: 1000,
+  depth: 12,
+  mlpRatio: 4,
+  qkvBias: true,
+  attention: 'softmax',
+  convKernel: 9,
+  convForm: 'tokens',
+  dropPathRate: 0,
+  seed: 0,
+};
+
+export const presets = {
+  deitTiny: { ...base, width: 192, heads: 3 } as VitConfig,
+  deitSmall: { ...base, width: 384, heads: 6 } as VitConfig,
+  deitBase: { ...base, width: 768, heads: 12 } as VitConfig,
+  /** 28 x 28 grey digits, 7 x 7 patches (17 tokens). */
+  digits: { ...base, imageSize: 28, patchSize: 7, inChannels: 1, numClasses: 10, width: 64, depth: 4, heads: 4, mlpRatio: 2 } as VitConfig,
+} satisfies Record<string, VitConfig>;
+
+export type PresetName = keyof typeof presets;
+
+function positiveInteger(config: Record<string, unknown>, field: string, max = 1 << 20): void {
+  const v = config[field];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new RangeError(`config.${field} is ${JSON.stringify(v)}: expected an integer from 1 to ${max}`);
+  }
+}
+
+/** Fills defaults (DeiT-S) under `partial` and validates the result. */
+export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
+  if (typeof partial !== 'object' || partial === null) throw new TypeError('config must be an object');
+  const known = new Set(Object.keys(presets.deitSmall));
+  for (const key of Object.keys(partial)) if (!known.has(key)) throw new TypeError(`config.${key} is not a ViT option (expected one of ${[...known].join(', ')})`);
+  const config = { ...presets.deitSmall, ...partial } as VitConfig;
+  const c = config as unknown as Record<string, unknown>;
+  for (const f of ['imageSize', 'patchSize', 'inChannels', 'numClasses', 'width', 'depth', 'heads', 'convKernel']) positiveInteger(c, f);
+  if (!(typeof config.mlpRatio === 'number' && config.mlpRatio > 0 && Number.isInteger(config.mlpRatio * config.width))) {
+    throw new RangeError(`config.mlpRatio is ${config.mlpRatio}: expected a positive number giving an integer hidden width`);
+  }
+  if (config.imageSize % config.patchSize) throw new RangeError(`config.imageSize ${config.imageSize} is not divisible by config.patchSize ${config.patchSize}`);
+  if (config.width % config.heads) throw new RangeError(`config.width ${config.width} is not divisible by config.heads ${config.heads}`);
+  if (config.attention !== 'softmax' && config.attention !== 'castling') throw new TypeError(`config.attention is '${String(config.attention)}', expected 'softmax' or 'castling'`);
+  if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new TypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
+  if (config.convKernel % 2 === 0) throw new RangeError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
+  if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');
+  if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
+  if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
+  return config;
+}
+
+/** Tokens per image: patches plus the class token. */
+export function tokenCount(config: VitConfig): number {
+  return (config.imageSize / config.patchSize) ** 2 + 1;
+}

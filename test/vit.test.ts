@@ -1,0 +1,103 @@
+// The Vision Transformer: config validation, inference against a float64 reference model on tiny
+// configs (both attentions, both convolution forms), save/load, and bad inputs.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { Tensor, VisionTransformer, presets, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { expectClose, randomArray } from './helpers.js';
+import { referenceForward } from './vit_reference.js';
+
+const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 4, inChannels: 2, numClasses: 5, width: 24, depth: 2, heads: 3, mlpRatio: 2, seed: 7 };
+const dir = mkdtempSync(join(tmpdir(), 'castling-vit-'));
+
+function randomizedModel(config: Partial<VitConfig>): VisionTransformer {
+  const model = VisionTransformer.create(config);
+  // Fresh random values everywhere (the initialisation leaves biases at zero and norms at one,
+  // which would hide mistakes in their use).
+  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.3));
+  return model;
+}
+
+function params(model: VisionTransformer): Map<string, Float32Array> {
+  return new Map([...model.parameters()].map(([k, t]) => [k, t.toFloat32Array()]));
+}
+
+describe('VisionTransformer', () => {
+  for (const [label, extra] of [
+    ['softmax', { attention: 'softmax' }],
+    ['castling, token conv', { attention: 'castling', convForm: 'tokens', convKernel: 3 }],
+    ['castling, spatial conv', { attention: 'castling', convForm: 'spatial', convKernel: 3 }],
+  ] as const) {
+    it(`predict matches a float64 reference model (${label})`, async () => {
+      const config = { ...tiny, ...extra };
+      const model = randomizedModel(config);
+      for (const batch of [1, 3]) {
+        const images = randomArray(batch * 2 * 12 * 12);
+        const logits = await model.predict(Tensor.fromArray(images, [batch, 2, 12, 12]));
+        expect(logits.shape).toEqual([batch, 5]);
+        expectClose(logits.toFloat32Array(), referenceForward(model.config, params(model), images, batch), 2e-4, 2e-4, `${label} batch ${batch}`);
+      }
+    });
+  }
+
+  it('uses timm parameter names and shapes', () => {
+    const model = VisionTransformer.create({ ...presets.deitTiny, attention: 'castling' });
+    const p = model.parameters();
+    expect(p.get('patch_embed.proj.weight')!.shape).toEqual([192, 3, 16, 16]);
+    expect(p.get('pos_embed')!.shape).toEqual([1, 197, 192]);
+    expect(p.get('blocks.11.attn.qkv.weight')!.shape).toEqual([576, 192]);
+    expect(p.get('blocks.0.attn.dconv.weight')!.shape).toEqual([3, 1, 9, 1]);
+    expect(p.get('head.weight')!.shape).toEqual([1000, 192]);
+    expect(model.parameterCount).toBeGreaterThan(5.5e6);
+  });
+
+  it('save then load is bit-exact, and the file keeps the config', async () => {
+    const model = randomizedModel({ ...tiny, attention: 'castling' });
+    const path = join(dir, 'model.safetensors');
+    await model.save(path);
+    const again = await VisionTransformer.load(path);
+    expect(again.config).toEqual(model.config);
+    expect(again.loadReport).toEqual({ initialised: [], ignored: [] });
+    for (const [name, t] of model.parameters()) expect(again.parameters().get(name)!.toFloat32Array()).toEqual(t.toFloat32Array());
+    const images = Tensor.fromArray(randomArray(2 * 2 * 12 * 12), [2, 2, 12, 12]);
+    expect((await again.predict(images)).toFloat32Array()).toEqual((await model.predict(images)).toFloat32Array());
+  });
+
+  it('a softmax checkpoint loads as a castling model, with the new weights listed', async () => {
+    const soft = randomizedModel({ ...tiny, attention: 'softmax' });
+    const path = join(dir, 'softmax.safetensors');
+    await soft.save(path);
+    const castling = await VisionTransformer.load(path, { config: { attention: 'castling' } });
+    expect(castling.config.attention).toBe('castling');
+    expect(castling.loadReport.initialised).toEqual(['blocks.0.attn.dconv.weight', 'blocks.1.attn.dconv.weight']);
+    expect(castling.parameters().get('blocks.1.mlp.fc2.weight')!.toFloat32Array()).toEqual(soft.parameters().get('blocks.1.mlp.fc2.weight')!.toFloat32Array());
+    // A timm file has no config: it needs one from the caller.
+    const timm = join(dir, 'timm.safetensors');
+    await writeSafetensors(timm, new Map([...soft.parameters()].map(([k, t]) => [k, { shape: t.shape, data: t.toFloat32Array() }])));
+    await expect(VisionTransformer.load(timm)).rejects.toThrow(/no castling-vit config in its metadata; pass \{ config \}/);
+    const fromTimm = await VisionTransformer.load(timm, { config: { ...tiny, attention: 'softmax' } });
+    expect(fromTimm.loadReport.initialised).toEqual([]);
+    await expect(VisionTransformer.load(timm, { config: { ...tiny, width: 48 } })).rejects.toThrow(/'patch_embed.proj.weight' has shape \[24, 2, 4, 4\], the config needs \[48, 2, 4, 4\]/);
+    writeFileSync(join(dir, 'garbage.safetensors'), 'not a model');
+    await expect(VisionTransformer.load(join(dir, 'garbage.safetensors'))).rejects.toThrow(/header claims/);
+  });
+
+  it('bad configs and bad images give clear errors', async () => {
+    expect(() => VisionTransformer.create({ width: 100, heads: 3 })).toThrow(/width 100 is not divisible by config.heads 3/);
+    expect(() => VisionTransformer.create({ imageSize: 30, patchSize: 16 })).toThrow(/imageSize 30 is not divisible by config.patchSize 16/);
+    expect(() => VisionTransformer.create({ attention: 'linear' as 'softmax' })).toThrow(/attention is 'linear', expected 'softmax' or 'castling'/);
+    expect(() => VisionTransformer.create({ convKernel: 4, attention: 'castling' })).toThrow(/odd kernel size/);
+    expect(() => VisionTransformer.create({ depth: 0 })).toThrow(/config.depth is 0/);
+    expect(() => VisionTransformer.create({ layers: 3 } as Partial<VitConfig>)).toThrow(/config.layers is not a ViT option/);
+    const model = VisionTransformer.create(tiny);
+    await expect(model.predict(Tensor.zeros([1, 3, 12, 12]))).rejects.toThrow(/images have shape \[1, 3, 12, 12\], expected \[batch, 2, 12, 12\]/);
+    const nan = new Float32Array(2 * 12 * 12);
+    nan[17] = Number.NaN;
+    await expect(model.predict(Tensor.fromArray(nan, [1, 2, 12, 12]))).rejects.toThrow(/predict: images must be finite: element 17 is NaN, expected a finite number/);
+    model.dispose();
+    await expect(model.predict(Tensor.zeros([1, 2, 12, 12]))).rejects.toThrow(/disposed/);
+  });
+});
