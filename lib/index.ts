@@ -24,6 +24,8 @@ export {
 export * as backward from './backward.js';
 export { PlanBuilder, CompiledPlan, Slot } from './plan.js';
 export { backendInfo, setThreads, setCpuPath, nativeMemoryBytes, type BackendInfo, type CpuPath } from './backend.js';
-export { VisionTransformer, type LoadReport, type LoadOptions } from './nn/vit.js';
+export { VisionTransformer, type LoadReport, type LoadOptions, type TrainStepOptions, type TrainStepResult } from './nn/vit.js';
+export { AdamW, type AdamWOptions } from './train/adamw.js';
+export { learningRateAt, castlingAt, type LrSchedule, type CastlingSchedule, type AuxBranchState } from './train/schedule.js';
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';

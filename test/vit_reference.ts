@@ -4,9 +4,9 @@ import type { VitConfig } from '../lib/index.js';
 import * as att from './attention_reference.js';
 import * as ref from './reference.js';
 
-type Params = Map<string, Float32Array>;
+type Params = Map<string, ArrayLike<number>>;
 
-function get(params: Params, name: string): Float32Array {
+function get(params: Params, name: string): ArrayLike<number> {
   const v = params.get(name);
   if (!v) throw new Error(`reference: missing ${name}`);
   return v;
@@ -19,8 +19,33 @@ function linear(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>
   return y;
 }
 
+/** The auxiliary branch of castling models during training. */
+export interface ReferenceAux {
+  tau: number;
+  l1: number;
+}
+
 /** Logits [batch, classes] in float64. images: [batch, channels, size, size]. */
-export function referenceForward(config: VitConfig, params: Params, images: Float32Array, batch: number): Float64Array {
+export function referenceForward(config: VitConfig, params: Params, images: Float32Array, batch: number, aux?: ReferenceAux): Float64Array {
+  return referenceForwardWithAux(config, params, images, batch, aux).logits;
+}
+
+/** Mean cross-entropy of the reference logits plus lambda * sum(M * A) when the branch is on. */
+export function referenceLoss(config: VitConfig, params: Params, images: Float32Array, labels: number[], aux?: ReferenceAux): number {
+  const { logits, l1 } = referenceForwardWithAux(config, params, images, labels.length, aux);
+  const K = config.numClasses;
+  let total = 0;
+  labels.forEach((y, b) => {
+    const z = Array.from(logits.subarray(b * K, (b + 1) * K));
+    const max = Math.max(...z);
+    total += max + Math.log(z.reduce((a, v) => a + Math.exp(v - max), 0)) - z[y]!;
+  });
+  return total / labels.length + (aux?.l1 ?? 0) * l1;
+}
+
+/** Logits and the summed L1 term of the auxiliary branch. */
+export function referenceForwardWithAux(config: VitConfig, params: Params, images: Float32Array, batch: number, aux?: ReferenceAux): { logits: Float64Array; l1: number } {
+  let l1Sum = 0;
   const { width: C, heads: H, patchSize: p, imageSize: S, inChannels: IC } = config;
   const d = C / H;
   const grid = S / p;
@@ -62,9 +87,15 @@ export function referenceForward(config: VitConfig, params: Params, images: Floa
         if (config.attention === 'softmax') {
           y = att.softmaxAttention(q, k, v, N, d).y;
         } else {
-          const w = get(params, `${blk}.attn.dconv.weight`);
+          const w = Array.from(get(params, `${blk}.attn.dconv.weight`));
           const taps = config.convForm === 'tokens' ? config.convKernel : config.convKernel ** 2;
-          y = att.linearAngular(q, k, v, w.subarray(head * taps, (head + 1) * taps), N, d, { form: config.convForm, kernel: config.convKernel }).y;
+          const r = att.linearAngular(q, k, v, w.slice(head * taps, (head + 1) * taps), N, d, {
+            form: config.convForm,
+            kernel: config.convKernel,
+            aux: aux ? { tau: aux.tau, l1: aux.l1 } : undefined,
+          });
+          y = r.y;
+          l1Sum += r.l1;
         }
         for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) merged[n * C + head * d + j] = y[n * d + j]!;
       }
@@ -79,5 +110,5 @@ export function referenceForward(config: VitConfig, params: Params, images: Floa
     const l = linear(normed, get(params, 'head.weight'), get(params, 'head.bias'), 1, C, config.numClasses);
     logits.set(l, b * config.numClasses);
   }
-  return logits;
+  return { logits, l1: l1Sum };
 }

@@ -1,11 +1,14 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { decays, type AdamW } from '../train/adamw.js';
+import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
 import { Tensor } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { SeededRandom } from './random.js';
+import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -22,19 +25,85 @@ export interface LoadOptions {
 
 const METADATA_FORMAT = 'castling-vit';
 
+export interface TrainStepOptions {
+  /** Label smoothing of the cross-entropy (0 to < 1). */
+  labelSmoothing?: number;
+  /**
+   * Castling models: drive the auxiliary branch's threshold (and L1 weight) by the fraction of
+   * training done (the optimizer's step / totalSteps). Without it the branch keeps its state.
+   */
+  castling?: CastlingSchedule;
+}
+
+export interface TrainStepResult {
+  /** Cross-entropy plus the L1 term when it is on. */
+  loss: number;
+  /** Fraction of the batch classified correctly (before the update). */
+  accuracy: number;
+  /** Learning rate of this step. */
+  lr: number;
+  /** Castling models: the auxiliary branch's threshold this step (null: branch off). */
+  tau: number | null;
+}
+
 export class VisionTransformer {
   readonly config: VitConfig;
   private readonly params: Map<string, Tensor>;
   private readonly specs: ParameterSpec[];
-  private readonly plans = new Map<number, CompiledPlan>();
+  private readonly plans = new Map<string, CompiledPlan>();
   private disposed = false;
+  /** Castling models in training form: the auxiliary masked softmax branch; null once off. */
+  private auxBranch: AuxBranch | null;
+  private castledForGood: boolean;
+  private planOptimizer: AdamW | null = null;
   /** Set by load(): which parameters were initialised rather than read. */
   loadReport: LoadReport = { initialised: [], ignored: [] };
 
-  private constructor(config: VitConfig, params: Map<string, Tensor>) {
+  private constructor(config: VitConfig, params: Map<string, Tensor>, castled = false) {
     this.config = config;
     this.params = params;
     this.specs = parameterSpecs(config);
+    this.castledForGood = config.attention !== 'castling' || castled;
+    this.auxBranch = this.castledForGood ? null : { tau: 0.02, l1: 0 };
+  }
+
+  /** True once the auxiliary branch is gone for good (always true for softmax models). */
+  get castled(): boolean {
+    return this.castledForGood;
+  }
+
+  /** The auxiliary branch's threshold now, or null when the branch is off. */
+  get auxTau(): number | null {
+    return this.auxBranch?.tau ?? null;
+  }
+
+  /**
+   * The switch: drops the auxiliary masked softmax branch for good, leaving the linear-angular
+   * attention alone (linear in the number of tokens). Exact once the castling schedule has ended.
+   */
+  castle(): void {
+    this.live();
+    this.castledForGood = true;
+    this.setAux(null);
+  }
+
+  /**
+   * Sets the auxiliary branch by hand (custom schedules): a threshold tau in [0, 1) and an L1
+   * weight, or null to switch it off until the next trainStep with a castling schedule.
+   */
+  setAuxBranch(aux: AuxBranch | null): void {
+    this.live();
+    if (this.config.attention !== 'castling') throw new Error('setAuxBranch: only castling models have an auxiliary branch');
+    if (this.castledForGood && aux) throw new Error('setAuxBranch: the model is castled; the auxiliary branch is gone for good');
+    if (aux && !(aux.tau >= 0 && aux.tau < 1 && aux.l1 >= 0)) throw new RangeError(`setAuxBranch: expected tau in [0, 1) and l1 >= 0, got tau=${aux.tau} l1=${aux.l1}`);
+    this.setAux(aux ? { tau: aux.tau, l1: aux.l1 } : null);
+  }
+
+  private setAux(aux: AuxBranch | null): void {
+    const same = aux === this.auxBranch || (aux && this.auxBranch && aux.tau === this.auxBranch.tau && aux.l1 === this.auxBranch.l1);
+    if (same) return;
+    this.auxBranch = aux;
+    this.plans.clear(); // recorded with the old branch state
   }
 
   /** A freshly initialised model (seeded by config.seed). */
@@ -80,7 +149,7 @@ export class VisionTransformer {
       params.set(spec.name, Tensor.fromArray(found.data, spec.shape));
     }
     for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
-    const model = new VisionTransformer(config, params);
+    const model = new VisionTransformer(config, params, metadata.castled === 'true');
     model.loadReport = report;
     return model;
   }
@@ -90,7 +159,7 @@ export class VisionTransformer {
     this.live();
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
-    await writeSafetensors(path, tensors, { format: METADATA_FORMAT, config: JSON.stringify(this.config) });
+    await writeSafetensors(path, tensors, { format: METADATA_FORMAT, config: JSON.stringify(this.config), castled: String(this.castledForGood) });
   }
 
   /** The parameters by timm name (the model's own tensors: writes to them change the model). */
@@ -117,6 +186,70 @@ export class VisionTransformer {
     }
   }
 
+  /**
+   * One training step on a batch: forward keeping what the backward needs, softmax cross-entropy,
+   * backward of every layer, optional clipping, and the AdamW update, all in one native pass.
+   * labels: class indices, one per image.
+   */
+  async trainStep(images: Tensor, labels: Tensor | ArrayLike<number>, optimizer: AdamW, options: TrainStepOptions = {}): Promise<TrainStepResult> {
+    const batch = this.checkImages(images, 'trainStep');
+    const labelTensor = this.checkLabels(labels, batch);
+    this.checkOptimizer(optimizer);
+    const smoothing = options.labelSmoothing ?? 0;
+    if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
+    if (options.castling && this.config.attention === 'castling' && !this.castledForGood) {
+      if (!optimizer.options.totalSteps) throw new Error('trainStep: a castling schedule needs the optimizer to know totalSteps');
+      const state = castlingAt(optimizer.fraction, options.castling);
+      this.setAux(state.active ? { tau: state.tau, l1: state.l1 } : null);
+    }
+    const dropScales = this.dropPathScales(batch, optimizer.step);
+    const plan = this.trainingPlan(batch, optimizer, smoothing, dropScales !== null);
+    const lr = optimizer.beginStep();
+    let outputs: Tensor[];
+    try {
+      outputs = await plan.run(images, labelTensor, optimizer.scheduleTensor, ...(dropScales ?? []));
+    } catch (error) {
+      optimizer.step -= 1;
+      const message = error instanceof Error ? error.message : String(error);
+      if (message.startsWith('checkFinite:')) throw new Error(`trainStep: images must be finite: ${message.slice('checkFinite: '.length)}`);
+      throw error;
+    }
+    const [loss, correct, ...l1] = outputs.map((t) => {
+      const v = t.toFloat32Array()[0]!;
+      t.dispose();
+      return v;
+    });
+    const l1Total = l1.reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
+    if (!(labels instanceof Tensor)) labelTensor.dispose();
+    return { loss: loss! + l1Total, accuracy: correct! / batch, lr, tau: this.auxBranch?.tau ?? null };
+  }
+
+  /**
+   * The loss and the gradient of every parameter for a batch, without updating anything (for
+   * custom optimizers and for checking gradients). The auxiliary branch is used in its current state.
+   */
+  async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
+    const batch = this.checkImages(images, 'computeGradients');
+    const labelTensor = this.checkLabels(labels, batch);
+    const p = new PlanBuilder();
+    const graph = this.graph(p);
+    const forwardOptions = { training: true, aux: this.auxBranch };
+    const f = graph.forward(p.input('images'), forwardOptions);
+    const [loss, dlogits] = p.op('crossEntropy', [f.logits, p.input('labels')], { labelSmoothing: options.labelSmoothing ?? 0 }, 2);
+    const grads = graph.backward(f, dlogits!, forwardOptions);
+    const names = [...this.params.keys()];
+    const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)]).run(images, labelTensor);
+    if (!(labels instanceof Tensor)) labelTensor.dispose();
+    const scalars = outputs.slice(0, 1 + f.auxL1.length).map((t) => t.toFloat32Array()[0]!);
+    const l1 = scalars.slice(1).reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
+    const gradients = new Map<string, Tensor>();
+    names.forEach((name, i) => {
+      const g = outputs[1 + f.auxL1.length + i]!;
+      gradients.set(name, name.endsWith('.attn.dconv.weight') ? g.reshape(this.params.get(name)!.shape) : g);
+    });
+    return { loss: scalars[0]! + l1, gradients };
+  }
+
   /** Frees the parameters and plans; the model cannot be used afterwards. */
   dispose(): void {
     for (const t of this.params.values()) t.dispose();
@@ -139,6 +272,81 @@ export class VisionTransformer {
     return shape[0]!;
   }
 
+  private checkLabels(labels: Tensor | ArrayLike<number>, batch: number): Tensor {
+    const values = labels instanceof Tensor ? labels.toFloat32Array() : Float32Array.from(labels as ArrayLike<number>);
+    if (values.length !== batch || (labels instanceof Tensor && labels.rank !== 1)) {
+      throw new RangeError(`trainStep: got ${values.length} labels${labels instanceof Tensor ? ` of shape [${labels.shape.join(', ')}]` : ''}, expected one per image: [${batch}]`);
+    }
+    values.forEach((v, i) => {
+      if (!Number.isInteger(v) || v < 0 || v >= this.config.numClasses) {
+        throw new RangeError(`trainStep: labels[${i}] is ${v}, expected an integer class from 0 to ${this.config.numClasses - 1}`);
+      }
+    });
+    return labels instanceof Tensor ? labels : Tensor.fromArray(values, [batch]);
+  }
+
+  private checkOptimizer(optimizer: AdamW): void {
+    for (const [name, t] of this.params) {
+      if (optimizer.params.get(name) !== t) throw new Error(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
+    }
+  }
+
+  /** Drop-path scales for a step: per block and branch, [batch] values 0 or 1/(1-p). */
+  private dropPathScales(batch: number, step: number): Tensor[] | null {
+    const { dropPathRate: rate, depth, seed } = this.config;
+    if (rate <= 0) return null;
+    const rng = new SeededRandom((seed * 1_000_003 + step * 7919 + 1) >>> 0);
+    const scales: Tensor[] = [];
+    for (let i = 0; i < depth; i++) {
+      // Linearly increasing drop probability over depth, as in DeiT.
+      const p = depth > 1 ? (rate * i) / (depth - 1) : rate;
+      for (let branch = 0; branch < 2; branch++) {
+        scales.push(Tensor.fromArray(Float32Array.from({ length: batch }, () => (rng.next() < p ? 0 : 1 / (1 - p))), [batch]));
+      }
+    }
+    return scales;
+  }
+
+  private trainingPlan(batch: number, optimizer: AdamW, smoothing: number, dropPath: boolean): CompiledPlan {
+    const aux = this.auxBranch;
+    const key = `train:${batch}:${aux ? `${aux.tau}:${aux.l1}` : 'off'}:${smoothing}:${dropPath}`;
+    const cached = this.plans.get(key);
+    if (cached && this.planOptimizer === optimizer) return cached;
+    for (const k of [...this.plans.keys()]) if (k.startsWith('train:')) this.plans.delete(k);
+    this.planOptimizer = optimizer;
+    const p = new PlanBuilder();
+    const graph = this.graph(p);
+    const images = p.input('images');
+    const labels = p.input('labels');
+    const schedule = p.input('schedule');
+    const drop = dropPath ? Array.from({ length: this.config.depth }, (_, i) => [p.input(`drop${i}a`), p.input(`drop${i}b`)] as [Slot, Slot]) : undefined;
+    const forwardOptions = { training: true, aux, dropPath: drop };
+    const f = graph.forward(images, forwardOptions);
+    const [loss, dlogits, correct] = p.op('crossEntropy', [f.logits, labels], { labelSmoothing: smoothing }, 3);
+    const grads = graph.backward(f, dlogits!, forwardOptions);
+    const o = optimizer.options;
+    let norm2: Slot | null = null;
+    if (o.maxGradNorm > 0) for (const g of grads.values()) norm2 = p.op('sumSquares', norm2 ? [g, norm2] : [g])[0]!;
+    for (const [name, tensor] of this.params) {
+      const grad = grads.get(name);
+      if (!grad) throw new Error(`internal: no gradient recorded for '${name}'`);
+      const { m, v } = optimizer.moments.get(name)!;
+      const isDconv = name.endsWith('.attn.dconv.weight');
+      // The dconv gradient comes shaped like the attention op's view of the weight.
+      const view = (t: Tensor) => (isDconv ? dconvView(t, this.config.convForm) : t);
+      p.op('adamw', [p.constant(view(tensor), name), grad, p.constant(view(m)), p.constant(view(v)), schedule, norm2], {
+        beta1: o.betas[0],
+        beta2: o.betas[1],
+        eps: o.eps,
+        weightDecay: decays(name, tensor.shape) ? o.weightDecay : 0,
+        maxGradNorm: o.maxGradNorm,
+      }, 0);
+    }
+    const plan = p.build([loss!, correct!, ...f.auxL1]);
+    this.plans.set(key, plan);
+    return plan;
+  }
+
   private param(name: string): Tensor {
     const t = this.params.get(name);
     if (!t) throw new Error(`internal: no parameter '${name}'`);
@@ -147,43 +355,31 @@ export class VisionTransformer {
 
   /** The inference pass for one batch size, recorded once and cached. */
   private inferencePlan(batch: number): CompiledPlan {
-    const cached = this.plans.get(batch);
+    const key = `predict:${batch}:${this.auxBranch?.tau ?? 'off'}`;
+    const cached = this.plans.get(key);
     if (cached) return cached;
-    const cfg = this.config;
     const p = new PlanBuilder();
-    const w = (name: string) => p.constant(this.param(name), name);
-    const optional = (name: string) => (this.params.has(name) ? w(name) : null);
-    const one = (op: string, inputs: Array<Slot | null>, attrs = {}): Slot => p.op(op, inputs, attrs, 1)[0]!;
-
-    const images = p.input('images');
-    p.op('checkFinite', [images], {}, 0);
-    let x = one('patchEmbed', [images, w('patch_embed.proj.weight'), w('patch_embed.proj.bias')]);
-    x = one('assembleTokens', [x, w('cls_token'), w('pos_embed')]);
-    for (let i = 0; i < cfg.depth; i++) {
-      const b = `blocks.${i}`;
-      const h = one('layerNorm', [x, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: 1e-6 });
-      const qkv = one('linear', [h, w(`${b}.attn.qkv.weight`), optional(`${b}.attn.qkv.bias`)]);
-      const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
-      const y = this.attention(p, b, q, k, v);
-      const merged = one('mergeHeads', [y]);
-      x = one('linear', [merged, w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x]);
-      const h2 = one('layerNorm', [x, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 });
-      const m = one('linear', [h2, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true });
-      x = one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`), x]);
-    }
-    x = one('layerNorm', [x, w('norm.weight'), w('norm.bias')], { eps: 1e-6 });
-    const cls = one('selectToken', [x]);
-    const logits = one('linear', [cls, w('head.weight'), w('head.bias')]);
-    const plan = p.build([logits]);
-    this.plans.set(batch, plan);
+    const graph = this.graph(p);
+    const f = graph.forward(p.input('images'), { training: false, aux: this.auxBranch });
+    const plan = p.build([f.logits]);
+    this.plans.set(key, plan);
     return plan;
   }
 
-  private attention(p: PlanBuilder, block: string, q: Slot, k: Slot, v: Slot): Slot {
-    if (this.config.attention === 'softmax') return p.op('attentionSoftmax', [q, k, v], {}, 1)[0]!;
-    const weight = this.param(`${block}.attn.dconv.weight`);
-    const [H, , K, K2] = weight.shape as [number, number, number, number];
-    const kernel = p.constant(this.config.convForm === 'tokens' ? weight.reshape([H, K]) : weight.reshape([H, K, K2]), `${block}.attn.dconv`);
-    return p.op('attentionLinearAngular', [q, k, v, kernel], { form: this.config.convForm === 'tokens' ? 0 : 1, aux: false }, 1)[0]!;
+  private graph(p: PlanBuilder): VitGraph {
+    const constants = new Map<string, Slot>();
+    const param = (name: string) => {
+      let s = constants.get(name);
+      if (!s) constants.set(name, (s = p.constant(this.param(name), name)));
+      return s;
+    };
+    const dconv = (block: number) => {
+      const name = `blocks.${block}.attn.dconv.weight`;
+      let s = constants.get(`${name}:view`);
+      if (!s) constants.set(`${name}:view`, (s = p.constant(dconvView(this.param(name), this.config.convForm), name)));
+      return s;
+    };
+    return new VitGraph(p, this.config, param, (name) => this.params.has(name), dconv);
   }
+
 }

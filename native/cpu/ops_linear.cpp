@@ -1,7 +1,9 @@
 // Matrix products: matmul (batched, either operand transposed) and linear (x W^T + b with the
-// GELU / residual epilogue fused into the GEMM, so the output is written once). Their backward
-// passes are matmuls too (dx = dy W, dW = dy^T x), run by the training code through the same op.
+// GELU / residual epilogue fused into the GEMM, so the output is written once), and linear's
+// backward (dx = dy W, dW = dy^T x, db = column sums of dy).
 #include <vector>
+
+#include "kernel_table.h"
 
 #include "cpu_ops.h"
 #include "gemm.h"
@@ -106,11 +108,60 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
   return {out};
 }
 
+// inputs (x [..., in], weight [out, in], dy [..., out]); attrs inputGrad (1), bias (1).
+// outputs [dx (like x; empty [0] when inputGrad is 0), dweight [out, in], dbias [out] (when bias)].
+// The leading dimensions of x and dy are flattened: dW sums over every row of the batch.
+std::vector<Tensor> linearBackwardOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "linearBackward";
+  Tensor x = in.required(0, "x").contiguous(), w = in.required(1, "weight").contiguous();
+  Tensor dy = in.required(2, "dy").contiguous();
+  expectRankAtLeast(op, "x", x, 1);
+  if (w.rank() != 2 || w.dim(1) != x.dim(-1)) {
+    fail(op, ": weight has shape ", shapeToString(w.shape()), ", expected [out, ", x.dim(-1), "]");
+  }
+  std::int64_t K = w.dim(1), N = w.dim(0), M = rowsOf(x);
+  Shape dy_shape = x.shape();
+  dy_shape.back() = N;
+  expectShape(op, "dy", dy, dy_shape);
+  std::vector<Tensor> out;
+  GemmArgs g;
+  if (attrs.flag("inputGrad", true)) {
+    // dx [M, K] = dy [M, N] . W [N, K]
+    Tensor dx = Tensor::empty(x.shape());
+    g.M = M; g.N = K; g.K = N;
+    g.A = dy.data(); g.lda = N;
+    g.B = w.data(); g.ldb = K;
+    g.C = dx.data(); g.ldc = K;
+    sgemm(g);
+    out.push_back(dx);
+  } else {
+    out.push_back(Tensor::empty({0}));
+  }
+  // dW [N, K] = dy^T [N, M] . x [M, K]
+  Tensor dw = Tensor::empty(w.shape());
+  g = GemmArgs();
+  g.transA = true;
+  g.M = N; g.N = K; g.K = M;
+  g.A = dy.data(); g.lda = N;
+  g.B = x.data(); g.ldb = K;
+  g.C = dw.data(); g.ldc = K;
+  sgemm(g);
+  out.push_back(dw);
+  if (attrs.flag("bias", true)) {
+    Tensor db = Tensor::zeros({N});
+    const KernelTable& kt = kernels();
+    for (std::int64_t r = 0; r < M; ++r) kt.add(db.data(), dy.data() + r * N, db.data(), N);
+    out.push_back(db);
+  }
+  return out;
+}
+
 }  // namespace
 
 void registerLinearOps(OpRegistry& r) {
   r.add("matmul", {"a", "b"}, matmulOp);
   r.add("linear", {"x", "weight", "bias", "residual"}, linearOp);
+  r.add("linearBackward", {"x", "weight", "dy"}, linearBackwardOp);
 }
 
 }  // namespace castling::cpu

@@ -5,6 +5,7 @@
 
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
+#include "kernel_table.h"
 #include "shape_checks.h"
 
 namespace castling::cpu {
@@ -58,6 +59,7 @@ std::vector<Tensor> crossEntropyOp(const OpInputs& in, const Attrs& attrs) {
 }
 
 // AdamW with decoupled weight decay, in place on param, m (first moment) and v (second moment):
+//   g = grad * clipScale  (clipScale = min(1, maxGradNorm / sqrt(gradSquaredNorm)) when given)
 //   param -= lr * weightDecay * param
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   param -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
@@ -65,14 +67,32 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "adamw";
   Tensor param = in.required(0, "param"), grad = in.required(1, "grad").contiguous();
   Tensor m = in.required(2, "m"), v = in.required(3, "v");
+  // A plan recorded once reads the step's learning rate and step number from a small tensor
+  // [lr, step] instead of attributes fixed at recording time.
+  double lr = attrs.number("lr", 1e-3);
+  std::int64_t step = attrs.integer("step", 1, 1, std::int64_t(1) << 50);
+  if (const Tensor* schedule = in.optional(4)) {
+    expectShape(op, "schedule", *schedule, {2});
+    lr = schedule->data()[0];
+    double s = schedule->data()[1];
+    if (!(s >= 1) || s != std::floor(s)) fail(op, ": schedule step is ", s, ", expected an integer >= 1");
+    step = std::int64_t(s);
+  }
+  float clip = 1.0f;
+  if (const Tensor* norm2 = in.optional(5)) {
+    expectShape(op, "gradSquaredNorm", *norm2, {1});
+    double max_norm = attrs.number("maxGradNorm", 0.0);
+    double norm = std::sqrt(double(norm2->data()[0]));
+    if (!std::isfinite(norm)) fail(op, ": the gradient norm is ", norm, " (NaN or infinity: diverged training?)");
+    if (max_norm > 0 && norm > max_norm) clip = float(max_norm / norm);
+  }
   for (const Tensor* t : {&param, &m, &v})
     if (!t->isContiguous()) fail(op, ": param, m and v must be contiguous (they are updated in place)");
   expectShape(op, "grad", grad, param.shape());
   expectShape(op, "m", m, param.shape());
   expectShape(op, "v", v, param.shape());
-  double lr = attrs.number("lr", 1e-3), b1 = attrs.number("beta1", 0.9), b2 = attrs.number("beta2", 0.999);
+  double b1 = attrs.number("beta1", 0.9), b2 = attrs.number("beta2", 0.999);
   double eps = attrs.number("eps", 1e-8), wd = attrs.number("weightDecay", 0.0);
-  std::int64_t step = attrs.integer("step", 1, 1, std::int64_t(1) << 50);
   if (!(lr >= 0) || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1) || !(eps > 0) || !(wd >= 0)) {
     fail(op, ": expected lr >= 0, beta1 and beta2 in [0, 1), eps > 0 and weightDecay >= 0; got lr=", lr, " beta1=", b1,
          " beta2=", b2, " eps=", eps, " weightDecay=", wd);
@@ -84,19 +104,51 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   const float* g = grad.data();
   ThreadPool::global().parallelFor(param.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
-      mm[i] = fb1 * mm[i] + (1 - fb1) * g[i];
-      vv[i] = fb2 * vv[i] + (1 - fb2) * g[i] * g[i];
+      float gi = g[i] * clip;
+      mm[i] = fb1 * mm[i] + (1 - fb1) * gi;
+      vv[i] = fb2 * vv[i] + (1 - fb2) * gi * gi;
       p[i] = p[i] * decay - flr * (mm[i] * c1) / (std::sqrt(vv[i] * c2) + feps);
     }
   });
   return {};
 }
 
+// acc + sum(x^2) as a [1] tensor (acc optional): chained over all gradients it gives the squared
+// global norm for clipping. Summed in double so the order of a few million squares does not matter.
+std::vector<Tensor> sumSquaresOp(const OpInputs& in, const Attrs&) {
+  Tensor x = in.required(0, "x").contiguous();
+  double total = 0;
+  if (const Tensor* acc = in.optional(1)) {
+    expectShape("sumSquares", "acc", *acc, {1});
+    total = acc->data()[0];
+  }
+  const float* v = x.data();
+  for (std::int64_t i = 0; i < x.numel(); ++i) total += double(v[i]) * double(v[i]);
+  Tensor out = Tensor::empty({1});
+  out.data()[0] = float(total);
+  return {out};
+}
+
+// x [B, ...] times scale[b] for each batch item: drop-path (stochastic depth) scales each image's
+// residual branch by 0 or 1/(1-p), and its backward scales the gradient the same way.
+std::vector<Tensor> scaleBatchOp(const OpInputs& in, const Attrs&) {
+  Tensor x = in.required(0, "x").contiguous(), scale = in.required(1, "scale").contiguous();
+  expectRankAtLeast("scaleBatch", "x", x, 1);
+  expectShape("scaleBatch", "scale", scale, {x.dim(0)});
+  Tensor out = Tensor::empty(x.shape());
+  std::int64_t per = x.dim(0) ? x.numel() / x.dim(0) : 0;
+  const KernelTable& kt = kernels();
+  for (std::int64_t b = 0; b < x.dim(0); ++b) kt.scale(x.data() + b * per, scale.data()[b], out.data() + b * per, per);
+  return {out};
+}
+
 }  // namespace
 
 void registerTrainOps(OpRegistry& r) {
   r.add("crossEntropy", {"logits", "labels"}, crossEntropyOp);
-  r.add("adamw", {"param", "grad", "m", "v"}, adamwOp);
+  r.add("adamw", {"param", "grad", "m", "v", "schedule", "gradSquaredNorm"}, adamwOp);
+  r.add("sumSquares", {"x", "acc"}, sumSquaresOp);
+  r.add("scaleBatch", {"x", "scale"}, scaleBatchOp);
 }
 
 }  // namespace castling::cpu

@@ -1,0 +1,185 @@
+// Records a ViT's forward pass (and for training its backward pass and the AdamW updates) into a
+// plan. Inference fuses GELU and the residual into the GEMMs; training keeps what the backward
+// needs (LayerNorm statistics, pre-activations, attention state), and the plan frees each of
+// these right after the backward has read it.
+import type { PlanBuilder, Slot } from '../plan.js';
+import type { Tensor } from '../tensor.js';
+import type { VitConfig } from './config.js';
+
+export interface AuxBranch {
+  tau: number;
+  l1: number;
+}
+
+export interface ForwardOptions {
+  training: boolean;
+  /** Castling models: the auxiliary masked softmax branch, or null when it is off (castled). */
+  aux: AuxBranch | null;
+  /** Training with drop-path: per block, the [batch] scale inputs of its two residual branches. */
+  dropPath?: Array<[Slot, Slot]>;
+}
+
+/** What one block's backward reads. */
+interface BlockRecord {
+  x0: Slot;
+  h1: Slot;
+  mean1: Slot;
+  rstd1: Slot;
+  q: Slot;
+  k: Slot;
+  v: Slot;
+  attnSaved: Slot[];
+  a: Slot;
+  x1: Slot;
+  h2: Slot;
+  mean2: Slot;
+  rstd2: Slot;
+  pre: Slot;
+  m: Slot;
+}
+
+export interface ForwardRecord {
+  logits: Slot;
+  /** Per block with the aux branch on: sum of M * A (the L1 term before its weight). */
+  auxL1: Slot[];
+  blocks: BlockRecord[];
+  xLast: Slot;
+  meanF: Slot;
+  rstdF: Slot;
+  cls: Slot;
+  images: Slot;
+  patches: Slot;
+}
+
+type Param = (name: string) => Slot;
+
+export class VitGraph {
+  constructor(
+    private readonly p: PlanBuilder,
+    private readonly config: VitConfig,
+    /** The slot of a parameter (a plan constant). */
+    private readonly param: Param,
+    private readonly has: (name: string) => boolean,
+    /** The dconv weight viewed as the attention op wants it: (H, K) or (H, K, K). */
+    private readonly dconv: (block: number) => Slot,
+  ) {}
+
+  private one(op: string, inputs: Array<Slot | null>, attrs = {}): Slot {
+    return this.p.op(op, inputs, attrs, 1)[0]!;
+  }
+
+  private attentionAttrs(aux: AuxBranch | null) {
+    return { form: this.config.convForm === 'tokens' ? 0 : 1, aux: aux !== null, tau: aux?.tau ?? 1, l1: aux?.l1 ?? 0 };
+  }
+
+  forward(images: Slot, o: ForwardOptions): ForwardRecord {
+    const { p, config: cfg } = this;
+    const w = this.param;
+    p.op('checkFinite', [images], {}, 0);
+    const patches = this.one('patchEmbed', [images, w('patch_embed.proj.weight'), w('patch_embed.proj.bias')]);
+    let x = this.one('assembleTokens', [patches, w('cls_token'), w('pos_embed')]);
+    const blocks: BlockRecord[] = [];
+    const auxL1: Slot[] = [];
+    const lnOutputs = o.training ? 3 : 1;
+    for (let i = 0; i < cfg.depth; i++) {
+      const b = `blocks.${i}`;
+      const x0 = x;
+      const [h1, mean1, rstd1] = p.op('layerNorm', [x0, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: 1e-6 }, lnOutputs);
+      const qkv = this.one('linear', [h1!, w(`${b}.attn.qkv.weight`), this.has(`${b}.attn.qkv.bias`) ? w(`${b}.attn.qkv.bias`) : null]);
+      const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
+      let attnOut: Slot[];
+      if (cfg.attention === 'softmax') {
+        attnOut = p.op('attentionSoftmax', [q, k, v], {}, o.training ? 2 : 1);
+      } else {
+        const outputs = o.training ? (o.aux ? 10 : 6) : 1;
+        attnOut = p.op('attentionLinearAngular', [q, k, v, this.dconv(i)], this.attentionAttrs(o.aux), outputs);
+        if (o.training && o.aux) auxL1.push(attnOut[9]!);
+      }
+      const a = this.one('mergeHeads', [attnOut[0]!]);
+      const scales = o.dropPath?.[i];
+      const x1 = scales
+        ? this.one('add', [x0, this.one('scaleBatch', [this.one('linear', [a, w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`)]), scales[0]])])
+        : this.one('linear', [a, w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x0]);
+      const [h2, mean2, rstd2] = p.op('layerNorm', [x1, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 }, lnOutputs);
+      let pre: Slot;
+      let m: Slot;
+      if (o.training) {
+        pre = this.one('linear', [h2!, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)]);
+        m = this.one('gelu', [pre]);
+      } else {
+        m = pre = this.one('linear', [h2!, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true });
+      }
+      x = scales
+        ? this.one('add', [x1, this.one('scaleBatch', [this.one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`)]), scales[1]])])
+        : this.one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`), x1]);
+      blocks.push({ x0, h1: h1!, mean1: mean1!, rstd1: rstd1!, q, k, v, attnSaved: attnOut, a, x1, h2: h2!, mean2: mean2!, rstd2: rstd2!, pre, m });
+    }
+    const [xf, meanF, rstdF] = p.op('layerNorm', [x, w('norm.weight'), w('norm.bias')], { eps: 1e-6 }, lnOutputs);
+    const cls = this.one('selectToken', [xf!]);
+    const logits = this.one('linear', [cls, w('head.weight'), w('head.bias')]);
+    return { logits, auxL1, blocks, xLast: x, meanF: meanF!, rstdF: rstdF!, cls, images, patches };
+  }
+
+  /** Records the backward pass from dlogits; returns the gradient slot of every parameter. */
+  backward(f: ForwardRecord, dlogits: Slot, o: ForwardOptions): Map<string, Slot> {
+    const { p, config: cfg } = this;
+    const w = this.param;
+    const grads = new Map<string, Slot>();
+    const linearBackward = (x: Slot, name: string, dy: Slot, inputGrad = true): Slot => {
+      const bias = this.has(`${name}.bias`);
+      const out = p.op('linearBackward', [x, w(`${name}.weight`), dy], { inputGrad, bias }, bias ? 3 : 2);
+      grads.set(`${name}.weight`, out[1]!);
+      if (bias) grads.set(`${name}.bias`, out[2]!);
+      return out[0]!;
+    };
+    const layerNormBackward = (x: Slot, name: string, mean: Slot, rstd: Slot, dy: Slot): Slot => {
+      const [dx, dw, db] = p.op('layerNormBackward', [x, w(`${name}.weight`), mean, rstd, dy], {}, 3);
+      grads.set(`${name}.weight`, dw!);
+      grads.set(`${name}.bias`, db!);
+      return dx!;
+    };
+    const dcls = linearBackward(f.cls, 'head', dlogits);
+    const dxf = this.one('selectTokenBackward', [dcls], { tokens: (cfg.imageSize / cfg.patchSize) ** 2 + 1 });
+    let dx = layerNormBackward(f.xLast, 'norm', f.meanF, f.rstdF, dxf);
+    for (let i = cfg.depth - 1; i >= 0; i--) {
+      const b = `blocks.${i}`;
+      const r = f.blocks[i]!;
+      const scales = o.dropPath?.[i];
+      const dbranch2 = scales ? this.one('scaleBatch', [dx, scales[1]]) : dx;
+      const dm = linearBackward(r.m, `${b}.mlp.fc2`, dbranch2);
+      const dpre = this.one('geluBackward', [r.pre, dm]);
+      const dh2 = linearBackward(r.h2, `${b}.mlp.fc1`, dpre);
+      const dx1 = this.one('add', [layerNormBackward(r.x1, `${b}.norm2`, r.mean2, r.rstd2, dh2), dx]);
+      const dbranch1 = scales ? this.one('scaleBatch', [dx1, scales[0]]) : dx1;
+      const da = linearBackward(r.a, `${b}.attn.proj`, dbranch1);
+      const dy = this.one('splitHeads', [da], { heads: cfg.heads });
+      let dq: Slot, dk: Slot, dv: Slot;
+      if (cfg.attention === 'softmax') {
+        const [y, lse] = r.attnSaved as [Slot, Slot];
+        [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
+      } else {
+        const s = r.attnSaved;
+        const auxSaved = o.aux ? [s[6]!, s[7]!, s[8]!] : [null, null, null];
+        const out = p.op('attentionLinearAngularBackward', [r.q, r.k, r.v, this.dconv(i), s[1]!, s[2]!, s[3]!, s[4]!, s[5]!, ...auxSaved, dy], this.attentionAttrs(o.aux), 4);
+        [dq, dk, dv] = out as [Slot, Slot, Slot];
+        grads.set(`${b}.attn.dconv.weight`, out[3]!);
+      }
+      const dqkv = this.one('mergeHeads', [dq, dk, dv]);
+      const dh1 = linearBackward(r.h1, `${b}.attn.qkv`, dqkv);
+      dx = this.one('add', [layerNormBackward(r.x0, `${b}.norm1`, r.mean1, r.rstd1, dh1), dx1]);
+    }
+    const [dpatches, dclsToken, dpos] = p.op('assembleTokensBackward', [dx], {}, 3);
+    grads.set('cls_token', dclsToken!);
+    grads.set('pos_embed', dpos!);
+    const [dWpe, dbpe] = p.op('patchEmbedBackward', [f.images, w('patch_embed.proj.weight'), dpatches!], {}, 2);
+    grads.set('patch_embed.proj.weight', dWpe!);
+    grads.set('patch_embed.proj.bias', dbpe!);
+    return grads;
+  }
+}
+
+/** Views a dconv weight [H, 1, K, 1] / [H, 1, K, K] as the attention op's (H, K) / (H, K, K). */
+export function dconvView(weight: Tensor, form: VitConfig['convForm']): Tensor {
+  const [H, , K, K2] = weight.shape as [number, number, number, number];
+  return form === 'tokens' ? weight.reshape([H, K]) : weight.reshape([H, K, K2]);
+}

@@ -1,0 +1,71 @@
+// AdamW (decoupled weight decay) over a model's parameters, with the learning-rate schedule and
+// optional gradient clipping. The update itself runs natively inside the training step's plan;
+// this class owns the moments, the step count and the per-step [lr, step] tensor the plan reads.
+import { Tensor } from '../tensor.js';
+import { learningRateAt, type LrSchedule } from './schedule.js';
+
+export interface AdamWOptions extends LrSchedule {
+  /** Decoupled weight decay (not applied to norms, biases, the class token or position embedding). */
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  /** Clip the global gradient norm to this (0 or absent: no clipping). */
+  maxGradNorm?: number;
+}
+
+/** timm's rule: no decay for 1-D parameters (norms, biases) and the tokens / position embedding. */
+export function decays(name: string, shape: readonly number[]): boolean {
+  return shape.length > 1 && name !== 'cls_token' && name !== 'pos_embed' && !name.endsWith('.bias');
+}
+
+export class AdamW {
+  readonly options: Required<Omit<AdamWOptions, 'totalSteps'>> & { totalSteps?: number };
+  /** First and second moments per parameter name. */
+  readonly moments = new Map<string, { m: Tensor; v: Tensor }>();
+  readonly params: Map<string, Tensor>;
+  /** Steps taken so far. */
+  step = 0;
+  /** @internal [lr, step] of the step being run, read by the native update. */
+  readonly scheduleTensor = Tensor.zeros([2]);
+
+  constructor(params: Map<string, Tensor>, options: AdamWOptions) {
+    if (!(params instanceof Map)) throw new TypeError('AdamW: params must be a Map of name to Tensor (model.parameters())');
+    const o = {
+      lr: options.lr,
+      warmupSteps: options.warmupSteps ?? 0,
+      totalSteps: options.totalSteps,
+      minLr: options.minLr ?? 0,
+      weightDecay: options.weightDecay ?? 0.05,
+      betas: options.betas ?? ([0.9, 0.999] as [number, number]),
+      eps: options.eps ?? 1e-8,
+      maxGradNorm: options.maxGradNorm ?? 0,
+    };
+    if (!(o.lr > 0 && Number.isFinite(o.lr))) throw new RangeError(`AdamW: lr is ${o.lr}, expected a positive number`);
+    if (!(o.weightDecay >= 0)) throw new RangeError(`AdamW: weightDecay is ${o.weightDecay}, expected >= 0`);
+    if (!o.betas.every((b) => b >= 0 && b < 1)) throw new RangeError(`AdamW: betas are [${o.betas}], expected numbers in [0, 1)`);
+    if (!(o.eps > 0)) throw new RangeError(`AdamW: eps is ${o.eps}, expected > 0`);
+    if (!(o.maxGradNorm >= 0)) throw new RangeError(`AdamW: maxGradNorm is ${o.maxGradNorm}, expected >= 0`);
+    if (o.totalSteps !== undefined && !(Number.isInteger(o.totalSteps) && o.totalSteps > 0)) throw new RangeError(`AdamW: totalSteps is ${o.totalSteps}, expected a positive integer`);
+    this.options = o;
+    this.params = new Map(params);
+    for (const [name, t] of params) this.moments.set(name, { m: Tensor.zeros(t.shape), v: Tensor.zeros(t.shape) });
+  }
+
+  /** The learning rate of a 1-based step. */
+  learningRate(step = this.step + 1): number {
+    return learningRateAt(step, this.options);
+  }
+
+  /** Fraction of training done (step / totalSteps), 0 without totalSteps. */
+  get fraction(): number {
+    return this.options.totalSteps ? Math.min(1, this.step / this.options.totalSteps) : 0;
+  }
+
+  /** @internal Advances the step count and writes [lr, step] for the native update. */
+  beginStep(): number {
+    this.step += 1;
+    const lr = this.learningRate(this.step);
+    this.scheduleTensor.set(Float32Array.from([lr, this.step]));
+    return lr;
+  }
+}
