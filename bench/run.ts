@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 
 import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
 import { benchGemm } from './gemm.js';
+import { benchModel } from './model.js';
 import type { CpuPath } from '../lib/index.js';
 
 interface Bench {
@@ -29,6 +30,17 @@ const benches: Record<string, Bench> = {
         threads: numbers(o.threads),
         repeats: numbers(o.repeats)?.[0],
         quick: o.quick === true,
+      }),
+  },
+  model: {
+    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32), deit-tiny/small x softmax/castling x 224/448/896 (--quick: deit-tiny, 224)',
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'medianMs', 'imagesPerSecond', 'outsideKernels', 'skipped'],
+    run: (o) =>
+      benchModel({
+        models: o.quick ? ['deitTiny'] : undefined,
+        images: o.quick ? [224] : undefined,
+        repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
       }),
   },
 };

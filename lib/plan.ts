@@ -57,7 +57,7 @@ export class PlanBuilder {
   /** Compiles the plan (validated natively) returning the given slots from each run. */
   build(keep: Slot[]): CompiledPlan {
     const handle = new native.NativePlan(this.steps, this.labels.length, keep.map((s) => s.index));
-    return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.length);
+    return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.map((s) => s.op));
   }
 }
 
@@ -68,9 +68,14 @@ export class CompiledPlan {
     private readonly slotCount: number,
     private readonly inputs: Slot[],
     private readonly constants: Map<number, Tensor>,
-    /** Number of ops in the plan. */
-    readonly length: number,
+    /** The op of each step, in order. */
+    readonly ops: string[],
   ) {}
+
+  /** Number of ops in the plan. */
+  get length(): number {
+    return this.ops.length;
+  }
 
   private bind(values: Tensor[]): Array<Tensor['handle'] | null> {
     if (values.length !== this.inputs.length) {
@@ -89,6 +94,13 @@ export class CompiledPlan {
   async run(...values: Tensor[]): Promise<Tensor[]> {
     const out = await this.handle.run(this.bind(values), true);
     return out.map((h) => new Tensor(h));
+  }
+
+  /** Runs the plan and reports the wall time of each op (kernel time, without the time around it). */
+  async runProfiled(...values: Tensor[]): Promise<{ outputs: Tensor[]; steps: Array<{ op: string; ms: number }> }> {
+    const out = await this.handle.run(this.bind(values), true, true);
+    const ms = out.stepMs ?? [];
+    return { outputs: out.map((h) => new Tensor(h)), steps: this.ops.map((op, i) => ({ op, ms: ms[i] ?? 0 })) };
   }
 
   /** Runs the plan on the calling thread. */

@@ -250,6 +250,16 @@ export class VisionTransformer {
     return { loss: scalars[0]! + l1, gradients };
   }
 
+  /**
+   * predict() with the wall time of each native op of the pass: the difference between the
+   * pass's own wall time and the sum of its ops is what the orchestration around them costs.
+   */
+  async predictProfiled(images: Tensor): Promise<{ logits: Tensor; steps: Array<{ op: string; ms: number }> }> {
+    const batch = this.checkImages(images, 'predict');
+    const { outputs, steps } = await this.inferencePlan(batch).runProfiled(images);
+    return { logits: outputs[0]!, steps };
+  }
+
   /** Frees the parameters and plans; the model cannot be used afterwards. */
   dispose(): void {
     for (const t of this.params.values()) t.dispose();

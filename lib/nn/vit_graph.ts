@@ -91,9 +91,10 @@ export class VitGraph {
       if (cfg.attention === 'softmax') {
         attnOut = p.op('attentionSoftmax', [q, k, v], {}, o.training ? 2 : 1);
       } else {
-        const outputs = o.training ? (o.aux ? 10 : 6) : 1;
+        // Outputs: y, qnorm, knorm, S, znorm, and with the branch lse, auxOut, auxMass, l1.
+        const outputs = o.training ? (o.aux ? 9 : 5) : 1;
         attnOut = p.op('attentionLinearAngular', [q, k, v, this.dconv(i)], this.attentionAttrs(o.aux), outputs);
-        if (o.training && o.aux) auxL1.push(attnOut[9]!);
+        if (o.training && o.aux) auxL1.push(attnOut[8]!);
       }
       const a = this.one('mergeHeads', [attnOut[0]!]);
       const scales = o.dropPath?.[i];
@@ -159,8 +160,8 @@ export class VitGraph {
         [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
       } else {
         const s = r.attnSaved;
-        const auxSaved = o.aux ? [s[6]!, s[7]!, s[8]!] : [null, null, null];
-        const out = p.op('attentionLinearAngularBackward', [r.q, r.k, r.v, this.dconv(i), s[1]!, s[2]!, s[3]!, s[4]!, s[5]!, ...auxSaved, dy], this.attentionAttrs(o.aux), 4);
+        const auxSaved = o.aux ? [s[5]!, s[6]!, s[7]!] : [null, null, null];
+        const out = p.op('attentionLinearAngularBackward', [r.q, r.k, r.v, this.dconv(i), s[1]!, s[2]!, s[3]!, s[4]!, ...auxSaved, dy], this.attentionAttrs(o.aux), 4);
         [dq, dk, dv] = out as [Slot, Slot, Slot];
         grads.set(`${b}.attn.dconv.weight`, out[3]!);
       }

@@ -25,13 +25,13 @@ std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
 
 class PlanWorker : public Napi::AsyncWorker {
  public:
-  PlanWorker(Napi::Env env, std::shared_ptr<const Plan> plan, std::vector<std::optional<Tensor>> slots)
+  PlanWorker(Napi::Env env, std::shared_ptr<const Plan> plan, std::vector<std::optional<Tensor>> slots, bool profile)
       : Napi::AsyncWorker(env, "castling-vit:plan"), deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)), slots_(std::move(slots)) {}
+        plan_(std::move(plan)), slots_(std::move(slots)), profile_(profile) {}
   Napi::Promise promise() const { return deferred_.Promise(); }
   void Execute() override {
     try {
-      outputs_ = plan_->run(std::move(slots_));
+      outputs_ = plan_->run(std::move(slots_), profile_ ? &step_ms_ : nullptr);
     } catch (...) {
       SetError(currentExceptionMessage());
     }
@@ -40,6 +40,12 @@ class PlanWorker : public Napi::AsyncWorker {
   void OnOK() override {
     auto out = Napi::Array::New(Env(), outputs_.size());
     for (std::size_t i = 0; i < outputs_.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(Env(), std::move(outputs_[i])));
+    if (profile_) {
+      // The per-step wall times ride along as a property of the result array.
+      auto times = Napi::Array::New(Env(), step_ms_.size());
+      for (std::size_t i = 0; i < step_ms_.size(); ++i) times.Set(std::uint32_t(i), step_ms_[i]);
+      out.Set("stepMs", times);
+    }
     deferred_.Resolve(out);
   }
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
@@ -48,7 +54,9 @@ class PlanWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<const Plan> plan_;
   std::vector<std::optional<Tensor>> slots_;
+  bool profile_;
   std::vector<Tensor> outputs_;
+  std::vector<double> step_ms_;
 };
 
 }  // namespace
@@ -91,7 +99,9 @@ PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHa
   rethrowAsJs(env, [&] { plan_ = std::make_shared<const Plan>(std::move(steps), slot_count_, std::move(keep)); });
 }
 
-// plan.run(slots: (NativeTensor | null)[], async: boolean) -> NativeTensor[] | Promise<...>
+// plan.run(slots: (NativeTensor | null)[], async: boolean, profile?: boolean)
+//   -> NativeTensor[] | Promise<NativeTensor[]>; with profile (async only) the array carries
+//   `stepMs`, the wall time of each step.
 Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "plan.run: expected (slots, async)");
@@ -110,7 +120,8 @@ Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
   rethrowAsJs(env, [&] { plan_->validate(filled); });
   bool async = info.Length() > 1 && info[1].ToBoolean().Value();
   if (async) {
-    auto* worker = new PlanWorker(env, plan_, std::move(slots));
+    bool profile = info.Length() > 2 && info[2].ToBoolean().Value();
+    auto* worker = new PlanWorker(env, plan_, std::move(slots), profile);
     Napi::Promise promise = worker->promise();
     worker->Queue();
     return promise;

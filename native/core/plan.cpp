@@ -1,5 +1,7 @@
 #include "plan.h"
 
+#include <chrono>
+
 #include "error.h"
 
 namespace castling {
@@ -43,9 +45,11 @@ void Plan::validate(const std::vector<bool>& filled) const {
   }
 }
 
-std::vector<Tensor> Plan::run(std::vector<std::optional<Tensor>> slots) const {
+std::vector<Tensor> Plan::run(std::vector<std::optional<Tensor>> slots, std::vector<double>* stepMs) const {
+  if (stepMs) stepMs->assign(steps_.size(), 0.0);
   for (std::size_t s = 0; s < steps_.size(); ++s) {
     const PlanStep& step = steps_[s];
+    auto start = std::chrono::steady_clock::now();
     std::vector<std::optional<Tensor>> inputs;
     inputs.reserve(step.inputs.size());
     for (int slot : step.inputs) inputs.push_back(slot >= 0 ? slots[std::size_t(slot)] : std::nullopt);
@@ -56,6 +60,7 @@ std::vector<Tensor> Plan::run(std::vector<std::optional<Tensor>> slots) const {
     for (std::size_t o = 0; o < step.outputs.size(); ++o)
       if (step.outputs[o] >= 0) slots[std::size_t(step.outputs[o])] = std::move(outputs[o]);
     for (int slot : release_after_[s]) slots[std::size_t(slot)].reset();
+    if (stepMs) (*stepMs)[s] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }
   std::vector<Tensor> kept;
   for (int slot : keep_) kept.push_back(*slots[std::size_t(slot)]);

@@ -31,8 +31,10 @@ class Plan {
   // are filled at the start). Throws castling::Error naming the step.
   void validate(const std::vector<bool>& filled) const;
 
-  // Runs the steps in order; returns the tensors of the `keep` slots.
-  std::vector<Tensor> run(std::vector<std::optional<Tensor>> slots) const;
+  // Runs the steps in order; returns the tensors of the `keep` slots. With `stepMs`, also the
+  // wall time of each step (to tell the kernels' time from the time around them).
+  std::vector<Tensor> run(std::vector<std::optional<Tensor>> slots, std::vector<double>* stepMs = nullptr) const;
+  const std::vector<PlanStep>& steps() const { return steps_; }
 
  private:
   std::vector<PlanStep> steps_;
