@@ -5,6 +5,8 @@ import { parseArgs } from 'node:util';
 import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
 import { benchGemm } from './gemm.js';
 import { benchModel } from './model.js';
+import { benchAttention } from './attention.js';
+import { writeLineChart } from './chart.js';
 import type { CpuPath } from '../lib/index.js';
 
 interface Bench {
@@ -31,6 +33,27 @@ const benches: Record<string, Bench> = {
         repeats: numbers(o.repeats)?.[0],
         quick: o.quick === true,
       }),
+  },
+  attention: {
+    describe: 'softmax vs linear-angular attention, N in 197..12545, H=6, d=64: latency, FLOPs, GFLOP/s, peak memory, speed-up, chart (--chart FILE, --tokens, --quick)',
+    columns: ['kind', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'peakBytes', 'speedupOverSoftmax'],
+    run: async (o) => {
+      const records = await benchAttention({
+        tokens: numbers(o.tokens) ?? (o.quick ? [197, 785] : undefined),
+        repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
+      });
+      const chart = typeof o.chart === 'string' ? o.chart : 'bench/out/attention.svg';
+      await writeLineChart(chart, {
+        title: 'Attention latency vs tokens (H=6, d=64, batch 1)',
+        x: { field: 'tokens', title: 'tokens', log: true },
+        y: { field: 'medianMs', title: 'median latency (ms)', log: true },
+        series: 'kind',
+        values: records.map((r) => ({ ...r, kind: r.kind === 'castling' ? 'linear-angular' : 'softmax' })),
+      });
+      console.error(`chart: ${chart}`);
+      return records;
+    },
   },
   model: {
     describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32), deit-tiny/small x softmax/castling x 224/448/896 (--quick: deit-tiny, 224)',
@@ -59,6 +82,8 @@ async function main(): Promise<number> {
       threads: { type: 'string' },
       repeats: { type: 'string' },
       quick: { type: 'boolean' },
+      tokens: { type: 'string' },
+      chart: { type: 'string' },
       help: { type: 'boolean' },
     },
   });

@@ -22,6 +22,7 @@ export {
   type LayerNormResult,
 } from './ops.js';
 export * as backward from './backward.js';
+export * as attention from './attention.js';
 export { PlanBuilder, CompiledPlan, Slot } from './plan.js';
 export { backendInfo, setThreads, setCpuPath, nativeMemoryBytes, type BackendInfo, type CpuPath } from './backend.js';
 export { VisionTransformer, type LoadReport, type LoadOptions, type TrainStepOptions, type TrainStepResult } from './nn/vit.js';
