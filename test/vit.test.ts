@@ -34,11 +34,16 @@ describe('VisionTransformer', () => {
     it(`predict matches a float64 reference model (${label})`, async () => {
       const config = { ...tiny, ...extra };
       const model = randomizedModel(config);
-      for (const batch of [1, 3]) {
-        const images = randomArray(batch * 2 * 12 * 12);
-        const logits = await model.predict(Tensor.fromArray(images, [batch, 2, 12, 12]));
-        expect(logits.shape).toEqual([batch, 5]);
-        expectClose(logits.toFloat32Array(), referenceForward(model.config, params(model), images, batch), 2e-4, 2e-4, `${label} batch ${batch}`);
+      // A castling model runs its auxiliary branch (tau 0.02) until it is castled.
+      const states = model.config.attention === 'castling' ? [{ tau: 0.02, l1: 0 }, undefined] : [undefined];
+      for (const aux of states) {
+        if (!aux) model.castle();
+        for (const batch of [1, 3]) {
+          const images = randomArray(batch * 2 * 12 * 12);
+          const logits = await model.predict(Tensor.fromArray(images, [batch, 2, 12, 12]));
+          expect(logits.shape).toEqual([batch, 5]);
+          expectClose(logits.toFloat32Array(), referenceForward(model.config, params(model), images, batch, aux), 2e-4, 2e-4, `${label} batch ${batch}${aux ? ' with the branch' : ''}`);
+        }
       }
     });
   }
