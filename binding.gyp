@@ -41,6 +41,8 @@
         "native/cpu/cpu_ops.cpp",
         "native/cpu/ops_elementwise.cpp",
         "native/cpu/ops_linear.cpp",
+        "native/cpu/ops_vit_layout.cpp",
+        "native/cpu/ops_train.cpp",
         "native/cpu/attention_kernels.cpp",
         "native/cpu/attention_isa_scalar.cpp",
         "native/cpu/attention_common.cpp",

@@ -5,6 +5,9 @@ namespace castling::cpu {
 void registerCpuOps(OpRegistry& registry) {
   registerElementwiseOps(registry);
   registerLinearOps(registry);
+  registerVitLayoutOps(registry);
+  registerTrainOps(registry);
+  registerAttentionOps(registry);
 }
 
 }  // namespace castling::cpu

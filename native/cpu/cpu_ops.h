@@ -9,5 +9,11 @@ void registerCpuOps(OpRegistry& registry);
 
 void registerElementwiseOps(OpRegistry& registry);
 void registerLinearOps(OpRegistry& registry);
+// Patch embedding, tokens, heads, class token (ops_vit_layout.cpp).
+void registerVitLayoutOps(OpRegistry& registry);
+// Cross-entropy and AdamW (ops_train.cpp).
+void registerTrainOps(OpRegistry& registry);
+// Softmax (flash) and Castling-ViT linear-angular attention, attention_*.cpp.
+void registerAttentionOps(OpRegistry& registry);
 
 }  // namespace castling::cpu

@@ -1,0 +1,63 @@
+#include "attention_common.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "../core/error.h"
+#include "../core/thread_pool.h"
+#include "cpu_ops.h"
+
+namespace castling::cpu {
+
+HeadsShape expectHeads(const char* op, const char* name, const Tensor& t) {
+  if (t.rank() != 4) {
+    fail(op, ": ", name, " has shape ", shapeToString(t.shape()),
+         ", expected 4 dimensions (batch, heads, tokens, head width)");
+  }
+  HeadsShape s{t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
+  if (s.tokens < 1 || s.width < 1) {
+    fail(op, ": ", name, " has shape ", shapeToString(t.shape()),
+         ", expected at least one token and a head width of at least 1");
+  }
+  return s;
+}
+
+void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
+                      const std::function<void(std::int64_t, float*)>& fn) {
+  if (jobs <= 0) return;
+  ThreadPool& pool = ThreadPool::global();
+  int workers = int(std::min<std::int64_t>(pool.threads(), jobs));
+  // Whole cache lines per worker, so that two workers never write the same line.
+  std::int64_t stride = (std::max<std::int64_t>(scratchFloats, 1) + 15) / 16 * 16;
+  Tensor scratch = Tensor::empty({std::int64_t(workers), stride});
+  std::atomic<std::int64_t> next{0};
+  pool.run(workers, [&](int worker) {
+    float* mine = scratch.data() + std::int64_t(worker) * stride;
+    for (std::int64_t job = next.fetch_add(1); job < jobs; job = next.fetch_add(1)) fn(job, mine);
+  });
+}
+
+std::int64_t rangesPerHead(std::int64_t headCount, std::int64_t blocks) {
+  std::int64_t threads = ThreadPool::global().threads();
+  // About two jobs per thread, to even out heads of unequal cost and uneven splits.
+  std::int64_t wanted = (2 * threads + headCount - 1) / std::max<std::int64_t>(headCount, 1);
+  return std::clamp<std::int64_t>(wanted, 1, std::max<std::int64_t>(blocks, 1));
+}
+
+float dotProduct(const float* a, const float* b, std::int64_t n) {
+  float acc[8] = {0};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  float total = 0;
+  for (int j = 0; j < 8; ++j) total += acc[j];
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+void registerAttentionOps(OpRegistry& registry) {
+  registerAttentionSoftmaxOps(registry);
+  registerAttentionLinearAngularOps(registry);
+}
+
+}  // namespace castling::cpu

@@ -1,0 +1,268 @@
+// Castling-ViT linear-angular attention (ALGORITHMS.md sections 2 and 3), forward and backward:
+//   z = 0.5 v + (1/pi) qhat S [+ (M . A) v],  u = normalize(z),  y = u + dconv(v)
+// with S = sum_n khat_n^T v_n per head. Two passes over the tokens (build S, then apply it), each
+// parallel over heads and token ranges, O(N d) extra memory. The optional auxiliary masked
+// softmax branch (training only) runs the flash kernels first and is added to z.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../core/thread_pool.h"
+#include "attention_common.h"
+#include "attention_kernels.h"
+#include "cpu_ops.h"
+#include "shape_checks.h"
+
+namespace castling::cpu {
+
+namespace {
+
+constexpr std::int64_t kMaxTaps = 63;  // the kernels keep the weight gradient in a 64 x 64 array
+
+struct AngularOptions {
+  ConvForm form = ConvForm::Tokens;
+  std::int64_t taps = 0, gridSide = 0;
+  std::int64_t weightsPerHead = 0;
+  bool aux = false;
+  float tau = 0.02f;
+  float auxScale = 1.0f;
+  float lambda = 0.0f;
+};
+
+AngularOptions readOptions(const char* op, const Attrs& attrs, const HeadsShape& s, const Tensor& weight) {
+  AngularOptions o;
+  o.form = ConvForm(attrs.integer("form", 0, 0, 1));
+  o.aux = attrs.flag("aux", false);
+  o.tau = float(attrs.number("tau", 0.02));
+  o.auxScale = float(attrs.number("auxScale", 1.0 / std::sqrt(double(s.width))));
+  o.lambda = float(attrs.number("l1", 0.0));
+  if (std::isnan(o.tau)) fail(op, ": tau is NaN, expected a threshold");
+  if (!std::isfinite(o.auxScale)) fail(op, ": auxScale is ", o.auxScale, ", expected a finite number");
+  if (!std::isfinite(o.lambda)) fail(op, ": l1 is ", o.lambda, ", expected a finite number");
+
+  const Shape& ws = weight.shape();
+  if (o.form == ConvForm::Tokens) {
+    if (weight.rank() != 2 || ws[0] != s.heads) {
+      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads,
+           ", K] (one kernel of K taps per head) for the 'tokens' convolution");
+    }
+    o.taps = ws[1];
+    o.weightsPerHead = o.taps;
+  } else {
+    if (weight.rank() != 3 || ws[0] != s.heads || ws[1] != ws[2]) {
+      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads,
+           ", K, K] (one K x K kernel per head) for the 'spatial' convolution");
+    }
+    o.taps = ws[1];
+    o.weightsPerHead = o.taps * o.taps;
+    std::int64_t patches = s.tokens - 1;
+    std::int64_t side = std::int64_t(std::llround(std::sqrt(double(std::max<std::int64_t>(patches, 0)))));
+    if (patches < 1 || side * side != patches) {
+      fail(op, ": the 'spatial' convolution needs N - 1 patch tokens forming a square grid, but N = ",
+           s.tokens, " gives ", patches, " patches");
+    }
+    o.gridSide = side;
+  }
+  if (o.taps % 2 == 0 || o.taps < 1 || o.taps > kMaxTaps) {
+    fail(op, ": dconvWeight has ", o.taps, " taps per side, expected an odd number from 1 to ", kMaxTaps,
+         " (the kernel is centred on the token)");
+  }
+  return o;
+}
+
+AngularConv convForHead(const AngularOptions& o, const Tensor& weight, std::int64_t head, std::int64_t heads) {
+  return AngularConv{o.form, o.taps, o.gridSide, weight.data() + (head % heads) * o.weightsPerHead};
+}
+
+// How a head's tokens are cut into ranges for the two passes (ranges start at block multiples).
+struct TokenRanges {
+  std::int64_t ranges, blocks, block, tokens;
+  std::int64_t begin(std::int64_t r) const { return std::min(tokens, blocks * r / ranges * block); }
+  std::int64_t end(std::int64_t r) const { return std::min(tokens, blocks * (r + 1) / ranges * block); }
+};
+
+TokenRanges tokenRanges(const HeadsShape& s, const AttentionKernels& kt) {
+  std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
+  return {rangesPerHead(s.count(), blocks), blocks, kt.flashBlock, s.tokens};
+}
+
+// out[head] = sum over ranges of partial[head][range] (count floats each), in range order.
+void sumRanges(const Tensor& partial, std::int64_t heads, std::int64_t ranges, std::int64_t count, float* out) {
+  ThreadPool::global().parallelFor(heads, 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t h = b; h < e; ++h) {
+      float* o = out + h * count;
+      const float* p = partial.data() + h * ranges * count;
+      std::copy(p, p + count, o);
+      for (std::int64_t r = 1; r < ranges; ++r)
+        for (std::int64_t i = 0; i < count; ++i) o[i] += p[r * count + i];
+    }
+  });
+}
+
+// inputs (q, k, v, dconvWeight): q, k, v (B, H, N, d); dconvWeight (H, K) for form 0 ('tokens')
+// or (H, K, K) for form 1 ('spatial').
+// attrs form (0), aux (0), tau (0.02), auxScale (1/sqrt(d)).
+// outputs [y, qnorm, knorm, S, znorm] and with aux also [lse, auxOut, auxMass, l1]:
+//   y (B, H, N, d); qnorm, knorm, znorm (B, H, N) = max(|.|, 1e-12); S (B, H, d, d);
+//   lse (B, H, N) of auxScale q k^T; auxOut (B, H, N, d) = (M . A) v; auxMass (B, H, N) = row
+//   sums of M . A; l1 (1) = sum of M . A over everything.
+std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "attentionLinearAngular";
+  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
+         v = in.required(2, "v").contiguous(), weight = in.required(3, "dconvWeight").contiguous();
+  HeadsShape s = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.full());
+  expectShape(op, "v", v, s.full());
+  AngularOptions o = readOptions(op, attrs, s, weight);
+  const AttentionKernels& kt = attentionKernels();
+  const std::int64_t d = s.width;
+
+  Tensor lse, auxOut, auxMass, l1;
+  if (o.aux) {
+    lse = Tensor::empty(s.perToken());
+    auxOut = Tensor::empty(s.full());
+    auxMass = Tensor::empty(s.perToken());
+    TokenRanges tr = tokenRanges(s, kt);
+    runAttentionJobs(s.count() * tr.ranges, kt.flashForwardScratchFloats(s.tokens, d),
+                     [&](std::int64_t job, float* scratch) {
+      std::int64_t head = job / tr.ranges, range = job % tr.ranges, off = head * s.headFloats();
+      FlashForwardArgs a{q.data() + off, k.data() + off, v.data() + off, s.tokens, d, o.auxScale, true,
+                         o.tau, auxOut.data() + off, lse.data() + head * s.tokens,
+                         auxMass.data() + head * s.tokens};
+      if (tr.begin(range) < tr.end(range)) kt.flashForward(a, tr.begin(range), tr.end(range), scratch);
+    });
+    double total = 0;
+    for (std::int64_t i = 0; i < auxMass.numel(); ++i) total += auxMass.data()[i];
+    l1 = Tensor::empty({1});
+    l1.data()[0] = float(total);
+  }
+
+  Tensor y = Tensor::empty(s.full());
+  Tensor qnorm = Tensor::empty(s.perToken()), knorm = Tensor::empty(s.perToken()),
+         znorm = Tensor::empty(s.perToken()), S = Tensor::empty({s.batch, s.heads, d, d});
+  TokenRanges tr = tokenRanges(s, kt);
+  Tensor sPartial = Tensor::empty({s.count(), tr.ranges, d, d});
+  auto headArgs = [&](std::int64_t head) {
+    std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
+    return AngularForwardArgs{q.data() + off, k.data() + off, v.data() + off, s.tokens, d,
+                              convForHead(o, weight, head, s.heads), knorm.data() + rows,
+                              S.data() + head * d * d,
+                              o.aux ? auxOut.data() + off : nullptr, o.aux ? auxMass.data() + rows : nullptr,
+                              qnorm.data() + rows, znorm.data() + rows, y.data() + off};
+  };
+  std::int64_t scratch = kt.angularScratchFloats(d);
+  // Pass 1: knorm and S, a partial S per token range summed in range order (deterministic).
+  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+    kt.angularKeys(headArgs(head), tr.begin(range), tr.end(range),
+                   sPartial.data() + (head * tr.ranges + range) * d * d, area);
+  });
+  sumRanges(sPartial, s.count(), tr.ranges, d * d, S.data());
+  // Pass 2: z, znorm and y. (u = z / znorm is not kept: the backward recomputes it.)
+  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+    kt.angularApply(headArgs(head), tr.begin(range), tr.end(range), area);
+  });
+  if (o.aux) return {y, qnorm, knorm, S, znorm, lse, auxOut, auxMass, l1};
+  return {y, qnorm, knorm, S, znorm};
+}
+
+// inputs, in this order (the forward's inputs, then its saved outputs, then the gradient):
+//   0 q, 1 k, 2 v, 3 dconvWeight, 4 qnorm, 5 knorm, 6 S, 7 znorm,
+//   8 lse, 9 auxOut, 10 auxMass (only with aux; empty slots otherwise), 11 dy
+// attrs as the forward, plus l1 (lambda, default 0: the loss had lambda * sum M . A added).
+// outputs [dq, dk, dv, dWeight] (dWeight shaped like dconvWeight).
+std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "attentionLinearAngularBackward";
+  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
+         v = in.required(2, "v").contiguous(), weight = in.required(3, "dconvWeight").contiguous();
+  HeadsShape s = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.full());
+  expectShape(op, "v", v, s.full());
+  AngularOptions o = readOptions(op, attrs, s, weight);
+  const std::int64_t d = s.width;
+  Tensor qnorm = in.required(4, "qnorm").contiguous(), knorm = in.required(5, "knorm").contiguous(),
+         S = in.required(6, "S").contiguous(), znorm = in.required(7, "znorm").contiguous(),
+         dy = in.required(11, "dy").contiguous();
+  expectShape(op, "qnorm", qnorm, s.perToken());
+  expectShape(op, "knorm", knorm, s.perToken());
+  expectShape(op, "S", S, {s.batch, s.heads, d, d});
+  expectShape(op, "znorm", znorm, s.perToken());
+  expectShape(op, "dy", dy, s.full());
+  Tensor lse, auxOut, auxMass;
+  if (o.aux) {
+    lse = in.required(8, "lse").contiguous();
+    auxOut = in.required(9, "auxOut").contiguous();
+    auxMass = in.required(10, "auxMass").contiguous();
+    expectShape(op, "lse", lse, s.perToken());
+    expectShape(op, "auxOut", auxOut, s.full());
+    expectShape(op, "auxMass", auxMass, s.perToken());
+  }
+  const AttentionKernels& kt = attentionKernels();
+
+  Tensor dz = Tensor::empty(s.full()), dq = Tensor::empty(s.full()), dk = Tensor::empty(s.full()),
+         dv = Tensor::empty(s.full()), dS = Tensor::empty({s.count(), d, d});
+  TokenRanges tr = tokenRanges(s, kt);
+  Tensor dSPartial = Tensor::empty({s.count(), tr.ranges, d, d});
+  Tensor dwPartial = Tensor::empty({s.count(), tr.ranges, o.weightsPerHead});
+  auto headArgs = [&](std::int64_t head) {
+    std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
+    return AngularBackwardArgs{q.data() + off, k.data() + off, v.data() + off,
+                               o.aux ? auxOut.data() + off : nullptr, o.aux ? auxMass.data() + rows : nullptr,
+                               qnorm.data() + rows, knorm.data() + rows, znorm.data() + rows,
+                               S.data() + head * d * d, dy.data() + off, s.tokens, d,
+                               convForHead(o, weight, head, s.heads), dS.data() + head * d * d,
+                               dz.data() + off, dq.data() + off, dk.data() + off, dv.data() + off};
+  };
+  std::int64_t scratch = kt.angularScratchFloats(d);
+  // Pass 1 (query side): dz, dq, dv's direct and conv terms, partial dS and dWeight.
+  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+    std::int64_t slot = head * tr.ranges + range;
+    kt.angularBackwardQueries(headArgs(head), tr.begin(range), tr.end(range),
+                              dSPartial.data() + slot * d * d,
+                              dwPartial.data() + slot * o.weightsPerHead, area);
+  });
+  sumRanges(dSPartial, s.count(), tr.ranges, d * d, dS.data());
+  Tensor dWeight = Tensor::empty(weight.shape());
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    for (std::int64_t w = 0; w < o.weightsPerHead; ++w) {
+      double total = 0;
+      for (std::int64_t b = 0; b < s.batch; ++b)
+        for (std::int64_t r = 0; r < tr.ranges; ++r)
+          total += dwPartial.data()[((b * s.heads + h) * tr.ranges + r) * o.weightsPerHead + w];
+      dWeight.data()[h * o.weightsPerHead + w] = float(total);
+    }
+  }
+  // Pass 2 (key side): dk, and dv's share through S.
+  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+    kt.angularBackwardKeys(headArgs(head), tr.begin(range), tr.end(range), area);
+  });
+  if (o.aux) {
+    // The branch adds (M . A) v to z, so its incoming gradient is dz. Rows that kept nothing
+    // contribute nothing at all (dA = 0 and their row term is 0): when no row kept anything
+    // (tau >= 1) the branch is skipped, and the gradients are bit-identical to aux off.
+    std::int64_t rows = s.count() * s.tokens;
+    Tensor rowTerm = Tensor::empty(s.perToken());
+    bool anyKept = false;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      float mass = auxMass.data()[r];
+      anyKept |= mass > 0.0f;
+      rowTerm.data()[r] = dotProduct(dz.data() + r * d, auxOut.data() + r * d, d) + o.lambda * mass;
+    }
+    if (anyKept) flashBackwardAllHeads(s, q, k, v, dz, lse, rowTerm, o.auxScale, true, o.tau, o.lambda, dq, dk, dv);
+  }
+  return {dq, dk, dv, dWeight};
+}
+
+}  // namespace
+
+void registerAttentionLinearAngularOps(OpRegistry& r) {
+  r.add("attentionLinearAngular", {"q", "k", "v", "dconvWeight"}, attentionLinearAngularOp);
+  r.add("attentionLinearAngularBackward",
+        {"q", "k", "v", "dconvWeight", "qnorm", "knorm", "S", "znorm", "lse", "auxOut", "auxMass", "dy"},
+        attentionLinearAngularBackwardOp);
+}
+
+}  // namespace castling::cpu

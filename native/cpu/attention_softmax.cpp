@@ -1,0 +1,119 @@
+// Softmax attention, y = softmax(scale q k^T) v per head, the baseline the linear-angular
+// attention is compared with (ALGORITHMS.md section 1). Flash style: the kernels
+// (attention_flash.inc) walk key blocks with an online softmax and never hold an N x N matrix;
+// the forward saves each row's log-sum-exp so that the backward recomputes the probabilities
+// tile by tile. Forward and backward side by side.
+#include <cmath>
+#include <vector>
+
+#include "../core/thread_pool.h"
+#include "attention_common.h"
+#include "attention_kernels.h"
+#include "cpu_ops.h"
+#include "shape_checks.h"
+
+namespace castling::cpu {
+
+namespace {
+
+float scaleAttr(const Attrs& attrs, const char* op, std::int64_t width) {
+  float scale = float(attrs.number("scale", 1.0 / std::sqrt(double(width))));
+  if (!std::isfinite(scale)) fail(op, ": scale is ", scale, ", expected a finite number");
+  return scale;
+}
+
+// inputs (q, k, v), each (B, H, N, d); attrs scale (default 1/sqrt(d)).
+// outputs [y (B, H, N, d), lse (B, H, N)]: lse = log sum_m exp(scale q_n . k_m).
+std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "attentionSoftmax";
+  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
+         v = in.required(2, "v").contiguous();
+  HeadsShape s = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.full());
+  expectShape(op, "v", v, s.full());
+  float scale = scaleAttr(attrs, op, s.width);
+  Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
+
+  const AttentionKernels& kt = attentionKernels();
+  std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
+  std::int64_t ranges = rangesPerHead(s.count(), blocks);
+  runAttentionJobs(s.count() * ranges, kt.flashForwardScratchFloats(s.tokens, s.width),
+                   [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
+    FlashForwardArgs a{q.data() + off, k.data() + off, v.data() + off, s.tokens, s.width, scale,
+                       false, 0.0f, y.data() + off, lse.data() + head * s.tokens, nullptr};
+    std::int64_t begin = blocks * range / ranges * kt.flashBlock;
+    std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);
+    kt.flashForward(a, begin, end, scratch);
+  });
+  return {y, lse};
+}
+
+// inputs (q, k, v, y, lse, dy) as saved by attentionSoftmax; attrs scale.
+// outputs [dq, dk, dv].
+std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "attentionSoftmaxBackward";
+  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
+         v = in.required(2, "v").contiguous(), y = in.required(3, "y").contiguous(),
+         lse = in.required(4, "lse").contiguous(), dy = in.required(5, "dy").contiguous();
+  HeadsShape s = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.full());
+  expectShape(op, "v", v, s.full());
+  expectShape(op, "y", y, s.full());
+  expectShape(op, "lse", lse, s.perToken());
+  expectShape(op, "dy", dy, s.full());
+  float scale = scaleAttr(attrs, op, s.width);
+
+  // D_n = dy_n . y_n: the row term of the softmax backward, from the saved output in O(N d).
+  Tensor rowTerm = Tensor::empty(s.perToken());
+  std::int64_t rows = s.count() * s.tokens, d = s.width;
+  ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 16384 / d), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b; r < e; ++r) rowTerm.data()[r] = dotProduct(dy.data() + r * d, y.data() + r * d, d);
+  });
+
+  Tensor dq = Tensor::zeros(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
+  flashBackwardAllHeads(s, q, k, v, dy, lse, rowTerm, scale, false, 0.0f, 0.0f, dq, dk, dv);
+  return {dq, dk, dv};
+}
+
+}  // namespace
+
+void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& dout, const Tensor& lse, const Tensor& rowTerm, float scale,
+                           bool masked, float tau, float lambda, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const AttentionKernels& kt = attentionKernels();
+  std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
+  std::int64_t ranges = rangesPerHead(s.count(), blocks);
+  // Key ranges of one head all add into that head's dq: range 0 adds into dq itself, the others
+  // into their own buffers, summed afterwards in a fixed order (deterministic, no atomics).
+  Tensor dqExtra;
+  if (ranges > 1) dqExtra = Tensor::zeros({ranges - 1, s.count(), s.tokens, s.width});
+  runAttentionJobs(s.count() * ranges, kt.flashBackwardScratchFloats(s.tokens, s.width),
+                   [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
+    float* dqTarget = range == 0 ? dq.data() + off
+                                 : dqExtra.data() + (range - 1) * s.count() * s.headFloats() + off;
+    FlashBackwardArgs a{q.data() + off, k.data() + off, v.data() + off, dout.data() + off,
+                        lse.data() + head * s.tokens, rowTerm.data() + head * s.tokens,
+                        s.tokens, s.width, scale, masked, tau, lambda,
+                        dqTarget, dk.data() + off, dv.data() + off};
+    std::int64_t begin = blocks * range / ranges * kt.flashBlock;
+    std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);
+    if (begin < end) kt.flashBackward(a, begin, end, scratch);
+  });
+  std::int64_t total = s.count() * s.headFloats();
+  for (std::int64_t r = 1; r < ranges; ++r) {
+    const float* extra = dqExtra.data() + (r - 1) * total;
+    float* out = dq.data();
+    ThreadPool::global().parallelFor(total, 1 << 15, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) out[i] += extra[i];
+    });
+  }
+}
+
+void registerAttentionSoftmaxOps(OpRegistry& r) {
+  r.add("attentionSoftmax", {"q", "k", "v"}, attentionSoftmaxOp);
+  r.add("attentionSoftmaxBackward", {"q", "k", "v", "y", "lse", "dy"}, attentionSoftmaxBackwardOp);
+}
+
+}  // namespace castling::cpu
