@@ -26,7 +26,7 @@ export async function writeLineChart(path: string, chart: LineChart): Promise<vo
       x: { field: chart.x.field, type: 'quantitative', title: chart.x.title, scale: chart.x.log ? { type: 'log' } : {} },
       y: { field: chart.y.field, type: 'quantitative', title: chart.y.title, scale: chart.y.log ? { type: 'log' } : {} },
       color: { field: chart.series, type: 'nominal', title: chart.series },
-      strokeDash: { field: 'pass', type: 'nominal', title: 'pass' },
+      strokeDash: { field: 'pass', type: 'nominal', title: 'pass', legend: { symbolType: 'stroke', symbolStrokeColor: '#555' } },
     },
   };
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
