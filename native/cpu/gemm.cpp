@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include "../core/error.h"
 #include "../core/storage.h"
 #include "../core/thread_pool.h"
@@ -11,102 +15,134 @@ namespace castling::cpu {
 
 namespace {
 
-// Cache blocking. A K-slice of kKc keeps one packed A micro-panel (MR x kKc) in L1 while the
-// packed B block (kKc x kNc) sits in the core's private L2 and is streamed one NR-wide
-// micro-panel at a time. kMc bounds the shared packed A block (it lives in L3).
-constexpr std::int64_t kKc = 384;
-constexpr std::int64_t kNc = 480;
+// Cache blocking (the BLIS scheme for a broadcast-A micro-kernel). One packed A micro-panel
+// (MR x kc, 18 KB for the AVX-512 12 x kc at kc = 384) stays in L1 while it is multiplied by
+// every NR-wide micro-panel of the packed B block (kc x nc), which sits in the core's private
+// L2 (1 MB on the target Xeon): 384 x 320 floats = 480 KB, half of it, so that the A panels
+// and C lines passing through do not evict it. A thread's packed A block (its rows x kc) lives
+// in L3; kMc bounds it.
+constexpr std::int64_t kMaxKc = 384;
+constexpr std::int64_t kMaxNc = 320;
 constexpr std::int64_t kMc = 3072;
 
-// Each calling thread keeps its packed-A buffer, each pool thread its packed-B buffer: they are
-// reused across calls (no page faults per GEMM), and two GEMMs running concurrently from
-// different callers never share one.
+// Each thread (caller or pool worker) keeps its own packed buffers: every thread packs the A and
+// B panels it multiplies, so a GEMM needs a single fork-join and no barrier between packing and
+// computing. The buffers are reused across calls (no page faults per GEMM), and two GEMMs
+// running concurrently from different callers never share one.
 thread_local AlignedBuffer t_packed_a;
 thread_local AlignedBuffer t_packed_b;
 
-inline float elementA(const GemmArgs& g, std::int64_t i, std::int64_t k) {
-  return g.transA ? g.A[k * g.lda + i] : g.A[i * g.lda + k];
-}
+// ---- packing ----
+// Both packed layouts are "interleaved panels": for each k, `width` consecutive floats (MR rows
+// of A or NR columns of B), zero-padded past the last valid row/column so that the micro-kernel
+// never needs a bound check. Depending on the transposition the source either already has the
+// width dimension contiguous (a plain copy per k) or has k contiguous (a transpose).
 
-// Packs rows [i0, i0 + rows) x columns [k0, k0 + kc) of op(A) as MR-row panels: panel p holds,
-// for each k, the MR values A(i0 + p*MR + r, k0 + k), zero-padded past the last row.
-void packA(const GemmArgs& g, int mr, std::int64_t i0, std::int64_t rows, std::int64_t k0,
-           std::int64_t kc, std::int64_t panel_begin, std::int64_t panel_end, float* dst) {
-  for (std::int64_t p = panel_begin; p < panel_end; ++p) {
-    float* out = dst + p * mr * kc;
-    std::int64_t r0 = p * mr;
-    std::int64_t valid = std::min<std::int64_t>(mr, rows - r0);
-    if (!g.transA) {
-      for (std::int64_t r = 0; r < mr; ++r) {
-        if (r < valid) {
-          const float* src = g.A + (i0 + r0 + r) * g.lda + k0;
-          for (std::int64_t k = 0; k < kc; ++k) out[k * mr + r] = src[k];
-        } else {
-          for (std::int64_t k = 0; k < kc; ++k) out[k * mr + r] = 0.0f;
-        }
-      }
-    } else {
-      // Stored K x M: each k gives MR consecutive floats.
-      for (std::int64_t k = 0; k < kc; ++k) {
-        const float* src = g.A + (k0 + k) * g.lda + i0 + r0;
-        std::int64_t r = 0;
-        for (; r < valid; ++r) out[k * mr + r] = src[r];
-        for (; r < mr; ++r) out[k * mr + r] = 0.0f;
-      }
-    }
+// dst[k * width + c] = src[k * ld + c] for c < cols, 0 for cols <= c < width.
+void copyPanel(const float* src, std::int64_t ld, std::int64_t cols, std::int64_t kc, int width,
+               float* dst) {
+  for (std::int64_t k = 0; k < kc; ++k) {
+    float* out = dst + k * width;
+    std::memcpy(out, src + k * ld, std::size_t(cols) * sizeof(float));
+    std::fill(out + cols, out + width, 0.0f);
   }
 }
 
-// Packs columns [j0, j0 + cols) x rows [k0, k0 + kc) of op(B) as NR-column panels: for each k,
-// the NR values B(k0 + k, j0 + p*NR + c), zero-padded past the last column.
+#if defined(__SSE2__)
+// A 4 (rows) x 4 (k) block of src to dst[k * width + r]: 4 loads, a register transpose and 4
+// stores instead of 16 scalar stores.
+inline void transpose4x4(const float* src, std::int64_t ld, float* dst, int width) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ld);
+  __m128 r2 = _mm_loadu_ps(src + 2 * ld), r3 = _mm_loadu_ps(src + 3 * ld);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + width, r1);
+  _mm_storeu_ps(dst + 2 * width, r2);
+  _mm_storeu_ps(dst + 3 * width, r3);
+}
+
+// A 2 (rows) x 4 (k) block: the two rows left over when MR = 6 (AVX2).
+inline void transpose2x4(const float* src, std::int64_t ld, float* dst, int width) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ld);
+  __m128 k01 = _mm_unpacklo_ps(r0, r1), k23 = _mm_unpackhi_ps(r0, r1);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst), k01);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + width), k01);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 2 * width), k23);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 3 * width), k23);
+}
+#endif
+
+// dst[k * width + r] = src[r * ld + k] for r < rows, 0 for rows <= r < width.
+void transposePanel(const float* src, std::int64_t ld, std::int64_t rows, std::int64_t kc,
+                    int width, float* dst) {
+  std::int64_t k = 0;
+#if defined(__SSE2__)
+  // Four k at a time across all the rows: each step completes `width` x 4 destination floats
+  // (whole lines) while the source rows advance together, one line of each held in L1.
+  for (; k + 4 <= kc; k += 4) {
+    float* out = dst + k * width;
+    std::int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) transpose4x4(src + r * ld + k, ld, out + r, width);
+    for (; r + 2 <= rows; r += 2) transpose2x4(src + r * ld + k, ld, out + r, width);
+    for (; r < rows; ++r)
+      for (int j = 0; j < 4; ++j) out[j * width + r] = src[r * ld + k + j];
+    for (int j = 0; j < 4; ++j) std::fill(out + j * width + rows, out + (j + 1) * width, 0.0f);
+  }
+#endif
+  for (; k < kc; ++k) {
+    float* out = dst + k * width;
+    for (std::int64_t r = 0; r < rows; ++r) out[r] = src[r * ld + k];
+    std::fill(out + rows, out + width, 0.0f);
+  }
+}
+
+// Packs rows [i0, i0 + rows) x columns [k0, k0 + kc) of op(A) as MR-row micro-panels.
+void packA(const GemmArgs& g, int mr, std::int64_t i0, std::int64_t rows, std::int64_t k0,
+           std::int64_t kc, float* dst) {
+  for (std::int64_t r0 = 0; r0 < rows; r0 += mr) {
+    std::int64_t valid = std::min<std::int64_t>(mr, rows - r0);
+    float* out = dst + r0 * kc;
+    if (g.transA)  // stored K x M: each k gives MR consecutive floats
+      copyPanel(g.A + k0 * g.lda + i0 + r0, g.lda, valid, kc, mr, out);
+    else
+      transposePanel(g.A + (i0 + r0) * g.lda + k0, g.lda, valid, kc, mr, out);
+  }
+}
+
+// Packs columns [j0, j0 + cols) x rows [k0, k0 + kc) of op(B) as NR-column micro-panels.
 void packB(const GemmArgs& g, int nr, std::int64_t j0, std::int64_t cols, std::int64_t k0,
            std::int64_t kc, float* dst) {
-  std::int64_t panels = (cols + nr - 1) / nr;
-  for (std::int64_t p = 0; p < panels; ++p) {
-    float* out = dst + p * nr * kc;
-    std::int64_t c0 = p * nr;
+  for (std::int64_t c0 = 0; c0 < cols; c0 += nr) {
     std::int64_t valid = std::min<std::int64_t>(nr, cols - c0);
-    if (!g.transB) {
-      for (std::int64_t k = 0; k < kc; ++k) {
-        const float* src = g.B + (k0 + k) * g.ldb + j0 + c0;
-        std::int64_t c = 0;
-        for (; c < valid; ++c) out[k * nr + c] = src[c];
-        for (; c < nr; ++c) out[k * nr + c] = 0.0f;
-      }
-    } else {
-      // Stored N x K (a PyTorch weight): column c of B is row c of the storage.
-      for (std::int64_t c = 0; c < nr; ++c) {
-        if (c < valid) {
-          const float* src = g.B + (j0 + c0 + c) * g.ldb + k0;
-          for (std::int64_t k = 0; k < kc; ++k) out[k * nr + c] = src[k];
-        } else {
-          for (std::int64_t k = 0; k < kc; ++k) out[k * nr + c] = 0.0f;
-        }
-      }
-    }
+    float* out = dst + c0 * kc;
+    if (g.transB)  // stored N x K (a PyTorch weight): column j of B is row j of the storage
+      transposePanel(g.B + (j0 + c0) * g.ldb + k0, g.ldb, valid, kc, nr, out);
+    else
+      copyPanel(g.B + k0 * g.ldb + j0 + c0, g.ldb, valid, kc, nr, out);
   }
 }
+
+// ---- compute ----
 
 bool hasEpilogue(const Epilogue& e) { return e.bias || e.gelu || e.residual; }
 
-// Computes the tiles of C in rows [i0 + panel_begin*MR, ...) x columns [j0, j0 + cols) of the
-// current K-slice, from packed A panels and a packed B block.
-void computeBlock(const KernelTable& kt, const GemmArgs& g, const float* packed_a,
-                  const float* packed_b, std::int64_t i0, std::int64_t rows,
-                  std::int64_t panel_begin, std::int64_t panel_end, std::int64_t j0,
-                  std::int64_t cols, std::int64_t kc, bool accumulate, bool last_slice) {
+std::int64_t roundUp(std::int64_t x, std::int64_t to) { return (x + to - 1) / to * to; }
+
+// One K-slice of the product for the C block rows [i0, i0 + rows) x columns [j0, j0 + cols), from
+// its packed A block and packed B block.
+void multiplyPackedBlocks(const KernelTable& kt, const GemmArgs& g, const float* packed_a,
+                          const float* packed_b, std::int64_t i0, std::int64_t rows,
+                          std::int64_t j0, std::int64_t cols, std::int64_t kc, bool accumulate,
+                          bool last_slice) {
   const int mr = kt.mr, nr = kt.nr;
   alignas(64) float edge[32 * 64];  // one MR x NR tile for partial tiles (MR*NR <= 2048)
-  std::int64_t n_panels = (cols + nr - 1) / nr;
   bool epilogue = last_slice && hasEpilogue(g.epilogue);
-  for (std::int64_t p = panel_begin; p < panel_end; ++p) {
-    std::int64_t r0 = p * mr;
+  for (std::int64_t r0 = 0; r0 < rows; r0 += mr) {
     std::int64_t tile_rows = std::min<std::int64_t>(mr, rows - r0);
-    const float* a = packed_a + p * mr * kc;
-    for (std::int64_t q = 0; q < n_panels; ++q) {
-      std::int64_t c0 = q * nr;
+    const float* a = packed_a + r0 * kc;
+    for (std::int64_t c0 = 0; c0 < cols; c0 += nr) {
       std::int64_t tile_cols = std::min<std::int64_t>(nr, cols - c0);
-      const float* b = packed_b + q * nr * kc;
+      const float* b = packed_b + c0 * kc;
       float* c = g.C + (i0 + r0) * g.ldc + j0 + c0;
       if (tile_rows == mr && tile_cols == nr) {
         kt.gemmMicro(kc, a, b, c, g.ldc, g.alpha, accumulate);
@@ -131,9 +167,77 @@ void computeBlock(const KernelTable& kt, const GemmArgs& g, const float* packed_
   }
 }
 
+// The size of each of `parts` nearly equal chunks of [0, total), rounded up to a multiple of
+// `unit` so that only the last chunk has a partial tile.
+std::int64_t evenChunk(std::int64_t total, std::int64_t parts, std::int64_t unit) {
+  std::int64_t units = (total + unit - 1) / unit;
+  return (units + parts - 1) / parts * unit;
+}
+
+// The whole blocked algorithm, single-threaded, for the C block rows [i_begin, i_end) x columns
+// [j_begin, j_end): one thread's share of the GEMM.
+void multiplyBlock(const KernelTable& kt, const GemmArgs& g, std::int64_t i_begin,
+                   std::int64_t i_end, std::int64_t j_begin, std::int64_t j_end) {
+  const int mr = kt.mr, nr = kt.nr;
+  // Equal K-slices (e.g. 768 = 2 x 384, 500 = 2 x 250) rather than a full slice and a thin
+  // remainder that would pay the packing and the C update for little work.
+  std::int64_t k_slices = (g.K + kMaxKc - 1) / kMaxKc;
+  std::int64_t kc_max = (g.K + k_slices - 1) / k_slices;
+  std::int64_t cols_total = j_end - j_begin;
+  std::int64_t nc = evenChunk(cols_total, (cols_total + kMaxNc - 1) / kMaxNc, nr);
+  for (std::int64_t i0 = i_begin; i0 < i_end; i0 += kMc) {
+    std::int64_t rows = std::min(kMc, i_end - i0);
+    float* packed_a = t_packed_a.ensure(roundUp(rows, mr) * kc_max);
+    for (std::int64_t k0 = 0; k0 < g.K; k0 += kc_max) {
+      std::int64_t kc = std::min(kc_max, g.K - k0);
+      bool accumulate = g.accumulate || k0 > 0;
+      bool last_slice = k0 + kc == g.K;
+      packA(g, mr, i0, rows, k0, kc, packed_a);
+      for (std::int64_t j0 = j_begin; j0 < j_end; j0 += nc) {
+        std::int64_t cols = std::min(nc, j_end - j0);
+        float* packed_b = t_packed_b.ensure(roundUp(cols, nr) * kc);
+        packB(g, nr, j0, cols, k0, kc, packed_b);
+        multiplyPackedBlocks(kt, g, packed_a, packed_b, i0, rows, j0, cols, kc, accumulate,
+                             last_slice);
+      }
+    }
+  }
+}
+
+// How the threads share C: a grid of row_parts x col_parts blocks, one per thread.
+struct ThreadGrid {
+  int row_parts = 1, col_parts = 1;
+};
+
+// Estimated time of the slowest thread, in multiply-adds: its tile-padded block of C times K,
+// plus the packing it does (every thread packs all the A rows and B columns it touches),
+// weighted by how much slower packing a float is than one multiply-add in the micro-kernel.
+double slowestThreadCost(const GemmArgs& g, int mr, int nr, int row_parts, int col_parts) {
+  constexpr double kPackCost = 16;  // ~2 floats/cycle packed vs ~32 multiply-adds/cycle
+  double rows = double(evenChunk(g.M, row_parts, mr));
+  double cols = double(evenChunk(g.N, col_parts, nr));
+  return rows * cols * double(g.K) + kPackCost * (rows + cols) * double(g.K);
+}
+
+// Chooses the grid with the cheapest slowest thread. Splitting along N makes every thread pack
+// all of A (cheap when M is small: 197 tokens), splitting along M makes every thread pack all of
+// B; the tile padding of uneven splits counts too.
+ThreadGrid chooseGrid(const GemmArgs& g, int mr, int nr, int workers) {
+  ThreadGrid best{workers, 1};
+  double best_cost = slowestThreadCost(g, mr, nr, workers, 1);
+  for (int row_parts = 1; row_parts <= workers; ++row_parts) {
+    if (workers % row_parts != 0) continue;
+    int col_parts = workers / row_parts;
+    double cost = slowestThreadCost(g, mr, nr, row_parts, col_parts);
+    if (cost < best_cost) best = {row_parts, col_parts}, best_cost = cost;
+  }
+  return best;
+}
+
 void checkArgs(const GemmArgs& g) {
   if (g.M < 0 || g.N < 0 || g.K < 0) fail("gemm sizes must be >= 0, got M=", g.M, " N=", g.N, " K=", g.K);
   std::int64_t a_cols = g.transA ? g.M : g.K, b_cols = g.transB ? g.K : g.N;
+  // Empty matrices (a dimension of 0) have stride 0; anything else needs a stride covering a row.
   if (g.lda < a_cols) fail("gemm lda=", g.lda, " is smaller than ", a_cols);
   if (g.ldb < b_cols) fail("gemm ldb=", g.ldb, " is smaller than ", b_cols);
   if (g.ldc < g.N) fail("gemm ldc=", g.ldc, " is smaller than N=", g.N);
@@ -159,49 +263,19 @@ void sgemm(const KernelTable& kt, const GemmArgs& g, int threads) {
   }
   ThreadPool& pool = ThreadPool::global();
   threads = std::max(1, std::min(threads, pool.threads()));
-  const int mr = kt.mr, nr = kt.nr;
-
-  for (std::int64_t i0 = 0; i0 < g.M; i0 += kMc) {
-    std::int64_t rows = std::min(kMc, g.M - i0);
-    std::int64_t m_panels = (rows + mr - 1) / mr;
-    std::int64_t n_panels = (g.N + nr - 1) / nr;
-    for (std::int64_t k0 = 0; k0 < g.K; k0 += kKc) {
-      std::int64_t kc = std::min(kKc, g.K - k0);
-      bool accumulate = g.accumulate || k0 > 0;
-      bool last_slice = k0 + kc == g.K;
-      float* packed_a = t_packed_a.ensure(m_panels * mr * kc);
-      // Enough work for each thread to pay for its wake-up: about 1 MFLOP.
-      double flops = 2.0 * double(rows) * double(g.N) * double(kc);
-      int workers = int(std::max<double>(1, std::min<double>(threads, flops / 1e6)));
-
-      pool.run(workers, [&](int w) {
-        std::int64_t begin = m_panels * w / workers, end = m_panels * (w + 1) / workers;
-        packA(g, mr, i0, rows, k0, kc, begin, end, packed_a);
-      });
-
-      // Split the output between threads along N when there are enough column panels for each
-      // thread to get its own (each then packs only its part of B into its own L2), else
-      // along M (each thread packs all of B, which is then narrow).
-      bool split_n = n_panels >= 2 * workers;
-      pool.run(workers, [&](int w) {
-        std::int64_t p_begin = 0, p_end = m_panels, j_begin = 0, j_end = g.N;
-        if (split_n) {
-          j_begin = n_panels * w / workers * nr;
-          j_end = std::min(g.N, n_panels * (w + 1) / workers * nr);
-        } else {
-          p_begin = m_panels * w / workers;
-          p_end = m_panels * (w + 1) / workers;
-        }
-        for (std::int64_t j0 = j_begin; j0 < j_end; j0 += kNc) {
-          std::int64_t cols = std::min(kNc, j_end - j0);
-          float* packed_b = t_packed_b.ensure(((cols + nr - 1) / nr) * nr * kc);
-          packB(g, nr, j0, cols, k0, kc, packed_b);
-          computeBlock(kt, g, packed_a, packed_b, i0, rows, p_begin, p_end, j0, cols, kc,
-                       accumulate, last_slice);
-        }
-      });
-    }
-  }
+  // Enough work for each thread to pay for its wake-up and its packing: about 2 MFLOP.
+  double flops = 2.0 * double(g.M) * double(g.N) * double(g.K);
+  int workers = int(std::max<double>(1, std::min<double>(threads, flops / 2e6)));
+  ThreadGrid grid = chooseGrid(g, kt.mr, kt.nr, workers);
+  std::int64_t row_chunk = evenChunk(g.M, grid.row_parts, kt.mr);
+  std::int64_t col_chunk = evenChunk(g.N, grid.col_parts, kt.nr);
+  pool.run(grid.row_parts * grid.col_parts, [&](int w) {
+    std::int64_t i_begin = std::min(g.M, (w / grid.col_parts) * row_chunk);
+    std::int64_t j_begin = std::min(g.N, (w % grid.col_parts) * col_chunk);
+    std::int64_t i_end = std::min(g.M, i_begin + row_chunk);
+    std::int64_t j_end = std::min(g.N, j_begin + col_chunk);
+    if (i_begin < i_end && j_begin < j_end) multiplyBlock(kt, g, i_begin, i_end, j_begin, j_end);
+  });
 }
 
 void sgemm(const GemmArgs& args) { sgemm(kernels(), args, ThreadPool::global().threads()); }

@@ -46,6 +46,59 @@ TEST(gemm_matches_float64_reference) {
   }
 }
 
+// The blocked paths the test above does not reach: several K-slices (K > 384), strided operands,
+// accumulate = true, the GELU epilogue, and 1 vs 2 threads (row and column splits, uneven edges).
+TEST(gemm_blocking_threads_and_epilogues) {
+  const std::int64_t sizes[][3] = {{3, 1000, 5}, {197, 130, 800}, {50, 700, 13}, {1, 33, 385}, {29, 67, 1200}};
+  for (auto& s : sizes) {
+    for (int variant = 0; variant < 8; ++variant) {
+      std::int64_t M = s[0], N = s[1], K = s[2];
+      bool ta = variant & 1, tb = variant & 2, gelu = variant & 4, acc = !gelu;
+      std::int64_t pad = 3;  // row strides larger than the rows
+      std::int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+      auto a = randomVector(std::size_t((ta ? K : M) * lda)), b = randomVector(std::size_t((tb ? N : K) * ldb));
+      auto bias = randomVector(std::size_t(N));
+      auto c0 = randomVector(std::size_t(M * ldc));
+      std::vector<double> want(std::size_t(M * N));
+      for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < N; ++j) {
+          double sum = 0;
+          for (std::int64_t k = 0; k < K; ++k)
+            sum += double(ta ? a[k * lda + i] : a[i * lda + k]) * double(tb ? b[j * ldb + k] : b[k * ldb + j]);
+          double v = 1.5 * sum + bias[j];
+          if (gelu) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+          want[i * N + j] = acc ? c0[i * ldc + j] + v : v;
+        }
+      for (int threads = 1; threads <= 2; ++threads) {
+        std::vector<float> c = c0;
+        cpu::GemmArgs g;
+        g.transA = ta; g.transB = tb;
+        g.M = M; g.N = N; g.K = K;
+        g.alpha = 1.5f;
+        g.A = a.data(); g.lda = lda;
+        g.B = b.data(); g.ldb = ldb;
+        g.C = c.data(); g.ldc = ldc;
+        g.accumulate = acc;
+        g.epilogue.bias = bias.data();
+        g.epilogue.gelu = gelu;
+        cpu::sgemm(cpu::kernels(), g, threads);
+        std::vector<float> got(std::size_t(M * N));
+        bool padding_kept = true;
+        for (std::int64_t i = 0; i < M; ++i) {
+          for (std::int64_t j = 0; j < N; ++j) got[i * N + j] = c[i * ldc + j];
+          for (std::int64_t j = N; j < ldc; ++j) padding_kept = padding_kept && c[i * ldc + j] == c0[i * ldc + j];
+        }
+        double err = errorRatio(got.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
+        if (err > 1 || !padding_kept)
+          std::fprintf(stderr, "  M=%ld N=%ld K=%ld ta=%d tb=%d gelu=%d threads=%d error ratio %g%s\n", long(M), long(N),
+                       long(K), ta, tb, gelu, threads, err, padding_kept ? "" : ", wrote past N");
+        CHECK(err <= 1);
+        CHECK(padding_kept);
+      }
+    }
+  }
+}
+
 int main() {
   cpu::registerCpuOps(OpRegistry::global());
   return runAll();
