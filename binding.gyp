@@ -12,13 +12,15 @@
     {
       "target_name": "castling_isa_avx2",
       "type": "static_library",
-      "sources": ["native/cpu/isa_avx2.cpp", "native/cpu/attention_isa_avx2.cpp"],
+      "sources": ["native/cpu/isa_avx2.cpp", "native/cpu/attention_isa_avx2.cpp",
+                  "native/cpu/sparsifiner_isa_avx2.cpp"],
       "cflags_cc": ["-mavx2", "-mfma"]
     },
     {
       "target_name": "castling_isa_avx512",
       "type": "static_library",
-      "sources": ["native/cpu/isa_avx512.cpp", "native/cpu/attention_isa_avx512.cpp"],
+      "sources": ["native/cpu/isa_avx512.cpp", "native/cpu/attention_isa_avx512.cpp",
+                  "native/cpu/sparsifiner_isa_avx512.cpp"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma",
                     "-mprefer-vector-width=512"]
     },
@@ -30,6 +32,7 @@
                   "CASTLING_VERSION=\"<!(node -p \"require('./package.json').version\")\""],
       "sources": [
         "native/core/storage.cpp",
+        "native/core/block_cache.cpp",
         "native/core/tensor.cpp",
         "native/core/thread_pool.cpp",
         "native/core/cpu_features.cpp",
@@ -48,6 +51,12 @@
         "native/cpu/attention_common.cpp",
         "native/cpu/attention_softmax.cpp",
         "native/cpu/attention_linear_angular.cpp",
+        "native/cpu/sparsifiner_kernels.cpp",
+        "native/cpu/sparsifiner_isa_scalar.cpp",
+        "native/cpu/sparsifiner_common.cpp",
+        "native/cpu/sparsifiner_predictor.cpp",
+        "native/cpu/sparsifiner_reconstruction.cpp",
+        "native/cpu/sparse_attention.cpp",
         "native/addon/module.cpp",
         "native/addon/tensor_handle.cpp",
         "native/addon/js_convert.cpp",

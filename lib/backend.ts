@@ -49,6 +49,15 @@ export function setCpuPath(isa: CpuPath): void {
   native.setIsa(isa);
 }
 
+/**
+ * Frees the native memory blocks kept for reuse. Freed tensors' memory is cached (bounded by
+ * CASTLING_CACHE_MB, default 1/8 of physical memory) so that repeated passes allocate nothing
+ * from the OS; call this after a large model is done to give the memory back.
+ */
+export function releaseCachedMemory(): void {
+  native.releaseCachedMemory();
+}
+
 /** Bytes of native memory alive now: tensors (disposed ones excluded) and kernel scratch. */
 export function nativeMemoryBytes(): number {
   return native.memoryStats().liveBytes;

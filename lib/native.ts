@@ -42,7 +42,8 @@ export interface NativeAddon {
   setThreads(threads: number): void;
   setIsa(isa: string): void;
   /** Live and peak bytes of native memory; `resetPeak` starts a new peak measurement afterwards. */
-  memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number };
+  memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number; cachedBytes: number };
+  releaseCachedMemory(): void;
   timeGemm(
     options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number },
     isa?: string,

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../core/cpu_features.h"
+#include "../core/block_cache.h"
 #include "../core/storage.h"
 #include "../core/thread_pool.h"
 #include "../core/op_registry.h"
@@ -41,6 +42,12 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// releaseCachedMemory(): frees the blocks kept for reuse (after a large model is done, say).
+Napi::Value releaseCachedMemory(const Napi::CallbackInfo& info) {
+  BlockCache::global().trim();
+  return info.Env().Undefined();
+}
+
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setThreads: expected a number of threads");
@@ -67,6 +74,7 @@ Napi::Value memoryStats(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(env);
   out.Set("liveBytes", double(Storage::liveBytes()));
   out.Set("peakBytes", double(Storage::peakBytes()));
+  out.Set("cachedBytes", double(BlockCache::global().cachedBytes()));
   if (info.Length() > 0 && info[0].ToBoolean().Value()) Storage::resetPeak();
   return out;
 }

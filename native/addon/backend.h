@@ -7,5 +7,6 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info);
 Napi::Value setThreads(const Napi::CallbackInfo& info);
 Napi::Value setIsa(const Napi::CallbackInfo& info);
 Napi::Value memoryStats(const Napi::CallbackInfo& info);
+Napi::Value releaseCachedMemory(const Napi::CallbackInfo& info);
 
 }  // namespace castling::addon

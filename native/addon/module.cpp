@@ -29,6 +29,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New<setThreads>(env, "setThreads"));
   exports.Set("setIsa", Napi::Function::New<setIsa>(env, "setIsa"));
   exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));
+  exports.Set("releaseCachedMemory", Napi::Function::New<releaseCachedMemory>(env, "releaseCachedMemory"));
   exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
   return exports;
 }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "block_cache.h"
 #include "error.h"
 
 namespace castling {
@@ -38,17 +39,14 @@ Storage::Storage(std::int64_t count, bool zero) : count_(count) {
     fail("cannot allocate ", bytes, " bytes (", count, " floats): more than the ",
          maxAllocationBytes(), " bytes (3/4 of physical memory) a single tensor may use");
   }
-  // aligned_alloc needs a size that is a multiple of the alignment, and never 0.
-  std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  if (rounded == 0) rounded = kAlignment;
-  data_ = static_cast<float*>(std::aligned_alloc(kAlignment, rounded));
+  data_ = static_cast<float*>(BlockCache::global().allocate(bytes));
   if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes");
-  if (zero) std::memset(data_, 0, rounded);
+  if (zero) std::memset(data_, 0, bytes);
   notePeak(g_live_bytes += std::int64_t(bytes));
 }
 
 Storage::~Storage() {
-  std::free(data_);
+  BlockCache::global().release(data_, std::size_t(count_) * sizeof(float));
   g_live_bytes -= std::int64_t(std::size_t(count_) * sizeof(float));
 }
 

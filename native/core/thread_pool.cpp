@@ -21,7 +21,7 @@ namespace {
 thread_local bool t_inside_job = false;
 // Spinning this many rounds before sleeping keeps back-to-back small kernels from paying a
 // futex wake-up each (a few microseconds), at the cost of a little CPU while idle.
-constexpr int kSpinRounds = 20000;
+constexpr int kSpinRounds = 4000;
 }  // namespace
 
 ThreadPool& ThreadPool::global() {
@@ -110,7 +110,7 @@ void ThreadPool::workerLoop(int index, std::uint64_t seen) {
       (*job_)(index);
       t_inside_job = false;
     }
-    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) remaining_.notify_one();
   }
 }
 
@@ -137,7 +137,13 @@ void ThreadPool::run(int workers, const std::function<void(int)>& fn) {
   t_inside_job = true;
   fn(0);
   t_inside_job = false;
-  while (remaining_.load(std::memory_order_acquire) != 0) CASTLING_PAUSE();
+  // Spin briefly (the others usually finish within microseconds of us), then sleep on the
+  // counter: when the machine is oversubscribed, spinning would burn the time slice that a
+  // descheduled worker needs to finish.
+  for (int spins = 0; spins < kSpinRounds / 10 && remaining_.load(std::memory_order_acquire) != 0; ++spins) CASTLING_PAUSE();
+  for (int left = remaining_.load(std::memory_order_acquire); left != 0; left = remaining_.load(std::memory_order_acquire)) {
+    remaining_.wait(left, std::memory_order_acquire);
+  }
   job_ = nullptr;
 }
 

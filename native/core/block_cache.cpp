@@ -1,0 +1,109 @@
+#include "block_cache.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "storage.h"
+
+namespace castling {
+
+namespace {
+
+struct CacheState {
+  std::mutex mutex;
+  // Free blocks by size class. Looked up by exact class: a pass asks for the same sizes again.
+  std::map<std::size_t, std::vector<void*>> free;
+  std::int64_t cached = 0;
+};
+
+// Never destroyed: storages held by thread-locals and statics are freed during exit, after
+// ordinary statics are gone, and must still find the cache intact.
+CacheState& state() {
+  static CacheState* s = new CacheState();
+  return *s;
+}
+
+}  // namespace
+
+BlockCache& BlockCache::global() {
+  static BlockCache cache;
+  return cache;
+}
+
+BlockCache::BlockCache() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  limit_ = pages > 0 && page > 0 ? std::int64_t(pages) * page / 8 : (std::int64_t(1) << 30);
+  if (const char* env = std::getenv("CASTLING_CACHE_MB")) {
+    char* end = nullptr;
+    long long mb = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && mb >= 0) limit_ = std::int64_t(mb) << 20;
+  }
+}
+
+std::size_t BlockCache::sizeClass(std::size_t bytes) {
+  if (bytes == 0) return kAlignment;
+  if (bytes <= (std::size_t(1) << 16)) return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  std::size_t power = std::size_t(1) << (63 - __builtin_clzll(bytes));  // largest 2^k <= bytes
+  std::size_t step = power / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+void* BlockCache::allocate(std::size_t bytes) {
+  std::size_t size = sizeClass(bytes);
+  {
+    CacheState& c = state();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.free.find(size);
+    if (it != c.free.end() && !it->second.empty()) {
+      void* block = it->second.back();
+      it->second.pop_back();
+      c.cached -= std::int64_t(size);
+      return block;
+    }
+  }
+  void* block = std::aligned_alloc(kAlignment, size);
+  if (block == nullptr) {
+    trim();  // memory held for reuse may be what is missing
+    block = std::aligned_alloc(kAlignment, size);
+  }
+  return block;
+}
+
+void BlockCache::release(void* block, std::size_t bytes) {
+  if (block == nullptr) return;
+  std::size_t size = sizeClass(bytes);
+  {
+    CacheState& c = state();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    if (c.cached + std::int64_t(size) <= limit_) {
+      c.free[size].push_back(block);
+      c.cached += std::int64_t(size);
+      return;
+    }
+  }
+  std::free(block);
+}
+
+void BlockCache::trim() {
+  std::map<std::size_t, std::vector<void*>> blocks;
+  {
+    CacheState& c = state();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    blocks.swap(c.free);
+    c.cached = 0;
+  }
+  for (auto& [size, list] : blocks)
+    for (void* block : list) std::free(block);
+}
+
+std::int64_t BlockCache::cachedBytes() const {
+  CacheState& c = state();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.cached;
+}
+
+}  // namespace castling
