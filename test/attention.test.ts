@@ -8,6 +8,30 @@ import * as ref from './attention_reference.js';
 import { expectClose, onEachPath, randomArray } from './helpers.js';
 
 const TOKENS = [1, 2, 17, 197, 257];
+
+/**
+ * A threshold near `target` that sits in a gap between the probabilities of every head, so that
+ * float32 rounding cannot move an entry across it (the mask is a step function: a kernel and a
+ * float64 reference may only be compared where it is not decided by rounding).
+ */
+function thresholdInGap(q: Float32Array, k: Float32Array, heads: number, N: number, d: number, target: number): number {
+  const values: number[] = [];
+  for (let h = 0; h < heads; h++) {
+    const p = ref.attentionProbabilities(q.subarray(h * N * d, (h + 1) * N * d), k.subarray(h * N * d, (h + 1) * N * d), N, d, 1 / Math.sqrt(d));
+    for (const a of p) if (a > target / 2 && a < target * 2) values.push(a);
+  }
+  values.push(target / 2, target * 2);
+  values.sort((a, b) => a - b);
+  let best = target;
+  let widest = 0;
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]! - values[i - 1]! > widest) {
+      widest = values[i]! - values[i - 1]!;
+      best = (values[i]! + values[i - 1]!) / 2;
+    }
+  }
+  return best;
+}
 const WIDTHS = [16, 32, 64];
 
 /** Runs a per-head float64 function over (B, H) and stacks its outputs. */
@@ -80,11 +104,12 @@ describe('linear-angular attention', () => {
             const T = (x: Float32Array) => Tensor.fromArray(x, shape);
             const [tq, tk, tv] = [T(q), T(k), T(v)];
             const tw = Tensor.fromArray(w, c.form === 'tokens' ? [H, K] : [H, K, K]);
-            const opts = { form: c.form, aux: c.aux };
+            const aux = c.aux && { ...c.aux, tau: thresholdInGap(q, k, B * H, N, d, c.aux.tau) };
+            const opts = { form: c.form, aux };
             const fwd = await attention.linearAngular(tq, tk, tv, tw, opts);
             const want = perHead(B, H, N, d, [q, k, v, dy], (h, [qs, ks, vs, gs]) => {
               const wh = w.subarray(h * taps, (h + 1) * taps);
-              const o = { form: c.form, kernel: K, aux: c.aux };
+              const o = { form: c.form, kernel: K, aux };
               const f = ref.linearAngular(qs!, ks!, vs!, wh, N, d, o);
               const g = ref.linearAngularBackward(qs!, ks!, vs!, wh, gs!, N, d, o);
               return { y: f.y, l1: f.l1, dq: g.dq, dk: g.dk, dv: g.dv, dw: g.dw };

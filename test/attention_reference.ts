@@ -37,7 +37,7 @@ function normalizeRowsBackward(xhat: Vec, norms: Vec, g: Vec, N: number, d: numb
 }
 
 /** Row-wise softmax of scale * q k^T (N x N). */
-function attentionProbabilities(q: ArrayLike<number>, k: ArrayLike<number>, N: number, d: number, scale: number): Vec {
+export function attentionProbabilities(q: ArrayLike<number>, k: ArrayLike<number>, N: number, d: number, scale: number): Vec {
   const p = new Float64Array(N * N);
   for (let n = 0; n < N; n++) {
     let max = -Infinity;

@@ -43,8 +43,27 @@ export function referenceLoss(config: VitConfig, params: Params, images: Float32
   return total / labels.length + (aux?.l1 ?? 0) * l1;
 }
 
+/**
+ * The smallest distance between tau and any probability of the auxiliary softmax in the model:
+ * where it is tiny, float rounding (or a finite-difference step) decides the mask.
+ */
+export function thresholdMargin(config: VitConfig, params: Params, images: Float32Array, batch: number, tau: number): number {
+  let margin = Infinity;
+  referenceForwardWithAux(config, params, images, batch, { tau, l1: 0 }, (p) => {
+    for (const a of p) margin = Math.min(margin, Math.abs(a - tau));
+  });
+  return margin;
+}
+
 /** Logits and the summed L1 term of the auxiliary branch. */
-export function referenceForwardWithAux(config: VitConfig, params: Params, images: Float32Array, batch: number, aux?: ReferenceAux): { logits: Float64Array; l1: number } {
+export function referenceForwardWithAux(
+  config: VitConfig,
+  params: Params,
+  images: Float32Array,
+  batch: number,
+  aux?: ReferenceAux,
+  onProbabilities?: (p: Float64Array) => void,
+): { logits: Float64Array; l1: number } {
   let l1Sum = 0;
   const { width: C, heads: H, patchSize: p, imageSize: S, inChannels: IC } = config;
   const d = C / H;
@@ -96,6 +115,7 @@ export function referenceForwardWithAux(config: VitConfig, params: Params, image
           });
           y = r.y;
           l1Sum += r.l1;
+          if (onProbabilities) onProbabilities(att.attentionProbabilities(q, k, N, d, 1 / Math.sqrt(d)));
         }
         for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) merged[n * C + head * d + j] = y[n * d + j]!;
       }
