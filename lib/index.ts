@@ -30,3 +30,5 @@ export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, type LrSchedule, type CastlingSchedule, type AuxBranchState } from './train/schedule.js';
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';
+export { loadDigits, DIGIT_SIZE, type DigitSet } from './data/digits.js';
+export { trainDigits, evaluateDigits, type DigitsOptions, type DigitsResult } from './train/digits.js';
