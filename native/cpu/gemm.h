@@ -24,6 +24,25 @@ struct GemmArgs {
   Epilogue epilogue;
 };
 
+// The arguments for C[M, N] = op(A) op(B) over dense row-major matrices: the strides follow
+// from the shapes (A is M x K, or K x M when transposed; B is K x N, or N x K when transposed).
+inline GemmArgs denseGemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, bool transA,
+                          const float* B, bool transB, float* C) {
+  GemmArgs g;
+  g.transA = transA;
+  g.transB = transB;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.A = A;
+  g.lda = transA ? M : K;
+  g.B = B;
+  g.ldb = transB ? K : N;
+  g.C = C;
+  g.ldc = N;
+  return g;
+}
+
 // Runs on the active ISA with all pool threads. Throws castling::Error for inconsistent sizes.
 void sgemm(const GemmArgs& args);
 // Runs with an explicit kernel table and at most `threads` threads (benchmarks, tests).

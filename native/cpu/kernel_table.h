@@ -50,6 +50,11 @@ struct KernelTable {
                                 float* dbeta, std::int64_t rows, std::int64_t cols);
 };
 
+// out[c] += sum over the rows of x[r][c] (a bias gradient), rows in order.
+inline void addRowsInto(const KernelTable& kt, const float* x, std::int64_t rows, std::int64_t cols, float* out) {
+  for (std::int64_t r = 0; r < rows; ++r) kt.add(out, x + r * cols, out, cols);
+}
+
 const KernelTable& kernelsFor(Isa isa);
 // The table of the active ISA (CASTLING_CPU or the best the CPU supports).
 const KernelTable& kernels();

@@ -39,29 +39,17 @@ std::vector<Tensor> matmulOp(const OpInputs& in, const Attrs& attrs) {
   out_shape.push_back(N);
   Tensor out = Tensor::empty(out_shape);
 
-  GemmArgs g;
-  g.transA = trans_a;
-  g.transB = trans_b;
-  g.N = N;
-  g.K = K;
-  g.alpha = alpha;
-  g.lda = trans_a ? M : K;
-  g.ldb = trans_b ? K : N;
-  g.ldc = N;
   if (shared_b && !trans_a) {
     // A stack of row-major matrices against one B is a single taller GEMM.
-    g.M = batches * M;
-    g.A = a.data();
-    g.B = b.data();
-    g.C = out.data();
+    GemmArgs g = denseGemm(batches * M, N, K, a.data(), false, b.data(), trans_b, out.data());
+    g.alpha = alpha;
     sgemm(g);
     return {out};
   }
-  g.M = M;
   for (std::int64_t i = 0; i < batches; ++i) {
-    g.A = a.data() + i * M * K;
-    g.B = b.data() + (shared_b ? 0 : i * K * N);
-    g.C = out.data() + i * M * N;
+    GemmArgs g = denseGemm(M, N, K, a.data() + i * M * K, trans_a, b.data() + (shared_b ? 0 : i * K * N), trans_b,
+                           out.data() + i * M * N);
+    g.alpha = alpha;
     sgemm(g);
   }
   return {out};
@@ -81,7 +69,7 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
   out_shape.back() = N;
   Tensor out = Tensor::empty(out_shape);
   Tensor bias, residual;
-  GemmArgs g;
+  GemmArgs g = denseGemm(rowsOf(x), N, K, x.data(), false, w.data(), true, out.data());
   if (const Tensor* b = in.optional(2)) {
     bias = b->contiguous();
     expectShape(op, "bias", bias, {N});
@@ -94,16 +82,6 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     g.epilogue.ldr = N;
   }
   g.epilogue.gelu = attrs.flag("gelu", false);
-  g.transB = true;
-  g.M = rowsOf(x);
-  g.N = N;
-  g.K = K;
-  g.A = x.data();
-  g.lda = K;
-  g.B = w.data();
-  g.ldb = K;
-  g.C = out.data();
-  g.ldc = N;
   sgemm(g);
   return {out};
 }
@@ -124,33 +102,19 @@ std::vector<Tensor> linearBackwardOp(const OpInputs& in, const Attrs& attrs) {
   dy_shape.back() = N;
   expectShape(op, "dy", dy, dy_shape);
   std::vector<Tensor> out;
-  GemmArgs g;
   if (attrs.flag("inputGrad", true)) {
-    // dx [M, K] = dy [M, N] . W [N, K]
     Tensor dx = Tensor::empty(x.shape());
-    g.M = M; g.N = K; g.K = N;
-    g.A = dy.data(); g.lda = N;
-    g.B = w.data(); g.ldb = K;
-    g.C = dx.data(); g.ldc = K;
-    sgemm(g);
+    sgemm(denseGemm(M, K, N, dy.data(), false, w.data(), false, dx.data()));  // dx = dy W
     out.push_back(dx);
   } else {
     out.push_back(Tensor::empty({0}));
   }
-  // dW [N, K] = dy^T [N, M] . x [M, K]
   Tensor dw = Tensor::empty(w.shape());
-  g = GemmArgs();
-  g.transA = true;
-  g.M = N; g.N = K; g.K = M;
-  g.A = dy.data(); g.lda = N;
-  g.B = x.data(); g.ldb = K;
-  g.C = dw.data(); g.ldc = K;
-  sgemm(g);
+  sgemm(denseGemm(N, K, M, dy.data(), true, x.data(), false, dw.data()));  // dW = dy^T x
   out.push_back(dw);
   if (attrs.flag("bias", true)) {
     Tensor db = Tensor::zeros({N});
-    const KernelTable& kt = kernels();
-    for (std::int64_t r = 0; r < M; ++r) kt.add(db.data(), dy.data() + r * N, db.data(), N);
+    addRowsInto(kernels(), dy.data(), M, N, db.data());
     out.push_back(db);
   }
   return out;

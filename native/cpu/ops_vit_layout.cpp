@@ -61,25 +61,16 @@ std::vector<Tensor> patchEmbedOp(const OpInputs& in, const Attrs&) {
   const char* op = "patchEmbed";
   Tensor images = in.required(0, "images").contiguous(), weight = in.required(1, "weight").contiguous();
   PatchGeometry g = patchGeometry(op, images, weight);
+  Tensor cols = im2col(images, g);
+  Tensor out = Tensor::empty({g.batch, g.patches(), g.dim});
+  // out = cols W^T + b with W viewed as [dim, channels * p * p].
+  GemmArgs args = denseGemm(g.batch * g.patches(), g.dim, g.columns(), cols.data(), false, weight.data(), true, out.data());
   Tensor bias;
-  GemmArgs args;
   if (const Tensor* b = in.optional(2)) {
     bias = b->contiguous();
     expectShape(op, "bias", bias, {g.dim});
     args.epilogue.bias = bias.data();
   }
-  Tensor cols = im2col(images, g);
-  Tensor out = Tensor::empty({g.batch, g.patches(), g.dim});
-  args.transB = true;
-  args.M = g.batch * g.patches();
-  args.N = g.dim;
-  args.K = g.columns();
-  args.A = cols.data();
-  args.lda = g.columns();
-  args.B = weight.data();
-  args.ldb = g.columns();
-  args.C = out.data();
-  args.ldc = g.dim;
   sgemm(args);
   return {out};
 }
@@ -93,21 +84,9 @@ std::vector<Tensor> patchEmbedBackwardOp(const OpInputs& in, const Attrs&) {
   expectShape(op, "dy", dy, {g.batch, g.patches(), g.dim});
   Tensor cols = im2col(images, g);
   Tensor dweight = Tensor::empty(weight.shape());
-  GemmArgs args;
-  args.transA = true;
-  args.M = g.dim;
-  args.N = g.columns();
-  args.K = g.batch * g.patches();
-  args.A = dy.data();
-  args.lda = g.dim;
-  args.B = cols.data();
-  args.ldb = g.columns();
-  args.C = dweight.data();
-  args.ldc = g.columns();
-  sgemm(args);
+  sgemm(denseGemm(g.dim, g.columns(), g.batch * g.patches(), dy.data(), true, cols.data(), false, dweight.data()));
   Tensor dbias = Tensor::zeros({g.dim});
-  const KernelTable& kt = kernels();
-  for (std::int64_t r = 0; r < g.batch * g.patches(); ++r) kt.add(dbias.data(), dy.data() + r * g.dim, dbias.data(), g.dim);
+  addRowsInto(kernels(), dy.data(), g.batch * g.patches(), g.dim, dbias.data());
   return {dweight, dbias};
 }
 
