@@ -8,6 +8,7 @@ void registerCpuOps(OpRegistry& registry) {
   registerVitLayoutOps(registry);
   registerTrainOps(registry);
   registerAttentionOps(registry);
+  registerSparsifinerOps(registry);
 }
 
 }  // namespace castling::cpu

@@ -15,5 +15,7 @@ void registerVitLayoutOps(OpRegistry& registry);
 void registerTrainOps(OpRegistry& registry);
 // Softmax (flash) and Castling-ViT linear-angular attention, attention_*.cpp.
 void registerAttentionOps(OpRegistry& registry);
+// Sparsifiner: predictor, sparse attention, reconstruction loss (sparsifiner_*.cpp, sparse_attention.cpp).
+void registerSparsifinerOps(OpRegistry& registry);
 
 }  // namespace castling::cpu

@@ -9,6 +9,7 @@
 #include "../core/error.h"
 #include "../core/op_registry.h"
 #include "../cpu/cpu_ops.h"
+#include "op_helpers.h"
 #include "test_util.h"
 
 using namespace castling;
@@ -16,31 +17,6 @@ using namespace castling::test;
 
 namespace {
 
-using Vec = std::vector<double>;
-
-// ---- running ops ----
-
-Tensor tensorOf(const Shape& shape, const std::vector<float>& values) {
-  Tensor t = Tensor::empty(shape);
-  std::memcpy(t.data(), values.data(), values.size() * sizeof(float));
-  return t;
-}
-
-std::vector<float> valuesOf(const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); }
-
-std::vector<Tensor> runOp(const std::string& name, std::vector<std::optional<Tensor>> inputs, const Attrs& attrs) {
-  return OpRegistry::global().find(name).run(OpInputs(name, std::move(inputs)), attrs);
-}
-
-// Passes when |got - want| <= tol * (max(max|want|, 0.01) + |want|) everywhere; prints the case
-// otherwise. The floor covers gradients that vanish exactly (N = 1), where float rounding remains.
-bool close(const std::vector<float>& got, const Vec& want, double tol, const char* what, const std::string& where) {
-  double scale = 0.01;
-  for (double w : want) scale = std::max(scale, std::abs(w));
-  double err = errorRatio(got.data(), want.data(), want.size(), tol * scale, tol);
-  if (err > 1) std::fprintf(stderr, "  %s %s: error ratio %g (max |want| %g)\n", where.c_str(), what, err, scale);
-  return err <= 1 && got.size() == want.size();
-}
 
 bool allFinite(const std::vector<Tensor>& ts) {
   for (const Tensor& t : ts)

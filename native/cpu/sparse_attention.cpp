@@ -1,0 +1,206 @@
+// Sparsifiner's sparse attention (ALGORITHMS.md section 4): each query row n >= 1 attends only to
+// the keys its connectivity mask keeps, given as a list of key indices per row; row 0 (the class
+// token) attends to every key. The kernels gather the kept keys per query, so the cost is
+// O(N kept d) instead of O(N^2 d). Forward and backward side by side; the backward recomputes
+// the probabilities from the saved log-sum-exp like the flash backward.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../core/thread_pool.h"
+#include "shape_checks.h"
+#include "sparsifiner_common.h"
+#include "sparsifiner_kernels.h"
+
+namespace castling::cpu {
+
+namespace {
+
+// Query rows per job: enough to amortise handing out a job, few enough to balance the threads.
+constexpr std::int64_t kRowsPerJob = 16;
+
+float attentionScale(const char* op, const Attrs& attrs, std::int64_t width) {
+  float scale = float(attrs.number("scale", 1.0 / std::sqrt(double(width))));
+  if (!std::isfinite(scale)) fail(op, ": scale is ", scale, ", expected a finite number");
+  return scale;
+}
+
+// The index tensor's per-row slot count, after checking its shape against q's.
+std::int64_t expectIndexShape(const char* op, const Tensor& indices, const HeadsShape& s) {
+  if (indices.rank() != 4 || indices.dim(0) != s.batch || indices.dim(1) != s.heads ||
+      indices.dim(2) != s.tokens || indices.dim(3) < 1 || indices.dim(3) > s.tokens) {
+    fail(op, ": indices has shape ", shapeToString(indices.shape()), ", expected [", s.batch, ", ", s.heads,
+         ", ", s.tokens, ", kept] with 1 <= kept <= N = ", s.tokens);
+  }
+  // Key indices travel as float32: exact only up to 2^24.
+  if (s.tokens > (std::int64_t(1) << 24)) fail(op, ": N=", s.tokens, " tokens, expected at most 2^24");
+  return indices.dim(3);
+}
+
+// Whether row (of `kept` slots) is a valid key list: -1 padding or integers in [0, n), the kept
+// ones strictly increasing (so no key counts twice), at least one kept. Returns the first bad
+// slot, kept when the row is fine and -1 for "keeps nothing".
+std::int64_t firstBadSlot(const float* row, std::int64_t kept, std::int64_t n) {
+  float previous = -1.0f;
+  bool any = false;
+  for (std::int64_t j = 0; j < kept; ++j) {
+    float m = row[j];
+    if (m == -1.0f) continue;
+    // (The integer test casts only after the range test, where the cast is defined.)
+    if (!(m >= 0.0f && m < float(n) && m > previous) || float(std::int32_t(m)) != m) return j;
+    previous = m;
+    any = true;
+  }
+  return any ? kept : -1;
+}
+
+// Called when a kernel found a bad index row: checks every row n >= 1 (row 0 is dense: its
+// slots are never read) in parallel and reports the first bad row in index order, so that the
+// message does not depend on thread timing.
+[[noreturn]] void reportBadIndices(const char* op, const Tensor& indices, const HeadsShape& s, std::int64_t kept) {
+  const std::int64_t rows = s.count() * s.tokens;
+  std::atomic<std::int64_t> firstBadRow{rows};
+  ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 65536 / kept), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t row = b; row < e; ++row) {
+      if (row % s.tokens == 0) continue;
+      if (firstBadSlot(indices.data() + row * kept, kept, s.tokens) != kept) {
+        std::int64_t seen = firstBadRow.load();
+        while (row < seen && !firstBadRow.compare_exchange_weak(seen, row)) {
+        }
+        return;
+      }
+    }
+  });
+  std::int64_t row = firstBadRow.load();
+  if (row == rows) fail(op, ": a kernel rejected the indices but no row is invalid (internal error)");
+  std::int64_t head = row / s.tokens, n = row % s.tokens;
+  std::int64_t b = head / s.heads, h = head % s.heads;
+  const float* slots = indices.data() + row * kept;
+  std::int64_t j = firstBadSlot(slots, kept, s.tokens);
+  if (j < 0) {
+    fail(op, ": indices row [", b, ", ", h, ", ", n, "] keeps no key (all -1), expected at least one key for ",
+         "every query row n >= 1");
+  }
+  fail(op, ": indices[", b, ", ", h, ", ", n, ", ", j, "] is ", slots[j], ", expected -1 (padding) or an integer ",
+       "key index in [0, ", s.tokens, ") greater than the row's previous kept index");
+}
+
+struct SparseInputs {
+  Tensor q, k, v, indices;
+  HeadsShape shape;
+  std::int64_t kept = 0;
+};
+
+SparseInputs readSparseInputs(const char* op, const OpInputs& in) {
+  SparseInputs x;
+  x.q = in.required(0, "q").contiguous();
+  x.k = in.required(1, "k").contiguous();
+  x.v = in.required(2, "v").contiguous();
+  x.indices = in.required(3, "indices").contiguous();
+  x.shape = expectHeads(op, "q", x.q);
+  expectShape(op, "k", x.k, x.shape.full());
+  expectShape(op, "v", x.v, x.shape.full());
+  x.kept = expectIndexShape(op, x.indices, x.shape);
+  return x;
+}
+
+// The kernel arguments of one head (outputs left for the caller).
+SparseAttentionArgs headArgs(const SparseInputs& x, std::int64_t head, float scale) {
+  const HeadsShape& s = x.shape;
+  std::int64_t off = head * s.headFloats();
+  SparseAttentionArgs a{};
+  a.q = x.q.data() + off;
+  a.k = x.k.data() + off;
+  a.v = x.v.data() + off;
+  a.indices = x.indices.data() + head * s.tokens * x.kept;
+  a.n = s.tokens;
+  a.d = s.width;
+  a.kept = x.kept;
+  a.scale = scale;
+  return a;
+}
+
+// inputs (q, k, v, indices): q, k, v (B, H, N, d); indices (B, H, N, kept) key indices as floats,
+// -1 for padding, kept ones strictly increasing per row (row 0's slots are ignored: dense).
+// attrs scale (default 1/sqrt(d)).
+// outputs [y (B, H, N, d), lse (B, H, N)]: per row, softmax of scale q_n . k_m over its kept keys.
+std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "sparseAttention";
+  SparseInputs x = readSparseInputs(op, in);
+  const HeadsShape& s = x.shape;
+  float scale = attentionScale(op, attrs, s.width);
+  Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
+  const SparsifinerKernels& kt = sparsifinerKernels();
+  std::int64_t blocks = (s.tokens + kRowsPerJob - 1) / kRowsPerJob;
+  std::vector<char> valid(std::size_t(s.count() * blocks), 1);
+  runAttentionJobs(s.count() * blocks, kt.sparseScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / blocks, row0 = job % blocks * kRowsPerJob;
+    SparseAttentionArgs a = headArgs(x, head, scale);
+    a.y = y.data() + head * s.headFloats();
+    a.lse = lse.data() + head * s.tokens;
+    valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kRowsPerJob), scratch);
+  });
+  if (std::find(valid.begin(), valid.end(), 0) != valid.end()) reportBadIndices(op, x.indices, s, x.kept);
+  return {y, lse};
+}
+
+// inputs (q, k, v, indices, y, lse, dy), y and lse as returned by sparseAttention; attrs scale.
+// outputs [dq, dk, dv]. dk and dv gather from many query rows: each query range of a head adds
+// into its own buffer and the buffers are summed in a fixed order, so the result does not depend
+// on which thread ran what.
+std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "sparseAttentionBackward";
+  SparseInputs x = readSparseInputs(op, in);
+  const HeadsShape& s = x.shape;
+  Tensor y = in.required(4, "y").contiguous(), lse = in.required(5, "lse").contiguous(),
+         dy = in.required(6, "dy").contiguous();
+  expectShape(op, "y", y, s.full());
+  expectShape(op, "lse", lse, s.perToken());
+  expectShape(op, "dy", dy, s.full());
+  float scale = attentionScale(op, attrs, s.width);
+
+  Tensor dq = Tensor::empty(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
+  std::int64_t ranges = rangesPerHead(s.count(), (s.tokens + kRowsPerJob - 1) / kRowsPerJob);
+  const std::int64_t total = s.count() * s.headFloats();
+  Tensor dkExtra, dvExtra;
+  if (ranges > 1) {
+    dkExtra = Tensor::zeros({ranges - 1, total});
+    dvExtra = Tensor::zeros({ranges - 1, total});
+  }
+  const SparsifinerKernels& kt = sparsifinerKernels();
+  std::vector<char> valid(std::size_t(s.count() * ranges), 1);
+  runAttentionJobs(s.count() * ranges, kt.sparseScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
+    SparseAttentionArgs a = headArgs(x, head, scale);
+    a.dy = dy.data() + off;
+    a.savedY = y.data() + off;
+    a.savedLse = lse.data() + head * s.tokens;
+    a.dq = dq.data() + off;
+    a.dk = range == 0 ? dk.data() + off : dkExtra.data() + (range - 1) * total + off;
+    a.dv = range == 0 ? dv.data() + off : dvExtra.data() + (range - 1) * total + off;
+    valid[std::size_t(job)] = kt.sparseBackward(a, s.tokens * range / ranges, s.tokens * (range + 1) / ranges, scratch);
+  });
+  if (std::find(valid.begin(), valid.end(), 0) != valid.end()) reportBadIndices(op, x.indices, s, x.kept);
+  for (std::int64_t r = 1; r < ranges; ++r) {
+    const float* extraK = dkExtra.data() + (r - 1) * total;
+    const float* extraV = dvExtra.data() + (r - 1) * total;
+    ThreadPool::global().parallelFor(total, 1 << 15, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) {
+        dk.data()[i] += extraK[i];
+        dv.data()[i] += extraV[i];
+      }
+    });
+  }
+  return {dq, dk, dv};
+}
+
+}  // namespace
+
+void registerSparseAttentionOps(OpRegistry& r) {
+  r.add("sparseAttention", {"q", "k", "v", "indices"}, sparseAttentionOp);
+  r.add("sparseAttentionBackward", {"q", "k", "v", "indices", "y", "lse", "dy"}, sparseAttentionBackwardOp);
+}
+
+}  // namespace castling::cpu

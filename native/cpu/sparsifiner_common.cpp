@@ -1,0 +1,151 @@
+#include "sparsifiner_common.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../core/error.h"
+#include "../core/thread_pool.h"
+#include "cpu_ops.h"
+#include "gemm.h"
+#include "shape_checks.h"
+#include "sparsifiner_kernels.h"
+
+namespace castling::cpu {
+
+std::int64_t basisColumns(std::int64_t tokens) { return std::max<std::int64_t>(1, tokens / 8); }
+
+namespace {
+
+// P and Bb are (N, r) with N fixed by the image size: a mismatch in N is a config error (the
+// parameters were made for another resolution), so it gets its own message.
+void expectBasisMatrix(const char* op, const char* name, const Tensor& t, std::int64_t tokens) {
+  std::int64_t r = basisColumns(tokens);
+  if (t.rank() != 2) {
+    fail(op, ": ", name, " has shape ", shapeToString(t.shape()), ", expected [N, r] = [", tokens, ", ", r, "]");
+  }
+  if (t.dim(0) != tokens) {
+    fail(op, ": the token count is fixed by the config: ", name, " has N=", t.dim(0), ", q has N=", tokens,
+         " (", name, " has shape ", shapeToString(t.shape()), ", expected [", tokens, ", ", r, "])");
+  }
+  if (t.dim(1) != r) {
+    fail(op, ": ", name, " has shape ", shapeToString(t.shape()), ", expected [", tokens, ", ", r,
+         "] (r = max(1, floor(N / 8)))");
+  }
+}
+
+}  // namespace
+
+PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
+                                   PredictorWeights& w) {
+  q = in.required(0, "q").contiguous();
+  k = in.required(1, "k").contiguous();
+  PredictorShape s;
+  s.heads = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.heads.full());
+  const std::int64_t d = s.heads.width;
+  if (d % 2 != 0) {
+    fail(op, ": q has shape ", shapeToString(q.shape()), " with head width d=", d,
+         ", expected an even d (the predictor projects d to d/2)");
+  }
+  s.half = d / 2;
+  s.basis = basisColumns(s.heads.tokens);
+  w.wq = in.required(2, "Wq").contiguous();
+  w.bq = in.required(3, "bq").contiguous();
+  w.wk = in.required(4, "Wk").contiguous();
+  w.bk = in.required(5, "bk").contiguous();
+  w.p = in.required(6, "P").contiguous();
+  w.bb = in.required(7, "Bb").contiguous();
+  expectShape(op, "Wq", w.wq, {s.half, d});
+  expectShape(op, "bq", w.bq, {s.half});
+  expectShape(op, "Wk", w.wk, {s.half, d});
+  expectShape(op, "bk", w.bk, {s.half});
+  expectBasisMatrix(op, "P", w.p, s.heads.tokens);
+  expectBasisMatrix(op, "Bb", w.bb, s.heads.tokens);
+  return s;
+}
+
+float predictorScale(const char* op, const Attrs& attrs, const HeadsShape& s) {
+  float scale = float(attrs.number("scale", 1.0 / std::sqrt(double(s.heads))));
+  if (!std::isfinite(scale)) fail(op, ": scale is ", scale, ", expected a finite number");
+  return scale;
+}
+
+PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, const Tensor& k,
+                                     const PredictorWeights& w, float scale) {
+  const HeadsShape& h = s.heads;
+  const std::int64_t N = h.tokens, d = h.width, half = s.half, r = s.basis;
+  PredictorBasis b;
+  b.qp = Tensor::empty({h.batch, h.heads, N, half});
+  b.kp = Tensor::empty({h.batch, h.heads, N, half});
+  b.kpBasis = Tensor::empty({h.batch, h.heads, half, r});
+  b.coeff = Tensor::empty({h.batch, h.heads, N, r});
+
+  // The projections are shared by all heads: one GEMM over every token of every head each.
+  auto project = [&](const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
+    GemmArgs g;
+    g.transB = true;
+    g.M = h.count() * N; g.N = half; g.K = d;
+    g.A = x.data(); g.lda = d;
+    g.B = weight.data(); g.ldb = d;
+    g.C = out.data(); g.ldc = half;
+    g.epilogue.bias = bias.data();
+    sgemm(g);
+  };
+  project(q, w.wq, w.bq, b.qp);
+  project(k, w.wk, w.bk, b.kp);
+
+  // Per head (small products: one head per job, the GEMMs inside run inline).
+  const SparsifinerKernels& kt = sparsifinerKernels();
+  runAttentionJobs(h.count(), 0, [&](std::int64_t head, float*) {
+    const float* kpHead = b.kp.data() + head * N * half;
+    const float* qpHead = b.qp.data() + head * N * half;
+    float* kpBasis = b.kpBasis.data() + head * half * r;
+    float* coeff = b.coeff.data() + head * N * r;
+    GemmArgs g;  // Kp = kp^T P: (half x N) (N x r)
+    g.transA = true;
+    g.M = half; g.N = r; g.K = N;
+    g.A = kpHead; g.lda = half;
+    g.B = w.p.data(); g.ldb = r;
+    g.C = kpBasis; g.ldc = r;
+    sgemm(g);
+    g = GemmArgs();  // C = softmax(scale qp Kp): (N x half) (half x r)
+    g.M = N; g.N = r; g.K = half;
+    g.A = qpHead; g.lda = half;
+    g.B = kpBasis; g.ldb = r;
+    g.C = coeff; g.ldc = r;
+    sgemm(g);
+    kt.softmaxRows(coeff, N, r, scale);
+  });
+  return b;
+}
+
+void approximateAttentionRows(const PredictorShape& s, const PredictorBasis& basis,
+                              const PredictorWeights& w, std::int64_t head, std::int64_t row0,
+                              std::int64_t rows, float* out) {
+  const std::int64_t N = s.heads.tokens, r = s.basis;
+  GemmArgs g;  // C[rows] Bb^T: (rows x r) (N x r)^T
+  g.transB = true;
+  g.M = rows; g.N = N; g.K = r;
+  g.A = basis.coeff.data() + (head * N + row0) * r; g.lda = r;
+  g.B = w.bb.data(); g.ldb = r;
+  g.C = out; g.ldc = N;
+  sgemm(g);
+}
+
+std::int64_t approxRowBlock(std::int64_t headCount, std::int64_t tokens) {
+  constexpr std::int64_t kMaxRows = 256, kMinRows = 16;
+  std::int64_t threads = ThreadPool::global().threads();
+  // At least two blocks per thread over all heads, when the rows allow it.
+  std::int64_t blocksPerHead = std::max((tokens + kMaxRows - 1) / kMaxRows,
+                                        (2 * threads + headCount - 1) / std::max<std::int64_t>(headCount, 1));
+  std::int64_t rows = (tokens + blocksPerHead - 1) / blocksPerHead;
+  return std::clamp(rows, std::min(kMinRows, tokens), kMaxRows);
+}
+
+void registerSparsifinerOps(OpRegistry& registry) {
+  registerSparsifinerPredictorOps(registry);
+  registerSparsifinerReconstructionOps(registry);
+  registerSparseAttentionOps(registry);
+}
+
+}  // namespace castling::cpu

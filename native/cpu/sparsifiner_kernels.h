@@ -1,0 +1,73 @@
+// The table of Sparsifiner kernels (ALGORITHMS.md section 4), one instance per instruction set,
+// like attention_kernels.h: the ops (sparse_attention.cpp, sparsifiner_predictor.cpp,
+// sparsifiner_reconstruction.cpp) own shapes, threads and buffers; the per-row inner loops live
+// in sparsifiner_kernels.inc, compiled once per ISA in sparsifiner_isa_<name>.cpp.
+//
+// Kernels work on ONE head (rows of width d, contiguous), never allocate and never throw (they run
+// inside pool workers): they get a scratch area of the size the matching *ScratchFloats asked for.
+#pragma once
+#include <cstdint>
+
+#include "../core/cpu_features.h"
+
+namespace castling::cpu {
+
+// Sparse attention of one head. Row 0 (the class token) attends to every key; row n >= 1 to the
+// keys indices[n * kept + j] for j < kept, skipping -1 padding. The kernels check the rows as
+// they read them (integers in [-1, n), kept ones strictly increasing, at least one per row) and
+// return false on a bad row, leaving outputs unfinished; the op then reports the error.
+struct SparseAttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* indices;  // (n, kept), key indices stored as floats
+  std::int64_t n, d, kept;
+  float scale;  // scores s = scale * q.k
+  // forward: y = softmax(s over the kept keys) v, lse = log-sum-exp of the kept scores.
+  float* y;
+  float* lse;
+  // backward (y and lse as saved by the forward): with A recomputed from lse,
+  //   ds = A . (dy v^T - dy.y),  dq = scale ds k,  dk += scale ds^T q,  dv += A^T dy
+  const float* dy;
+  const float* savedY;
+  const float* savedLse;
+  float* dq;  // written for the rows of the range
+  float* dk;  // accumulated (the caller gives each concurrent range its own buffer)
+  float* dv;  // accumulated, like dk
+};
+
+struct SparsifinerKernels {
+  Isa isa;
+
+  std::int64_t (*sparseScratchFloats)(std::int64_t n, std::int64_t d);
+  // Query rows [rowBegin, rowEnd) of one head; false when an index row is invalid.
+  bool (*sparseForward)(const SparseAttentionArgs& args, std::int64_t rowBegin, std::int64_t rowEnd,
+                        float* scratch);
+  bool (*sparseBackward)(const SparseAttentionArgs& args, std::int64_t rowBegin, std::int64_t rowEnd,
+                         float* scratch);
+
+  // Floats of scratch selectTopK needs for a row of n.
+  std::int64_t (*topKScratchFloats)(std::int64_t n);
+  // Writes the indices of the `keep` largest entries of row[0, n) to out in ascending order (as
+  // floats). Exact: ties go to the lower index; NaN ranks below everything.
+  void (*selectTopK)(const float* row, std::int64_t n, std::int64_t keep, float* out, float* scratch);
+
+  // x[r][c] = softmax over c of (scale * x[r][c]) for rows x cols, in place.
+  void (*softmaxRows)(float* x, std::int64_t rows, std::int64_t cols, float scale);
+
+  // The attention-reconstruction residual of a block of rows (sparsifinerReconstruction): with
+  // A = exp(attnScale * scores - lse[row]) for each row, replaces approx by G = 2 (approx - A)
+  // and returns sum (approx - A)^2. Rows are contiguous with stride cols.
+  double (*reconstructionResidual)(float* approx, const float* scores, const float* lse,
+                                   std::int64_t rows, std::int64_t cols, float attnScale);
+};
+
+const SparsifinerKernels& sparsifinerKernelsFor(Isa isa);
+// The table of the active ISA.
+const SparsifinerKernels& sparsifinerKernels();
+
+const SparsifinerKernels& scalarSparsifinerKernels();
+const SparsifinerKernels& avx2SparsifinerKernels();
+const SparsifinerKernels& avx512SparsifinerKernels();
+
+}  // namespace castling::cpu

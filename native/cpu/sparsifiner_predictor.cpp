@@ -1,0 +1,97 @@
+// Sparsifiner's connectivity predictor (ALGORITHMS.md section 4): from the low-rank approximate
+// attention approx = C Bb^T it picks, per query row, the keys the sparse attention will use. The
+// approximation exists one block of rows at a time (rows x N floats per worker), never N x N.
+// The mask carries no gradient, so there is no backward op: the predictor learns through
+// sparsifinerReconstruction (stage 1) only.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "shape_checks.h"
+#include "sparsifiner_common.h"
+#include "sparsifiner_kernels.h"
+
+namespace castling::cpu {
+
+namespace {
+
+enum class SelectMode { TopK = 0, Threshold = 1, CoefficientTopK = 2 };
+
+// Keeps every key with approx > threshold, in ascending order, padded with -1 to n slots. A row
+// where nothing passes keeps its largest entry (the lowest index among equal maxima), so that
+// every query attends somewhere.
+void selectAboveThreshold(const float* row, std::int64_t n, float threshold, float* out) {
+  std::int64_t written = 0, best = 0;
+  for (std::int64_t m = 0; m < n; ++m) {
+    if (row[m] > threshold) out[written++] = float(m);
+    if (row[m] > row[best]) best = m;
+  }
+  if (written == 0) out[written++] = float(best);
+  std::fill(out + written, out + n, -1.0f);
+}
+
+// inputs (q, k, Wq, bq, Wk, bk, P, Bb): q, k (B, H, N, d) with d even; Wq, Wk (d/2, d); bq, bk
+// (d/2); P, Bb (N, r), r = max(1, floor(N/8)).
+// attrs keepRate (0.25, in (0, 1]), scale (1/sqrt(H)), mode (0 top-k, 1 threshold), threshold
+// (mode 1, required).
+// outputs [indices (B, H, N, kept), C (B, H, N, r), qp (B, H, N, d/2), Kp (B, H, d/2, r)]:
+//   mode 0: kept = clamp(ceil(keepRate N), 1, N) (double precision); row n >= 1 holds the indices
+//           of the kept largest entries of approx row n, ascending, ties to the lower index.
+//   mode 1: kept = N; row n >= 1 holds the keys with approx > threshold (at least the argmax),
+//           ascending, then -1 padding.
+//   Row 0 (the class token, dense in sparseAttention) is all -1 in both modes.
+std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "sparsifinerPredict";
+  Tensor q, k;
+  PredictorWeights w;
+  PredictorShape s = readPredictorInputs(op, in, q, k, w);
+  const HeadsShape& h = s.heads;
+  const std::int64_t N = h.tokens;
+  float scale = predictorScale(op, attrs, h);
+  double keepRate = attrs.number("keepRate", 0.25);
+  if (!(keepRate > 0.0 && keepRate <= 1.0)) fail(op, ": keepRate is ", keepRate, ", expected a number in (0, 1]");
+  auto mode = SelectMode(attrs.integer("mode", 0, 0, 2));
+  if (mode == SelectMode::CoefficientTopK) {
+    fail(op, ": mode 2 (top-k on the coefficients C) is not implemented, expected mode 0 (top-k) or 1 (threshold)");
+  }
+  float threshold = 0.0f;
+  if (mode == SelectMode::Threshold) {
+    if (!attrs.has("threshold")) fail(op, ": mode 1 (threshold) needs the attribute 'threshold'");
+    threshold = float(attrs.number("threshold", 0.0));
+  }
+  std::int64_t kept = mode == SelectMode::TopK
+                          ? std::clamp<std::int64_t>(std::int64_t(std::ceil(keepRate * double(N))), 1, N)
+                          : N;
+
+  PredictorBasis basis = computePredictorBasis(s, q, k, w, scale);
+  Tensor indices = Tensor::empty({h.batch, h.heads, N, kept});
+  const SparsifinerKernels& kt = sparsifinerKernels();
+  std::int64_t blockRows = approxRowBlock(h.count(), N);
+  std::int64_t blocks = (N + blockRows - 1) / blockRows;
+  std::int64_t approxFloats = blockRows * N;
+  runAttentionJobs(h.count() * blocks, approxFloats + kt.topKScratchFloats(N), [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / blocks, row0 = job % blocks * blockRows;
+    std::int64_t rows = std::min(blockRows, N - row0);
+    float* approx = scratch;
+    approximateAttentionRows(s, basis, w, head, row0, rows, approx);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      std::int64_t row = row0 + i;
+      float* out = indices.data() + (head * N + row) * kept;
+      if (row == 0)
+        std::fill(out, out + kept, -1.0f);
+      else if (mode == SelectMode::TopK)
+        kt.selectTopK(approx + i * N, N, kept, out, scratch + approxFloats);
+      else
+        selectAboveThreshold(approx + i * N, N, threshold, out);
+    }
+  });
+  return {indices, basis.coeff, basis.qp, basis.kpBasis};
+}
+
+}  // namespace
+
+void registerSparsifinerPredictorOps(OpRegistry& r) {
+  r.add("sparsifinerPredict", {"q", "k", "Wq", "bq", "Wk", "bk", "P", "Bb"}, sparsifinerPredictOp);
+}
+
+}  // namespace castling::cpu

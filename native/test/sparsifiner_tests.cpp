@@ -1,0 +1,752 @@
+// C++ tests of the Sparsifiner ops (sparse_attention.cpp, sparsifiner_predictor.cpp,
+// sparsifiner_reconstruction.cpp) against float64 references written out here from
+// ALGORITHMS.md section 4; the references' own gradients are checked against finite differences
+// of their forward. Every case runs on every ISA the CPU supports (test_util.h).
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <optional>
+
+#include "../core/error.h"
+#include "../core/op_registry.h"
+#include "../cpu/cpu_ops.h"
+#include "op_helpers.h"
+#include "test_util.h"
+
+using namespace castling;
+using namespace castling::test;
+
+namespace {
+
+
+bool sameBits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
+}
+
+Vec toDouble(const std::vector<float>& x) { return Vec(x.begin(), x.end()); }
+
+bool failsWith(const std::function<void()>& fn, const std::string& part) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(part) != std::string::npos) return true;
+    std::fprintf(stderr, "  error '%s' does not mention '%s'\n", e.what(), part.c_str());
+    return false;
+  }
+  std::fprintf(stderr, "  no error (expected one mentioning '%s')\n", part.c_str());
+  return false;
+}
+
+struct Dims {
+  std::int64_t B, H, N, d;
+  std::int64_t heads() const { return B * H; }
+  std::int64_t size() const { return B * H * N * d; }
+  std::int64_t r() const { return std::max<std::int64_t>(1, N / 8); }
+  std::int64_t half() const { return d / 2; }
+  Shape full() const { return {B, H, N, d}; }
+  std::string str() const {
+    return "B=" + std::to_string(B) + " H=" + std::to_string(H) + " N=" + std::to_string(N) + " d=" + std::to_string(d);
+  }
+};
+
+// N in {2, 17, 197, 257}, d in {16, 64}, H in {1, 3}, B in {1, 2}.
+const std::vector<Dims> kShapes = {
+    {1, 1, 2, 16}, {2, 3, 2, 64}, {1, 3, 17, 64}, {2, 1, 17, 16},
+    {2, 1, 197, 16}, {1, 3, 197, 64}, {2, 3, 257, 16}, {1, 1, 257, 64},
+};
+const std::vector<double> kKeepRates = {0.1, 0.25, 0.5, 1.0};
+
+std::int64_t keptFor(double keepRate, std::int64_t N) {
+  return std::clamp<std::int64_t>(std::int64_t(std::ceil(keepRate * double(N))), 1, N);
+}
+
+// ---- key sets ----
+
+// The keys each (head, row) attends to, ascending; row 0 is every key.
+using KeySets = std::vector<std::vector<int>>;
+
+KeySets keySetsOf(const Dims& s, const std::vector<float>& indices, std::int64_t kept) {
+  KeySets sets(std::size_t(s.heads() * s.N));
+  for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+    auto& set = sets[std::size_t(row)];
+    if (row % s.N == 0) {
+      for (int m = 0; m < s.N; ++m) set.push_back(m);
+      continue;
+    }
+    for (std::int64_t j = 0; j < kept; ++j) {
+      float m = indices[std::size_t(row * kept + j)];
+      if (m >= 0) set.push_back(int(m));
+    }
+  }
+  return sets;
+}
+
+// Random valid index rows: between 1 and kept keys each, with -1 padding interleaved anywhere.
+std::vector<float> randomIndices(const Dims& s, std::int64_t kept) {
+  std::vector<float> out(std::size_t(s.heads() * s.N * kept), -1.0f);
+  std::vector<int> order(std::size_t(s.N));
+  for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng());
+    std::int64_t count = kept == 1 ? 1 : std::uniform_int_distribution<std::int64_t>(std::max<std::int64_t>(1, kept / 2), kept)(rng());
+    std::vector<int> keys(order.begin(), order.begin() + count);
+    std::sort(keys.begin(), keys.end());
+    std::vector<bool> pad(std::size_t(kept), false);
+    std::fill(pad.begin(), pad.begin() + (kept - count), true);
+    std::shuffle(pad.begin(), pad.end(), rng());
+    std::size_t next = 0;
+    for (std::int64_t j = 0; j < kept; ++j)
+      if (!pad[std::size_t(j)]) out[std::size_t(row * kept + j)] = float(keys[next++]);
+  }
+  return out;
+}
+
+// ---- float64 reference: sparse attention ----
+
+struct AttentionRef {
+  Vec y, lse;
+};
+
+AttentionRef sparseForward(const Dims& s, const Vec& q, const Vec& k, const Vec& v, const KeySets& sets, double scale) {
+  AttentionRef r{Vec(std::size_t(s.size())), Vec(std::size_t(s.heads() * s.N))};
+  const std::int64_t N = s.N, d = s.d;
+  for (std::int64_t row = 0; row < s.heads() * N; ++row) {
+    std::int64_t head = row / N;
+    const auto& keys = sets[std::size_t(row)];
+    Vec p(keys.size());
+    double mx = -1e300;
+    for (std::size_t j = 0; j < keys.size(); ++j) {
+      double dot = 0;
+      for (std::int64_t c = 0; c < d; ++c) dot += q[row * d + c] * k[(head * N + keys[j]) * d + c];
+      mx = std::max(mx, p[j] = scale * dot);
+    }
+    double sum = 0;
+    for (double& x : p) sum += (x = std::exp(x - mx));
+    r.lse[std::size_t(row)] = mx + std::log(sum);
+    for (std::int64_t c = 0; c < d; ++c) {
+      double acc = 0;
+      for (std::size_t j = 0; j < keys.size(); ++j) acc += p[j] * v[(head * N + keys[j]) * d + c];
+      r.y[std::size_t(row * d + c)] = acc / sum;
+    }
+  }
+  return r;
+}
+
+struct AttentionGrads {
+  Vec dq, dk, dv;
+};
+
+AttentionGrads sparseBackward(const Dims& s, const Vec& q, const Vec& k, const Vec& v, const KeySets& sets,
+                              const Vec& dy, double scale) {
+  const std::int64_t N = s.N, d = s.d;
+  AttentionGrads g{Vec(std::size_t(s.size())), Vec(std::size_t(s.size())), Vec(std::size_t(s.size()))};
+  for (std::int64_t row = 0; row < s.heads() * N; ++row) {
+    std::int64_t head = row / N;
+    const auto& keys = sets[std::size_t(row)];
+    Vec a(keys.size()), dp(keys.size());
+    double mx = -1e300, sum = 0, rowTerm = 0;
+    for (std::size_t j = 0; j < keys.size(); ++j) {
+      double dot = 0, dvdot = 0;
+      for (std::int64_t c = 0; c < d; ++c) {
+        dot += q[row * d + c] * k[(head * N + keys[j]) * d + c];
+        dvdot += dy[row * d + c] * v[(head * N + keys[j]) * d + c];
+      }
+      mx = std::max(mx, a[j] = scale * dot);
+      dp[j] = dvdot;
+    }
+    for (double& x : a) sum += (x = std::exp(x - mx));
+    for (std::size_t j = 0; j < keys.size(); ++j) rowTerm += (a[j] /= sum) * dp[j];
+    for (std::size_t j = 0; j < keys.size(); ++j) {
+      double ds = a[j] * (dp[j] - rowTerm);
+      std::int64_t m = head * N + keys[j];
+      for (std::int64_t c = 0; c < d; ++c) {
+        g.dq[std::size_t(row * d + c)] += scale * ds * k[m * d + c];
+        g.dk[std::size_t(m * d + c)] += scale * ds * q[row * d + c];
+        g.dv[std::size_t(m * d + c)] += a[j] * dy[row * d + c];
+      }
+    }
+  }
+  return g;
+}
+
+// ---- float64 reference: the predictor ----
+
+struct Predictor {
+  Vec wq, bq, wk, bk, p, bb;
+};
+
+// Random parameters at the scale a trained layer has: projections ~ 1/sqrt(d), P ~ 1/sqrt(N).
+Predictor randomPredictor(const Dims& s) {
+  auto scaled = [](std::size_t n, double scale) { return toDouble(randomVector(n, float(scale))); };
+  std::size_t h = std::size_t(s.half()), d = std::size_t(s.d), nr = std::size_t(s.N * s.r());
+  Predictor w{scaled(h * d, 1.0 / std::sqrt(double(s.d))), scaled(h, 0.1), scaled(h * d, 1.0 / std::sqrt(double(s.d))),
+              scaled(h, 0.1), scaled(nr, 2.0 / std::sqrt(double(s.N))), scaled(nr, 1.0)};
+  // Round to float so that the op and the reference see the same parameters.
+  for (Vec* x : {&w.wq, &w.bq, &w.wk, &w.bk, &w.p, &w.bb})
+    for (double& e : *x) e = double(float(e));
+  return w;
+}
+
+std::vector<float> toFloat(const Vec& x) { return std::vector<float>(x.begin(), x.end()); }
+
+std::vector<std::optional<Tensor>> predictorInputs(const Dims& s, const std::vector<float>& q, const std::vector<float>& k,
+                                                   const Predictor& w) {
+  return {tensorOf(s.full(), q), tensorOf(s.full(), k), tensorOf({s.half(), s.d}, toFloat(w.wq)),
+          tensorOf({s.half()}, toFloat(w.bq)), tensorOf({s.half(), s.d}, toFloat(w.wk)), tensorOf({s.half()}, toFloat(w.bk)),
+          tensorOf({s.N, s.r()}, toFloat(w.p)), tensorOf({s.N, s.r()}, toFloat(w.bb))};
+}
+
+struct PredictorRef {
+  Vec qp, kp, Kp, C, approx;  // approx: (heads, N, N)
+};
+
+PredictorRef predictorForward(const Dims& s, const Vec& q, const Vec& k, const Predictor& w, double scale) {
+  const std::int64_t N = s.N, d = s.d, h2 = s.half(), r = s.r(), heads = s.heads();
+  PredictorRef f{Vec(std::size_t(heads * N * h2)), Vec(std::size_t(heads * N * h2)), Vec(std::size_t(heads * h2 * r)),
+                 Vec(std::size_t(heads * N * r)), Vec(std::size_t(heads * N * N))};
+  for (std::int64_t t = 0; t < heads * N; ++t)
+    for (std::int64_t a = 0; a < h2; ++a) {
+      double x = w.bq[a], y = w.bk[a];
+      for (std::int64_t c = 0; c < d; ++c) {
+        x += q[t * d + c] * w.wq[a * d + c];
+        y += k[t * d + c] * w.wk[a * d + c];
+      }
+      f.qp[t * h2 + a] = x;
+      f.kp[t * h2 + a] = y;
+    }
+  for (std::int64_t h = 0; h < heads; ++h) {
+    for (std::int64_t a = 0; a < h2; ++a)
+      for (std::int64_t j = 0; j < r; ++j) {
+        double x = 0;
+        for (std::int64_t m = 0; m < N; ++m) x += f.kp[(h * N + m) * h2 + a] * w.p[m * r + j];
+        f.Kp[(h * h2 + a) * r + j] = x;
+      }
+    for (std::int64_t n = 0; n < N; ++n) {
+      double* c = &f.C[(h * N + n) * r];
+      double mx = -1e300, sum = 0;
+      for (std::int64_t j = 0; j < r; ++j) {
+        double x = 0;
+        for (std::int64_t a = 0; a < h2; ++a) x += f.qp[(h * N + n) * h2 + a] * f.Kp[(h * h2 + a) * r + j];
+        mx = std::max(mx, c[j] = scale * x);
+      }
+      for (std::int64_t j = 0; j < r; ++j) sum += (c[j] = std::exp(c[j] - mx));
+      for (std::int64_t j = 0; j < r; ++j) c[j] /= sum;
+      for (std::int64_t m = 0; m < N; ++m) {
+        double x = 0;
+        for (std::int64_t j = 0; j < r; ++j) x += c[j] * w.bb[m * r + j];
+        f.approx[(h * N + n) * N + m] = x;
+      }
+    }
+  }
+  return f;
+}
+
+// The reference top-k of one row: the `kept` largest by (value descending, index ascending).
+std::vector<int> referenceTopK(const double* row, std::int64_t n, std::int64_t kept) {
+  std::vector<int> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
+  return order;  // the first `kept` are the set; the rest follow in rank order
+}
+
+// Checks one op row of top-k indices against the float64 row. Where the reference's kept-th and
+// (kept+1)-th values differ by more than `margin` the sets must match exactly; otherwise (a near
+// tie that float rounding may flip) every chosen value must be within margin of the kept-th.
+// Returns whether the exact comparison applied.
+bool checkTopKRow(const float* got, const double* row, std::int64_t n, std::int64_t kept, double margin,
+                  const std::string& where, bool& ok) {
+  std::vector<int> order = referenceTopK(row, n, kept);
+  std::vector<int> chosen;
+  for (std::int64_t j = 0; j < kept; ++j) {
+    float m = got[j];
+    if (!(m >= 0 && m < float(n) && m == std::floor(m)) || (j > 0 && !(m > got[j - 1]))) {
+      std::fprintf(stderr, "  %s: slot %ld is %g (not an ascending key index)\n", where.c_str(), long(j), double(m));
+      ok = false;
+      return false;
+    }
+    chosen.push_back(int(m));
+  }
+  double kth = row[order[std::size_t(kept - 1)]];
+  bool separated = kept == n || kth - row[order[std::size_t(kept)]] > margin;
+  if (separated) {
+    std::vector<int> want(order.begin(), order.begin() + kept);
+    std::sort(want.begin(), want.end());
+    if (want != chosen) {
+      std::fprintf(stderr, "  %s: top-%ld set differs from the reference\n", where.c_str(), long(kept));
+      ok = false;
+    }
+    return true;
+  }
+  for (int m : chosen)
+    if (row[m] < kth - margin) {
+      std::fprintf(stderr, "  %s: chose key %d with %g, below the kept-th value %g\n", where.c_str(), m, row[m], kth);
+      ok = false;
+    }
+  return false;
+}
+
+// ---- float64 reference: attention reconstruction ----
+
+struct ReconstructionRef {
+  double loss = 0;
+  Predictor grad;  // d loss / d each parameter
+};
+
+// lse of the dense softmax attention with scale attnScale, per (head, row).
+Vec denseLse(const Dims& s, const Vec& q, const Vec& k, double attnScale) {
+  Vec lse(std::size_t(s.heads() * s.N));
+  for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+    std::int64_t head = row / s.N;
+    Vec sc(std::size_t(s.N));
+    double mx = -1e300, sum = 0;
+    for (std::int64_t m = 0; m < s.N; ++m) {
+      double dot = 0;
+      for (std::int64_t c = 0; c < s.d; ++c) dot += q[row * s.d + c] * k[(head * s.N + m) * s.d + c];
+      mx = std::max(mx, sc[std::size_t(m)] = attnScale * dot);
+    }
+    for (double x : sc) sum += std::exp(x - mx);
+    lse[std::size_t(row)] = mx + std::log(sum);
+  }
+  return lse;
+}
+
+ReconstructionRef reconstruction(const Dims& s, const Vec& q, const Vec& k, const Predictor& w, const Vec& lse,
+                                 double scale, double attnScale, bool withGrad = true) {
+  const std::int64_t N = s.N, d = s.d, h2 = s.half(), r = s.r(), heads = s.heads();
+  PredictorRef f = predictorForward(s, q, k, w, scale);
+  ReconstructionRef out;
+  Predictor& g = out.grad;
+  g = {Vec(w.wq.size()), Vec(w.bq.size()), Vec(w.wk.size()), Vec(w.bk.size()), Vec(w.p.size()), Vec(w.bb.size())};
+  for (std::int64_t h = 0; h < heads; ++h) {
+    Vec dC(std::size_t(N * r)), dqp(std::size_t(N * h2)), dKp(std::size_t(h2 * r));
+    for (std::int64_t n = 1; n < N; ++n) {
+      std::int64_t row = h * N + n;
+      for (std::int64_t m = 0; m < N; ++m) {
+        double dot = 0;
+        for (std::int64_t c = 0; c < d; ++c) dot += q[row * d + c] * k[(h * N + m) * d + c];
+        double diff = f.approx[row * N + m] - std::exp(attnScale * dot - lse[row]);
+        out.loss += diff * diff;
+        for (std::int64_t j = 0; j < r; ++j) {
+          dC[n * r + j] += 2 * diff * w.bb[m * r + j];
+          g.bb[m * r + j] += 2 * diff * f.C[row * r + j];
+        }
+      }
+    }
+    if (!withGrad) continue;
+    for (std::int64_t n = 0; n < N; ++n) {  // back through the softmax: dS = scale C (dC - dC.C)
+      const double* c = &f.C[(h * N + n) * r];
+      double dot = 0;
+      for (std::int64_t j = 0; j < r; ++j) dot += dC[n * r + j] * c[j];
+      for (std::int64_t j = 0; j < r; ++j) dC[n * r + j] = scale * c[j] * (dC[n * r + j] - dot);
+    }
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t j = 0; j < r; ++j)
+        for (std::int64_t a = 0; a < h2; ++a) {
+          dqp[n * h2 + a] += dC[n * r + j] * f.Kp[(h * h2 + a) * r + j];
+          dKp[a * r + j] += f.qp[(h * N + n) * h2 + a] * dC[n * r + j];
+        }
+    for (std::int64_t m = 0; m < N; ++m)  // Kp = kp^T P
+      for (std::int64_t a = 0; a < h2; ++a)
+        for (std::int64_t j = 0; j < r; ++j) {
+          double dkp = w.p[m * r + j] * dKp[a * r + j];
+          g.p[m * r + j] += f.kp[(h * N + m) * h2 + a] * dKp[a * r + j];
+          g.bk[a] += dkp;
+          for (std::int64_t c = 0; c < d; ++c) g.wk[a * d + c] += dkp * k[(h * N + m) * d + c];
+        }
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t a = 0; a < h2; ++a) {
+        g.bq[a] += dqp[n * h2 + a];
+        for (std::int64_t c = 0; c < d; ++c) g.wq[a * d + c] += dqp[n * h2 + a] * q[(h * N + n) * d + c];
+      }
+  }
+  return out;
+}
+
+// A reconstruction op run on float inputs, with the float64 lse the op is meant to receive.
+std::vector<Tensor> runReconstruction(const Dims& s, const std::vector<float>& q, const std::vector<float>& k,
+                                      const Predictor& w, const Vec& lse, const Attrs& attrs) {
+  auto in = predictorInputs(s, q, k, w);
+  in.push_back(tensorOf({s.B, s.H, s.N}, toFloat(lse)));
+  return runOp("sparsifinerReconstruction", in, attrs);
+}
+
+}  // namespace
+
+// ---- sparse attention ----
+
+TEST(sparse_attention_forward_matches_float64_reference) {
+  for (Dims s : kShapes) {
+    for (double rate : kKeepRates) {
+      std::int64_t kept = keptFor(rate, s.N);
+      auto q = randomVector(std::size_t(s.size()), 2.0f), k = randomVector(std::size_t(s.size()), 2.0f),
+           v = randomVector(std::size_t(s.size()));
+      auto idx = randomIndices(s, kept);
+      auto out = runOp("sparseAttention", {tensorOf(s.full(), q), tensorOf(s.full(), k), tensorOf(s.full(), v),
+                                           tensorOf({s.B, s.H, s.N, kept}, idx)}, Attrs());
+      double scale = 1.0 / std::sqrt(double(s.d));
+      AttentionRef want = sparseForward(s, toDouble(q), toDouble(k), toDouble(v), keySetsOf(s, idx, kept), scale);
+      std::string where = s.str() + " keep=" + std::to_string(rate);
+      CHECK(out.size() == 2);
+      CHECK(out[0].shape() == s.full());
+      CHECK((out[1].shape() == Shape{s.B, s.H, s.N}));
+      CHECK(close(valuesOf(out[0]), want.y, 2e-5, "y", where));
+      CHECK(close(valuesOf(out[1]), want.lse, 2e-6, "lse", where));
+    }
+  }
+  // A width that is not a multiple of any vector, and an explicit scale.
+  Dims s{1, 2, 50, 5};
+  auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size())), v = randomVector(std::size_t(s.size()));
+  auto idx = randomIndices(s, 13);
+  Attrs attrs;
+  attrs.set("scale", 0.7);
+  auto out = runOp("sparseAttention", {tensorOf(s.full(), q), tensorOf(s.full(), k), tensorOf(s.full(), v),
+                                       tensorOf({s.B, s.H, s.N, 13}, idx)}, attrs);
+  AttentionRef want = sparseForward(s, toDouble(q), toDouble(k), toDouble(v), keySetsOf(s, idx, 13), 0.7);
+  CHECK(close(valuesOf(out[0]), want.y, 2e-5, "y d=5", s.str()));
+  CHECK(close(valuesOf(out[1]), want.lse, 2e-6, "lse d=5", s.str()));
+}
+
+// At keep rate 1 every row keeps every key: the sparse op is dense softmax attention.
+TEST(sparse_attention_keeping_every_key_equals_softmax_attention) {
+  for (Dims s : kShapes) {
+    auto q = randomVector(std::size_t(s.size()), 2.0f), k = randomVector(std::size_t(s.size()), 2.0f),
+         v = randomVector(std::size_t(s.size()));
+    std::vector<float> idx(std::size_t(s.heads() * s.N * s.N));
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = float(std::int64_t(i) % s.N);
+    Tensor tq = tensorOf(s.full(), q), tk = tensorOf(s.full(), k), tv = tensorOf(s.full(), v);
+    auto sparse = runOp("sparseAttention", {tq, tk, tv, tensorOf({s.B, s.H, s.N, s.N}, idx)}, Attrs());
+    auto dense = runOp("attentionSoftmax", {tq, tk, tv}, Attrs());
+    CHECK(close(valuesOf(sparse[0]), toDouble(valuesOf(dense[0])), 2e-5, "y vs attentionSoftmax", s.str()));
+    CHECK(close(valuesOf(sparse[1]), toDouble(valuesOf(dense[1])), 2e-6, "lse vs attentionSoftmax", s.str()));
+  }
+}
+
+TEST(sparse_attention_backward_matches_float64_reference) {
+  for (Dims s : kShapes) {
+    for (double rate : kKeepRates) {
+      std::int64_t kept = keptFor(rate, s.N);
+      auto q = randomVector(std::size_t(s.size()), 2.0f), k = randomVector(std::size_t(s.size()), 2.0f),
+           v = randomVector(std::size_t(s.size())), dy = randomVector(std::size_t(s.size()));
+      auto idx = randomIndices(s, kept);
+      Tensor tq = tensorOf(s.full(), q), tk = tensorOf(s.full(), k), tv = tensorOf(s.full(), v),
+             ti = tensorOf({s.B, s.H, s.N, kept}, idx), tdy = tensorOf(s.full(), dy);
+      auto fwd = runOp("sparseAttention", {tq, tk, tv, ti}, Attrs());
+      auto got = runOp("sparseAttentionBackward", {tq, tk, tv, ti, fwd[0], fwd[1], tdy}, Attrs());
+      double scale = 1.0 / std::sqrt(double(s.d));
+      AttentionGrads want = sparseBackward(s, toDouble(q), toDouble(k), toDouble(v), keySetsOf(s, idx, kept),
+                                           toDouble(dy), scale);
+      std::string where = s.str() + " keep=" + std::to_string(rate);
+      CHECK(got.size() == 3);
+      CHECK(close(valuesOf(got[0]), want.dq, 1e-4, "dq", where));
+      CHECK(close(valuesOf(got[1]), want.dk, 1e-4, "dk", where));
+      CHECK(close(valuesOf(got[2]), want.dv, 1e-4, "dv", where));
+      // Deterministic: the scatter-added dk, dv come out bit for bit the same on a second run.
+      auto again = runOp("sparseAttentionBackward", {tq, tk, tv, ti, fwd[0], fwd[1], tdy}, Attrs());
+      for (int i = 0; i < 3; ++i) CHECK(sameBits(got[i], again[i]));
+    }
+  }
+}
+
+TEST(sparse_attention_reference_gradient_matches_finite_differences) {
+  Dims s{1, 2, 6, 3};
+  std::int64_t kept = 3;
+  Vec q = toDouble(randomVector(std::size_t(s.size()))), k = toDouble(randomVector(std::size_t(s.size()))),
+      v = toDouble(randomVector(std::size_t(s.size()))), dy = toDouble(randomVector(std::size_t(s.size())));
+  KeySets sets = keySetsOf(s, randomIndices(s, kept), kept);
+  double scale = 0.8;
+  AttentionGrads g = sparseBackward(s, q, k, v, sets, dy, scale);
+  auto loss = [&] {
+    Vec y = sparseForward(s, q, k, v, sets, scale).y;
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * dy[i];
+    return l;
+  };
+  double worst = 0;
+  for (auto [x, gx] : {std::pair{&q, &g.dq}, std::pair{&k, &g.dk}, std::pair{&v, &g.dv}}) {
+    for (std::size_t i = 0; i < x->size(); ++i) {
+      double keep = (*x)[i], h = 1e-6;
+      (*x)[i] = keep + h;
+      double up = loss();
+      (*x)[i] = keep - h;
+      double down = loss();
+      (*x)[i] = keep;
+      worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]));
+    }
+  }
+  if (worst > 1e-7) std::fprintf(stderr, "  finite differences differ by %g\n", worst);
+  CHECK(worst <= 1e-7);
+}
+
+// ---- the predictor ----
+
+TEST(predictor_matches_float64_reference_and_topk_is_exact) {
+  int exactRows = 0, rows = 0;
+  for (Dims s : kShapes) {
+    for (double rate : kKeepRates) {
+      std::int64_t kept = keptFor(rate, s.N);
+      auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+      Predictor w = randomPredictor(s);
+      Attrs attrs;
+      attrs.set("keepRate", rate);
+      auto out = runOp("sparsifinerPredict", predictorInputs(s, q, k, w), attrs);
+      double scale = 1.0 / std::sqrt(double(s.H));
+      PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, scale);
+      std::string where = s.str() + " keep=" + std::to_string(rate);
+      CHECK(out.size() == 4);
+      CHECK((out[0].shape() == Shape{s.B, s.H, s.N, kept}));
+      CHECK(close(valuesOf(out[1]), f.C, 2e-5, "C", where));
+      CHECK(close(valuesOf(out[2]), f.qp, 2e-5, "qp", where));
+      CHECK(close(valuesOf(out[3]), f.Kp, 2e-5, "Kp", where));
+      auto idx = valuesOf(out[0]);
+      bool ok = true;
+      for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+        const float* got = idx.data() + row * kept;
+        if (row % s.N == 0) {  // the class token: dense, all slots -1
+          for (std::int64_t j = 0; j < kept; ++j) ok = ok && got[j] == -1.0f;
+          continue;
+        }
+        ++rows;
+        exactRows += checkTopKRow(got, &f.approx[std::size_t(row * s.N)], s.N, kept, 1e-4,
+                                  where + " row " + std::to_string(row), ok);
+      }
+      CHECK(ok);
+      // The predicted mask drives the sparse attention end to end.
+      auto v = randomVector(std::size_t(s.size()));
+      auto y = runOp("sparseAttention", {tensorOf(s.full(), q), tensorOf(s.full(), k), tensorOf(s.full(), v), out[0]}, Attrs());
+      AttentionRef want = sparseForward(s, toDouble(q), toDouble(k), toDouble(v), keySetsOf(s, idx, kept),
+                                        1.0 / std::sqrt(double(s.d)));
+      CHECK(close(valuesOf(y[0]), want.y, 2e-5, "y from predicted indices", where));
+    }
+  }
+  // Most rows must have had a clear gap, or the comparison above proved little.
+  if (exactRows * 10 < rows * 8) std::fprintf(stderr, "  only %d of %d rows compared exactly\n", exactRows, rows);
+  CHECK(exactRows * 10 >= rows * 8);
+}
+
+// Exact ties: Bb rows repeated in groups make whole groups of approx entries bit-identical in
+// float and in float64; the lower key index must win. Constant Bb makes every entry tie.
+TEST(predictor_topk_breaks_ties_by_lower_index) {
+  for (Dims s : {Dims{1, 3, 197, 16}, Dims{2, 1, 57, 64}, Dims{1, 1, 17, 16}}) {
+    for (int groups : {1, 7}) {
+      for (double rate : kKeepRates) {
+        std::int64_t kept = keptFor(rate, s.N), r = s.r();
+        auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+        Predictor w = randomPredictor(s);
+        for (std::int64_t m = 0; m < s.N; ++m)
+          for (std::int64_t j = 0; j < r; ++j) w.bb[std::size_t(m * r + j)] = w.bb[std::size_t((m % groups) * r + j)];
+        Attrs attrs;
+        attrs.set("keepRate", rate);
+        auto idx = valuesOf(runOp("sparsifinerPredict", predictorInputs(s, q, k, w), attrs)[0]);
+        PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, 1.0 / std::sqrt(double(s.H)));
+        bool ok = true;
+        for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+          if (row % s.N == 0) continue;
+          std::vector<int> order = referenceTopK(&f.approx[std::size_t(row * s.N)], s.N, kept);
+          std::vector<int> want(order.begin(), order.begin() + kept);
+          std::sort(want.begin(), want.end());
+          std::vector<int> got(idx.begin() + row * kept, idx.begin() + (row + 1) * kept);
+          ok = ok && got == want;
+        }
+        if (!ok) std::fprintf(stderr, "  %s groups=%d keep=%g: tie order differs\n", s.str().c_str(), groups, rate);
+        CHECK(ok);
+      }
+    }
+  }
+}
+
+TEST(predictor_threshold_mode_keeps_entries_above_threshold) {
+  for (Dims s : {Dims{1, 3, 197, 16}, Dims{2, 1, 17, 64}}) {
+    auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+    Predictor w = randomPredictor(s);
+    PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, 1.0 / std::sqrt(double(s.H)));
+    for (double threshold : {0.0, 0.3, 10.0}) {  // 10: nothing passes, every row keeps its argmax
+      Attrs attrs;
+      attrs.set("mode", 1);
+      attrs.set("threshold", threshold);
+      auto out = runOp("sparsifinerPredict", predictorInputs(s, q, k, w), attrs);
+      CHECK((out[0].shape() == Shape{s.B, s.H, s.N, s.N}));
+      auto idx = valuesOf(out[0]);
+      bool ok = true;
+      for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+        const float* got = idx.data() + row * s.N;
+        const double* ref = &f.approx[std::size_t(row * s.N)];
+        if (row % s.N == 0) {
+          for (std::int64_t j = 0; j < s.N; ++j) ok = ok && got[j] == -1.0f;
+          continue;
+        }
+        std::vector<bool> chosen(std::size_t(s.N), false);
+        std::int64_t count = 0;
+        for (; count < s.N && got[count] >= 0; ++count) chosen[std::size_t(got[count])] = true;
+        for (std::int64_t j = count; j < s.N; ++j) ok = ok && got[j] == -1.0f;
+        std::int64_t above = 0;
+        for (std::int64_t m = 0; m < s.N; ++m) above += ref[m] > threshold;
+        if (above == 0) {  // nothing passes: the row keeps its argmax alone
+          if (ref[referenceTopK(ref, s.N, 1)[0]] > threshold - 1e-4) continue;  // float may pass it
+          ok = ok && count == 1 && int(got[0]) == referenceTopK(ref, s.N, 1)[0];
+          continue;
+        }
+        for (std::int64_t m = 0; m < s.N; ++m) {
+          if (std::abs(ref[m] - threshold) < 1e-4) continue;  // float may go either way
+          ok = ok && (chosen[std::size_t(m)] == (ref[m] > threshold));
+        }
+      }
+      if (!ok) std::fprintf(stderr, "  %s threshold=%g: kept set differs\n", s.str().c_str(), threshold);
+      CHECK(ok);
+    }
+  }
+}
+
+// ---- attention reconstruction ----
+
+TEST(reconstruction_matches_float64_reference) {
+  for (Dims s : kShapes) {
+    auto q = randomVector(std::size_t(s.size()), 2.0f), k = randomVector(std::size_t(s.size()), 2.0f);
+    Predictor w = randomPredictor(s);
+    double scale = 1.0 / std::sqrt(double(s.H)), attnScale = 1.0 / std::sqrt(double(s.d));
+    Vec lse = denseLse(s, toDouble(q), toDouble(k), attnScale);
+    auto got = runReconstruction(s, q, k, w, lse, Attrs());
+    ReconstructionRef want = reconstruction(s, toDouble(q), toDouble(k), w, lse, scale, attnScale);
+    std::string where = s.str();
+    CHECK(got.size() == 7);
+    CHECK(close(valuesOf(got[0]), Vec{want.loss}, 1e-4, "loss", where));
+    CHECK(close(valuesOf(got[1]), want.grad.wq, 5e-4, "dWq", where));
+    CHECK(close(valuesOf(got[2]), want.grad.bq, 5e-4, "dbq", where));
+    CHECK(close(valuesOf(got[3]), want.grad.wk, 5e-4, "dWk", where));
+    CHECK(close(valuesOf(got[4]), want.grad.bk, 5e-4, "dbk", where));
+    CHECK(close(valuesOf(got[5]), want.grad.p, 5e-4, "dP", where));
+    CHECK(close(valuesOf(got[6]), want.grad.bb, 5e-4, "dBb", where));
+    auto again = runReconstruction(s, q, k, w, lse, Attrs());
+    for (int i = 0; i < 7; ++i) CHECK(sameBits(got[i], again[i]));
+  }
+  // The lse of the float op attentionSoftmax (the intended producer) and explicit scales.
+  Dims s{1, 2, 40, 16};
+  auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+  Predictor w = randomPredictor(s);
+  Attrs attrs, attnAttrs;
+  attrs.set("scale", 0.9);
+  attrs.set("attnScale", 0.4);
+  attnAttrs.set("scale", 0.4);
+  Tensor lse = runOp("attentionSoftmax", {tensorOf(s.full(), q), tensorOf(s.full(), k), tensorOf(s.full(), q)}, attnAttrs)[1];
+  auto in = predictorInputs(s, q, k, w);
+  in.push_back(lse);
+  auto got = runOp("sparsifinerReconstruction", in, attrs);
+  ReconstructionRef want = reconstruction(s, toDouble(q), toDouble(k), w, denseLse(s, toDouble(q), toDouble(k), 0.4), 0.9, 0.4);
+  CHECK(close(valuesOf(got[0]), Vec{want.loss}, 1e-4, "loss (attentionSoftmax lse)", s.str()));
+  CHECK(close(valuesOf(got[6]), want.grad.bb, 5e-4, "dBb (attentionSoftmax lse)", s.str()));
+}
+
+TEST(reconstruction_reference_gradient_matches_finite_differences) {
+  for (Dims s : {Dims{1, 2, 9, 4}, Dims{2, 1, 17, 2}}) {
+    Vec q = toDouble(randomVector(std::size_t(s.size()), 2.0f)), k = toDouble(randomVector(std::size_t(s.size()), 2.0f));
+    Predictor w = randomPredictor(s);
+    double scale = 0.7, attnScale = 0.5;
+    Vec lse = denseLse(s, q, k, attnScale);
+    ReconstructionRef g = reconstruction(s, q, k, w, lse, scale, attnScale);
+    double worst = 0;
+    std::vector<std::pair<Vec*, Vec*>> params = {{&w.wq, &g.grad.wq}, {&w.bq, &g.grad.bq}, {&w.wk, &g.grad.wk},
+                                                 {&w.bk, &g.grad.bk}, {&w.p, &g.grad.p},   {&w.bb, &g.grad.bb}};
+    for (auto [x, gx] : params) {
+      for (std::size_t i = 0; i < x->size(); ++i) {
+        double keep = (*x)[i], h = 1e-6;
+        (*x)[i] = keep + h;
+        double up = reconstruction(s, q, k, w, lse, scale, attnScale, false).loss;
+        (*x)[i] = keep - h;
+        double down = reconstruction(s, q, k, w, lse, scale, attnScale, false).loss;
+        (*x)[i] = keep;
+        worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]) / std::max(1.0, std::abs((*gx)[i])));
+      }
+    }
+    if (worst > 1e-6) std::fprintf(stderr, "  %s: finite differences differ by %g\n", s.str().c_str(), worst);
+    CHECK(worst <= 1e-6);
+  }
+}
+
+// ---- errors ----
+
+TEST(sparsifiner_ops_reject_bad_inputs) {
+  Dims s{1, 2, 17, 8};
+  auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+  Predictor w = randomPredictor(s);
+  auto in = predictorInputs(s, q, k, w);
+  Attrs none;
+  auto predict = [&](std::vector<std::optional<Tensor>> inputs, const Attrs& attrs) {
+    runOp("sparsifinerPredict", std::move(inputs), attrs);
+  };
+  {
+    auto bad = in;
+    bad[0] = bad[1] = Tensor::zeros({1, 2, 17, 7});
+    CHECK(failsWith([&] { predict(bad, none); }, "expected an even d"));
+    bad = in;
+    bad[6] = Tensor::zeros({16, 2});
+    CHECK(failsWith([&] { predict(bad, none); }, "the token count is fixed by the config: P has N=16, q has N=17"));
+    bad = in;
+    bad[7] = Tensor::zeros({17, 3});
+    CHECK(failsWith([&] { predict(bad, none); }, "Bb has shape [17, 3], expected [17, 2]"));
+    bad = in;
+    bad[2] = Tensor::zeros({8, 8});
+    CHECK(failsWith([&] { predict(bad, none); }, "Wq has shape [8, 8], expected [4, 8]"));
+    bad = in;
+    bad[5] = Tensor::zeros({8});
+    CHECK(failsWith([&] { predict(bad, none); }, "bk has shape"));
+    bad = in;
+    bad[1] = Tensor::zeros({1, 2, 16, 8});
+    CHECK(failsWith([&] { predict(bad, none); }, "k has shape"));
+    bad = in;
+    bad.pop_back();
+    CHECK(failsWith([&] { predict(bad, none); }, "input 'Bb' is missing"));
+  }
+  for (double rate : {0.0, -0.5, 1.5}) {
+    Attrs a;
+    a.set("keepRate", rate);
+    CHECK(failsWith([&] { predict(in, a); }, "keepRate"));
+  }
+  Attrs mode2, mode1;
+  mode2.set("mode", 2);
+  mode1.set("mode", 1);
+  CHECK(failsWith([&] { predict(in, mode2); }, "not implemented"));
+  CHECK(failsWith([&] { predict(in, mode1); }, "threshold"));
+
+  // Sparse attention's indices.
+  Tensor tq = tensorOf(s.full(), q);
+  auto idx = randomIndices(s, 4);
+  auto sparse = [&](std::vector<float> values, Shape shape) {
+    runOp("sparseAttention", {tq, tq, tq, tensorOf(shape, values)}, none);
+  };
+  Shape ishape{1, 2, 17, 4};
+  sparse(idx, ishape);  // valid
+  auto bad = idx;
+  bad[3 * 4 + 1] = 17;
+  bad[3 * 4 + 2] = bad[3 * 4 + 3] = -1;
+  bad[3 * 4 + 0] = 0;
+  CHECK(failsWith([&] { sparse(bad, ishape); }, "indices[0, 0, 3, 1] is 17, expected -1 (padding) or an integer key index in [0, 17)"));
+  bad = idx;
+  bad[5 * 4 + 0] = 2.5f;
+  CHECK(failsWith([&] { sparse(bad, ishape); }, "indices[0, 0, 5, 0] is 2.5"));
+  bad = idx;
+  std::fill(bad.begin() + 4 * 4, bad.begin() + 5 * 4, -1.0f);
+  bad[4 * 4 + 0] = 6;
+  bad[4 * 4 + 2] = 6;  // a repeated key
+  CHECK(failsWith([&] { sparse(bad, ishape); }, "indices[0, 0, 4, 2] is 6"));
+  bad = idx;
+  std::fill(bad.begin() + (17 + 2) * 4, bad.begin() + (17 + 3) * 4, -1.0f);
+  CHECK(failsWith([&] { sparse(bad, ishape); }, "indices row [0, 1, 2] keeps no key"));
+  bad = idx;
+  std::fill(bad.begin(), bad.begin() + 4, 99.0f);  // row 0 is dense: its slots are never read
+  sparse(bad, ishape);
+  CHECK(failsWith([&] { sparse(std::vector<float>(2 * 17 * 18, 0.0f), {1, 2, 17, 18}); }, "indices has shape [1, 2, 17, 18]"));
+  CHECK(failsWith([&] { sparse(idx, {2, 17, 8}); }, "indices has shape"));
+  Tensor ti = tensorOf(ishape, idx);
+  auto fwd = runOp("sparseAttention", {tq, tq, tq, ti}, none);
+  CHECK(failsWith([&] { runOp("sparseAttentionBackward", {tq, tq, tq, ti, fwd[0], Tensor::zeros({1, 2, 16}), tq}, none); },
+                  "lse has shape"));
+  CHECK(failsWith([&] { runOp("sparseAttentionBackward", {tq, tq, tq, ti, fwd[0], fwd[1]}, none); }, "dy"));
+
+  auto rec = in;
+  rec.push_back(Tensor::zeros({1, 2, 16}));
+  CHECK(failsWith([&] { runOp("sparsifinerReconstruction", rec, none); }, "lse has shape [1, 2, 16], expected [1, 2, 17]"));
+}
+
+int main() {
+  cpu::registerCpuOps(OpRegistry::global());
+  return runAll();
+}
