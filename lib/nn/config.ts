@@ -1,7 +1,7 @@
 // Vision Transformer configuration: the presets of timm/DeiT (and a small one for 28 x 28
 // digits), defaults, and validation with errors that name the offending field.
 
-export type AttentionKind = 'softmax' | 'castling';
+export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 
 export interface VitConfig {
@@ -21,6 +21,8 @@ export interface VitConfig {
   /** Castling-ViT's depthwise convolution of v: kernel size (odd) and form. */
   convKernel: number;
   convForm: ConvForm;
+  /** Sparsifiner: the fraction of keys each query keeps (top-k of the predicted attention). */
+  keepRate: number;
   /** Stochastic depth: the last block's drop probability (linearly increasing from 0). */
   dropPathRate: number;
   /** Seed of the weight initialisation and of drop-path. */
@@ -38,6 +40,7 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   attention: 'softmax',
   convKernel: 9,
   convForm: 'tokens',
+  keepRate: 0.25,
   dropPathRate: 0,
   seed: 0,
 };
@@ -72,7 +75,13 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
   }
   if (config.imageSize % config.patchSize) throw new RangeError(`config.imageSize ${config.imageSize} is not divisible by config.patchSize ${config.patchSize}`);
   if (config.width % config.heads) throw new RangeError(`config.width ${config.width} is not divisible by config.heads ${config.heads}`);
-  if (config.attention !== 'softmax' && config.attention !== 'castling') throw new TypeError(`config.attention is '${String(config.attention)}', expected 'softmax' or 'castling'`);
+  if (!['softmax', 'castling', 'sparsifiner'].includes(config.attention)) {
+    throw new TypeError(`config.attention is '${String(config.attention)}', expected 'softmax', 'castling' or 'sparsifiner'`);
+  }
+  if (!(config.keepRate > 0 && config.keepRate <= 1)) throw new RangeError(`config.keepRate is ${config.keepRate}: expected a number in (0, 1]`);
+  if (config.attention === 'sparsifiner' && (config.width / config.heads) % 2) {
+    throw new RangeError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
+  }
   if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new TypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
   if (config.convKernel % 2 === 0) throw new RangeError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
   if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');

@@ -46,6 +46,17 @@ export function parameterSpecs(config: VitConfig): ParameterSpec[] {
       // PyTorch's default Conv2d initialisation: uniform with bound 1/sqrt(fan_in).
       add(`${b}.attn.dconv.weight`, dconvShape(config), { uniform: 1 / Math.sqrt(taps) });
     }
+    if (config.attention === 'sparsifiner') {
+      // The connectivity predictor (ALGORITHMS.md section 4), shared by the heads of a block:
+      // q' = q Wqᵀ + bq and k' = k Wkᵀ + bk (d -> d/2), and the token bases P, B (N x r).
+      const d = C / config.heads;
+      const N = tokenCount(config);
+      const r = Math.max(1, Math.floor(N / 8));
+      linear(`${b}.attn.predictor.q`, d / 2, d);
+      linear(`${b}.attn.predictor.k`, d / 2, d);
+      add(`${b}.attn.predictor.P`, [N, r], { truncNormal: 0.02 });
+      add(`${b}.attn.predictor.B`, [N, r], { truncNormal: 0.02 });
+    }
     linear(`${b}.attn.proj`, C, C);
     norm(`${b}.norm2`);
     linear(`${b}.mlp.fc1`, hidden, C);

@@ -33,12 +33,20 @@ export interface TrainStepOptions {
    * training done (the optimizer's step / totalSteps). Without it the branch keeps its state.
    */
   castling?: CastlingSchedule;
+  /**
+   * Sparsifiner models: 'finetune' (default) trains the whole model with sparse attention (the
+   * predictor, which gets no gradient through its top-k, stays as it is); 'reconstruction' is
+   * stage 1: the backbone frozen, each predictor learns the dense attention of its block.
+   */
+  stage?: 'finetune' | 'reconstruction';
+  /** Adds distillation from a teacher's logits (e.g. the dense model a Sparsifiner was made from). */
+  distillation?: { teacher: VisionTransformer; weight?: number; temperature?: number };
 }
 
 export interface TrainStepResult {
   /** Cross-entropy plus the L1 term when it is on. */
   loss: number;
-  /** Fraction of the batch classified correctly (before the update). */
+  /** Fraction of the batch classified correctly (before the update); NaN in the reconstruction stage. */
   accuracy: number;
   /** Learning rate of this step. */
   lr: number;
@@ -132,11 +140,34 @@ export class VisionTransformer {
       throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall }`);
     }
     const config = resolveConfig({ ...stored, ...options.config });
+    const { params, report } = VisionTransformer.assemble(config, tensors, path);
+    const model = new VisionTransformer(config, params, metadata.castled === 'true');
+    model.loadReport = report;
+    return model;
+  }
+
+  /**
+   * A new model with `overrides` applied to this model's config, holding copies of every
+   * parameter the two share (by name and shape); the others are freshly initialised and listed
+   * in the new model's loadReport. How a softmax model becomes a Sparsifiner or castling model.
+   */
+  static from(source: VisionTransformer, overrides: Partial<VitConfig>): VisionTransformer {
+    source.live();
+    const config = resolveConfig({ ...source.config, ...overrides });
+    const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
+    const { params, report } = VisionTransformer.assemble(config, tensors, 'VisionTransformer.from');
+    const model = new VisionTransformer(config, params);
+    model.loadReport = report;
+    return model;
+  }
+
+  /** Parameters for `config` from stored tensors, initialising (and listing) the missing ones. */
+  private static assemble(config: VitConfig, tensors: Map<string, { shape: number[]; data: Float32Array }>, origin: string): { params: Map<string, Tensor>; report: LoadReport } {
     const rng = new SeededRandom(config.seed);
     const params = new Map<string, Tensor>();
     const report: LoadReport = { initialised: [], ignored: [] };
     for (const spec of parameterSpecs(config)) {
-      const fresh = initialValues(spec, rng); // drawn for every parameter, so the draws do not depend on the file
+      const fresh = initialValues(spec, rng); // drawn for every parameter, so the draws do not depend on the source
       const found = tensors.get(spec.name);
       if (!found) {
         report.initialised.push(spec.name);
@@ -144,14 +175,12 @@ export class VisionTransformer {
         continue;
       }
       if (found.shape.join() !== spec.shape.join()) {
-        throw new Error(`${path}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
+        throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
       }
       params.set(spec.name, Tensor.fromArray(found.data, spec.shape));
     }
     for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
-    const model = new VisionTransformer(config, params, metadata.castled === 'true');
-    model.loadReport = report;
-    return model;
+    return { params, report };
   }
 
   /** Writes the parameters and config as safetensors, atomically. */
@@ -202,30 +231,78 @@ export class VisionTransformer {
       const state = castlingAt(optimizer.fraction, options.castling);
       this.setAux(state.active ? { tau: state.tau, l1: state.l1 } : null);
     }
+    if (options.stage === 'reconstruction') {
+      if (this.config.attention !== 'sparsifiner') throw new Error("trainStep: the 'reconstruction' stage is for sparsifiner models");
+      if (!(labels instanceof Tensor)) labelTensor.dispose();
+      return this.reconstructionStep(images, optimizer);
+    }
+    const distill = options.distillation;
+    let teacherLogits: Tensor | null = null;
+    if (distill) {
+      if (!(distill.teacher instanceof VisionTransformer)) throw new TypeError('trainStep: distillation.teacher must be a VisionTransformer');
+      teacherLogits = await distill.teacher.predict(images);
+      if (teacherLogits.shape[1] !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${teacherLogits.shape[1]} classes, this model ${this.config.numClasses}`);
+    }
     const dropScales = this.dropPathScales(batch, optimizer.step);
-    const plan = this.trainingPlan(batch, optimizer, smoothing, dropScales !== null);
+    const plan = this.trainingPlan(batch, optimizer, smoothing, dropScales !== null, distill ? { weight: distill.weight ?? 1, temperature: distill.temperature ?? 1 } : null);
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
     try {
-      outputs = await plan.run(images, labelTensor, optimizer.scheduleTensor, ...(dropScales ?? []));
+      outputs = await plan.run(images, labelTensor, optimizer.scheduleTensor, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []));
     } catch (error) {
       optimizer.step -= 1;
       const message = error instanceof Error ? error.message : String(error);
       if (message.startsWith('checkFinite:')) throw new Error(`trainStep: images must be finite: ${message.slice('checkFinite: '.length)}`);
       throw error;
     }
-    const [loss, correct, ...l1] = outputs.map((t) => {
+    teacherLogits?.dispose();
+    const [loss, correct, ...extra] = outputs.map((t) => {
       const v = t.toFloat32Array()[0]!;
       t.dispose();
       return v;
     });
-    const l1Total = l1.reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
+    // Extra outputs: the distillation loss, then the L1 terms of the auxiliary branch.
+    const distillLoss = distill ? extra.shift()! : 0;
+    const l1Total = extra.reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
     if (!(labels instanceof Tensor)) labelTensor.dispose();
-    return { loss: loss! + l1Total, accuracy: correct! / batch, lr, tau: this.auxBranch?.tau ?? null };
+    return { loss: loss! + distillLoss + l1Total, accuracy: correct! / batch, lr, tau: this.auxBranch?.tau ?? null };
+  }
+
+  /** Sparsifiner stage 1: only the predictors learn, from the dense attention of their block. */
+  private async reconstructionStep(images: Tensor, optimizer: AdamW): Promise<TrainStepResult> {
+    const batch = images.shape[0]!;
+    const key = `reconstruct:${batch}`;
+    let plan = this.planOptimizer === optimizer ? this.plans.get(key) : undefined;
+    if (!plan) {
+      for (const k of [...this.plans.keys()]) if (k.startsWith('reconstruct:') || k.startsWith('train:')) this.plans.delete(k);
+      this.planOptimizer = optimizer;
+      const p = new PlanBuilder();
+      const graph = this.graph(p);
+      const inputImages = p.input('images');
+      const schedule = p.input('schedule');
+      const { losses, grads } = graph.reconstruction(inputImages);
+      this.recordUpdates(p, grads, optimizer, schedule);
+      plan = p.build(losses);
+      this.plans.set(key, plan);
+    }
+    const lr = optimizer.beginStep();
+    let outputs: Tensor[];
+    try {
+      outputs = await plan.run(images, optimizer.scheduleTensor);
+    } catch (error) {
+      optimizer.step -= 1;
+      throw error;
+    }
+    const loss = outputs.reduce((a, t) => {
+      const v = t.toFloat32Array()[0]!;
+      t.dispose();
+      return a + v;
+    }, 0);
+    return { loss: loss / batch, accuracy: Number.NaN, lr, tau: null };
   }
 
   /**
-   * The loss and the gradient of every parameter for a batch, without updating anything (for
+   * The loss and the gradient of every trainable parameter for a batch, without updating anything (for
    * custom optimizers and for checking gradients). The auxiliary branch is used in its current state.
    */
   async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
@@ -237,7 +314,8 @@ export class VisionTransformer {
     const f = graph.forward(p.input('images'), forwardOptions);
     const [loss, dlogits] = p.op('crossEntropy', [f.logits, p.input('labels')], { labelSmoothing: options.labelSmoothing ?? 0 }, 2);
     const grads = graph.backward(f, dlogits!, forwardOptions);
-    const names = [...this.params.keys()];
+    // Every parameter with a gradient (a Sparsifiner's predictor has none: its top-k passes none).
+    const names = [...this.params.keys()].filter((n) => grads.has(n));
     const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)]).run(images, labelTensor);
     if (!(labels instanceof Tensor)) labelTensor.dispose();
     const scalars = outputs.slice(0, 1 + f.auxL1.length).map((t) => t.toFloat32Array()[0]!);
@@ -317,29 +395,53 @@ export class VisionTransformer {
     return scales;
   }
 
-  private trainingPlan(batch: number, optimizer: AdamW, smoothing: number, dropPath: boolean): CompiledPlan {
+  private trainingPlan(batch: number, optimizer: AdamW, smoothing: number, dropPath: boolean, distill: { weight: number; temperature: number } | null): CompiledPlan {
     const aux = this.auxBranch;
-    const key = `train:${batch}:${aux ? `${aux.tau}:${aux.l1}` : 'off'}:${smoothing}:${dropPath}`;
+    const key = `train:${batch}:${aux ? `${aux.tau}:${aux.l1}` : 'off'}:${smoothing}:${dropPath}:${distill ? `${distill.weight}:${distill.temperature}` : 'none'}`;
     const cached = this.plans.get(key);
     if (cached && this.planOptimizer === optimizer) return cached;
-    for (const k of [...this.plans.keys()]) if (k.startsWith('train:')) this.plans.delete(k);
+    for (const k of [...this.plans.keys()]) if (k.startsWith('train:') || k.startsWith('reconstruct:')) this.plans.delete(k);
     this.planOptimizer = optimizer;
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const images = p.input('images');
     const labels = p.input('labels');
     const schedule = p.input('schedule');
+    const teacher = distill ? p.input('teacherLogits') : null;
     const drop = dropPath ? Array.from({ length: this.config.depth }, (_, i) => [p.input(`drop${i}a`), p.input(`drop${i}b`)] as [Slot, Slot]) : undefined;
     const forwardOptions = { training: true, aux, dropPath: drop };
     const f = graph.forward(images, forwardOptions);
-    const [loss, dlogits, correct] = p.op('crossEntropy', [f.logits, labels], { labelSmoothing: smoothing }, 3);
-    const grads = graph.backward(f, dlogits!, forwardOptions);
+    const [loss, ceGrad, correct] = p.op('crossEntropy', [f.logits, labels], { labelSmoothing: smoothing }, 3);
+    let dlogits = ceGrad!;
+    const extra: Slot[] = [];
+    if (distill && teacher) {
+      const [kdLoss, kdGrad] = p.op('distillation', [f.logits, teacher], distill, 2);
+      dlogits = p.op('add', [dlogits, kdGrad!])[0]!;
+      extra.push(kdLoss!);
+    }
+    const grads = graph.backward(f, dlogits, forwardOptions);
+    // Every parameter learns, except a Sparsifiner's predictor: its top-k passes no gradient.
+    for (const name of this.params.keys()) {
+      if (!grads.has(name) && !name.includes('.attn.predictor.')) throw new Error(`internal: no gradient recorded for '${name}'`);
+    }
+    this.recordUpdates(p, grads, optimizer, schedule);
+    const plan = p.build([loss!, correct!, ...extra, ...f.auxL1]);
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  /**
+   * Records clipping and the AdamW update of the parameters that have a gradient in `grads`;
+   * the others stay frozen (the backbone in Sparsifiner's reconstruction stage, the predictor
+   * while fine-tuning).
+   */
+  private recordUpdates(p: PlanBuilder, grads: Map<string, Slot>, optimizer: AdamW, schedule: Slot): void {
     const o = optimizer.options;
     let norm2: Slot | null = null;
     if (o.maxGradNorm > 0) for (const g of grads.values()) norm2 = p.op('sumSquares', norm2 ? [g, norm2] : [g])[0]!;
-    for (const [name, tensor] of this.params) {
-      const grad = grads.get(name);
-      if (!grad) throw new Error(`internal: no gradient recorded for '${name}'`);
+    for (const [name, grad] of grads) {
+      const tensor = this.params.get(name);
+      if (!tensor) throw new Error(`internal: gradient for unknown parameter '${name}'`);
       const { m, v } = optimizer.moments.get(name)!;
       const isDconv = name.endsWith('.attn.dconv.weight');
       // The dconv gradient comes shaped like the attention op's view of the weight.
@@ -352,9 +454,6 @@ export class VisionTransformer {
         maxGradNorm: o.maxGradNorm,
       }, 0);
     }
-    const plan = p.build([loss!, correct!, ...f.auxL1]);
-    this.plans.set(key, plan);
-    return plan;
   }
 
   private param(name: string): Tensor {

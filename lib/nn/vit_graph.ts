@@ -90,6 +90,11 @@ export class VitGraph {
       let attnOut: Slot[];
       if (cfg.attention === 'softmax') {
         attnOut = p.op('attentionSoftmax', [q, k, v], {}, o.training ? 2 : 1);
+      } else if (cfg.attention === 'sparsifiner') {
+        // The predictor picks the keys of each query (no gradient flows through the choice),
+        // then attention runs over those keys only. Saved: y, lse, indices.
+        const [indices] = p.op('sparsifinerPredict', [q, k, ...this.predictorParams(b)], { keepRate: cfg.keepRate }, 1);
+        attnOut = [...p.op('sparseAttention', [q, k, v, indices!], {}, o.training ? 2 : 1), indices!];
       } else {
         // Outputs: y, qnorm, knorm, S, znorm, and with the branch lse, auxOut, auxMass, l1.
         const outputs = o.training ? (o.aux ? 9 : 5) : 1;
@@ -119,6 +124,43 @@ export class VitGraph {
     const cls = this.one('selectToken', [xf!]);
     const logits = this.one('linear', [cls, w('head.weight'), w('head.bias')]);
     return { logits, auxL1, blocks, xLast: x, meanF: meanF!, rstdF: rstdF!, cls, images, patches };
+  }
+
+  /** The predictor's parameters of a block, in the order the Sparsifiner ops take them. */
+  private predictorParams(block: string): Slot[] {
+    const w = this.param;
+    return [`q.weight`, `q.bias`, `k.weight`, `k.bias`, `P`, `B`].map((n) => w(`${block}.attn.predictor.${n}`));
+  }
+
+  /**
+   * Sparsifiner stage 1, attention reconstruction: the backbone runs with dense softmax attention
+   * (frozen), and each block's predictor is scored by the squared error between its approximate
+   * attention and the dense attention of the same block (class-token row excluded). Returns the
+   * per-block losses and the predictor parameters' gradients.
+   */
+  reconstruction(images: Slot): { losses: Slot[]; grads: Map<string, Slot> } {
+    const { p, config: cfg } = this;
+    const w = this.param;
+    const losses: Slot[] = [];
+    const grads = new Map<string, Slot>();
+    p.op('checkFinite', [images], {}, 0);
+    let x = this.one('assembleTokens', [this.one('patchEmbed', [images, w('patch_embed.proj.weight'), w('patch_embed.proj.bias')]), w('cls_token'), w('pos_embed')]);
+    for (let i = 0; i < cfg.depth; i++) {
+      const b = `blocks.${i}`;
+      const h = this.one('layerNorm', [x, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: 1e-6 });
+      const qkv = this.one('linear', [h, w(`${b}.attn.qkv.weight`), this.has(`${b}.attn.qkv.bias`) ? w(`${b}.attn.qkv.bias`) : null]);
+      const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
+      const [y, lse] = p.op('attentionSoftmax', [q, k, v], {}, 2) as [Slot, Slot];
+      const [loss, ...g] = p.op('sparsifinerReconstruction', [q, k, ...this.predictorParams(b), lse], {}, 7);
+      losses.push(loss!);
+      ['q.weight', 'q.bias', 'k.weight', 'k.bias', 'P', 'B'].forEach((n, j) => grads.set(`${b}.attn.predictor.${n}`, g[j]!));
+      if (i === cfg.depth - 1) break; // the last block's output feeds no predictor
+      x = this.one('linear', [this.one('mergeHeads', [y]), w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x]);
+      const h2 = this.one('layerNorm', [x, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 });
+      const m = this.one('linear', [h2, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true });
+      x = this.one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`), x]);
+    }
+    return { losses, grads };
   }
 
   /** Records the backward pass from dlogits; returns the gradient slot of every parameter. */
@@ -158,6 +200,9 @@ export class VitGraph {
       if (cfg.attention === 'softmax') {
         const [y, lse] = r.attnSaved as [Slot, Slot];
         [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
+      } else if (cfg.attention === 'sparsifiner') {
+        const [y, lse, indices] = r.attnSaved as [Slot, Slot, Slot];
+        [dq, dk, dv] = p.op('sparseAttentionBackward', [r.q, r.k, r.v, indices, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
       } else {
         const s = r.attnSaved;
         const auxSaved = o.aux ? [s[5]!, s[6]!, s[7]!] : [null, null, null];

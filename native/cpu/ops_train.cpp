@@ -1,5 +1,6 @@
 // Training ops: softmax cross-entropy (forward and its gradient fused: the gradient is nearly
 // free once the probabilities exist) and the AdamW update, applied in place.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -113,6 +114,39 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   return {};
 }
 
+// Knowledge distillation from a teacher's logits (Sparsifiner's stage 2 learns from the dense
+// model it was made from): weight * T^2 * mean over the batch of KL(softmax(t/T) || softmax(z/T)).
+// Outputs [loss (1), dlogits (B, K)]; the gradient is weight * T * (softmax(z/T) - softmax(t/T)) / B.
+std::vector<Tensor> distillationOp(const OpInputs& in, const Attrs& attrs) {
+  const char* op = "distillation";
+  Tensor z = in.required(0, "logits").contiguous(), t = in.required(1, "teacherLogits").contiguous();
+  if (z.rank() != 2) fail(op, ": logits has shape ", shapeToString(z.shape()), ", expected [batch, classes]");
+  expectShape(op, "teacherLogits", t, z.shape());
+  double T = attrs.number("temperature", 1.0), weight = attrs.number("weight", 1.0);
+  if (!(T > 0) || !(weight >= 0)) fail(op, ": expected temperature > 0 and weight >= 0, got ", T, " and ", weight);
+  std::int64_t B = z.dim(0), K = z.dim(1);
+  Tensor loss = Tensor::empty({1}), dlogits = Tensor::empty({B, K});
+  std::vector<double> ps(static_cast<std::size_t>(K)), pt(static_cast<std::size_t>(K));
+  auto softmaxT = [&](const float* x, std::vector<double>& p) {
+    double max = -INFINITY, sum = 0;
+    for (std::int64_t c = 0; c < K; ++c) max = std::max(max, double(x[c]) / T);
+    for (std::int64_t c = 0; c < K; ++c) sum += p[std::size_t(c)] = std::exp(double(x[c]) / T - max);
+    for (auto& v : p) v /= sum;
+  };
+  double total = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    softmaxT(z.data() + b * K, ps);
+    softmaxT(t.data() + b * K, pt);
+    for (std::int64_t c = 0; c < K; ++c) {
+      double s = ps[std::size_t(c)], q = pt[std::size_t(c)];
+      if (q > 0) total += q * (std::log(q) - std::log(std::max(s, 1e-300)));
+      dlogits.data()[b * K + c] = float(weight * T * (s - q) / double(B));
+    }
+  }
+  loss.data()[0] = float(B ? weight * T * T * total / double(B) : 0);
+  return {loss, dlogits};
+}
+
 // acc + sum(x^2) as a [1] tensor (acc optional): chained over all gradients it gives the squared
 // global norm for clipping. Summed in double so the order of a few million squares does not matter.
 std::vector<Tensor> sumSquaresOp(const OpInputs& in, const Attrs&) {
@@ -148,6 +182,7 @@ void registerTrainOps(OpRegistry& r) {
   r.add("crossEntropy", {"logits", "labels"}, crossEntropyOp);
   r.add("adamw", {"param", "grad", "m", "v", "schedule", "gradSquaredNorm"}, adamwOp);
   r.add("sumSquares", {"x", "acc"}, sumSquaresOp);
+  r.add("distillation", {"logits", "teacherLogits"}, distillationOp);
   r.add("scaleBatch", {"x", "scale"}, scaleBatchOp);
 }
 
