@@ -4,10 +4,15 @@
 // speed-up of linear-angular over softmax.
 import { Tensor, attention } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { runAsync } from '../lib/ops.js';
 import { stats, type BenchRecord } from './common.js';
 
 export interface AttentionBenchOptions {
   tokens?: number[];
+  /** Sparsifiner keep rates to measure (none: skip the kind). */
+  keepRates?: number[];
+  /** Largest token count at which Sparsifiner is measured (its predictor is quadratic too). */
+  sparsifinerMaxTokens?: number;
   heads?: number;
   headDim?: number;
   kernel?: number;
@@ -22,6 +27,21 @@ export interface AttentionBenchOptions {
 export function attentionFlops(kind: 'softmax' | 'castling', pass: 'forward' | 'backward', N: number, d: number, K: number): number {
   if (kind === 'softmax') return (pass === 'forward' ? 4 : 10) * N * N * d;
   return (pass === 'forward' ? 1 : 2) * (4 * N * d * d + 2 * N * d * K);
+}
+
+/**
+ * Sparsifiner FLOPs per head (ALGORITHMS.md section 4): the predictor's projections q' = q Wqᵀ and
+ * k' = k Wkᵀ (d -> d/2: 2 N d² together), K' = k'ᵀ P and the logits q' K' (N d r each), the
+ * approximate attention Â = C Bᵀ (2 N² r), then attention over kk kept keys per row (the class
+ * token's row over all N): 4 d ((N - 1) kk + N). The backward is that of the sparse attention
+ * only (the predictor gets no gradient through its top-k).
+ */
+export function sparsifinerFlops(pass: 'forward' | 'backward', N: number, d: number, keepRate: number, withProjections = true): number {
+  const r = Math.max(1, Math.floor(N / 8));
+  const kk = Math.min(N, Math.max(1, Math.ceil(keepRate * N)));
+  const sparse = 4 * d * ((N - 1) * kk + N);
+  if (pass === 'backward') return 2.5 * sparse;
+  return (withProjections ? 2 * N * d * d : 0) + 2 * N * d * r + 2 * N * N * r + sparse;
 }
 
 function randomTensor(shape: number[], seed: number): Tensor {
@@ -50,6 +70,42 @@ async function timed<T>(fn: () => Promise<T>, dispose: (value: T) => void, repea
     dispose(value);
   }
   return { times, peakExtra };
+}
+
+/** Sparsifiner at one keep rate: the predictor (random weights) and the sparse attention. */
+async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, keepRate: number, repeats: number, backward: boolean, log: (line: string) => void): Promise<BenchRecord[]> {
+  const [, H, N, d] = q.shape as [number, number, number, number];
+  const r = Math.max(1, Math.floor(N / 8));
+  const weights = [randomTensor([d / 2, d], 11), randomTensor([d / 2], 12), randomTensor([d / 2, d], 13), randomTensor([d / 2], 14), randomTensor([N, r], 15), randomTensor([N, r], 16)];
+  const predictorNames = ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'];
+  const forward = async () => {
+    const [indices, ...rest] = await runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate });
+    rest.forEach((t) => t.dispose());
+    const [y, lse] = await runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, indices!]);
+    return { y: y!, lse: lse!, indices: indices! };
+  };
+  const dispose = (x: { y: Tensor; lse: Tensor; indices: Tensor }) => [x.y, x.lse, x.indices].forEach((t) => t.dispose());
+  const records: BenchRecord[] = [];
+  const f = await timed(forward, dispose, repeats);
+  const fs = stats(f.times);
+  const flops = H * sparsifinerFlops('forward', N, d, keepRate);
+  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * sparsifinerFlops('forward', N, d, keepRate, false) });
+  log(`sparsifiner keep ${keepRate} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
+  if (backward) {
+    const both = async () => {
+      const x = await forward();
+      const grads = await runAsync('sparseAttentionBackward', ['q', 'k', 'v', 'indices', 'y', 'lse', 'dy'], [q, k, v, x.indices, x.y, x.lse, dy]);
+      dispose(x);
+      return grads;
+    };
+    const b = await timed(both, (g) => g.forEach((t) => t.dispose()), Math.max(3, Math.ceil(repeats / 2)));
+    const bs = stats(b.times);
+    const flopsFb = flops + H * sparsifinerFlops('backward', N, d, keepRate);
+    records.push({ kind: 'sparsifiner', pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
+    log(`sparsifiner keep ${keepRate} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
+  }
+  weights.forEach((t) => t.dispose());
+  return records;
 }
 
 export async function benchAttention(o: AttentionBenchOptions = {}): Promise<BenchRecord[]> {
@@ -94,7 +150,13 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
         log(`${kind} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
       }
     }
-    for (const r of records) if (r.tokens === N && r.kind === 'castling' && r.pass === 'forward') r.speedupOverSoftmax = forwardMs.softmax! / forwardMs.castling!;
+    if (N <= (o.sparsifinerMaxTokens ?? 3137)) {
+      for (const keepRate of o.keepRates ?? [0.1, 0.25, 0.5]) records.push(...(await benchSparsifiner(q, k, v, dy, keepRate, repeats, o.backward !== false, log)));
+    }
+    for (const r of records) {
+      if (r.tokens === N && r.kind !== 'softmax' && r.pass === 'forward') r.speedupOverSoftmax = forwardMs.softmax! / Number(r.medianMs);
+      if (r.tokens === N && r.kind === 'sparsifiner' && r.pass === 'forward') r.flopsSavedVsSoftmax = 1 - Number(r.flops) / (H * attentionFlops('softmax', 'forward', N, d, K));
+    }
     for (const t of [q, k, v, dy, w]) t.dispose();
   }
   return records;
