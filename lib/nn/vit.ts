@@ -1,13 +1,15 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { decays, type AdamW } from '../train/adamw.js';
+import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
 import { Tensor } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { SeededRandom } from './random.js';
+import { checkLabels, checkOptimizer, dropPathScales } from './training_inputs.js';
+import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 
 /** What load() did with the file's tensors. */
@@ -222,8 +224,8 @@ export class VisionTransformer {
    */
   async trainStep(images: Tensor, labels: Tensor | ArrayLike<number>, optimizer: AdamW, options: TrainStepOptions = {}): Promise<TrainStepResult> {
     const batch = this.checkImages(images, 'trainStep');
-    const labelTensor = this.checkLabels(labels, batch);
-    this.checkOptimizer(optimizer);
+    const labelTensor = checkLabels(this.config, labels, batch);
+    checkOptimizer(this.params, optimizer);
     const smoothing = options.labelSmoothing ?? 0;
     if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
     if (options.castling && this.config.attention === 'castling' && !this.castledForGood) {
@@ -243,8 +245,9 @@ export class VisionTransformer {
       teacherLogits = await distill.teacher.predict(images);
       if (teacherLogits.shape[1] !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${teacherLogits.shape[1]} classes, this model ${this.config.numClasses}`);
     }
-    const dropScales = this.dropPathScales(batch, optimizer.step);
-    const plan = this.trainingPlan(batch, optimizer, smoothing, dropScales !== null, distill ? { weight: distill.weight ?? 1, temperature: distill.temperature ?? 1 } : null);
+    const dropScales = dropPathScales(this.config, batch, optimizer.step);
+    const stepOptions = { aux: this.auxBranch, smoothing, dropPath: dropScales !== null, distill: distill ? { weight: distill.weight ?? 1, temperature: distill.temperature ?? 1 } : null };
+    const plan = this.trainingPlan(`train:${batch}:${JSON.stringify(stepOptions)}`, optimizer, (p, graph) => recordTrainingStep(p, graph, this.params, this.config, optimizer, stepOptions));
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
     try {
@@ -271,20 +274,7 @@ export class VisionTransformer {
   /** Sparsifiner stage 1: only the predictors learn, from the dense attention of their block. */
   private async reconstructionStep(images: Tensor, optimizer: AdamW): Promise<TrainStepResult> {
     const batch = images.shape[0]!;
-    const key = `reconstruct:${batch}`;
-    let plan = this.planOptimizer === optimizer ? this.plans.get(key) : undefined;
-    if (!plan) {
-      for (const k of [...this.plans.keys()]) if (k.startsWith('reconstruct:') || k.startsWith('train:')) this.plans.delete(k);
-      this.planOptimizer = optimizer;
-      const p = new PlanBuilder();
-      const graph = this.graph(p);
-      const inputImages = p.input('images');
-      const schedule = p.input('schedule');
-      const { losses, grads } = graph.reconstruction(inputImages);
-      this.recordUpdates(p, grads, optimizer, schedule);
-      plan = p.build(losses);
-      this.plans.set(key, plan);
-    }
+    const plan = this.trainingPlan(`reconstruct:${batch}`, optimizer, (p, graph) => recordReconstructionStep(p, graph, this.params, this.config, optimizer));
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
     try {
@@ -307,7 +297,7 @@ export class VisionTransformer {
    */
   async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
     const batch = this.checkImages(images, 'computeGradients');
-    const labelTensor = this.checkLabels(labels, batch);
+    const labelTensor = checkLabels(this.config, labels, batch);
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const forwardOptions = { training: true, aux: this.auxBranch };
@@ -360,100 +350,20 @@ export class VisionTransformer {
     return shape[0]!;
   }
 
-  private checkLabels(labels: Tensor | ArrayLike<number>, batch: number): Tensor {
-    const values = labels instanceof Tensor ? labels.toFloat32Array() : Float32Array.from(labels as ArrayLike<number>);
-    if (values.length !== batch || (labels instanceof Tensor && labels.rank !== 1)) {
-      throw new RangeError(`trainStep: got ${values.length} labels${labels instanceof Tensor ? ` of shape [${labels.shape.join(', ')}]` : ''}, expected one per image: [${batch}]`);
-    }
-    values.forEach((v, i) => {
-      if (!Number.isInteger(v) || v < 0 || v >= this.config.numClasses) {
-        throw new RangeError(`trainStep: labels[${i}] is ${v}, expected an integer class from 0 to ${this.config.numClasses - 1}`);
-      }
-    });
-    return labels instanceof Tensor ? labels : Tensor.fromArray(values, [batch]);
-  }
-
-  private checkOptimizer(optimizer: AdamW): void {
-    for (const [name, t] of this.params) {
-      if (optimizer.params.get(name) !== t) throw new Error(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
-    }
-  }
-
-  /** Drop-path scales for a step: per block and branch, [batch] values 0 or 1/(1-p). */
-  private dropPathScales(batch: number, step: number): Tensor[] | null {
-    const { dropPathRate: rate, depth, seed } = this.config;
-    if (rate <= 0) return null;
-    const rng = new SeededRandom((seed * 1_000_003 + step * 7919 + 1) >>> 0);
-    const scales: Tensor[] = [];
-    for (let i = 0; i < depth; i++) {
-      // Linearly increasing drop probability over depth, as in DeiT.
-      const p = depth > 1 ? (rate * i) / (depth - 1) : rate;
-      for (let branch = 0; branch < 2; branch++) {
-        scales.push(Tensor.fromArray(Float32Array.from({ length: batch }, () => (rng.next() < p ? 0 : 1 / (1 - p))), [batch]));
-      }
-    }
-    return scales;
-  }
-
-  private trainingPlan(batch: number, optimizer: AdamW, smoothing: number, dropPath: boolean, distill: { weight: number; temperature: number } | null): CompiledPlan {
-    const aux = this.auxBranch;
-    const key = `train:${batch}:${aux ? `${aux.tau}:${aux.l1}` : 'off'}:${smoothing}:${dropPath}:${distill ? `${distill.weight}:${distill.temperature}` : 'none'}`;
+  /**
+   * A training plan from the cache, or recorded by `record`. One training plan is kept at a time
+   * (the schedule changes the auxiliary branch's threshold step by step during its ramp), and a
+   * new optimizer means new moment tensors: a new plan.
+   */
+  private trainingPlan(key: string, optimizer: AdamW, record: (p: PlanBuilder, graph: VitGraph) => Slot[]): CompiledPlan {
     const cached = this.plans.get(key);
     if (cached && this.planOptimizer === optimizer) return cached;
-    for (const k of [...this.plans.keys()]) if (k.startsWith('train:') || k.startsWith('reconstruct:')) this.plans.delete(k);
+    for (const k of [...this.plans.keys()]) if (!k.startsWith('predict:')) this.plans.delete(k);
     this.planOptimizer = optimizer;
     const p = new PlanBuilder();
-    const graph = this.graph(p);
-    const images = p.input('images');
-    const labels = p.input('labels');
-    const schedule = p.input('schedule');
-    const teacher = distill ? p.input('teacherLogits') : null;
-    const drop = dropPath ? Array.from({ length: this.config.depth }, (_, i) => [p.input(`drop${i}a`), p.input(`drop${i}b`)] as [Slot, Slot]) : undefined;
-    const forwardOptions = { training: true, aux, dropPath: drop };
-    const f = graph.forward(images, forwardOptions);
-    const [loss, ceGrad, correct] = p.op('crossEntropy', [f.logits, labels], { labelSmoothing: smoothing }, 3);
-    let dlogits = ceGrad!;
-    const extra: Slot[] = [];
-    if (distill && teacher) {
-      const [kdLoss, kdGrad] = p.op('distillation', [f.logits, teacher], distill, 2);
-      dlogits = p.op('add', [dlogits, kdGrad!])[0]!;
-      extra.push(kdLoss!);
-    }
-    const grads = graph.backward(f, dlogits, forwardOptions);
-    // Every parameter learns, except a Sparsifiner's predictor: its top-k passes no gradient.
-    for (const name of this.params.keys()) {
-      if (!grads.has(name) && !name.includes('.attn.predictor.')) throw new Error(`internal: no gradient recorded for '${name}'`);
-    }
-    this.recordUpdates(p, grads, optimizer, schedule);
-    const plan = p.build([loss!, correct!, ...extra, ...f.auxL1]);
+    const plan = p.build(record(p, this.graph(p)));
     this.plans.set(key, plan);
     return plan;
-  }
-
-  /**
-   * Records clipping and the AdamW update of the parameters that have a gradient in `grads`;
-   * the others stay frozen (the backbone in Sparsifiner's reconstruction stage, the predictor
-   * while fine-tuning).
-   */
-  private recordUpdates(p: PlanBuilder, grads: Map<string, Slot>, optimizer: AdamW, schedule: Slot): void {
-    const o = optimizer.options;
-    let norm2: Slot | null = null;
-    if (o.maxGradNorm > 0) for (const g of grads.values()) norm2 = p.op('sumSquares', norm2 ? [g, norm2] : [g])[0]!;
-    for (const [name, grad] of grads) {
-      const tensor = this.params.get(name);
-      if (!tensor) throw new Error(`internal: gradient for unknown parameter '${name}'`);
-      const { m, v } = optimizer.moments.get(name)!;
-      const isDconv = name.endsWith('.attn.dconv.weight');
-      // The dconv gradient comes shaped like the attention op's view of the weight.
-      const view = (t: Tensor) => (isDconv ? dconvView(t, this.config.convForm) : t);
-      p.op('adamw', [p.constant(view(tensor), name), grad, p.constant(view(m)), p.constant(view(v)), schedule, norm2], {
-        beta1: o.betas[0],
-        beta2: o.betas[1],
-        eps: o.eps,
-        weightDecay: decays(name, tensor.shape) ? o.weightDecay : 0,
-        maxGradNorm: o.maxGradNorm,
-      }, 0);
-    }
   }
 
   private param(name: string): Tensor {

@@ -1,0 +1,43 @@
+// Checks and per-step inputs of a training step: labels, the optimizer's parameters, and the
+// drop-path scales.
+import type { AdamW } from '../train/adamw.js';
+import { Tensor } from '../tensor.js';
+import type { VitConfig } from './config.js';
+import { SeededRandom } from './random.js';
+
+/** Labels as a [batch] tensor of class indices, validated against the config. */
+export function checkLabels(config: VitConfig, labels: Tensor | ArrayLike<number>, batch: number): Tensor {
+  const values = labels instanceof Tensor ? labels.toFloat32Array() : Float32Array.from(labels as ArrayLike<number>);
+  if (values.length !== batch || (labels instanceof Tensor && labels.rank !== 1)) {
+    throw new RangeError(`trainStep: got ${values.length} labels${labels instanceof Tensor ? ` of shape [${labels.shape.join(', ')}]` : ''}, expected one per image: [${batch}]`);
+  }
+  values.forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v >= config.numClasses) {
+      throw new RangeError(`trainStep: labels[${i}] is ${v}, expected an integer class from 0 to ${config.numClasses - 1}`);
+    }
+  });
+  return labels instanceof Tensor ? labels : Tensor.fromArray(values, [batch]);
+}
+
+/** Throws unless the optimizer was made from exactly these parameter tensors. */
+export function checkOptimizer(params: Map<string, Tensor>, optimizer: AdamW): void {
+  for (const [name, t] of params) {
+    if (optimizer.params.get(name) !== t) throw new Error(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
+  }
+}
+
+/** Drop-path scales for a step: per block and branch, [batch] values 0 or 1/(1-p); null when off. */
+export function dropPathScales(config: VitConfig, batch: number, step: number): Tensor[] | null {
+  const { dropPathRate: rate, depth, seed } = config;
+  if (rate <= 0) return null;
+  const rng = new SeededRandom((seed * 1_000_003 + step * 7919 + 1) >>> 0);
+  const scales: Tensor[] = [];
+  for (let i = 0; i < depth; i++) {
+    // Linearly increasing drop probability over depth, as in DeiT.
+    const p = depth > 1 ? (rate * i) / (depth - 1) : rate;
+    for (let branch = 0; branch < 2; branch++) {
+      scales.push(Tensor.fromArray(Float32Array.from({ length: batch }, () => (rng.next() < p ? 0 : 1 / (1 - p))), [batch]));
+    }
+  }
+  return scales;
+}
