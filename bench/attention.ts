@@ -5,6 +5,7 @@
 import { Tensor, attention } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
+import { attentionFlops } from '../lib/flops.js';
 import { stats, type BenchRecord } from './common.js';
 
 export interface AttentionBenchOptions {
@@ -19,29 +20,6 @@ export interface AttentionBenchOptions {
   repeats?: number;
   backward?: boolean;
   log?: (line: string) => void;
-}
-
-/** FLOPs per head. Softmax: q kᵀ and A v (2 N² d each); its backward recomputes the scores and
- * forms dV, dP, dQ, dK (10 N² d). Linear-angular: S = k̂ᵀ v and q̂ S (2 N d² each) plus the
- * K-tap convolution (2 N d K); its backward doubles each. Normalisations and exp are not counted. */
-export function attentionFlops(kind: 'softmax' | 'castling', pass: 'forward' | 'backward', N: number, d: number, K: number): number {
-  if (kind === 'softmax') return (pass === 'forward' ? 4 : 10) * N * N * d;
-  return (pass === 'forward' ? 1 : 2) * (4 * N * d * d + 2 * N * d * K);
-}
-
-/**
- * Sparsifiner FLOPs per head (ALGORITHMS.md section 4): the predictor's projections q' = q Wqᵀ and
- * k' = k Wkᵀ (d -> d/2: 2 N d² together), K' = k'ᵀ P and the logits q' K' (N d r each), the
- * approximate attention Â = C Bᵀ (2 N² r), then attention over kk kept keys per row (the class
- * token's row over all N): 4 d ((N - 1) kk + N). The backward is that of the sparse attention
- * only (the predictor gets no gradient through its top-k).
- */
-export function sparsifinerFlops(pass: 'forward' | 'backward', N: number, d: number, keepRate: number, withProjections = true): number {
-  const r = Math.max(1, Math.floor(N / 8));
-  const kk = Math.min(N, Math.max(1, Math.ceil(keepRate * N)));
-  const sparse = 4 * d * ((N - 1) * kk + N);
-  if (pass === 'backward') return 2.5 * sparse;
-  return (withProjections ? 2 * N * d * d : 0) + 2 * N * d * r + 2 * N * N * r + sparse;
 }
 
 function randomTensor(shape: number[], seed: number): Tensor {
@@ -88,8 +66,8 @@ async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, kee
   const records: BenchRecord[] = [];
   const f = await timed(forward, dispose, repeats);
   const fs = stats(f.times);
-  const flops = H * sparsifinerFlops('forward', N, d, keepRate);
-  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * sparsifinerFlops('forward', N, d, keepRate, false) });
+  const flops = H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate });
+  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, withProjections: false }) });
   log(`sparsifiner keep ${keepRate} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
   if (backward) {
     const both = async () => {
@@ -100,7 +78,7 @@ async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, kee
     };
     const b = await timed(both, (g) => g.forEach((t) => t.dispose()), Math.max(3, Math.ceil(repeats / 2)));
     const bs = stats(b.times);
-    const flopsFb = flops + H * sparsifinerFlops('backward', N, d, keepRate);
+    const flopsFb = flops + H * attentionFlops('sparsifiner', 'backward', N, d, { keepRate });
     records.push({ kind: 'sparsifiner', pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
     log(`sparsifiner keep ${keepRate} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
   }
@@ -130,7 +108,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
       const f = await timed(forward, disposeForward, repeats);
       const fs = stats(f.times);
       forwardMs[kind] = fs.medianMs;
-      const flops = H * attentionFlops(kind, 'forward', N, d, K);
+      const flops = H * attentionFlops(kind, 'forward', N, d, { kernel: K });
       records.push({ kind, pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra });
       log(`${kind} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
       if (o.backward !== false) {
@@ -145,7 +123,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
         };
         const b = await timed(both, (g) => Object.values(g).forEach((t) => (t as Tensor).dispose()), Math.max(3, Math.ceil(repeats / 2)));
         const bs = stats(b.times);
-        const flopsFb = flops + H * attentionFlops(kind, 'backward', N, d, K);
+        const flopsFb = flops + H * attentionFlops(kind, 'backward', N, d, { kernel: K });
         records.push({ kind, pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
         log(`${kind} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
       }
@@ -155,7 +133,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
     }
     for (const r of records) {
       if (r.tokens === N && r.kind !== 'softmax' && r.pass === 'forward') r.speedupOverSoftmax = forwardMs.softmax! / Number(r.medianMs);
-      if (r.tokens === N && r.kind === 'sparsifiner' && r.pass === 'forward') r.flopsSavedVsSoftmax = 1 - Number(r.flops) / (H * attentionFlops('softmax', 'forward', N, d, K));
+      if (r.tokens === N && r.kind === 'sparsifiner' && r.pass === 'forward') r.flopsSavedVsSoftmax = 1 - Number(r.flops) / (H * attentionFlops('softmax', 'forward', N, d));
     }
     for (const t of [q, k, v, dy, w]) t.dispose();
   }

@@ -32,3 +32,4 @@ export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind,
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';
 export { loadDigits, DIGIT_SIZE, type DigitSet } from './data/digits.js';
 export { trainDigits, evaluateDigits, type DigitsOptions, type DigitsResult } from './train/digits.js';
+export { attentionFlops, type AttentionFlopKind, type FlopOptions } from './flops.js';
