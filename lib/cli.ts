@@ -7,7 +7,8 @@ import cliProgress from 'cli-progress';
 
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
-import { trainDigits, type DigitsOptions } from './train/digits.js';
+import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
+import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -21,13 +22,22 @@ function positiveNumber(value: string): number {
   return n;
 }
 
-function attentionKind(value: string): 'softmax' | 'castling' {
-  if (value !== 'softmax' && value !== 'castling') throw new InvalidArgumentError(`expected 'castling' or 'softmax', got '${value}'`);
+function attentionKind(value: string): 'softmax' | 'castling' | 'sparsifiner' {
+  if (value !== 'softmax' && value !== 'castling' && value !== 'sparsifiner') throw new InvalidArgumentError(`expected 'castling', 'softmax' or 'sparsifiner', got '${value}'`);
   return value;
 }
 
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got '${value}'`);
+  return n;
+}
+
 interface TrainFlags {
-  attention: 'softmax' | 'castling';
+  attention: 'softmax' | 'castling' | 'sparsifiner';
+  keepRate?: number;
+  stage1Epochs?: number;
+  stage2Epochs?: number;
   epochs: number;
   batchSize: number;
   lr?: number;
@@ -37,8 +47,32 @@ interface TrainFlags {
   progress: boolean;
 }
 
+const logEpoch = ({ epoch, loss, testAccuracy, seconds }: { epoch: number; loss: number; testAccuracy: number; seconds: number }) =>
+  console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * testAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`);
+
+/** Sparsifiner's workflow on the digits: dense model, stage 1, stage 2, and the comparison. */
+async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
+  const result = await sparsifinerDigits({
+    keepRate: flags.keepRate,
+    denseEpochs: flags.epochs,
+    reconstructionEpochs: flags.stage1Epochs,
+    finetuneEpochs: flags.stage2Epochs,
+    seed: flags.seed,
+    onStage: (stage) => console.log(`-- ${stage}`),
+    onEpoch: logEpoch,
+  });
+  await result.sparse.save(flags.out);
+  const saved = 1 - result.sparseAttentionFlops / result.denseAttentionFlops;
+  console.log(`dense softmax model: ${(100 * result.denseAccuracy).toFixed(2)}% held out`);
+  console.log(`sparsifiner (keep ${result.sparse.config.keepRate}): ${(100 * result.reconstructedAccuracy).toFixed(2)}% after stage 1, ${(100 * result.sparseAccuracy).toFixed(2)}% after stage 2`);
+  console.log(`attention FLOPs per block and image: ${result.denseAttentionFlops} dense, ${result.sparseAttentionFlops} sparsifiner (predictor included): ${(100 * saved).toFixed(1)}% fewer`);
+  console.log(`${result.seconds.toFixed(1)} s in all; saved ${flags.out}`);
+  return result.sparseAccuracy;
+}
+
 /** Trains the digits model with a progress bar and per-epoch lines; returns the held-out accuracy. */
 async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
+  if (flags.attention === 'sparsifiner') return trainSparsifinerCommand(flags);
   console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().isa})`);
   const bar = flags.progress
     ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss} | tau {tau}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)
@@ -56,9 +90,7 @@ async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
       bar.update(step, { epoch, loss: loss.toFixed(3), tau: tau === null ? 'off' : tau.toFixed(3) });
       if (step === stepsPerEpoch) bar.stop();
     },
-    onEpoch: ({ epoch, loss, testAccuracy, seconds }) => {
-      console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * testAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`);
-    },
+    onEpoch: logEpoch,
   };
   const result = await trainDigits(options);
   if (flags.attention === 'castling') {
@@ -98,8 +130,11 @@ const train = program.command('train').description('train a model');
 train
   .command('mnist')
   .description('train the digits preset on the images of the mnist package (first 80% of each digit trains, the rest is held out)')
-  .option('--attention <kind>', 'castling or softmax', attentionKind, 'castling')
-  .option('--epochs <n>', 'epochs', positiveInt, 14)
+  .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling')
+  .option('--keep-rate <rate>', 'sparsifiner: fraction of keys each query keeps', fraction, 0.25)
+  .option('--stage1-epochs <n>', 'sparsifiner: epochs of attention reconstruction', positiveInt, 2)
+  .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3)
+  .option('--epochs <n>', 'epochs', positiveInt, DIGITS_EPOCHS)
   .option('--batch-size <n>', 'images per step', positiveInt, 64)
   .option('--lr <rate>', 'peak learning rate', positiveNumber)
   .option('--limit <n>', 'use only this many training images', positiveInt)
@@ -113,7 +148,8 @@ train
 program
   .command('demo')
   .description('npm start: a short digits training, then castling against softmax attention at growing token counts')
-  .option('--epochs <n>', 'epochs of the digits training', positiveInt, 3)
+  // Short enough for npm start to reach the comparison in about a minute (~94% held out).
+  .option('--epochs <n>', 'epochs of the digits training', positiveInt, 6)
   .option('--skip-training', 'only the attention comparison')
   .option('--model <preset>', 'preset for the comparison: deitTiny or deitSmall', 'deitSmall')
   .action(async (flags: { epochs: number; skipTraining?: boolean; model: string }) => {
