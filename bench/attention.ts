@@ -92,6 +92,13 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
   const K = o.kernel ?? 9;
   const log = o.log ?? (() => {});
   const records: BenchRecord[] = [];
+  // The GEMM rate of this run (a ViT layer's shape, B transposed), the yardstick of the kernels.
+  const threads = native.backendInfo().threads;
+  const [M, Kg, Ng] = [1576, 384, 1152];
+  const gemm = stats(await native.timeGemm({ M, N: Ng, K: Kg, transB: true, threads, repeats: 21 }));
+  const gemmRate = (2 * M * Ng * Kg) / (gemm.medianMs * 1e6);
+  records.push({ kind: 'gemm', M, K: Kg, N: Ng, threads, ...gemm, gflops: gemmRate });
+  log(`GEMM ${M}x${Kg}x${Ng}: ${gemmRate.toFixed(1)} GFLOP/s`);
   for (const N of o.tokens ?? [197, 785, 3137, 12545]) {
     const shape = [1, H, N, d];
     const [q, k, v, dy] = [1, 2, 3, 4].map((s) => randomTensor(shape, s * N)) as [Tensor, Tensor, Tensor, Tensor];
@@ -132,6 +139,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
       for (const keepRate of o.keepRates ?? [0.1, 0.25, 0.5]) records.push(...(await benchSparsifiner(q, k, v, dy, keepRate, repeats, o.backward !== false, log)));
     }
     for (const r of records) {
+      if (r.tokens === N && typeof r.gflops === 'number') r.shareOfGemmRate = r.gflops / gemmRate;
       if (r.tokens === N && r.kind !== 'softmax' && r.pass === 'forward') r.speedupOverSoftmax = forwardMs.softmax! / Number(r.medianMs);
       if (r.tokens === N && r.kind === 'sparsifiner' && r.pass === 'forward') r.flopsSavedVsSoftmax = 1 - Number(r.flops) / (H * attentionFlops('softmax', 'forward', N, d));
     }
