@@ -58,12 +58,14 @@ const benches: Record<string, Bench> = {
     },
   },
   model: {
-    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32), deit-tiny/small x softmax/castling x 224/448/896 (--quick: deit-tiny, 224)',
+    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32), deit-tiny/small x softmax/castling x 224/448/896 (--models, --images, --batches, --train-budget BYTES, --quick: deit-tiny, 224)',
     columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'medianMs', 'imagesPerSecond', 'outsideKernels', 'skipped'],
     run: (o) =>
       benchModel({
-        models: o.quick ? ['deitTiny'] : undefined,
-        images: o.quick ? [224] : undefined,
+        models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
+        images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        predictBatches: numbers(o.batches),
+        memoryBudget: typeof o['train-budget'] === 'string' ? Number(o['train-budget']) : undefined,
         repeats: numbers(o.repeats)?.[0],
         log: (line) => console.error(line),
       }),
@@ -86,6 +88,10 @@ async function main(): Promise<number> {
       quick: { type: 'boolean' },
       tokens: { type: 'string' },
       chart: { type: 'string' },
+      models: { type: 'string' },
+      images: { type: 'string' },
+      batches: { type: 'string' },
+      'train-budget': { type: 'string' },
       help: { type: 'boolean' },
     },
   });
