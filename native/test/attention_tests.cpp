@@ -437,18 +437,7 @@ TEST(softmax_reference_gradient_matches_finite_differences) {
     for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * dy[i];
     return l;
   };
-  double worst = 0;
-  for (auto [x, gx] : {std::pair{&q, &g.dq}, std::pair{&k, &g.dk}, std::pair{&v, &g.dv}}) {
-    for (std::size_t i = 0; i < x->size(); ++i) {
-      double keep = (*x)[i], h = 1e-6;
-      (*x)[i] = keep + h;
-      double up = loss();
-      (*x)[i] = keep - h;
-      double down = loss();
-      (*x)[i] = keep;
-      worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]));
-    }
-  }
+  double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}}, loss);
   if (worst > 1e-7) std::fprintf(stderr, "  finite differences differ by %g\n", worst);
   CHECK(worst <= 1e-7);
 }
@@ -520,18 +509,7 @@ TEST(linear_angular_reference_gradient_matches_finite_differences) {
       for (std::size_t i = 0; i < r.y.size(); ++i) l += r.y[i] * dy[i];
       return l;
     };
-    double worst = 0;
-    for (auto [x, gx] : {std::pair{&q, &g.dq}, std::pair{&k, &g.dk}, std::pair{&v, &g.dv}, std::pair{&w, &g.dw}}) {
-      for (std::size_t i = 0; i < x->size(); ++i) {
-        double keep = (*x)[i], h = 1e-6;
-        (*x)[i] = keep + h;
-        double up = loss();
-        (*x)[i] = keep - h;
-        double down = loss();
-        (*x)[i] = keep;
-        worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]));
-      }
-    }
+    double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}, {&w, &g.dw}}, loss);
     if (worst > 1e-6) std::fprintf(stderr, "  form %d aux %d: finite differences differ by %g\n", a.form, a.aux, worst);
     CHECK(worst <= 1e-6);
   }

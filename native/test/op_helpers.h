@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../core/op_registry.h"
@@ -36,6 +37,28 @@ inline bool close(const std::vector<float>& got, const Vec& want, double tol, co
   double err = errorRatio(got.data(), want.data(), want.size(), tol * scale, tol);
   if (err > 1) std::fprintf(stderr, "  %s %s: error ratio %g (max |want| %g)\n", where.c_str(), what, err, scale);
   return err <= 1 && got.size() == want.size();
+}
+
+// The largest difference between central finite differences of `loss` and the analytic gradient,
+// over every element of every (value, gradient) pair. `relative` divides each difference by
+// max(1, |gradient|).
+template <typename Loss>
+double worstFiniteDifference(const std::vector<std::pair<Vec*, const Vec*>>& pairs, Loss&& loss, bool relative = false,
+                             double h = 1e-6) {
+  double worst = 0;
+  for (auto [x, gx] : pairs) {
+    for (std::size_t i = 0; i < x->size(); ++i) {
+      double keep = (*x)[i];
+      (*x)[i] = keep + h;
+      double up = loss();
+      (*x)[i] = keep - h;
+      double down = loss();
+      (*x)[i] = keep;
+      double diff = std::abs((up - down) / (2 * h) - (*gx)[i]);
+      worst = std::max(worst, relative ? diff / std::max(1.0, std::abs((*gx)[i])) : diff);
+    }
+  }
+  return worst;
 }
 
 }  // namespace castling::test

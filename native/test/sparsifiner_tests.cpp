@@ -461,18 +461,7 @@ TEST(sparse_attention_reference_gradient_matches_finite_differences) {
     for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * dy[i];
     return l;
   };
-  double worst = 0;
-  for (auto [x, gx] : {std::pair{&q, &g.dq}, std::pair{&k, &g.dk}, std::pair{&v, &g.dv}}) {
-    for (std::size_t i = 0; i < x->size(); ++i) {
-      double keep = (*x)[i], h = 1e-6;
-      (*x)[i] = keep + h;
-      double up = loss();
-      (*x)[i] = keep - h;
-      double down = loss();
-      (*x)[i] = keep;
-      worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]));
-    }
-  }
+  double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}}, loss);
   if (worst > 1e-7) std::fprintf(stderr, "  finite differences differ by %g\n", worst);
   CHECK(worst <= 1e-7);
 }
@@ -642,20 +631,10 @@ TEST(reconstruction_reference_gradient_matches_finite_differences) {
     double scale = 0.7, attnScale = 0.5;
     Vec lse = denseLse(s, q, k, attnScale);
     ReconstructionRef g = reconstruction(s, q, k, w, lse, scale, attnScale);
-    double worst = 0;
-    std::vector<std::pair<Vec*, Vec*>> params = {{&w.wq, &g.grad.wq}, {&w.bq, &g.grad.bq}, {&w.wk, &g.grad.wk},
-                                                 {&w.bk, &g.grad.bk}, {&w.p, &g.grad.p},   {&w.bb, &g.grad.bb}};
-    for (auto [x, gx] : params) {
-      for (std::size_t i = 0; i < x->size(); ++i) {
-        double keep = (*x)[i], h = 1e-6;
-        (*x)[i] = keep + h;
-        double up = reconstruction(s, q, k, w, lse, scale, attnScale, false).loss;
-        (*x)[i] = keep - h;
-        double down = reconstruction(s, q, k, w, lse, scale, attnScale, false).loss;
-        (*x)[i] = keep;
-        worst = std::max(worst, std::abs((up - down) / (2 * h) - (*gx)[i]) / std::max(1.0, std::abs((*gx)[i])));
-      }
-    }
+    auto loss = [&] { return reconstruction(s, q, k, w, lse, scale, attnScale, false).loss; };
+    double worst = worstFiniteDifference({{&w.wq, &g.grad.wq}, {&w.bq, &g.grad.bq}, {&w.wk, &g.grad.wk},
+                                          {&w.bk, &g.grad.bk}, {&w.p, &g.grad.p}, {&w.bb, &g.grad.bb}},
+                                         loss, /*relative=*/true);
     if (worst > 1e-6) std::fprintf(stderr, "  %s: finite differences differ by %g\n", s.str().c_str(), worst);
     CHECK(worst <= 1e-6);
   }
