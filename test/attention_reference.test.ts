@@ -10,7 +10,11 @@ function randn(n: number, scale = 1): Float64Array {
   return Float64Array.from({ length: n }, () => (random() * 2 - 1) * scale);
 }
 
-/** Max relative error between an analytic gradient and central differences of `loss`. */
+/**
+ * Max relative error between an analytic gradient and central differences of `loss`, with a
+ * floor of 1e-3 on the denominator: central differences carry ~1e-9 of rounding error, which
+ * would otherwise dominate the relative error of gradients near zero.
+ */
 function gradientError(x: Float64Array, analytic: Float64Array, loss: () => number, h = 1e-6): number {
   let worst = 0;
   for (let i = 0; i < x.length; i++) {
@@ -21,7 +25,7 @@ function gradientError(x: Float64Array, analytic: Float64Array, loss: () => numb
     const down = loss();
     x[i] = saved;
     const numeric = (up - down) / (2 * h);
-    worst = Math.max(worst, Math.abs(numeric - analytic[i]!) / (1e-6 + Math.abs(numeric)));
+    worst = Math.max(worst, Math.abs(numeric - analytic[i]!) / Math.max(1e-3, Math.abs(numeric)));
   }
   return worst;
 }
