@@ -431,12 +431,7 @@ TEST(softmax_reference_gradient_matches_finite_differences) {
       v = toDouble(randomVector(std::size_t(s.size()))), dy = toDouble(randomVector(std::size_t(s.size())));
   double scale = 0.8;
   Grads g = softmaxBackward(s, q, k, v, dy, scale);
-  auto loss = [&] {
-    Vec y = softmaxForward(s, q, k, v, scale).y;
-    double l = 0;
-    for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * dy[i];
-    return l;
-  };
+  auto loss = [&] { return dot(softmaxForward(s, q, k, v, scale).y, dy); };
   double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}}, loss);
   if (worst > 1e-7) std::fprintf(stderr, "  finite differences differ by %g\n", worst);
   CHECK(worst <= 1e-7);
@@ -505,9 +500,7 @@ TEST(linear_angular_reference_gradient_matches_finite_differences) {
     Grads g = angularBackward(s, a, q, k, v, w, dy, f);
     auto loss = [&] {
       AngularRef r = angularForward(s, a, q, k, v, w, a.aux ? &f.M : nullptr);
-      double l = a.lambda * r.l1;
-      for (std::size_t i = 0; i < r.y.size(); ++i) l += r.y[i] * dy[i];
-      return l;
+      return a.lambda * r.l1 + dot(r.y, dy);
     };
     double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}, {&w, &g.dw}}, loss);
     if (worst > 1e-6) std::fprintf(stderr, "  form %d aux %d: finite differences differ by %g\n", a.form, a.aux, worst);

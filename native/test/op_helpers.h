@@ -39,6 +39,13 @@ inline bool close(const std::vector<float>& got, const Vec& want, double tol, co
   return err <= 1 && got.size() == want.size();
 }
 
+// sum(a * b): the loss sum(y * dy) whose gradient with respect to y is dy.
+inline double dot(const Vec& a, const Vec& b) {
+  double total = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) total += a[i] * b[i];
+  return total;
+}
+
 // The largest difference between central finite differences of `loss` and the analytic gradient,
 // over every element of every (value, gradient) pair. `relative` divides each difference by
 // max(1, |gradient|).

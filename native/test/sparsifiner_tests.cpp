@@ -455,12 +455,7 @@ TEST(sparse_attention_reference_gradient_matches_finite_differences) {
   KeySets sets = keySetsOf(s, randomIndices(s, kept), kept);
   double scale = 0.8;
   AttentionGrads g = sparseBackward(s, q, k, v, sets, dy, scale);
-  auto loss = [&] {
-    Vec y = sparseForward(s, q, k, v, sets, scale).y;
-    double l = 0;
-    for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * dy[i];
-    return l;
-  };
+  auto loss = [&] { return dot(sparseForward(s, q, k, v, sets, scale).y, dy); };
   double worst = worstFiniteDifference({{&q, &g.dq}, {&k, &g.dk}, {&v, &g.dv}}, loss);
   if (worst > 1e-7) std::fprintf(stderr, "  finite differences differ by %g\n", worst);
   CHECK(worst <= 1e-7);
