@@ -15,14 +15,7 @@ namespace {  // internal linkage: see vector_math.inc
 
 #include "vector_math.inc"
 #include "row_reduce.inc"
-
-constexpr int kVecLanes = 8;
-typedef float VecF __attribute__((vector_size(32)));
-static inline VecF vfma(VecF a, VecF b, VecF c) { return _mm256_fmadd_ps(a, b, c); }
-static inline VecF vbroadcast(float x) { return _mm256_set1_ps(x); }
-// 6 x 2 tiles: 12 ymm accumulators, two loaded vectors and a broadcast (15 of 16 registers).
-constexpr int kScoreRows = 6, kScoreVecs = 2;
-constexpr int kOutRows = 6, kOutVecs = 2;
+#include "simd_avx2.inc"
 
 #include "attention_simd.inc"
 #include "attention_flash.inc"

@@ -14,13 +14,7 @@ namespace {  // internal linkage: see vector_math.inc
 
 #include "vector_math.inc"
 #include "row_reduce.inc"
-
-constexpr int kVecLanes = 4;
-typedef float VecF __attribute__((vector_size(16)));
-static inline VecF vfma(VecF a, VecF b, VecF c) { return a * b + c; }
-static inline VecF vbroadcast(float x) { return VecF{x, x, x, x}; }
-constexpr int kScoreRows = 6, kScoreVecs = 2;
-constexpr int kOutRows = 6, kOutVecs = 2;
+#include "simd_scalar.inc"
 
 #include "attention_simd.inc"
 #include "attention_flash.inc"
