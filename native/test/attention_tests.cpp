@@ -17,19 +17,12 @@ using namespace castling::test;
 
 namespace {
 
-
 bool allFinite(const std::vector<Tensor>& ts) {
   for (const Tensor& t : ts)
     for (std::int64_t i = 0; i < t.numel(); ++i)
       if (!std::isfinite(t.data()[i])) return false;
   return true;
 }
-
-bool sameBits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
-}
-
-Vec toDouble(const std::vector<float>& x) { return Vec(x.begin(), x.end()); }
 
 struct Dims {
   std::int64_t B, H, N, d;
@@ -545,20 +538,6 @@ TEST(zero_rows_give_finite_outputs) {
 }
 
 // ---- errors ----
-
-namespace {
-bool failsWith(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (std::string(e.what()).find(part) != std::string::npos) return true;
-    std::fprintf(stderr, "  error '%s' does not mention '%s'\n", e.what(), part.c_str());
-    return false;
-  }
-  std::fprintf(stderr, "  no error (expected one mentioning '%s')\n", part.c_str());
-  return false;
-}
-}  // namespace
 
 TEST(attention_ops_reject_bad_inputs) {
   Tensor q = Tensor::zeros({1, 2, 17, 8}), k3 = Tensor::zeros({2, 17, 8}), kOther = Tensor::zeros({1, 2, 16, 8});

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../core/error.h"
 #include "../core/op_registry.h"
 #include "test_util.h"
 
@@ -37,6 +39,25 @@ inline bool close(const std::vector<float>& got, const Vec& want, double tol, co
   double err = errorRatio(got.data(), want.data(), want.size(), tol * scale, tol);
   if (err > 1) std::fprintf(stderr, "  %s %s: error ratio %g (max |want| %g)\n", where.c_str(), what, err, scale);
   return err <= 1 && got.size() == want.size();
+}
+
+inline Vec toDouble(const std::vector<float>& x) { return Vec(x.begin(), x.end()); }
+
+inline bool sameBits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
+}
+
+// True when fn throws a castling::Error whose message contains `part`; says what happened otherwise.
+inline bool failsWith(const std::function<void()>& fn, const std::string& part) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(part) != std::string::npos) return true;
+    std::fprintf(stderr, "  error '%s' does not mention '%s'\n", e.what(), part.c_str());
+    return false;
+  }
+  std::fprintf(stderr, "  no error (expected one mentioning '%s')\n", part.c_str());
+  return false;
 }
 
 // sum(a * b): the loss sum(y * dy) whose gradient with respect to y is dy.

@@ -18,25 +18,6 @@ using namespace castling::test;
 
 namespace {
 
-
-bool sameBits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
-}
-
-Vec toDouble(const std::vector<float>& x) { return Vec(x.begin(), x.end()); }
-
-bool failsWith(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (std::string(e.what()).find(part) != std::string::npos) return true;
-    std::fprintf(stderr, "  error '%s' does not mention '%s'\n", e.what(), part.c_str());
-    return false;
-  }
-  std::fprintf(stderr, "  no error (expected one mentioning '%s')\n", part.c_str());
-  return false;
-}
-
 struct Dims {
   std::int64_t B, H, N, d;
   std::int64_t heads() const { return B * H; }
