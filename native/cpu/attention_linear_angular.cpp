@@ -70,6 +70,26 @@ AngularOptions readOptions(const char* op, const Attrs& attrs, const HeadsShape&
   return o;
 }
 
+// What both passes start from: q, k, v (B, H, N, d) and the convolution weight, checked.
+struct AngularInputs {
+  Tensor q, k, v, weight;
+  HeadsShape s;
+  AngularOptions o;
+};
+
+AngularInputs readAngularInputs(const char* op, const OpInputs& in, const Attrs& attrs) {
+  AngularInputs a;
+  a.q = in.required(0, "q").contiguous();
+  a.k = in.required(1, "k").contiguous();
+  a.v = in.required(2, "v").contiguous();
+  a.weight = in.required(3, "dconvWeight").contiguous();
+  a.s = expectHeads(op, "q", a.q);
+  expectShape(op, "k", a.k, a.s.full());
+  expectShape(op, "v", a.v, a.s.full());
+  a.o = readOptions(op, attrs, a.s, a.weight);
+  return a;
+}
+
 AngularConv convForHead(const AngularOptions& o, const Tensor& weight, std::int64_t head, std::int64_t heads) {
   return AngularConv{o.form, o.taps, o.gridSide, weight.data() + (head % heads) * o.weightsPerHead};
 }
@@ -108,12 +128,10 @@ void sumRanges(const Tensor& partial, std::int64_t heads, std::int64_t ranges, s
 //   sums of M . A; l1 (1) = sum of M . A over everything.
 std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionLinearAngular";
-  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
-         v = in.required(2, "v").contiguous(), weight = in.required(3, "dconvWeight").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
-  AngularOptions o = readOptions(op, attrs, s, weight);
+  AngularInputs inputs = readAngularInputs(op, in, attrs);
+  const Tensor &q = inputs.q, &k = inputs.k, &v = inputs.v, &weight = inputs.weight;
+  const HeadsShape& s = inputs.s;
+  const AngularOptions& o = inputs.o;
   const AttentionKernels& kt = attentionKernels();
   const std::int64_t d = s.width;
 
@@ -174,12 +192,10 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
 // outputs [dq, dk, dv, dWeight] (dWeight shaped like dconvWeight).
 std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionLinearAngularBackward";
-  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
-         v = in.required(2, "v").contiguous(), weight = in.required(3, "dconvWeight").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
-  AngularOptions o = readOptions(op, attrs, s, weight);
+  AngularInputs inputs = readAngularInputs(op, in, attrs);
+  const Tensor &q = inputs.q, &k = inputs.k, &v = inputs.v, &weight = inputs.weight;
+  const HeadsShape& s = inputs.s;
+  const AngularOptions& o = inputs.o;
   const std::int64_t d = s.width;
   Tensor qnorm = in.required(4, "qnorm").contiguous(), knorm = in.required(5, "knorm").contiguous(),
          S = in.required(6, "S").contiguous(), znorm = in.required(7, "znorm").contiguous(),
