@@ -12,6 +12,8 @@ export interface AttentionBenchOptions {
   tokens?: number[];
   /** Sparsifiner keep rates to measure (none: skip the kind). */
   keepRates?: number[];
+  /** Sparsifiner coefficient top-k settings measured at each keep rate (0: all r coefficients). */
+  coefficientKeeps?: number[];
   /** Largest token count at which Sparsifiner is measured (its predictor is quadratic too). */
   sparsifinerMaxTokens?: number;
   heads?: number;
@@ -51,13 +53,13 @@ async function timed<T>(fn: () => Promise<T>, dispose: (value: T) => void, repea
 }
 
 /** Sparsifiner at one keep rate: the predictor (random weights) and the sparse attention. */
-async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, keepRate: number, repeats: number, backward: boolean, log: (line: string) => void): Promise<BenchRecord[]> {
+async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, keepRate: number, coefficientKeep: number, repeats: number, backward: boolean, log: (line: string) => void): Promise<BenchRecord[]> {
   const [, H, N, d] = q.shape as [number, number, number, number];
   const r = Math.max(1, Math.floor(N / 8));
   const weights = [randomTensor([d / 2, d], 11), randomTensor([d / 2], 12), randomTensor([d / 2, d], 13), randomTensor([d / 2], 14), randomTensor([N, r], 15), randomTensor([N, r], 16)];
   const predictorNames = ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'];
   const forward = async () => {
-    const [indices, ...rest] = await runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate });
+    const [indices, ...rest] = await runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
     rest.forEach((t) => t.dispose());
     const [y, lse] = await runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, indices!]);
     return { y: y!, lse: lse!, indices: indices! };
@@ -66,9 +68,9 @@ async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, kee
   const records: BenchRecord[] = [];
   const f = await timed(forward, dispose, repeats);
   const fs = stats(f.times);
-  const flops = H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate });
-  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, withProjections: false }) });
-  log(`sparsifiner keep ${keepRate} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
+  const flops = H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep });
+  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep, withProjections: false }) });
+  log(`sparsifiner keep ${keepRate} coefficients ${coefficientKeep || 'all'} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
   if (backward) {
     const both = async () => {
       const x = await forward();
@@ -79,8 +81,8 @@ async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, kee
     const b = await timed(both, (g) => g.forEach((t) => t.dispose()), Math.max(3, Math.ceil(repeats / 2)));
     const bs = stats(b.times);
     const flopsFb = flops + H * attentionFlops('sparsifiner', 'backward', N, d, { keepRate });
-    records.push({ kind: 'sparsifiner', pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
-    log(`sparsifiner keep ${keepRate} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
+    records.push({ kind: 'sparsifiner', pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
+    log(`sparsifiner keep ${keepRate} coefficients ${coefficientKeep || 'all'} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
   }
   weights.forEach((t) => t.dispose());
   return records;
@@ -136,7 +138,11 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
       }
     }
     if (N <= (o.sparsifinerMaxTokens ?? 3137)) {
-      for (const keepRate of o.keepRates ?? [0.1, 0.25, 0.5]) records.push(...(await benchSparsifiner(q, k, v, dy, keepRate, repeats, o.backward !== false, log)));
+      for (const keepRate of o.keepRates ?? [0.1, 0.25, 0.5]) {
+        for (const coefficientKeep of o.coefficientKeeps ?? [0, 4]) {
+          records.push(...(await benchSparsifiner(q, k, v, dy, keepRate, coefficientKeep, repeats, o.backward !== false, log)));
+        }
+      }
     }
     for (const r of records) {
       if (r.tokens === N && typeof r.gflops === 'number') r.shareOfGemmRate = r.gflops / gemmRate;

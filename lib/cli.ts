@@ -36,6 +36,8 @@ function fraction(value: string): number {
 interface TrainFlags {
   attention: 'softmax' | 'castling' | 'sparsifiner';
   keepRate?: number;
+  coefficientKeep?: number;
+  sharedBasis?: boolean;
   stage1Epochs?: number;
   stage2Epochs?: number;
   epochs: number;
@@ -54,6 +56,8 @@ const logEpoch = ({ epoch, loss, testAccuracy, seconds }: { epoch: number; loss:
 async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
   const result = await sparsifinerDigits({
     keepRate: flags.keepRate,
+    coefficientKeep: flags.coefficientKeep,
+    sharedBasis: flags.sharedBasis,
     denseEpochs: flags.epochs,
     reconstructionEpochs: flags.stage1Epochs,
     finetuneEpochs: flags.stage2Epochs,
@@ -132,6 +136,8 @@ train
   .description('train the digits preset on the images of the mnist package (first 80% of each digit trains, the rest is held out)')
   .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling')
   .option('--keep-rate <rate>', 'sparsifiner: fraction of keys each query keeps', fraction, 0.25)
+  .option('--coefficient-keep <n>', 'sparsifiner: basis coefficients each query keeps (0: all)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 0)
+  .option('--shared-basis', 'sparsifiner: one token basis for both sides (P = B)', false)
   .option('--stage1-epochs <n>', 'sparsifiner: epochs of attention reconstruction', positiveInt, 2)
   .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3)
   .option('--epochs <n>', 'epochs', positiveInt, DIGITS_EPOCHS)

@@ -10,6 +10,8 @@ export interface FlopOptions {
   keepRate?: number;
   /** Sparsifiner: count the predictor's projections to d/2 (2 N d², on by default). */
   withProjections?: boolean;
+  /** Sparsifiner: basis coefficients kept per query (0 or absent: all r). */
+  coefficientKeep?: number;
 }
 
 /**
@@ -19,7 +21,7 @@ export interface FlopOptions {
  * - castling (linear-angular): S = k̂ᵀ v and q̂ S, 2 N d² each, plus the K-tap convolution
  *   (2 N d K); the backward doubles each.
  * - sparsifiner: the predictor (projections 2 N d², K' = k'ᵀ P and the logits N d r each,
- *   Â = C Bᵀ 2 N² r, r = floor(N / 8)) and attention over kk = ceil(keepRate N) kept keys per
+ *   Â = C Bᵀ 2 N² r, r = floor(N / 8), or 2 N² c with the top-c coefficients) and attention over kk = ceil(keepRate N) kept keys per
  *   row, the class token's row over all N: 4 d ((N - 1) kk + N). The backward is the sparse
  *   attention's only (2.5 times its forward): the predictor gets no gradient.
  */
@@ -30,5 +32,6 @@ export function attentionFlops(kind: AttentionFlopKind, pass: 'forward' | 'backw
   const kk = Math.min(N, Math.max(1, Math.ceil((o.keepRate ?? 0.25) * N)));
   const sparse = 4 * d * ((N - 1) * kk + N);
   if (pass === 'backward') return 2.5 * sparse;
-  return ((o.withProjections ?? true) ? 2 * N * d * d : 0) + 2 * N * d * r + 2 * N * N * r + sparse;
+  const combined = o.coefficientKeep ? Math.min(o.coefficientKeep, r) : r;
+  return ((o.withProjections ?? true) ? 2 * N * d * d : 0) + 2 * N * d * r + 2 * N * N * combined + sparse;
 }

@@ -2,6 +2,8 @@
 // attention; a softmax model converts into one (predictor fresh); stage 1 (reconstruction) trains
 // only the predictors and lowers their loss; stage 2 fine-tunes with sparse attention, with
 // optional distillation from the dense model.
+import { tmpdir } from 'node:os';
+
 import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
@@ -68,5 +70,40 @@ describe('sparsifiner models', () => {
     for (let i = 0; i < 25; i++) last = await model.trainStep(images, labels, opt, { distillation: { teacher: dense, weight: 0.5, temperature: 2 } });
     expect(last.loss).toBeLessThan(first.loss);
     expect(model.parameters().get('blocks.1.attn.predictor.B')!.toFloat32Array()).toEqual(predictor);
+  });
+
+  it('threshold selection: below every prediction it is dense attention, above all it keeps one key per query', async () => {
+    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const images = Tensor.fromArray(randomArray(2 * 144), [2, 1, 12, 12]);
+    const all = VisionTransformer.from(dense, { attention: 'sparsifiner', keySelection: 'threshold', selectionThreshold: -1e9 });
+    expectClose((await all.predict(images)).toFloat32Array(), (await dense.predict(images)).toFloat32Array(), 1e-5, 1e-4, 'logits');
+    const one = VisionTransformer.from(dense, { attention: 'sparsifiner', keySelection: 'threshold', selectionThreshold: 1e9 });
+    const single = VisionTransformer.from(one, { keySelection: 'topk', keepRate: 1 / 17 });
+    expectClose((await one.predict(images)).toFloat32Array(), (await single.predict(images)).toFloat32Array(), 1e-6, 1e-6, 'one key per query');
+    expect(() => VisionTransformer.create({ ...tiny, attention: 'sparsifiner', keySelection: 'top' as 'topk' })).toThrow(/keySelection is 'top', expected 'topk' or 'threshold'/);
+    expect(() => VisionTransformer.create({ ...tiny, attention: 'sparsifiner', selectionThreshold: NaN })).toThrow(/selectionThreshold/);
+  });
+
+  it('coefficient top-k and a shared basis train in both stages and survive save and load', async () => {
+    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const model = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 0.5, coefficientKeep: 1, sharedBasis: true });
+    expect(model.parameters().has('blocks.0.attn.predictor.P')).toBe(true);
+    expect(model.parameters().has('blocks.0.attn.predictor.B')).toBe(false);
+    const images = Tensor.fromArray(randomArray(4 * 144), [4, 1, 12, 12]);
+    const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0 });
+    const basis = model.parameters().get('blocks.0.attn.predictor.P')!.toFloat32Array();
+    const first = await model.trainStep(images, [0, 1, 2, 3], opt, { stage: 'reconstruction' });
+    let last = first;
+    for (let i = 0; i < 25; i++) last = await model.trainStep(images, [0, 1, 2, 3], opt, { stage: 'reconstruction' });
+    expect(last.loss).toBeLessThan(first.loss);
+    expect(model.parameters().get('blocks.0.attn.predictor.P')!.toFloat32Array()).not.toEqual(basis);
+    const tune = await model.trainStep(images, [0, 1, 2, 3], new AdamW(model.parameters(), { lr: 1e-3 }));
+    expect(Number.isFinite(tune.loss)).toBe(true);
+    const path = `${tmpdir()}/castling-sparsifiner-${process.pid}.safetensors`;
+    await model.save(path);
+    const loaded = await VisionTransformer.load(path);
+    expect(loaded.config).toMatchObject({ coefficientKeep: 1, sharedBasis: true, keySelection: 'topk' });
+    expect((await loaded.predict(images)).toFloat32Array()).toEqual((await model.predict(images)).toFloat32Array());
+    expect(() => VisionTransformer.create({ ...tiny, attention: 'sparsifiner', coefficientKeep: 3 })).toThrow(/coefficientKeep is 3: expected an integer from 0 \(all\) to r = floor\(N \/ 8\) = 2/);
   });
 });

@@ -3,6 +3,7 @@
 
 export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
+export type KeySelection = 'topk' | 'threshold';
 
 export interface VitConfig {
   /** Square input images of imageSize x imageSize pixels. */
@@ -23,6 +24,20 @@ export interface VitConfig {
   convForm: ConvForm;
   /** Sparsifiner: the fraction of keys each query keeps (top-k of the predicted attention). */
   keepRate: number;
+  /**
+   * Sparsifiner: how each query's keys are chosen from the predicted attention: its top-k
+   * (`keepRate`), or every key above `selectionThreshold` (at least the best one).
+   */
+  keySelection: KeySelection;
+  selectionThreshold: number;
+  /**
+   * Sparsifiner: keep only the largest `coefficientKeep` basis coefficients of each query (the
+   * release's top-k on the coefficients C) before the approximate attention, which then costs
+   * 2 N² coefficientKeep FLOPs instead of 2 N² r; 0 keeps all r = floor(N / 8).
+   */
+  coefficientKeep: number;
+  /** Sparsifiner: one token basis for both sides (P = B, the release's share_inout_proj). */
+  sharedBasis: boolean;
   /** Stochastic depth: the last block's drop probability (linearly increasing from 0). */
   dropPathRate: number;
   /** Seed of the weight initialisation and of drop-path. */
@@ -41,6 +56,10 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   convKernel: 9,
   convForm: 'tokens',
   keepRate: 0.25,
+  keySelection: 'topk',
+  selectionThreshold: 0,
+  coefficientKeep: 0,
+  sharedBasis: false,
   dropPathRate: 0,
   seed: 0,
 };
@@ -83,6 +102,17 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
     throw new TypeError(`config.attention is '${String(config.attention)}', expected 'softmax', 'castling' or 'sparsifiner'`);
   }
   if (!(config.keepRate > 0 && config.keepRate <= 1)) throw new RangeError(`config.keepRate is ${config.keepRate}: expected a number in (0, 1]`);
+  if (config.keySelection !== 'topk' && config.keySelection !== 'threshold') {
+    throw new TypeError(`config.keySelection is '${String(config.keySelection)}', expected 'topk' or 'threshold'`);
+  }
+  if (typeof config.selectionThreshold !== 'number' || !Number.isFinite(config.selectionThreshold)) {
+    throw new RangeError(`config.selectionThreshold is ${JSON.stringify(config.selectionThreshold)}: expected a finite number`);
+  }
+  const basis = Math.max(1, Math.floor(tokenCount(config) / 8));
+  if (!Number.isInteger(config.coefficientKeep) || config.coefficientKeep < 0 || config.coefficientKeep > basis) {
+    throw new RangeError(`config.coefficientKeep is ${JSON.stringify(config.coefficientKeep)}: expected an integer from 0 (all) to r = floor(N / 8) = ${basis}`);
+  }
+  if (typeof config.sharedBasis !== 'boolean') throw new TypeError('config.sharedBasis must be a boolean');
   if (config.attention === 'sparsifiner' && (config.width / config.heads) % 2) {
     throw new RangeError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
   }

@@ -48,14 +48,15 @@ export function parameterSpecs(config: VitConfig): ParameterSpec[] {
     }
     if (config.attention === 'sparsifiner') {
       // The connectivity predictor (ALGORITHMS.md section 4), shared by the heads of a block:
-      // q' = q Wqᵀ + bq and k' = k Wkᵀ + bk (d -> d/2), and the token bases P, B (N x r).
+      // q' = q Wqᵀ + bq and k' = k Wkᵀ + bk (d -> d/2), and the token bases P, B (N x r; P
+      // alone when shared).
       const d = C / config.heads;
       const N = tokenCount(config);
       const r = Math.max(1, Math.floor(N / 8));
       linear(`${b}.attn.predictor.q`, d / 2, d);
       linear(`${b}.attn.predictor.k`, d / 2, d);
       add(`${b}.attn.predictor.P`, [N, r], { truncNormal: 0.02 });
-      add(`${b}.attn.predictor.B`, [N, r], { truncNormal: 0.02 });
+      if (!config.sharedBasis) add(`${b}.attn.predictor.B`, [N, r], { truncNormal: 0.02 });
     }
     linear(`${b}.attn.proj`, C, C);
     norm(`${b}.norm2`);

@@ -93,7 +93,7 @@ export class VitGraph {
       } else if (cfg.attention === 'sparsifiner') {
         // The predictor picks the keys of each query (no gradient flows through the choice),
         // then attention runs over those keys only. Saved: y, lse, indices.
-        const [indices] = p.op('sparsifinerPredict', [q, k, ...this.predictorParams(b)], { keepRate: cfg.keepRate }, 1);
+        const [indices] = p.op('sparsifinerPredict', [q, k, ...this.predictorParams(b)], this.selectionAttrs(), 1);
         attnOut = [...p.op('sparseAttention', [q, k, v, indices!], {}, o.training ? 2 : 1), indices!];
       } else {
         // Outputs: y, qnorm, knorm, S, znorm, and with the branch lse, auxOut, auxMass, l1.
@@ -126,10 +126,19 @@ export class VitGraph {
     return { logits, auxL1, blocks, xLast: x, meanF: meanF!, rstdF: rstdF!, cls, images, patches };
   }
 
-  /** The predictor's parameters of a block, in the order the Sparsifiner ops take them. */
+  /** The predictor's parameters of a block, in the order the Sparsifiner ops take them (P twice when shared). */
   private predictorParams(block: string): Slot[] {
     const w = this.param;
-    return [`q.weight`, `q.bias`, `k.weight`, `k.bias`, `P`, `B`].map((n) => w(`${block}.attn.predictor.${n}`));
+    const basis = this.config.sharedBasis ? 'P' : 'B';
+    return [`q.weight`, `q.bias`, `k.weight`, `k.bias`, `P`, basis].map((n) => w(`${block}.attn.predictor.${n}`));
+  }
+
+  /** sparsifinerPredict's attributes from the config's key selection. */
+  private selectionAttrs(): Record<string, number> {
+    const cfg = this.config;
+    const attrs: Record<string, number> = { keepRate: cfg.keepRate, coefficientKeep: cfg.coefficientKeep };
+    if (cfg.keySelection === 'threshold') Object.assign(attrs, { mode: 1, threshold: cfg.selectionThreshold });
+    return attrs;
   }
 
   /**
@@ -153,7 +162,10 @@ export class VitGraph {
       const [y, lse] = p.op('attentionSoftmax', [q, k, v], {}, 2) as [Slot, Slot];
       const [loss, ...g] = p.op('sparsifinerReconstruction', [q, k, ...this.predictorParams(b), lse], {}, 7);
       losses.push(loss!);
-      ['q.weight', 'q.bias', 'k.weight', 'k.bias', 'P', 'B'].forEach((n, j) => grads.set(`${b}.attn.predictor.${n}`, g[j]!));
+      ['q.weight', 'q.bias', 'k.weight', 'k.bias'].forEach((n, j) => grads.set(`${b}.attn.predictor.${n}`, g[j]!));
+      // A shared basis gets both sides' gradients.
+      if (cfg.sharedBasis) grads.set(`${b}.attn.predictor.P`, this.one('add', [g[4]!, g[5]!]));
+      else ['P', 'B'].forEach((n, j) => grads.set(`${b}.attn.predictor.${n}`, g[4 + j]!));
       if (i === cfg.depth - 1) break; // the last block's output feeds no predictor
       x = this.one('linear', [this.one('mergeHeads', [y]), w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x]);
       const h2 = this.one('layerNorm', [x, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 });

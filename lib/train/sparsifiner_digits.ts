@@ -9,6 +9,10 @@ import { trainDigits, type DigitsOptions } from './digits.js';
 
 export interface SparsifinerDigitsOptions {
   keepRate?: number;
+  /** Basis coefficients kept per query (0: all r), see VitConfig.coefficientKeep. */
+  coefficientKeep?: number;
+  /** One token basis for both sides (P = B). */
+  sharedBasis?: boolean;
   denseEpochs?: number;
   reconstructionEpochs?: number;
   finetuneEpochs?: number;
@@ -38,7 +42,7 @@ export async function sparsifinerDigits(o: SparsifinerDigitsOptions = {}): Promi
   o.onStage?.('dense softmax model');
   const dense = await trainDigits({ attention: 'softmax', epochs: o.denseEpochs ?? 12, seed, onEpoch: o.onEpoch });
   const keepRate = o.keepRate ?? 0.25;
-  const sparse = VisionTransformer.from(dense.model, { attention: 'sparsifiner', keepRate });
+  const sparse = VisionTransformer.from(dense.model, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });
   o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
   const reconstructed = await trainDigits({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: 1e-2, weightDecay: 0, seed: seed + 1, onEpoch: o.onEpoch });
   o.onStage?.('stage 2: fine-tuning with sparse attention');
@@ -61,7 +65,7 @@ export async function sparsifinerDigits(o: SparsifinerDigitsOptions = {}): Promi
     reconstructedAccuracy: reconstructed.testAccuracy,
     sparseAccuracy: tuned.testAccuracy,
     denseAttentionFlops: c.heads * attentionFlops('softmax', 'forward', N, d),
-    sparseAttentionFlops: c.heads * attentionFlops('sparsifiner', 'forward', N, d, { keepRate }),
+    sparseAttentionFlops: c.heads * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep: c.coefficientKeep }),
     seconds: (performance.now() - started) / 1000,
   };
 }

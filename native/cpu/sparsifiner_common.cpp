@@ -79,6 +79,9 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
   b.kp = Tensor::empty({h.batch, h.heads, N, half});
   b.kpBasis = Tensor::empty({h.batch, h.heads, half, r});
   b.coeff = Tensor::empty({h.batch, h.heads, N, r});
+  b.bbT = Tensor::empty({r, N});
+  for (std::int64_t m = 0; m < N; ++m)
+    for (std::int64_t j = 0; j < r; ++j) b.bbT.data()[j * N + m] = w.bb.data()[m * r + j];
 
   // The projections are shared by all heads: one GEMM over every token of every head each.
   auto project = [&](const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
@@ -120,14 +123,12 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
 }
 
 void approximateAttentionRows(const PredictorShape& s, const PredictorBasis& basis,
-                              const PredictorWeights& w, std::int64_t head, std::int64_t row0,
-                              std::int64_t rows, float* out) {
+                              std::int64_t head, std::int64_t row0, std::int64_t rows, float* out) {
   const std::int64_t N = s.heads.tokens, r = s.basis;
-  GemmArgs g;  // C[rows] Bb^T: (rows x r) (N x r)^T
-  g.transB = true;
+  GemmArgs g;  // C[rows] Bb^T: (rows x r) (r x N), Bb^T stored as such (its packing is a copy)
   g.M = rows; g.N = N; g.K = r;
   g.A = basis.coeff.data() + (head * N + row0) * r; g.lda = r;
-  g.B = w.bb.data(); g.ldb = r;
+  g.B = basis.bbT.data(); g.ldb = N;
   g.C = out; g.ldc = N;
   sgemm(g);
 }

@@ -39,6 +39,7 @@ struct PredictorBasis {
   Tensor kp;  // (B, H, N, d/2)
   Tensor kpBasis;  // Kp (B, H, d/2, r)
   Tensor coeff;    // C (B, H, N, r)
+  Tensor bbT;      // Bb^T (r, N): the basis rows the approximation combines, contiguous
 };
 
 PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, const Tensor& k,
@@ -47,8 +48,7 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
 // Rows [row0, row0 + rows) of one head's approximate attention: out (rows x N) = C Bb^T there.
 // Runs single-threaded when called inside a pool job (nested sgemm runs inline).
 void approximateAttentionRows(const PredictorShape& s, const PredictorBasis& basis,
-                              const PredictorWeights& w, std::int64_t head, std::int64_t row0,
-                              std::int64_t rows, float* out);
+                              std::int64_t head, std::int64_t row0, std::int64_t rows, float* out);
 
 // Rows per block of the approximate attention: big enough that the GEMM's packing of Bb (N x r per
 // block) is cheap next to the block's product, small enough for a scratch of rows x N floats and

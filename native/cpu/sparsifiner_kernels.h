@@ -52,6 +52,11 @@ struct SparsifinerKernels {
   // floats). Exact: ties go to the lower index; NaN ranks below everything.
   void (*selectTopK)(const float* row, std::int64_t n, std::int64_t keep, float* out, float* scratch);
 
+  // out[m] = sum over t < count of coeff[t] * rows[which[t] * n + m], for m < n: one row of the
+  // approximate attention from the few coefficients the coefficient top-k keeps.
+  void (*combineRows)(const float* coeff, const std::int32_t* which, std::int64_t count, const float* rows,
+                      std::int64_t n, float* out);
+
   // x[r][c] = softmax over c of (scale * x[r][c]) for rows x cols, in place.
   void (*softmaxRows)(float* x, std::int64_t rows, std::int64_t cols, float scale);
 

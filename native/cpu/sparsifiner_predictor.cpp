@@ -15,7 +15,10 @@ namespace castling::cpu {
 
 namespace {
 
-enum class SelectMode { TopK = 0, Threshold = 1, CoefficientTopK = 2 };
+enum class SelectMode { TopK = 0, Threshold = 1 };
+
+// Floats of scratch for n values, in whole cache lines.
+std::int64_t scratchFloatsFor(std::int64_t n) { return (n + 15) / 16 * 16; }
 
 // Keeps every key with approx > threshold, in ascending order, padded with -1 to n slots. A row
 // where nothing passes keeps its largest entry (the lowest index among equal maxima), so that
@@ -30,35 +33,54 @@ void selectAboveThreshold(const float* row, std::int64_t n, float threshold, flo
   std::fill(out + written, out + n, -1.0f);
 }
 
+// The coefficient top-k (the release's BASIS_COEF.TOPK): keeps the `keep` largest coefficients
+// of row c (r of them; ties to the lower index), zeroes the others in place, and lists the kept
+// ones in `which` (ascending). The row of approx then costs keep N multiply-adds instead of r N.
+void keepLargestCoefficients(const SparsifinerKernels& kt, float* c, std::int64_t r, std::int64_t keep,
+                             std::int32_t* which, float* picked, float* scratch) {
+  kt.selectTopK(c, r, keep, picked, scratch);
+  std::int64_t next = 0;
+  for (std::int64_t j = 0; j < r; ++j) {
+    if (next < keep && std::int64_t(picked[next]) == j) {
+      which[next++] = std::int32_t(j);
+    } else {
+      c[j] = 0.0f;
+    }
+  }
+  for (std::int64_t t = 0; t < keep; ++t) picked[t] = c[which[t]];
+}
+
 // inputs (q, k, Wq, bq, Wk, bk, P, Bb): q, k (B, H, N, d) with d even; Wq, Wk (d/2, d); bq, bk
-// (d/2); P, Bb (N, r), r = max(1, floor(N/8)).
+// (d/2); P, Bb (N, r), r = max(1, floor(N/8)). A shared basis (P = Bb) is the same tensor twice.
 // attrs keepRate (0.25, in (0, 1]), scale (1/sqrt(H)), mode (0 top-k, 1 threshold), threshold
-// (mode 1, required).
+// (mode 1, required), coefficientKeep (0 = all r; else 1..r: the top-k on the coefficients).
 // outputs [indices (B, H, N, kept), C (B, H, N, r), qp (B, H, N, d/2), Kp (B, H, d/2, r)]:
 //   mode 0: kept = clamp(ceil(keepRate N), 1, N) (double precision); row n >= 1 holds the indices
 //           of the kept largest entries of approx row n, ascending, ties to the lower index.
 //   mode 1: kept = N; row n >= 1 holds the keys with approx > threshold (at least the argmax),
 //           ascending, then -1 padding.
 //   Row 0 (the class token, dense in sparseAttention) is all -1 in both modes.
+//   With coefficientKeep, approx = C' Bb^T where C' keeps the coefficientKeep largest entries of
+//   each row of C (zeros elsewhere): C' is the C output.
 std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparsifinerPredict";
   Tensor q, k;
   PredictorWeights w;
   PredictorShape s = readPredictorInputs(op, in, q, k, w);
   const HeadsShape& h = s.heads;
-  const std::int64_t N = h.tokens;
+  const std::int64_t N = h.tokens, r = s.basis;
   float scale = predictorScale(op, attrs, h);
   double keepRate = attrs.number("keepRate", 0.25);
   if (!(keepRate > 0.0 && keepRate <= 1.0)) fail(op, ": keepRate is ", keepRate, ", expected a number in (0, 1]");
-  auto mode = SelectMode(attrs.integer("mode", 0, 0, 2));
-  if (mode == SelectMode::CoefficientTopK) {
-    fail(op, ": mode 2 (top-k on the coefficients C) is not implemented, expected mode 0 (top-k) or 1 (threshold)");
-  }
+  auto mode = SelectMode(attrs.integer("mode", 0, 0, 1));
   float threshold = 0.0f;
   if (mode == SelectMode::Threshold) {
     if (!attrs.has("threshold")) fail(op, ": mode 1 (threshold) needs the attribute 'threshold'");
     threshold = float(attrs.number("threshold", 0.0));
+    if (!std::isfinite(threshold)) fail(op, ": threshold is ", threshold, ", expected a finite number");
   }
+  std::int64_t coefficientKeep = attrs.integer("coefficientKeep", 0, 0, r);
+  bool sparseCoefficients = coefficientKeep > 0 && coefficientKeep < r;
   std::int64_t kept = mode == SelectMode::TopK
                           ? std::clamp<std::int64_t>(std::int64_t(std::ceil(keepRate * double(N))), 1, N)
                           : N;
@@ -69,18 +91,31 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
   std::int64_t blockRows = approxRowBlock(h.count(), N);
   std::int64_t blocks = (N + blockRows - 1) / blockRows;
   std::int64_t approxFloats = blockRows * N;
-  runAttentionJobs(h.count() * blocks, approxFloats + kt.topKScratchFloats(N), [&](std::int64_t job, float* scratch) {
+  std::int64_t coefficientFloats = sparseCoefficients ? 2 * scratchFloatsFor(r) : 0;
+  std::int64_t selectFloats = kt.topKScratchFloats(N);
+  runAttentionJobs(h.count() * blocks, approxFloats + coefficientFloats + selectFloats, [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / blocks, row0 = job % blocks * blockRows;
     std::int64_t rows = std::min(blockRows, N - row0);
     float* approx = scratch;
-    approximateAttentionRows(s, basis, w, head, row0, rows, approx);
+    float* selectScratch = scratch + approxFloats + coefficientFloats;
+    if (sparseCoefficients) {
+      auto* which = reinterpret_cast<std::int32_t*>(scratch + approxFloats);
+      float* picked = scratch + approxFloats + coefficientFloats / 2;
+      for (std::int64_t i = 0; i < rows; ++i) {
+        float* c = basis.coeff.data() + (head * N + row0 + i) * r;
+        keepLargestCoefficients(kt, c, r, coefficientKeep, which, picked, selectScratch);
+        if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT.data(), N, approx + i * N);
+      }
+    } else {
+      approximateAttentionRows(s, basis, head, row0, rows, approx);
+    }
     for (std::int64_t i = 0; i < rows; ++i) {
       std::int64_t row = row0 + i;
       float* out = indices.data() + (head * N + row) * kept;
       if (row == 0)
         std::fill(out, out + kept, -1.0f);
       else if (mode == SelectMode::TopK)
-        kt.selectTopK(approx + i * N, N, kept, out, scratch + approxFloats);
+        kt.selectTopK(approx + i * N, N, kept, out, selectScratch);
       else
         selectAboveThreshold(approx + i * N, N, threshold, out);
     }

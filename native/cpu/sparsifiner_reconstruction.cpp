@@ -77,7 +77,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
       std::int64_t rows = std::min(blockRows, N - row0);
       const float* qHead = q.data() + head * N * d;
       const float* coeff = basis.coeff.data() + (head * N + row0) * r;
-      approximateAttentionRows(s, basis, w, head, row0, rows, approx);
+      approximateAttentionRows(s, basis, head, row0, rows, approx);
       multiply(false, true, rows, N, d, qHead + row0 * d, d, k.data() + head * N * d, d, scores, N, false);
       std::int64_t skip = row0 == 0 ? 1 : 0;  // the class-token row is not reconstructed
       lossPerWorker[std::size_t(worker)] += kt.reconstructionResidual(

@@ -4,12 +4,14 @@
 // of their forward. Every case runs on every ISA the CPU supports (test_util.h).
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <optional>
 
 #include "../core/error.h"
 #include "../core/op_registry.h"
 #include "../cpu/cpu_ops.h"
+#include "../cpu/sparsifiner_kernels.h"
 #include "op_helpers.h"
 #include "test_util.h"
 
@@ -519,6 +521,109 @@ TEST(predictor_topk_breaks_ties_by_lower_index) {
   }
 }
 
+// The coefficient top-k (attr coefficientKeep): C keeps its largest entries per row (zeros
+// elsewhere) and approx = C' Bb^T picks the keys.
+TEST(predictor_coefficient_topk_matches_float64_reference) {
+  int exactRows = 0, rows = 0;
+  for (Dims s : {Dims{1, 3, 197, 64}, Dims{2, 1, 257, 16}, Dims{1, 2, 97, 16}}) {
+    for (std::int64_t coefficientKeep : {std::int64_t(1), std::int64_t(4), s.r() - 1, s.r()}) {
+      const double rate = 0.25;
+      std::int64_t kept = keptFor(rate, s.N), r = s.r();
+      auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+      Predictor w = randomPredictor(s);
+      Attrs attrs;
+      attrs.set("keepRate", rate);
+      attrs.set("coefficientKeep", double(coefficientKeep));
+      auto out = runOp("sparsifinerPredict", predictorInputs(s, q, k, w), attrs);
+      PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, 1.0 / std::sqrt(double(s.H)));
+      // The reference C': the coefficientKeep largest of each row (ties to the lower index).
+      for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+        double* c = &f.C[std::size_t(row * r)];
+        std::vector<int> order = referenceTopK(c, r, coefficientKeep);
+        std::vector<bool> keep(std::size_t(r), false);
+        for (std::int64_t t = 0; t < coefficientKeep; ++t) keep[std::size_t(order[std::size_t(t)])] = true;
+        for (std::int64_t j = 0; j < r; ++j)
+          if (!keep[std::size_t(j)]) c[j] = 0.0;
+        for (std::int64_t m = 0; m < s.N; ++m) {
+          double x = 0;
+          for (std::int64_t j = 0; j < r; ++j) x += c[j] * w.bb[std::size_t(m * r + j)];
+          f.approx[std::size_t(row * s.N + m)] = x;
+        }
+      }
+      std::string where = s.str() + " coefficientKeep=" + std::to_string(coefficientKeep);
+      CHECK(close(valuesOf(out[1]), f.C, 2e-5, "C'", where));
+      auto idx = valuesOf(out[0]);
+      bool ok = true;
+      for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+        if (row % s.N == 0) continue;
+        ++rows;
+        exactRows += checkTopKRow(idx.data() + row * kept, &f.approx[std::size_t(row * s.N)], s.N, kept, 1e-4,
+                                  where + " row " + std::to_string(row), ok);
+      }
+      CHECK(ok);
+    }
+  }
+  CHECK(exactRows * 10 >= rows * 8);
+}
+
+// The exact top-k against sorting, on rows built to be hard: many ties, all equal, signed zeros,
+// infinities and NaN (ranked below everything), values sharing sign and exponent, every length
+// around the vector width, and every keep from 1 to n on short rows.
+TEST(topk_selection_matches_sorting_on_hard_rows) {
+  const auto& kt = castling::cpu::sparsifinerKernels();
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  // Descending, NaN below everything (even -inf); -0 == +0 already.
+  auto before = [](float a, float b) { return a == a && (b != b || a > b); };
+  bool ok = true;
+  int cases = 0;
+  for (std::int64_t n : {1, 2, 3, 15, 16, 17, 31, 33, 100, 197, 785, 1000}) {
+    for (int kind = 0; kind < 6; ++kind) {
+      std::vector<float> row(static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) {
+        float u = uniform(rng());
+        switch (kind) {
+          case 0: row[std::size_t(i)] = 2.0f * u - 1.0f; break;                          // mixed signs
+          case 1: row[std::size_t(i)] = float(int(u * 3.0f));  break;                     // many ties
+          case 2: row[std::size_t(i)] = 0.5f; break;                                      // all equal
+          case 3: row[std::size_t(i)] = 1.0f + u * 1e-3f; break;                          // one exponent
+          case 4: row[std::size_t(i)] = (i % 2 ? -0.0f : 0.0f) + (u < 0.2f ? 1.0f : 0.0f); break;  // signed zeros
+          default: {                                                                       // specials
+            const float specials[] = {inf, -inf, nan, 0.0f, -1.0f, 1e-30f, -1e30f};
+            row[std::size_t(i)] = u < 0.5f ? specials[int(u * 14.0f) % 7] : 2.0f * u - 1.0f;
+          }
+        }
+      }
+      std::vector<std::int64_t> keeps;
+      if (n <= 33) {
+        for (std::int64_t keep = 1; keep <= n; ++keep) keeps.push_back(keep);
+      } else {
+        keeps = {1, 2, n / 10 + 1, n / 4, n / 2, n - 1, n};
+      }
+      std::vector<float> scratch(static_cast<std::size_t>(kt.topKScratchFloats(n)) + 64), got(static_cast<std::size_t>(n));
+      std::vector<int> order(static_cast<std::size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return before(row[std::size_t(a)], row[std::size_t(b)]); });
+      for (std::int64_t keep : keeps) {
+        kt.selectTopK(row.data(), n, keep, got.data(), scratch.data());
+        std::vector<int> want(order.begin(), order.begin() + keep);
+        std::sort(want.begin(), want.end());
+        ++cases;
+        for (std::int64_t j = 0; j < keep; ++j) {
+          if (got[std::size_t(j)] != float(want[std::size_t(j)])) {
+            std::fprintf(stderr, "  n=%ld kind=%d keep=%ld: slot %ld is %g, expected %d\n", long(n), kind, long(keep),
+                         long(j), double(got[std::size_t(j)]), want[std::size_t(j)]);
+            ok = false;
+            break;
+          }
+        }
+      }
+    }
+  }
+  CHECK(cases > 500);
+  CHECK(ok);
+}
+
 TEST(predictor_threshold_mode_keeps_entries_above_threshold) {
   for (Dims s : {Dims{1, 3, 197, 16}, Dims{2, 1, 17, 64}}) {
     auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
@@ -658,7 +763,10 @@ TEST(sparsifiner_ops_reject_bad_inputs) {
   Attrs mode2, mode1;
   mode2.set("mode", 2);
   mode1.set("mode", 1);
-  CHECK(failsWith([&] { predict(in, mode2); }, "not implemented"));
+  CHECK(failsWith([&] { predict(in, mode2); }, "attribute 'mode' is 2: expected an integer from 0 to 1"));
+  Attrs tooManyCoefficients;
+  tooManyCoefficients.set("coefficientKeep", 3);  // r = 2 at N = 17
+  CHECK(failsWith([&] { predict(in, tooManyCoefficients); }, "attribute 'coefficientKeep' is 3: expected an integer from 0 to 2"));
   CHECK(failsWith([&] { predict(in, mode1); }, "threshold"));
 
   // Sparse attention's indices.
