@@ -1,5 +1,6 @@
 {
-  # The node-gyp build of the CPU sources (CMakeLists.txt is the primary build). Each ISA's
+  # The node-gyp build of the CPU sources (CMakeLists.txt is the primary build; only it builds
+  # the CUDA backend). Each ISA's
   # kernel table is its own static library so that it alone gets that ISA's flags.
   "variables": {
     "castling_cflags": ["-O3", "-std=c++20", "-fPIC", "-fexceptions", "-Wno-unused-function"]
@@ -32,6 +33,7 @@
                   "CASTLING_VERSION=\"<!(node -p \"require('./package.json').version\")\""],
       "sources": [
         "native/core/storage.cpp",
+        "native/core/device_backend.cpp",
         "native/core/block_cache.cpp",
         "native/core/tensor.cpp",
         "native/core/thread_pool.cpp",

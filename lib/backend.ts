@@ -1,5 +1,5 @@
 // What the engine runs on, and its knobs: the CPU path (ISA) and the thread count.
-import { native } from './native.js';
+import { native, type NativeCudaStatus } from './native.js';
 
 export type CpuPath = 'scalar' | 'avx2' | 'avx512';
 
@@ -14,8 +14,18 @@ export interface BackendInfo {
   cpu: string;
   /** Threads in the pool. */
   threads: number;
-  /** CUDA availability, and why not when it is not. */
-  cuda: { available: boolean; reason?: string };
+  /** CUDA availability, and why not when it is not (with the GPU's name and memory when it is). */
+  cuda: CudaStatus;
+}
+
+export type CudaStatus = NativeCudaStatus;
+
+/**
+ * Whether tensors and models can use device 'cuda', and why not: a CPU-only build says so and
+ * how to rebuild; a CUDA build on a machine without a usable GPU gives the CUDA error.
+ */
+export function cudaAvailable(): CudaStatus {
+  return native.cudaAvailable();
 }
 
 export function backendInfo(): BackendInfo {

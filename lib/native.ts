@@ -15,6 +15,24 @@ export interface NativeTensor {
   view(): Float32Array;
   copyFrom(data: Float32Array): void;
   reshape(shape: number[]): NativeTensor;
+  readonly device: 'cpu' | 'cuda';
+  readonly dtype: 'float32' | 'bfloat16' | 'float16';
+  /** A copy on that device (this handle when it is there already); throws when the device is not available. */
+  to(device: 'cpu' | 'cuda'): NativeTensor;
+}
+
+/** CUDA's state: available, or the reason why not. */
+export interface NativeCudaStatus {
+  available: boolean;
+  /** Whether this build has the CUDA backend at all. */
+  built: boolean;
+  reason?: string;
+  device?: string;
+  computeCapability?: number;
+  multiprocessors?: number;
+  memoryBytes?: number;
+  runtimeVersion?: number;
+  driverVersion?: number;
 }
 
 export interface NativeBackendInfo {
@@ -24,7 +42,7 @@ export interface NativeBackendInfo {
   cpu: string;
   threads: number;
   defaultThreads: number;
-  cuda: { available: boolean; reason?: string };
+  cuda: NativeCudaStatus;
   ops: string[];
 }
 
@@ -39,6 +57,7 @@ export interface NativeAddon {
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: false): NativeTensor[];
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: true): Promise<NativeTensor[]>;
   backendInfo(): NativeBackendInfo;
+  cudaAvailable(): NativeCudaStatus;
   setThreads(threads: number): void;
   setIsa(isa: string): void;
   /** Live and peak bytes of native memory; `resetPeak` starts a new peak measurement afterwards. */

@@ -1,9 +1,10 @@
-// The public Tensor: a float32 array with a shape, living in native memory. Ops take and return
-// Tensors; data moves in and out as Float32Array. dispose() frees the memory now; a tensor that
-// is never disposed is freed when it is garbage-collected.
+// The public Tensor: a float32 array with a shape, living in native memory (host memory, or GPU
+// memory after .to('cuda')). Ops take and return Tensors and run on the device of their inputs;
+// data moves in and out as Float32Array. dispose() frees the memory now; a tensor that is never
+// disposed is freed when it is garbage-collected.
 import { native, type NativeTensor } from './native.js';
 
-export type DType = 'float32';
+export type DType = 'float32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
 
 /** The most dimensions a tensor may have. */
@@ -72,11 +73,12 @@ export class Tensor {
   get size(): number {
     return this.live().numel;
   }
+  /** The element type: float32, or bfloat16 / float16 for tensors on the GPU. */
   get dtype(): DType {
-    return 'float32';
+    return this.live().dtype;
   }
   get device(): Device {
-    return 'cpu';
+    return this.live().device;
   }
   get disposed(): boolean {
     return this.handle.disposed;
@@ -107,13 +109,21 @@ export class Tensor {
     return new Tensor(this.live().reshape(checkShape(shape)));
   }
 
-  /** Moves the tensor to a device. Only 'cpu' exists in this build. */
+  /**
+   * A copy on `device` ('cpu' or 'cuda'), or this tensor when it is there already. Moving a
+   * 16-bit GPU tensor to the CPU gives float32. Throws, saying why, when CUDA is not available.
+   */
   to(device: Device): Tensor {
-    if (device === 'cpu') return this;
-    if (device === 'cuda') {
-      throw new Error(`Tensor.to('cuda'): ${native.backendInfo().cuda.reason ?? 'CUDA is not available'}`);
+    if (device !== 'cpu' && device !== 'cuda') {
+      throw new TypeError(`Tensor.to: unknown device '${String(device)}', expected 'cpu' or 'cuda'`);
     }
-    throw new TypeError(`Tensor.to: unknown device '${String(device)}', expected 'cpu' or 'cuda'`);
+    const handle = this.live();
+    if (handle.device === device) return this;
+    if (device === 'cuda') {
+      const cuda = native.cudaAvailable();
+      if (!cuda.available) throw new Error(`Tensor.to('cuda'): CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+    }
+    return new Tensor(handle.to(device));
   }
 
   /** Frees the native memory now. Using the tensor afterwards throws; disposing twice is fine. */
@@ -122,7 +132,7 @@ export class Tensor {
   }
 
   toString(): string {
-    return this.disposed ? 'Tensor(disposed)' : `Tensor(float32, [${this.shape.join(', ')}], cpu)`;
+    return this.disposed ? 'Tensor(disposed)' : `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device})`;
   }
 
   private live(): NativeTensor {

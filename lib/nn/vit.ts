@@ -4,6 +4,7 @@ import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
+import { cudaAvailable } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
@@ -54,6 +55,17 @@ export interface TrainStepResult {
   lr: number;
   /** Castling models: the auxiliary branch's threshold this step (null: branch off). */
   tau: number | null;
+}
+
+/**
+ * Models run on the CPU; device 'cuda' needs a CUDA build and a GPU, and says why not. (The CUDA
+ * ops exist, tensors move with .to('cuda'), and running a whole model there is the next step.)
+ */
+function requireDevice(config: VitConfig): void {
+  if (config.device !== 'cuda') return;
+  const cuda = cudaAvailable();
+  if (!cuda.available) throw new Error(`config.device is 'cuda' but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+  throw new Error("config.device 'cuda': running a whole VisionTransformer on the GPU is not implemented yet; the ops run there (tensor.to('cuda'))");
 }
 
 export class VisionTransformer {
@@ -119,6 +131,7 @@ export class VisionTransformer {
   /** A freshly initialised model (seeded by config.seed). */
   static create(config: Partial<VitConfig>): VisionTransformer {
     const resolved = resolveConfig(config);
+    requireDevice(resolved);
     const rng = new SeededRandom(resolved.seed);
     const params = new Map<string, Tensor>();
     for (const spec of parameterSpecs(resolved)) params.set(spec.name, Tensor.fromArray(initialValues(spec, rng), spec.shape));
@@ -142,6 +155,7 @@ export class VisionTransformer {
       throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall }`);
     }
     const config = resolveConfig({ ...stored, ...options.config });
+    requireDevice(config);
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
     const model = new VisionTransformer(config, params, metadata.castled === 'true');
     model.loadReport = report;
@@ -157,6 +171,7 @@ export class VisionTransformer {
     source.live();
     const config = resolveConfig({ ...source.config, ...overrides });
     const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
+    requireDevice(config);
     const { params, report } = VisionTransformer.assemble(config, tensors, 'VisionTransformer.from');
     const model = new VisionTransformer(config, params);
     model.loadReport = report;

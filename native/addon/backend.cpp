@@ -4,17 +4,59 @@
 #include <cmath>
 
 #include "../core/cpu_features.h"
+#include "../core/device_backend.h"
 #include "../core/block_cache.h"
 #include "../core/storage.h"
 #include "../core/thread_pool.h"
 #include "../core/op_registry.h"
 #include "js_convert.h"
 
+#ifdef CASTLING_WITH_CUDA
+#include "../cuda/cuda_context.h"
+#endif
+
 #ifndef CASTLING_VERSION
 #define CASTLING_VERSION "0.0.0"
 #endif
 
 namespace castling::addon {
+
+namespace {
+
+// CUDA's state: available, or why not (a CPU-only build says how to rebuild; a CUDA build on a
+// machine without a usable GPU quotes the CUDA error).
+Napi::Object cudaStatus(Napi::Env env) {
+  auto cuda = Napi::Object::New(env);
+  bool available = deviceBackend(Device::Cuda) != nullptr;
+  cuda.Set("available", available);
+  cuda.Set("built", Napi::Boolean::New(env,
+#ifdef CASTLING_WITH_CUDA
+                                       true
+#else
+                                       false
+#endif
+                                       ));
+  if (!available) cuda.Set("reason", deviceUnavailableReason(Device::Cuda));
+#ifdef CASTLING_WITH_CUDA
+  const cuda::Status& s = cuda::status();
+  if (available) {
+    cuda.Set("device", s.device);
+    cuda.Set("computeCapability", s.computeCapability);
+    cuda.Set("multiprocessors", s.multiprocessors);
+    cuda.Set("memoryBytes", double(s.memoryBytes));
+    cuda::AllocatorStats a = cuda::allocator().stats();
+    cuda.Set("liveBytes", double(a.liveBytes));
+    cuda.Set("cachedBytes", double(a.cachedBytes));
+  }
+  cuda.Set("runtimeVersion", s.runtimeVersion);
+  cuda.Set("driverVersion", s.driverVersion);
+#endif
+  return cuda;
+}
+
+}  // namespace
+
+Napi::Value cudaAvailable(const Napi::CallbackInfo& info) { return cudaStatus(info.Env()); }
 
 Napi::Value backendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -30,10 +72,7 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info) {
     out.Set("cpu", cpuFeatures().brand);
     out.Set("threads", ThreadPool::global().threads());
     out.Set("defaultThreads", ThreadPool::defaultThreads());
-    auto cuda = Napi::Object::New(env);
-    cuda.Set("available", false);
-    cuda.Set("reason", "this build of castling-vit has no CUDA backend (it was built for the CPU only)");
-    out.Set("cuda", cuda);
+    out.Set("cuda", cudaStatus(env));
     auto ops = Napi::Array::New(env);
     std::uint32_t i = 0;
     for (const auto& name : OpRegistry::global().names()) ops.Set(i++, name);
@@ -45,6 +84,9 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info) {
 // releaseCachedMemory(): frees the blocks kept for reuse (after a large model is done, say).
 Napi::Value releaseCachedMemory(const Napi::CallbackInfo& info) {
   BlockCache::global().trim();
+#ifdef CASTLING_WITH_CUDA
+  if (deviceBackend(Device::Cuda)) rethrowAsJs(info.Env(), [] { cuda::allocator().trim(); });
+#endif
   return info.Env().Undefined();
 }
 

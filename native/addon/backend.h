@@ -4,6 +4,8 @@
 namespace castling::addon {
 
 Napi::Value backendInfo(const Napi::CallbackInfo& info);
+// cudaAvailable() -> { available, reason?, device?, computeCapability?, memoryBytes? }
+Napi::Value cudaAvailable(const Napi::CallbackInfo& info);
 Napi::Value setThreads(const Napi::CallbackInfo& info);
 Napi::Value setIsa(const Napi::CallbackInfo& info);
 Napi::Value memoryStats(const Napi::CallbackInfo& info);

@@ -1,7 +1,11 @@
-// Module entry point: registers the CPU ops and exports the addon's functions.
+// Module entry point: registers the CPU ops (and, in a CUDA build, starts the CUDA backend, which
+// registers its ops when a GPU is usable) and exports the addon's functions.
 #include <napi.h>
 
 #include "../cpu/cpu_ops.h"
+#ifdef CASTLING_WITH_CUDA
+#include "../cuda/cuda_context.h"
+#endif
 #include "addon_state.h"
 #include "backend.h"
 #include "bench_timing.h"
@@ -14,6 +18,9 @@ namespace castling::addon {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   static bool registered = [] {
     cpu::registerCpuOps(OpRegistry::global());
+#ifdef CASTLING_WITH_CUDA
+    cuda::initialize(OpRegistry::global());  // without a usable GPU it records why instead
+#endif
     return true;
   }();
   (void)registered;
@@ -26,6 +33,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativePlan", PlanHandle::define(env));
   exports.Set("runOp", Napi::Function::New<runOp>(env, "runOp"));
   exports.Set("backendInfo", Napi::Function::New<backendInfo>(env, "backendInfo"));
+  exports.Set("cudaAvailable", Napi::Function::New<cudaAvailable>(env, "cudaAvailable"));
   exports.Set("setThreads", Napi::Function::New<setThreads>(env, "setThreads"));
   exports.Set("setIsa", Napi::Function::New<setIsa>(env, "setIsa"));
   exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));

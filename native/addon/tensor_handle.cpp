@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../core/device_backend.h"
 #include "addon_state.h"
 #include "js_convert.h"
 
@@ -17,7 +18,10 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                       InstanceMethod<&TensorHandle::toFloat32Array>("toFloat32Array"),
                       InstanceMethod<&TensorHandle::view>("view"),
                       InstanceMethod<&TensorHandle::copyFrom>("copyFrom"),
-                      InstanceMethod<&TensorHandle::reshape>("reshape")});
+                      InstanceMethod<&TensorHandle::reshape>("reshape"),
+                      InstanceAccessor<&TensorHandle::device>("device"),
+                      InstanceAccessor<&TensorHandle::dtype>("dtype"),
+                      InstanceMethod<&TensorHandle::to>("to")});
 }
 
 // new NativeTensor(shape, data?) copies `data` (a Float32Array of exactly numel elements) or
@@ -43,7 +47,8 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
       std::memcpy(tensor_.data(), data.Data(), data.ByteLength());
     }
   }
-  accounted_bytes_ = std::int64_t(tensor_.numel()) * std::int64_t(sizeof(float));
+  // Only host memory counts as GC pressure on V8's heap.
+  accounted_bytes_ = tensor_.device() == Device::Cpu ? std::int64_t(tensor_.numel()) * std::int64_t(sizeof(float)) : 0;
   Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
 }
 
@@ -99,8 +104,9 @@ Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorHandle::toFloat32Array(const Napi::CallbackInfo& info) {
   const Tensor& t = live(info.Env());
+  Tensor dense;
+  rethrowAsJs(info.Env(), [&] { dense = t.contiguous().to(Device::Cpu); });  // a device tensor comes back as float32
   auto out = Napi::Float32Array::New(info.Env(), std::size_t(t.numel()));
-  Tensor dense = t.contiguous();
   std::memcpy(out.Data(), dense.data(), std::size_t(t.numel()) * sizeof(float));
   return out;
 }
@@ -110,6 +116,10 @@ Napi::Value TensorHandle::toFloat32Array(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::view(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Tensor& t = live(env);
+  if (t.device() != Device::Cpu) {
+    throw Napi::Error::New(env, std::string("view: the tensor is on ") + deviceName(t.device()) +
+                                    "; view() needs host memory: use toFloat32Array() or .to('cpu')");
+  }
   if (!t.isContiguous()) throw Napi::Error::New(env, "view: the tensor is not contiguous; use toFloat32Array()");
   if (t.numel() == 0) return Napi::Float32Array::New(env, 0);
   auto* keep = new std::shared_ptr<Storage>(t.storage());
@@ -132,8 +142,37 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "copyFrom: got " + std::to_string(data.ElementLength()) +
                                     " elements, expected " + std::to_string(t.numel()));
   }
+  if (t.device() != Device::Cpu) {
+    if (t.dtype() != DType::Float32) throw Napi::Error::New(env, "copyFrom: the tensor holds 16-bit values; set() takes float32 tensors");
+    rethrowAsJs(env, [&] {
+      requireDevice(t.device(), "copyFrom").copy(const_cast<void*>(t.raw()), t.device(), data.Data(), Device::Cpu, data.ByteLength());
+    });
+    return env.Undefined();
+  }
   std::memcpy(const_cast<float*>(t.data()), data.Data(), data.ByteLength());
   return env.Undefined();
+}
+
+Napi::Value TensorHandle::device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), deviceName(live(info.Env()).device()));
+}
+
+Napi::Value TensorHandle::dtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtypeName(live(info.Env()).dtype()));
+}
+
+// to('cpu' | 'cuda'): a copy on that device (this tensor's handle back when it is there already).
+// Without a usable device the Error says why (the build, or the CUDA error).
+Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor& t = live(env);
+  std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (name != "cpu" && name != "cuda") throw Napi::TypeError::New(env, "to: expected 'cpu' or 'cuda'");
+  Device target = name == "cuda" ? Device::Cuda : Device::Cpu;
+  if (target == t.device()) return info.This();
+  Tensor moved;
+  rethrowAsJs(env, [&] { moved = t.contiguous().to(target); });
+  return wrap(env, std::move(moved));
 }
 
 // A new handle over the same storage with another shape of the same size (no copy).

@@ -28,6 +28,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value view(const Napi::CallbackInfo& info);
   Napi::Value copyFrom(const Napi::CallbackInfo& info);
   Napi::Value reshape(const Napi::CallbackInfo& info);
+  Napi::Value device(const Napi::CallbackInfo& info);
+  Napi::Value dtype(const Napi::CallbackInfo& info);
+  Napi::Value to(const Napi::CallbackInfo& info);
 
   const Tensor& live(Napi::Env env) const;
   void release();

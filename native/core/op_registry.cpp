@@ -45,7 +45,38 @@ OpRegistry& OpRegistry::global() {
 }
 
 void OpRegistry::add(const std::string& name, std::vector<std::string> inputs, OpFn fn) {
-  ops_[name] = OpInfo{std::move(fn), std::move(inputs)};
+  add(Device::Cpu, name, std::move(inputs), std::move(fn));
+}
+
+void OpRegistry::add(Device device, const std::string& name, std::vector<std::string> inputs, OpFn fn) {
+  OpInfo& info = ops_[name];
+  if (info.name.empty()) {
+    info.name = name;
+    info.inputs = std::move(inputs);
+  } else if (info.inputs != inputs) {
+    fail("op '", name, "': the ", deviceName(device), " version takes other inputs than the registered one");
+  }
+  (device == Device::Cuda ? info.cuda : info.cpu) = std::move(fn);
+}
+
+std::vector<Tensor> OpInfo::run(const OpInputs& in, const Attrs& attrs) const {
+  // Every input on one device: the first present input decides, a stray one is named.
+  std::size_t first = in.size();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const Tensor* t = in.optional(i);
+    if (!t) continue;
+    if (first == in.size()) {
+      first = i;
+    } else if (t->device() != in.optional(first)->device()) {
+      auto label = [&](std::size_t j) { return j < inputs.size() ? inputs[j] : std::to_string(j); };
+      fail(in.op(), ": input '", label(i), "' is on ", deviceName(t->device()), " but input '", label(first), "' is on ",
+           deviceName(in.optional(first)->device()), ": expected every input on one device (move tensors with .to())");
+    }
+  }
+  Device device = first < in.size() ? in.optional(first)->device() : Device::Cpu;
+  const OpFn& fn = device == Device::Cuda ? cuda : cpu;
+  if (!fn) fail(in.op(), ": this op has no ", deviceName(device), " implementation");
+  return fn(in, attrs);
 }
 
 const OpInfo& OpRegistry::find(const std::string& name) const {

@@ -1,7 +1,8 @@
 // The op table: every op the addon can run, by name, with its inputs and numeric attributes.
 // Ops are plain C++ (no N-API): the addon converts JavaScript values into OpInputs/Attrs, runs an
 // op on or off the JavaScript thread, and wraps the returned tensors. Backends add their ops at
-// start-up (registerCpuOps); the TypeScript layer never sees which ISA or device runs them.
+// start-up (registerCpuOps, and cuda::registerCudaOps when built with CUDA); an op runs on the
+// device its inputs are on. The TypeScript layer never sees which ISA or device runs them.
 #pragma once
 #include <functional>
 #include <map>
@@ -47,14 +48,22 @@ class OpInputs {
 using OpFn = std::function<std::vector<Tensor>(const OpInputs&, const Attrs&)>;
 
 struct OpInfo {
-  OpFn run;
+  OpFn cpu;                         // float32 tensors in host memory
+  OpFn cuda;                        // tensors on the GPU (empty when the op has no CUDA version)
   std::vector<std::string> inputs;  // input names, for error messages and introspection
+  std::string name;
+  // Runs the implementation for the device the inputs are on; an Error when they are on
+  // different devices or the op has no implementation there.
+  std::vector<Tensor> run(const OpInputs& in, const Attrs& attrs) const;
 };
 
 class OpRegistry {
  public:
   static OpRegistry& global();
   void add(const std::string& name, std::vector<std::string> inputs, OpFn fn);
+  // Adds the implementation of an op for `device` (the op is created when new; its input names
+  // must match an existing op's).
+  void add(Device device, const std::string& name, std::vector<std::string> inputs, OpFn fn);
   // Throws castling::Error naming the unknown op.
   const OpInfo& find(const std::string& name) const;
   std::vector<std::string> names() const;

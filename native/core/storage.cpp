@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "block_cache.h"
+#include "device_backend.h"
 #include "error.h"
 
 namespace castling {
@@ -30,7 +31,7 @@ std::int64_t maxAllocationBytes() {
   return limit;
 }
 
-Storage::Storage(std::int64_t count, bool zero) : count_(count) {
+Storage::Storage(std::int64_t count, bool zero) : count_(count), bytes_(std::size_t(count) * sizeof(float)) {
   if (count < 0 || count > kMaxElements) {
     fail("cannot allocate ", count, " floats: expected a size between 0 and ", kMaxElements);
   }
@@ -45,9 +46,27 @@ Storage::Storage(std::int64_t count, bool zero) : count_(count) {
   notePeak(g_live_bytes += std::int64_t(bytes));
 }
 
+std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device, bool zero) {
+  if (device == Device::Cpu) return std::make_shared<Storage>(std::int64_t((bytes + sizeof(float) - 1) / sizeof(float)), zero);
+  if (bytes > std::size_t(kMaxElements) * sizeof(float)) fail("cannot allocate ", bytes, " bytes on ", deviceName(device), ": too large");
+  DeviceBackend& backend = requireDevice(device, "allocating a tensor");
+  std::shared_ptr<Storage> s(new Storage());
+  s->data_ = static_cast<float*>(backend.allocate(bytes));
+  s->bytes_ = bytes;
+  s->count_ = std::int64_t(bytes / sizeof(float));
+  s->device_ = device;
+  s->backend_ = &backend;
+  if (zero && bytes) backend.zero(s->data_, bytes);
+  return s;
+}
+
 Storage::~Storage() {
-  BlockCache::global().release(data_, std::size_t(count_) * sizeof(float));
-  g_live_bytes -= std::int64_t(std::size_t(count_) * sizeof(float));
+  if (backend_) {
+    backend_->release(data_, bytes_);
+    return;
+  }
+  BlockCache::global().release(data_, bytes_);
+  g_live_bytes -= std::int64_t(bytes_);
 }
 
 std::int64_t Storage::liveBytes() { return g_live_bytes.load(); }

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "device_backend.h"
 #include "error.h"
 
 namespace castling {
@@ -57,6 +58,38 @@ Tensor Tensor::zeros(const Shape& shape) {
   return t;
 }
 
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  if (device == Device::Cpu && dtype != DType::Float32) {
+    fail("a cpu tensor holds float32, not ", dtypeName(dtype), " (16-bit storage is for device 'cuda')");
+  }
+  if (device == Device::Cpu) return empty(shape);
+  Tensor t;
+  t.numel_ = checkedNumel(shape);
+  t.dtype_ = dtype;
+  t.storage_ = Storage::allocate(std::size_t(t.numel_) * dtypeSize(dtype), device);
+  t.shape_ = shape;
+  t.strides_ = contiguousStrides(shape);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);  // also checks the dtype for the cpu
+  if (device == Device::Cpu) return zeros(shape);
+  if (t.numel_) requireDevice(device, "zeros").zero(t.raw(), std::size_t(t.numel_) * t.elementSize());
+  return t;
+}
+
+Tensor Tensor::to(Device target) const {
+  if (device() == target) return *this;
+  if (!isContiguous()) fail("moving a tensor to ", deviceName(target), " needs a contiguous tensor");
+  Device source = device();
+  DeviceBackend& backend = requireDevice(source == Device::Cpu ? target : source, "Tensor.to");
+  if (target == Device::Cpu && dtype_ != DType::Float32) return backend.toFloat32(*this).to(Device::Cpu);
+  Tensor out = empty(shape_, dtype_, target);
+  if (numel_) backend.copy(out.raw(), target, raw(), source, std::size_t(numel_) * elementSize());
+  return out;
+}
+
 std::int64_t Tensor::dim(int axis) const {
   int r = rank();
   int a = axis < 0 ? axis + r : axis;
@@ -92,6 +125,7 @@ Tensor Tensor::transpose(int a, int b) const {
 
 Tensor Tensor::contiguous() const {
   if (isContiguous()) return *this;
+  if (device() != Device::Cpu) fail("a non-contiguous view of a ", deviceName(device()), " tensor cannot be copied yet: expected a contiguous tensor");
   Tensor out = empty(shape_);
   // Walk the index space in row-major order with an odometer over the source strides.
   std::vector<std::int64_t> index(shape_.size(), 0);

@@ -1,5 +1,6 @@
-// A float32 tensor: a shape and strides (in elements) over shared aligned storage. Views share
-// storage; kernels that need dense rows ask for isContiguous() and say so when it does not hold.
+// A tensor: a shape and strides (in elements) over shared aligned storage. Views share storage;
+// kernels that need dense rows ask for isContiguous() and say so when it does not hold. CPU
+// tensors are float32; CUDA tensors (native/cuda) may also hold bfloat16 or float16 elements.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -21,6 +22,9 @@ class Tensor {
   // size within kMaxElements).
   static Tensor empty(const Shape& shape);
   static Tensor zeros(const Shape& shape);
+  // The same on a device and with an element type (an Error when the device is not available).
+  static Tensor empty(const Shape& shape, DType dtype, Device device);
+  static Tensor zeros(const Shape& shape, DType dtype, Device device);
 
   const Shape& shape() const { return shape_; }
   const Shape& strides() const { return strides_; }
@@ -30,8 +34,15 @@ class Tensor {
   bool defined() const { return storage_ != nullptr; }
   bool isContiguous() const;
 
+  DType dtype() const { return dtype_; }
+  Device device() const { return storage_ ? storage_->device() : Device::Cpu; }
+  std::size_t elementSize() const { return dtypeSize(dtype_); }
+
+  // The float32 elements (host or device memory, see device()); raw() for any element type.
   float* data() { return storage_->data() + offset_; }
   const float* data() const { return storage_->data() + offset_; }
+  void* raw() { return static_cast<char*>(storage_->raw()) + offset_ * std::int64_t(elementSize()); }
+  const void* raw() const { return static_cast<const char*>(storage_->raw()) + offset_ * std::int64_t(elementSize()); }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
 
   // A view with the same storage and a new shape of the same element count (contiguous only).
@@ -40,6 +51,9 @@ class Tensor {
   Tensor transpose(int a, int b) const;
   // A contiguous copy (or this tensor when already contiguous).
   Tensor contiguous() const;
+  // A copy on `device` (this tensor when it is there already). Moving a 16-bit tensor to the CPU
+  // gives float32 (the CPU path has no 16-bit kernels).
+  Tensor to(Device device) const;
 
  private:
   std::shared_ptr<Storage> storage_;
@@ -47,6 +61,7 @@ class Tensor {
   std::int64_t numel_ = 0;
   Shape shape_;
   Shape strides_;
+  DType dtype_ = DType::Float32;
 };
 
 std::string shapeToString(const Shape& shape);
