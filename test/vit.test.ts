@@ -113,7 +113,9 @@ describe('VisionTransformer', () => {
 });
 
 describe('event loop', () => {
-  it('stays responsive during a long forward: a 1 ms timer is never more than 10 ms late', async () => {
+  // Retried: on a loaded shared host the OS can deschedule the main thread for over 10 ms on its
+  // own; a forward that blocked the event loop would be late on every try (by the whole forward).
+  it('stays responsive during a long forward: a 1 ms timer is never more than 10 ms late', { retry: 2 }, async () => {
     const model = VisionTransformer.create({ ...presets.deitSmall, attention: 'softmax', imageSize: 448 });
     const images = Tensor.fromArray(randomArray(3 * 448 * 448), [1, 3, 448, 448]);
     (await model.predict(images)).dispose(); // warm-up: the plan is recorded, memory touched
