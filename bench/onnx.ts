@@ -1,0 +1,194 @@
+// `bench onnx`: castling-vit against onnxruntime-node on the same weights and the same graph.
+// Each case exports one VisionTransformer to ONNX (bench/onnx/export_vit.ts), checks that both
+// runtimes give the same logits, then times batch predictions of the two interleaved round by
+// round (the machines are noisy shared VMs: a quiet or busy spell hits both alike), and reports
+// medians and the median of the per-round ratios ours / onnxruntime.
+import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
+import { stats, type BenchRecord } from './common.js';
+import { exportVit } from './onnx/export_vit.js';
+import { createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';
+import { encodeModel } from './onnx/schema.js';
+
+/** What is compared: softmax, castling (tokens conv), castling with the spatial conv. */
+export type OnnxKind = 'softmax' | 'castling' | 'castling-spatial';
+
+export interface OnnxBenchOptions {
+  model?: 'deitTiny' | 'deitSmall';
+  kinds?: OnnxKind[];
+  images?: number[];
+  /** Batch sizes at 224 pixels (larger images run batch 1 only). */
+  batches?: number[];
+  threads?: number;
+  /** Timed rounds per case (each one run of ours and one of onnxruntime); default from a time budget. */
+  rounds?: number;
+  /** Seconds of timing per case when rounds is not given. */
+  seconds?: number;
+  /** Also print where each runtime spends its time (ours per op, onnxruntime per node type). */
+  profile?: boolean;
+  log?: (line: string) => void;
+}
+
+/** Largest relative logits difference accepted: beyond it the export is wrong, not rounding. */
+const MAX_RELATIVE_ERROR = 1e-3;
+
+function randomImages(batch: number, size: number, seed: number): Float32Array {
+  // A small LCG: reproducible images in [-1, 1), different per seed.
+  const data = new Float32Array(batch * 3 * size * size);
+  let s = seed >>> 0;
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 31 - 1;
+  }
+  return data;
+}
+
+interface Runner {
+  run(): Promise<Float32Array>;
+}
+
+function oursRunner(model: VisionTransformer, images: Tensor): Runner {
+  return {
+    async run() {
+      const logits = await model.predict(images);
+      const out = logits.toFloat32Array();
+      logits.dispose();
+      return out;
+    },
+  };
+}
+
+function ortRunner(ort: Ort, session: OrtSession, data: Float32Array, dims: number[]): Runner {
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, dims) };
+  const output = session.outputNames[0]!;
+  return {
+    async run() {
+      return (await session.run(feeds))[output]!.data;
+    },
+  };
+}
+
+function compare(ours: Float32Array, theirs: Float32Array): { maxAbsError: number; relError: number } {
+  if (ours.length !== theirs.length) throw new Error(`onnx: ${ours.length} logits from castling-vit, ${theirs.length} from onnxruntime`);
+  let maxAbs = 0;
+  let scale = 0;
+  for (let i = 0; i < ours.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(ours[i]! - theirs[i]!));
+    scale = Math.max(scale, Math.abs(ours[i]!));
+  }
+  return { maxAbsError: maxAbs, relError: maxAbs / Math.max(scale, 1e-30) };
+}
+
+async function timed(r: Runner): Promise<number> {
+  const start = performance.now();
+  await r.run();
+  return performance.now() - start;
+}
+
+function median(values: number[]): number {
+  return stats(values).medianMs;
+}
+
+/** 'A:3,B:12' sorted by name: the operator types onnxruntime runs, in one JSON-friendly string. */
+function formatOps(ops: Record<string, number>): string {
+  return Object.entries(ops)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([op, n]) => `${op}:${n}`)
+    .join(',');
+}
+
+async function profileOurs(model: VisionTransformer, images: Tensor, runs: number): Promise<Map<string, number>> {
+  const perOp = new Map<string, number>();
+  for (let r = 0; r < runs; r++) {
+    const { logits, steps } = await model.predictProfiled(images);
+    logits.dispose();
+    for (const s of steps) perOp.set(s.op, (perOp.get(s.op) ?? 0) + s.ms / runs);
+  }
+  return perOp;
+}
+
+function formatProfile(perOp: Map<string, number>): string {
+  const total = [...perOp.values()].reduce((a, b) => a + b, 0);
+  return [...perOp.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([op, ms]) => `${op} ${ms.toFixed(1)} ms (${((100 * ms) / total).toFixed(0)}%)`)
+    .join(', ');
+}
+
+export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]> {
+  const log = o.log ?? (() => {});
+  const loaded = await loadOrt();
+  if ('missing' in loaded) {
+    log(`onnx: skipped: ${loaded.missing}`);
+    return [{ skipped: loaded.missing }];
+  }
+  const { ort, version } = loaded;
+  const threads = o.threads ?? 2;
+  setThreads(threads);
+  const name = o.model ?? 'deitSmall';
+  log(`onnxruntime-node ${version}: intraOpNumThreads ${threads}, interOpNumThreads 1, sequential, graphOptimizationLevel all; castling-vit setThreads(${threads})`);
+  const records: BenchRecord[] = [];
+  for (const image of o.images ?? [224, 448, 896]) {
+    for (const kind of o.kinds ?? ['softmax', 'castling']) {
+      const attention: AttentionKind = kind === 'softmax' ? 'softmax' : 'castling';
+      const convForm: ConvForm = kind === 'castling-spatial' ? 'spatial' : 'tokens';
+      const model = VisionTransformer.create({ ...presets[name], attention, convForm, imageSize: image, seed: 1 });
+      if (attention === 'castling') model.castle();
+      const tokens = (image / model.config.patchSize) ** 2 + 1;
+      for (const batch of image === 224 ? (o.batches ?? [1, 8]) : [1]) {
+        const label = `${name} ${kind} ${image}px batch ${batch}`;
+        const dims = [batch, model.config.inChannels, image, image];
+        const bytes = encodeModel(exportVit(model, { batch }));
+        const { session, ops } = await createSessionWithOpCounts(ort, bytes, threads);
+        log(`${label}: ONNX graph ${(bytes.length / 1e6).toFixed(1)} MB; onnxruntime runs ${formatOps(ops)}`);
+
+        // Correctness first: two image sets, both runtimes, the same logits within rounding.
+        let check = { maxAbsError: 0, relError: 0 };
+        for (const seed of [11, 12]) {
+          const data = randomImages(batch, image, seed);
+          const images = Tensor.fromArray(data, dims);
+          const c = compare(await oursRunner(model, images).run(), await ortRunner(ort, session, data, dims).run());
+          images.dispose();
+          if (c.relError > check.relError) check = c;
+        }
+        log(`${label}: logits max abs error ${check.maxAbsError.toExponential(2)}, relative ${check.relError.toExponential(2)}`);
+        if (!(check.relError <= MAX_RELATIVE_ERROR)) {
+          await session.release();
+          model.dispose();
+          throw new Error(`onnx: ${label}: onnxruntime and castling-vit disagree (relative error ${check.relError.toExponential(2)} > ${MAX_RELATIVE_ERROR}): the export is wrong`);
+        }
+
+        // Timing: warm up both, then rounds of one run each, the order alternating.
+        const data = randomImages(batch, image, 1);
+        const images = Tensor.fromArray(data, dims);
+        const ours = oursRunner(model, images);
+        const theirs = ortRunner(ort, session, data, dims);
+        const warm = [await timed(ours), await timed(theirs), await timed(ours), await timed(theirs)];
+        const pairMs = Math.max(1, warm[2]! + warm[3]!);
+        const rounds = o.rounds ?? Math.min(31, Math.max(5, Math.round(((o.seconds ?? 15) * 1000) / pairMs)));
+        const oursMs: number[] = [];
+        const ortMs: number[] = [];
+        for (let r = 0; r < rounds; r++) {
+          if (r % 2 === 0) {
+            oursMs.push(await timed(ours));
+            ortMs.push(await timed(theirs));
+          } else {
+            ortMs.push(await timed(theirs));
+            oursMs.push(await timed(ours));
+          }
+        }
+        const ratio = median(oursMs.map((t, i) => t / ortMs[i]!));
+        const base = { model: name, kind, image, tokens, batch, pass: 'forward', threads, rounds, ratioOursOverOrt: ratio, ...check };
+        const so = stats(oursMs);
+        const st = stats(ortMs);
+        records.push({ ...base, runtime: 'castling-vit', ...so, imagesPerSecond: (1000 * batch) / so.medianMs });
+        records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, ortOps: formatOps(ops) });
+        log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds)`);
+        if (o.profile) log(`${label}: castling-vit per op: ${formatProfile(await profileOurs(model, images, 3))}`);
+        images.dispose();
+        await session.release();
+      }
+      model.dispose();
+    }
+  }
+  return records;
+}
