@@ -6,7 +6,8 @@
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
 import { stats, type BenchRecord } from './common.js';
 import { exportVit } from './onnx/export_vit.js';
-import { createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';
+import { ORT_INSTALL, createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';
+import { formatProfile, profileBoth } from './onnx/profile.js';
 import { encodeModel } from './onnx/schema.js';
 
 /** What is compared: softmax, castling (tokens conv), castling with the spatial conv. */
@@ -23,7 +24,7 @@ export interface OnnxBenchOptions {
   rounds?: number;
   /** Seconds of timing per case when rounds is not given. */
   seconds?: number;
-  /** Also print where each runtime spends its time (ours per op, onnxruntime per node type). */
+  /** Also print where each runtime spends its time, by part of the model (bench/onnx/profile.ts). */
   profile?: boolean;
   log?: (line: string) => void;
 }
@@ -96,30 +97,12 @@ function formatOps(ops: Record<string, number>): string {
     .join(',');
 }
 
-async function profileOurs(model: VisionTransformer, images: Tensor, runs: number): Promise<Map<string, number>> {
-  const perOp = new Map<string, number>();
-  for (let r = 0; r < runs; r++) {
-    const { logits, steps } = await model.predictProfiled(images);
-    logits.dispose();
-    for (const s of steps) perOp.set(s.op, (perOp.get(s.op) ?? 0) + s.ms / runs);
-  }
-  return perOp;
-}
-
-function formatProfile(perOp: Map<string, number>): string {
-  const total = [...perOp.values()].reduce((a, b) => a + b, 0);
-  return [...perOp.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .map(([op, ms]) => `${op} ${ms.toFixed(1)} ms (${((100 * ms) / total).toFixed(0)}%)`)
-    .join(', ');
-}
-
 export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]> {
   const log = o.log ?? (() => {});
   const loaded = await loadOrt();
   if ('missing' in loaded) {
     log(`onnx: skipped: ${loaded.missing}`);
-    return [{ skipped: loaded.missing }];
+    return [{ skipped: `onnxruntime-node not available; ${ORT_INSTALL}` }];
   }
   const { ort, version } = loaded;
   const threads = o.threads ?? 2;
@@ -183,7 +166,10 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
         records.push({ ...base, runtime: 'castling-vit', ...so, imagesPerSecond: (1000 * batch) / so.medianMs });
         records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, ortOps: formatOps(ops) });
         log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds)`);
-        if (o.profile) log(`${label}: castling-vit per op: ${formatProfile(await profileOurs(model, images, 3))}`);
+        if (o.profile) {
+          log(`${label}: time per pass by category (ours: predictProfiled; ORT: its profiler), 3 runs each:`);
+          for (const line of formatProfile(await profileBoth(model, images, ort, bytes, data, threads))) log(`  ${line}`);
+        }
         images.dispose();
         await session.release();
       }

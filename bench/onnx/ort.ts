@@ -20,6 +20,7 @@ export interface OrtSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  endProfiling(): void;
   release(): Promise<void>;
 }
 
@@ -30,6 +31,10 @@ export interface OrtSessionOptions {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
   executionProviders?: string[];
   optimizedModelFilePath?: string;
+  enableProfiling?: boolean;
+  profileFilePrefix?: string;
+  /** 0 verbose .. 4 fatal. */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
 }
 
 export interface Ort {
@@ -48,16 +53,17 @@ export async function loadOrt(): Promise<{ ort: Ort; version: string } | { missi
     return { ort, version: ort.env?.versions?.node ?? ort.env?.versions?.common ?? 'unknown' };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return { missing: `onnxruntime-node is not installed (${message.split('\n')[0]}); get it with \`${ORT_INSTALL}\` (the CPU binaries are in the npm tarball, no download step)` };
+    return { missing: `onnxruntime-node could not be loaded (${message.split('\n')[0]}); get it with \`${ORT_INSTALL}\` (the CPU binaries are in the npm tarball, no download step)` };
   }
 }
 
 /**
- * The session options of the comparison: 2 intra-op threads (the caller plus one worker), no
- * inter-op parallelism, every graph optimization, the CPU provider.
+ * The session options of the comparison: `threads` intra-op threads (the caller plus workers), no
+ * inter-op parallelism, every graph optimization, the CPU provider. Errors only in the log: saving
+ * the optimized graph warns that it holds machine-specific (NCHWc) layouts, which is expected here.
  */
 export function sessionOptions(threads: number): OrtSessionOptions {
-  return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: ['cpu'] };
+  return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: ['cpu'], logSeverityLevel: 3 };
 }
 
 /**
