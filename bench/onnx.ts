@@ -3,6 +3,8 @@
 // runtimes give the same logits, then times batch predictions of the two interleaved round by
 // round (the machines are noisy shared VMs: a quiet or busy spell hits both alike), and reports
 // medians and the median of the per-round ratios ours / onnxruntime.
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
 import { stats, type BenchRecord } from './common.js';
 import { exportVit } from './onnx/export_vit.js';
@@ -31,6 +33,13 @@ export interface OnnxBenchOptions {
 
 /** Largest relative logits difference accepted: beyond it the export is wrong, not rounding. */
 const MAX_RELATIVE_ERROR = 1e-3;
+
+/**
+ * Idle time after every timed run. onnxruntime's intra-op workers spin-wait after a run (measured
+ * here: about 40 ms of CPU within the next 100 ms, ours about 0.3 ms), which on 2 cores would take
+ * a core from whatever runs next. Both runtimes keep their defaults; the pause keeps them apart.
+ */
+const SETTLE_MS = 100;
 
 function randomImages(batch: number, size: number, seed: number): Float32Array {
   // A small LCG: reproducible images in [-1, 1), different per seed.
@@ -82,7 +91,9 @@ function compare(ours: Float32Array, theirs: Float32Array): { maxAbsError: numbe
 async function timed(r: Runner): Promise<number> {
   const start = performance.now();
   await r.run();
-  return performance.now() - start;
+  const ms = performance.now() - start;
+  await sleep(SETTLE_MS);
+  return ms;
 }
 
 function median(values: number[]): number {
@@ -146,7 +157,7 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
         const ours = oursRunner(model, images);
         const theirs = ortRunner(ort, session, data, dims);
         const warm = [await timed(ours), await timed(theirs), await timed(ours), await timed(theirs)];
-        const pairMs = Math.max(1, warm[2]! + warm[3]!);
+        const pairMs = warm[2]! + warm[3]! + 2 * SETTLE_MS;
         const rounds = o.rounds ?? Math.min(31, Math.max(5, Math.round(((o.seconds ?? 15) * 1000) / pairMs)));
         const oursMs: number[] = [];
         const ortMs: number[] = [];
@@ -167,8 +178,8 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
         records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, ortOps: formatOps(ops) });
         log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds)`);
         if (o.profile) {
-          log(`${label}: time per pass by category (ours: predictProfiled; ORT: its profiler), 3 runs each:`);
-          for (const line of formatProfile(await profileBoth(model, images, ort, bytes, data, threads))) log(`  ${line}`);
+          log(`${label}: time per pass by category (ours: predictProfiled; ORT: its profiler), 5 runs each, interleaved:`);
+          for (const line of formatProfile(await profileBoth(model, images, ort, bytes, data, threads, { runs: 5, settleMs: SETTLE_MS }))) log(`  ${line}`);
         }
         images.dispose();
         await session.release();

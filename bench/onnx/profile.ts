@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Tensor, VisionTransformer } from '../../lib/index.js';
 import { sessionOptions, type Ort } from './ort.js';
@@ -18,26 +19,20 @@ export interface ProfileRow {
 
 const LINEAR_ROLES = ['GEMM qkv', 'GEMM proj', 'GEMM fc1 + GELU', 'GEMM fc2'] as const;
 
-/** Average ms per pass of each category in castling-vit, from `runs` profiled predictions. */
-async function oursByCategory(model: VisionTransformer, images: Tensor, runs: number): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (let r = 0; r < runs; r++) {
-    const { logits, steps } = await model.predictProfiled(images);
-    logits.dispose();
-    // The plan's linears come in block order: qkv, proj (+ residual), fc1 (+ GELU), fc2 (+ residual); then the head.
-    let linear = 0;
-    for (const s of steps) {
-      let category: string;
-      if (s.op === 'linear') category = linear < 4 * model.config.depth ? LINEAR_ROLES[linear++ % 4]! : 'GEMM head';
-      else if (s.op.startsWith('attention')) category = 'attention core';
-      else if (s.op === 'splitHeads' || s.op === 'mergeHeads') category = 'layout (heads, reshapes)';
-      else if (s.op === 'layerNorm') category = 'LayerNorm';
-      else if (s.op === 'patchEmbed' || s.op === 'assembleTokens') category = 'patch embed + tokens';
-      else category = 'other';
-      out.set(category, (out.get(category) ?? 0) + s.ms / runs);
-    }
+/** Adds one castling-vit pass's per-op wall times (predictProfiled's steps) to `out` by category. */
+function addOurSteps(steps: Array<{ op: string; ms: number }>, depth: number, scale: number, out: Map<string, number>): void {
+  // The plan's linears come in block order: qkv, proj (+ residual), fc1 (+ GELU), fc2 (+ residual); then the head.
+  let linear = 0;
+  for (const s of steps) {
+    let category: string;
+    if (s.op === 'linear') category = linear < 4 * depth ? LINEAR_ROLES[linear++ % 4]! : 'GEMM head';
+    else if (s.op.startsWith('attention')) category = 'attention core';
+    else if (s.op === 'splitHeads' || s.op === 'mergeHeads') category = 'layout (heads, reshapes)';
+    else if (s.op === 'layerNorm') category = 'LayerNorm';
+    else if (s.op === 'patchEmbed' || s.op === 'assembleTokens') category = 'patch embed + tokens';
+    else category = 'other';
+    out.set(category, (out.get(category) ?? 0) + s.ms * scale);
   }
-  return out;
 }
 
 interface OrtEvent {
@@ -61,36 +56,46 @@ function ortCategory(name: string, op: string): string {
   return 'other';
 }
 
-/** Average ms per pass of each category in onnxruntime, from its profiler over `runs` runs. */
-async function ortByCategory(ort: Ort, bytes: Uint8Array, data: Float32Array, dims: number[], threads: number, runs: number): Promise<Map<string, number>> {
+/**
+ * Average ms per pass and category in both runtimes over `runs` passes each, interleaved (one of
+ * ours, one of onnxruntime's) so that both see the same load on a shared machine. onnxruntime's
+ * figures come from its profiler (a session of its own with profiling on).
+ */
+async function profileInterleaved(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, runs: number, settleMs: number) {
+  const ours = new Map<string, number>();
+  const theirs = new Map<string, number>();
   const dir = mkdtempSync(join(tmpdir(), 'castling-ort-profile-'));
   try {
     const session = await ort.InferenceSession.create(bytes, { ...sessionOptions(threads), enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
-    const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, dims) };
-    await session.run(feeds); // warm-up, excluded below
-    for (let r = 0; r < runs; r++) await session.run(feeds);
+    const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, images.shape) };
+    await session.run(feeds); // warm-up, its events dropped below
+    for (let r = 0; r < runs; r++) {
+      const { logits, steps } = await model.predictProfiled(images);
+      logits.dispose();
+      addOurSteps(steps, model.config.depth, 1 / runs, ours);
+      await sleep(settleMs);
+      await session.run(feeds);
+      await sleep(settleMs); // onnxruntime's workers spin a while after a run
+    }
     session.endProfiling();
     await session.release();
     const file = readdirSync(dir).find((f) => f.endsWith('.json'));
     if (!file) throw new Error('onnxruntime wrote no profile');
     const events = (JSON.parse(readFileSync(join(dir, file), 'utf8')) as OrtEvent[]).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
-    // The first pass's events are the warm-up (every pass runs the same nodes).
-    const perPass = events.length / (runs + 1);
-    const out = new Map<string, number>();
-    for (const e of events.slice(perPass)) {
+    // Every pass runs the same nodes: the first pass's share of the events is the warm-up.
+    for (const e of events.slice(events.length / (runs + 1))) {
       const category = ortCategory(e.name, e.args?.op_name ?? '');
-      out.set(category, (out.get(category) ?? 0) + e.dur / 1000 / runs);
+      theirs.set(category, (theirs.get(category) ?? 0) + e.dur / 1000 / runs);
     }
-    return out;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  return { ours, theirs };
 }
 
 /** Both runtimes' time per category for one model and batch, GEMM FLOPs attached. */
-export async function profileBoth(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, runs = 3): Promise<ProfileRow[]> {
-  const ours = await oursByCategory(model, images, runs);
-  const theirs = await ortByCategory(ort, bytes, data, images.shape, threads, runs);
+export async function profileBoth(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, o: { runs: number; settleMs: number }): Promise<ProfileRow[]> {
+  const { ours, theirs } = await profileInterleaved(model, images, ort, bytes, data, threads, o.runs, o.settleMs);
   const cfg = model.config;
   const M = images.shape[0]! * ((cfg.imageSize / cfg.patchSize) ** 2 + 1);
   const C = cfg.width;
