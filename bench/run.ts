@@ -75,7 +75,7 @@ const benches: Record<string, Bench> = {
   },
   onnx: {
     describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
-    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'rounds', 'ratioOursOverOrt', 'relError', 'skipped'],
+    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'skipped'],
     run: (o) =>
       benchOnnx({
         model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? 'deitSmall',

@@ -57,9 +57,10 @@ function ortCategory(name: string, op: string): string {
 }
 
 /**
- * Average ms per pass and category in both runtimes over `runs` passes each, interleaved (one of
- * ours, one of onnxruntime's) so that both see the same load on a shared machine. onnxruntime's
- * figures come from its profiler (a session of its own with profiling on).
+ * Average ms per pass and category in both runtimes over `runs` passes each, interleaved (a turn of
+ * ours, a turn of onnxruntime's) so that both see the same load on a shared machine. Each turn is
+ * an unprofiled run and then the profiled one, back to back, as the timing rounds do.
+ * onnxruntime's figures come from its profiler (a session of its own with profiling on).
  */
 async function profileInterleaved(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, runs: number, settleMs: number) {
   const ours = new Map<string, number>();
@@ -68,12 +69,13 @@ async function profileInterleaved(model: VisionTransformer, images: Tensor, ort:
   try {
     const session = await ort.InferenceSession.create(bytes, { ...sessionOptions(threads), enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
     const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, images.shape) };
-    await session.run(feeds); // warm-up, its events dropped below
     for (let r = 0; r < runs; r++) {
+      (await model.predict(images)).dispose();
       const { logits, steps } = await model.predictProfiled(images);
       logits.dispose();
       addOurSteps(steps, model.config.depth, 1 / runs, ours);
       await sleep(settleMs);
+      await session.run(feeds);
       await session.run(feeds);
       await sleep(settleMs); // onnxruntime's workers spin a while after a run
     }
@@ -82,10 +84,15 @@ async function profileInterleaved(model: VisionTransformer, images: Tensor, ort:
     const file = readdirSync(dir).find((f) => f.endsWith('.json'));
     if (!file) throw new Error('onnxruntime wrote no profile');
     const events = (JSON.parse(readFileSync(join(dir, file), 'utf8')) as OrtEvent[]).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
-    // Every pass runs the same nodes: the first pass's share of the events is the warm-up.
-    for (const e of events.slice(events.length / (runs + 1))) {
-      const category = ortCategory(e.name, e.args?.op_name ?? '');
-      theirs.set(category, (theirs.get(category) ?? 0) + e.dur / 1000 / runs);
+    // Every pass runs the same nodes, so pass p is events [p * perPass, (p + 1) * perPass); the
+    // odd passes are the second of each turn, the ones kept.
+    const perPass = events.length / (2 * runs);
+    if (!Number.isInteger(perPass)) throw new Error(`onnxruntime's profile has ${events.length} node events for ${2 * runs} passes`);
+    for (let p = 1; p < 2 * runs; p += 2) {
+      for (const e of events.slice(p * perPass, (p + 1) * perPass)) {
+        const category = ortCategory(e.name, e.args?.op_name ?? '');
+        theirs.set(category, (theirs.get(category) ?? 0) + e.dur / 1000 / runs);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
