@@ -50,7 +50,12 @@ export function stats(timesMs: number[]): Stats {
 
 /** Prints records as an aligned table with the given columns. */
 export function printTable(records: BenchRecord[], columns: string[]): void {
-  const cell = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 3 : 1)) : String(v ?? ''));
+  const cell = (v: unknown) => {
+    if (typeof v !== 'number') return String(v ?? '');
+    if (Number.isInteger(v)) return String(v);
+    // Small non-zero values (errors, tolerances) would read as 0.000 in fixed notation.
+    return Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(v < 10 ? 3 : 1);
+  };
   const rows = records.map((r) => columns.map((c) => cell(r[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((s, i) => s.padStart(widths[i]!)).join('  ');

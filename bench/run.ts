@@ -6,6 +6,7 @@ import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from '
 import { benchGemm } from './gemm.js';
 import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
+import { benchOnnx, type OnnxKind } from './onnx.js';
 import { writeLineChart } from './chart.js';
 import type { CpuPath } from '../lib/index.js';
 
@@ -13,6 +14,8 @@ interface Bench {
   describe: string;
   columns: string[];
   run(options: Record<string, string | boolean | undefined>): Promise<BenchRecord[]>;
+  /** Where the JSON goes without --json (benchmarks whose every run is kept in bench/results/). */
+  defaultJson?: () => string;
 }
 
 const list = (value: unknown) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
@@ -70,6 +73,23 @@ const benches: Record<string, Bench> = {
         log: (line) => console.error(line),
       }),
   },
+  onnx: {
+    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
+    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'skipped'],
+    run: (o) =>
+      benchOnnx({
+        model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? 'deitSmall',
+        kinds: list(o.kinds) as OnnxKind[] | undefined,
+        images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        batches: numbers(o.batches) ?? (o.quick ? [1] : undefined),
+        threads: numbers(o.threads)?.[0],
+        rounds: numbers(o.rounds)?.[0],
+        seconds: numbers(o.seconds)?.[0] ?? (o.quick ? 3 : undefined),
+        profile: o.profile === true,
+        log: (line) => console.error(line),
+      }),
+    defaultJson: () => `bench/results/onnx-${new Date().toISOString().slice(0, 10)}.json`,
+  },
 };
 
 function usage(): string {
@@ -92,6 +112,10 @@ async function main(): Promise<number> {
       images: { type: 'string' },
       batches: { type: 'string' },
       'train-budget': { type: 'string' },
+      kinds: { type: 'string' },
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      profile: { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -109,9 +133,11 @@ async function main(): Promise<number> {
   console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
   const results = await bench.run(values);
   printTable(results, bench.columns);
-  if (values.json) {
-    writeJsonAtomic(values.json, { bench: name, machine: m, commit: commit(), results });
-    console.log(`wrote ${values.json}`);
+  // A skipped run (say, onnxruntime-node not installed) leaves bench/results/ alone.
+  const json = values.json ?? (results.some((r) => !r.skipped) ? bench.defaultJson?.() : undefined);
+  if (json) {
+    writeJsonAtomic(json, { bench: name, machine: m, commit: commit(), results });
+    console.log(`wrote ${json}`);
   }
   return 0;
 }

@@ -1,0 +1,207 @@
+// Exports a VisionTransformer (its own weights) to an ONNX graph written the way PyTorch's
+// exporter writes a timm ViT at opset 17, so that onnxruntime's graph optimizations find the
+// patterns they were written for: Conv patch embedding, Concat class token, Add position
+// embedding, LayerNormalization, MatMul + Add linears, Reshape/Transpose heads,
+// MatMul/Softmax/MatMul attention, GELU as the Erf pattern, residual Adds, final
+// LayerNormalization, Gather of the class token and a Gemm head.
+//
+// Castling models are exported in their inference form (after model.castle()): the
+// linear-angular attention of ALGORITHMS.md section 2 with plain ONNX operators and the
+// depthwise convolution of v as a grouped Conv ('tokens': along the token axis, 'spatial': over
+// the patch grid, the class token unconvolved). Shapes are static: one graph per batch size.
+import type { Tensor, VisionTransformer } from '../../lib/index.js';
+import { GraphBuilder } from './graph.js';
+import type { ModelProto } from './schema.js';
+
+export interface ExportOptions {
+  batch: number;
+}
+
+/** The ONNX version pair the graph targets: opset 17 has LayerNormalization; IR 8 goes with it. */
+export const OPSET = 17;
+const IR_VERSION = 8;
+
+const LN_EPS = 1e-6; // every LayerNorm of the ViT (ALGORITHMS.md section 5)
+const NORM_EPS = 1e-12; // normalize(a) = a / max(|a|, 1e-12) (section 2)
+
+/** (out, in) as PyTorch stores a linear weight -> (in, out), the MatMul operand the exporter writes. */
+function transposed(data: Float32Array, out: number, inF: number): Float32Array {
+  const t = new Float32Array(data.length);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) t[i * out + o] = data[o * inF + i]!;
+  return t;
+}
+
+class VitExporter {
+  private readonly g = new GraphBuilder();
+  private readonly B: number;
+  private readonly C: number;
+  private readonly H: number;
+  private readonly d: number;
+  private readonly N: number;
+
+  constructor(
+    private readonly model: VisionTransformer,
+    private readonly params: Map<string, Tensor>,
+    batch: number,
+  ) {
+    const cfg = model.config;
+    this.B = batch;
+    this.C = cfg.width;
+    this.H = cfg.heads;
+    this.d = cfg.width / cfg.heads;
+    this.N = (cfg.imageSize / cfg.patchSize) ** 2 + 1;
+  }
+
+  private tensor(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`export: the model has no parameter '${name}'`);
+    return t;
+  }
+
+  /** The parameter as an initializer of its own shape. */
+  private param(name: string): string {
+    const t = this.tensor(name);
+    return this.g.weight(name, t.shape, t.toFloat32Array());
+  }
+
+  /** x W^T + b as MatMul (weight stored transposed) and Add, as for torch.nn.Linear on 3-D input. */
+  private linear(x: string, name: string): string {
+    const w = this.tensor(`${name}.weight`);
+    const [out, inF] = w.shape as [number, number];
+    const wt = this.g.weight(`${name}.weight.T`, [inF, out], transposed(w.toFloat32Array(), out, inF));
+    const y = this.g.op('MatMul', [x, wt], `/${name}/MatMul`);
+    return this.params.has(`${name}.bias`) ? this.g.op('Add', [y, this.param(`${name}.bias`)], `/${name}/Add`) : y;
+  }
+
+  private layerNorm(x: string, name: string): string {
+    return this.g.op('LayerNormalization', [x, this.param(`${name}.weight`), this.param(`${name}.bias`)], `/${name}/LayerNormalization`, { axis: -1, epsilon: { float: LN_EPS } });
+  }
+
+  /** Exact GELU as torch.onnx writes it at opset < 20: x * 0.5 * (1 + erf(x / sqrt 2)). */
+  private gelu(x: string, name: string): string {
+    const g = this.g;
+    const e = g.op('Erf', [g.op('Div', [x, g.scalar(Math.SQRT2)], `/${name}/Div`)], `/${name}/Erf`);
+    const m = g.op('Mul', [x, g.op('Add', [e, g.scalar(1)], `/${name}/Add`)], `/${name}/Mul`);
+    return g.op('Mul', [m, g.scalar(0.5)], `/${name}/Mul_1`);
+  }
+
+  private reshape(x: string, shape: number[], name: string): string {
+    return this.g.op('Reshape', [x, this.g.ints(shape)], name);
+  }
+
+  private transpose(x: string, perm: number[], name: string): string {
+    return this.g.op('Transpose', [x], name, { perm });
+  }
+
+  /** a / max(|a|_2, 1e-12) over the last axis (F.normalize). */
+  private normalize(a: string, name: string): string {
+    const g = this.g;
+    const norm = g.op('ReduceL2', [a], `/${name}/ReduceL2`, { axes: [-1], keepdims: 1 });
+    return g.op('Div', [a, g.op('Max', [norm, g.scalar(NORM_EPS)], `/${name}/Max`)], `/${name}/Div`);
+  }
+
+  private softmaxAttention(q: string, k: string, v: string, b: string): string {
+    const g = this.g;
+    const scaled = g.op('Mul', [q, g.scalar(1 / Math.sqrt(this.d))], `/${b}/attn/Mul`);
+    const scores = g.op('MatMul', [scaled, this.transpose(k, [0, 1, 3, 2], `/${b}/attn/Transpose_k`)], `/${b}/attn/MatMul`);
+    const probs = g.op('Softmax', [scores], `/${b}/attn/Softmax`, { axis: -1 });
+    return g.op('MatMul', [probs, v], `/${b}/attn/MatMul_1`);
+  }
+
+  /** ALGORITHMS.md section 2, per batch item and head, on q, k, v of shape (B, H, N, d). */
+  private linearAngularAttention(q: string, k: string, v: string, b: string): string {
+    const g = this.g;
+    const qh = this.normalize(q, `${b}/attn/q_norm`);
+    const kh = this.normalize(k, `${b}/attn/k_norm`);
+    const S = g.op('MatMul', [this.transpose(kh, [0, 1, 3, 2], `/${b}/attn/Transpose_k`), v], `/${b}/attn/MatMul_S`); // (B, H, d, d)
+    const qS = g.op('MatMul', [qh, S], `/${b}/attn/MatMul_qS`);
+    const z = g.op(
+      'Add',
+      [g.op('Mul', [v, g.scalar(0.5)], `/${b}/attn/Mul_v`), g.op('Mul', [qS, g.scalar(1 / Math.PI)], `/${b}/attn/Mul_qS`)],
+      `/${b}/attn/Add_z`,
+    );
+    const u = this.normalize(z, `${b}/attn/z_norm`);
+    return g.op('Add', [u, this.depthwiseConv(v, b)], `/${b}/attn/Add_conv`);
+  }
+
+  /** The dconv of v (B, H, N, d), back in that layout. */
+  private depthwiseConv(v: string, b: string): string {
+    const g = this.g;
+    const { B, H, d, N } = this;
+    const name = `${b}.attn.dconv.weight`;
+    const w = this.tensor(name);
+    const K = w.shape[2]!;
+    const c = K >> 1;
+    if (this.model.config.convForm === 'tokens') {
+      // The released Conv2d(H, H, (K, 1), padding=(K//2, 0), groups=H) on v as (B, H, N, d):
+      // channels are heads, the "image" is tokens x head width, the kernel runs along tokens.
+      return g.op('Conv', [v, this.param(name)], `/${b}/attn/dconv/Conv`, { group: H, kernel_shape: [K, 1], pads: [c, 0, c, 0], strides: [1, 1], dilations: [1, 1] });
+    }
+    // Spatial: patches (tokens 1..N-1) as a side x side grid per head and channel. The head width
+    // goes to the batch axis so that one (K, K) kernel per head serves its d channels (group = H).
+    const side = Math.round(Math.sqrt(N - 1));
+    const patches = g.op('Slice', [v, g.ints([1]), g.ints([N]), g.ints([2])], `/${b}/attn/dconv/Slice`); // (B, H, P, d)
+    const grid = this.reshape(this.transpose(patches, [0, 3, 1, 2], `/${b}/attn/dconv/Transpose`), [B * d, H, side, side], `/${b}/attn/dconv/Reshape`);
+    const conv = g.op('Conv', [grid, this.param(name)], `/${b}/attn/dconv/Conv`, { group: H, kernel_shape: [K, K], pads: [c, c, c, c], strides: [1, 1], dilations: [1, 1] });
+    const back = this.transpose(this.reshape(conv, [B, d, H, N - 1], `/${b}/attn/dconv/Reshape_1`), [0, 2, 3, 1], `/${b}/attn/dconv/Transpose_1`);
+    // The class token gets no convolution: a zero row in front.
+    return g.op('Pad', [back, g.ints([0, 0, 1, 0, 0, 0, 0, 0])], `/${b}/attn/dconv/Pad`, { mode: 'constant' });
+  }
+
+  private block(x: string, i: number): string {
+    const g = this.g;
+    const { B, C, H, d, N } = this;
+    const b = `blocks.${i}`;
+    // Attention: timm's qkv(x).reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0).
+    const qkv = this.linear(this.layerNorm(x, `${b}.norm1`), `${b}.attn.qkv`);
+    const heads = this.transpose(this.reshape(qkv, [B, N, 3, H, d], `/${b}/attn/Reshape`), [2, 0, 3, 1, 4], `/${b}/attn/Transpose`);
+    const parts = g.node('Split', [heads], { axis: 0 }, { name: `/${b}/attn/Split`, outputs: 3 });
+    const [q, k, v] = parts.map((p, j) => g.op('Squeeze', [p, g.ints([0])], `/${b}/attn/Squeeze_${j}`)) as [string, string, string];
+    const y = this.model.config.attention === 'softmax' ? this.softmaxAttention(q, k, v, b) : this.linearAngularAttention(q, k, v, b);
+    const merged = this.reshape(this.transpose(y, [0, 2, 1, 3], `/${b}/attn/Transpose_out`), [B, N, C], `/${b}/attn/Reshape_out`);
+    const x1 = g.op('Add', [x, this.linear(merged, `${b}.attn.proj`)], `/${b}/Add`);
+    // MLP: fc2(GELU(fc1(LN(x1)))).
+    const hidden = this.gelu(this.linear(this.layerNorm(x1, `${b}.norm2`), `${b}.mlp.fc1`), `${b}/mlp/act`);
+    return g.op('Add', [x1, this.linear(hidden, `${b}.mlp.fc2`)], `/${b}/Add_1`);
+  }
+
+  build(): ModelProto {
+    const g = this.g;
+    const cfg = this.model.config;
+    const { B, C, N } = this;
+    const p = cfg.patchSize;
+    const images = g.input('images', [B, cfg.inChannels, cfg.imageSize, cfg.imageSize]);
+    // timm PatchEmbed: proj(x).flatten(2).transpose(1, 2).
+    const conv = g.op('Conv', [images, this.param('patch_embed.proj.weight'), this.param('patch_embed.proj.bias')], '/patch_embed/proj/Conv', {
+      kernel_shape: [p, p],
+      strides: [p, p],
+      pads: [0, 0, 0, 0],
+      dilations: [1, 1],
+      group: 1,
+    });
+    const patches = this.transpose(this.reshape(conv, [B, C, N - 1], '/patch_embed/Reshape'), [0, 2, 1], '/patch_embed/Transpose');
+    // cat(cls_token.expand(B, -1, -1), x) + pos_embed.
+    const cls = g.op('Expand', [this.param('cls_token'), g.ints([B, 1, C])], '/Expand');
+    let x = g.op('Add', [g.op('Concat', [cls, patches], '/Concat', { axis: 1 }), this.param('pos_embed')], '/Add');
+    for (let i = 0; i < cfg.depth; i++) x = this.block(x, i);
+    x = this.layerNorm(x, 'norm');
+    // x[:, 0] then the head; torch.onnx writes a Linear on 2-D input as Gemm(transB=1).
+    const token = g.op('Gather', [x, g.ints([0], [])], '/Gather', { axis: 1 });
+    g.op('Gemm', [token, this.param('head.weight'), this.param('head.bias')], 'logits', { transB: 1, alpha: { float: 1 }, beta: { float: 1 } });
+    g.output('logits', [B, cfg.numClasses]);
+    const name = `vit-${cfg.attention}${cfg.attention === 'castling' ? `-${cfg.convForm}` : ''}-${cfg.imageSize}`;
+    return g.model({ name, opset: OPSET, irVersion: IR_VERSION, producer: 'castling-vit bench', version: '0.1.0' });
+  }
+}
+
+/**
+ * The model's forward pass as an ONNX graph for a fixed batch size. Softmax models and castled
+ * castling models only: the auxiliary branch (training form) and Sparsifiner have no plain-op form here.
+ */
+export function exportVit(model: VisionTransformer, o: ExportOptions): ModelProto {
+  const { attention } = model.config;
+  if (attention === 'sparsifiner') throw new Error('export: sparsifiner models are not exported (their top-k selection has no plain ONNX form here)');
+  if (attention === 'castling' && !model.castled) throw new Error('export: call model.castle() first: the graph is the inference form, without the auxiliary branch');
+  if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`export: batch is ${o.batch}, expected a positive integer`);
+  return new VitExporter(model, model.parameters(), o.batch).build();
+}
