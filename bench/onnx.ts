@@ -3,6 +3,7 @@
 // runtimes give the same logits, then times batch predictions of the two interleaved round by
 // round (the machines are noisy shared VMs: a quiet or busy spell hits both alike), and reports
 // medians and the median of the per-round ratios ours / onnxruntime.
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
@@ -26,6 +27,12 @@ export interface OnnxBenchOptions {
   rounds?: number;
   /** Seconds of timing per case when rounds is not given. */
   seconds?: number;
+  /**
+   * Before each round, wait (up to a minute) until the host's CPU pressure is below this percent:
+   * on a shared VM, rounds taken while other work competes for the 2 cores favour the runtime
+   * that degrades less under oversubscription, not the faster one.
+   */
+  quietBelow?: number;
   /** Also print where each runtime spends its time, by part of the model (bench/onnx/profile.ts). */
   profile?: boolean;
   log?: (line: string) => void;
@@ -41,6 +48,31 @@ const MAX_RELATIVE_ERROR = 1e-3;
  * untimed first run of each turn keep them apart.
  */
 const SETTLE_MS = 100;
+
+/**
+ * The share of the last 10 s in which some task on the machine waited for a CPU (Linux PSI,
+ * /proc/pressure/cpu), in percent; undefined elsewhere. Recorded with each case: on a shared VM it
+ * says whether the figures were taken in a quiet or a busy spell.
+ */
+function cpuPressure(): number | undefined {
+  try {
+    const match = /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until cpuPressure() < percent, at most maxMs; returns the ms waited. */
+async function waitForQuiet(percent: number, maxMs = 60_000): Promise<number> {
+  const start = performance.now();
+  while (performance.now() - start < maxMs) {
+    const p = cpuPressure();
+    if (p === undefined || p < percent) break;
+    await sleep(1000);
+  }
+  return performance.now() - start;
+}
 
 function randomImages(batch: number, size: number, seed: number): Float32Array {
   // A small LCG: reproducible images in [-1, 1), different per seed.
@@ -172,7 +204,10 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
         const rounds = o.rounds ?? Math.min(31, Math.max(5, Math.round(((o.seconds ?? 15) * 1000) / roundMs)));
         const oursTurns: Array<{ afterIdle: number; steady: number }> = [];
         const ortTurns: Array<{ afterIdle: number; steady: number }> = [];
+        const pressure: number[] = [];
+        let waitedMs = 0;
         for (let r = 0; r < rounds; r++) {
+          if (o.quietBelow !== undefined) waitedMs += await waitForQuiet(o.quietBelow);
           if (r % 2 === 0) {
             oursTurns.push(await turn(ours));
             ortTurns.push(await turn(theirs));
@@ -180,19 +215,24 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
             ortTurns.push(await turn(theirs));
             oursTurns.push(await turn(ours));
           }
+          const p = cpuPressure();
+          if (p !== undefined) pressure.push(p);
         }
+        const cpuPressureMedian = pressure.length ? median(pressure) : undefined;
+        if (waitedMs > 1000) log(`${label}: waited ${(waitedMs / 1000).toFixed(0)} s in all for the host to quieten (CPU pressure < ${o.quietBelow}%)`);
         const oursMs = oursTurns.map((t) => t.steady);
         const ortMs = ortTurns.map((t) => t.steady);
         const ratio = median(oursMs.map((t, i) => t / ortMs[i]!));
-        const base = { model: name, kind, image, tokens, batch, pass: 'forward', threads, rounds, ratioOursOverOrt: ratio, ...check };
+        const base = { model: name, kind, image, tokens, batch, pass: 'forward', threads, rounds, ratioOursOverOrt: ratio, ...check, cpuPressure: cpuPressureMedian };
         const so = stats(oursMs);
         const st = stats(ortMs);
         const oursIdle = median(oursTurns.map((t) => t.afterIdle));
         const ortIdle = median(ortTurns.map((t) => t.afterIdle));
         records.push({ ...base, runtime: 'castling-vit', ...so, imagesPerSecond: (1000 * batch) / so.medianMs, afterIdleMs: oursIdle });
         records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, afterIdleMs: ortIdle, ortOps: formatOps(ops) });
-        log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds); first run after ${SETTLE_MS} ms idle: ${oursIdle.toFixed(1)} / ${ortIdle.toFixed(1)} ms`);
+        log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds); first run after ${SETTLE_MS} ms idle: ${oursIdle.toFixed(1)} / ${ortIdle.toFixed(1)} ms; host CPU pressure ${cpuPressureMedian?.toFixed(0) ?? '?'}%`);
         if (o.profile) {
+          if (o.quietBelow !== undefined) await waitForQuiet(o.quietBelow);
           log(`${label}: time per pass by category (ours: predictProfiled; ORT: its profiler), 5 turns each, interleaved:`);
           for (const line of formatProfile(await profileBoth(model, images, ort, bytes, data, threads, { runs: 5, settleMs: SETTLE_MS }))) log(`  ${line}`);
         }

@@ -25,6 +25,13 @@ const numbers = (value: unknown) => list(value)?.map((s) => {
   return n;
 });
 
+const percent = (value: unknown) => {
+  if (typeof value !== 'string') return undefined;
+  const n = Number(value);
+  if (!(n >= 0 && n <= 100)) throw new Error(`expected a percentage from 0 to 100, got '${value}'`);
+  return n;
+};
+
 const benches: Record<string, Bench> = {
   gemm: {
     describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes (--isa avx512,avx2 --threads 1,2 --repeats N --quick)',
@@ -74,8 +81,8 @@ const benches: Record<string, Bench> = {
       }),
   },
   onnx: {
-    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
-    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'skipped'],
+    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
+    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
     run: (o) =>
       benchOnnx({
         model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? 'deitSmall',
@@ -86,6 +93,7 @@ const benches: Record<string, Bench> = {
         rounds: numbers(o.rounds)?.[0],
         seconds: numbers(o.seconds)?.[0] ?? (o.quick ? 3 : undefined),
         profile: o.profile === true,
+        quietBelow: percent(o.quiet),
         log: (line) => console.error(line),
       }),
     defaultJson: () => `bench/results/onnx-${new Date().toISOString().slice(0, 10)}.json`,
@@ -116,6 +124,7 @@ async function main(): Promise<number> {
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       profile: { type: 'boolean' },
+      quiet: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
