@@ -9,6 +9,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tensor, VisionTransformer } from '../../lib/index.js';
 import { sessionOptions, type Ort } from './ort.js';
 
+export interface Profile {
+  rows: ProfileRow[];
+  /**
+   * Wall ms of the profiled passes. The sums of the rows fall short of these by what runs outside
+   * the ops; onnxruntime's profiler also adds a cost to each of its ~500 nodes (its Reshapes read
+   * 20-30 us), so its small-node categories read high: compare wall times from the timed rounds.
+   */
+  oursWallMs: number;
+  ortWallMs: number;
+}
+
 export interface ProfileRow {
   category: string;
   oursMs: number;
@@ -65,18 +76,24 @@ function ortCategory(name: string, op: string): string {
 async function profileInterleaved(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, runs: number, settleMs: number) {
   const ours = new Map<string, number>();
   const theirs = new Map<string, number>();
+  let oursWall = 0;
+  let ortWall = 0;
   const dir = mkdtempSync(join(tmpdir(), 'castling-ort-profile-'));
   try {
     const session = await ort.InferenceSession.create(bytes, { ...sessionOptions(threads), enableProfiling: true, profileFilePrefix: join(dir, 'ort') });
     const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, images.shape) };
     for (let r = 0; r < runs; r++) {
       (await model.predict(images)).dispose();
+      let start = performance.now();
       const { logits, steps } = await model.predictProfiled(images);
+      oursWall += (performance.now() - start) / runs;
       logits.dispose();
       addOurSteps(steps, model.config.depth, 1 / runs, ours);
       await sleep(settleMs);
       await session.run(feeds);
+      start = performance.now();
       await session.run(feeds);
+      ortWall += (performance.now() - start) / runs;
       await sleep(settleMs); // onnxruntime's workers spin a while after a run
     }
     session.endProfiling();
@@ -97,12 +114,12 @@ async function profileInterleaved(model: VisionTransformer, images: Tensor, ort:
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return { ours, theirs };
+  return { ours, theirs, oursWall, ortWall };
 }
 
 /** Both runtimes' time per category for one model and batch, GEMM FLOPs attached. */
-export async function profileBoth(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, o: { runs: number; settleMs: number }): Promise<ProfileRow[]> {
-  const { ours, theirs } = await profileInterleaved(model, images, ort, bytes, data, threads, o.runs, o.settleMs);
+export async function profileBoth(model: VisionTransformer, images: Tensor, ort: Ort, bytes: Uint8Array, data: Float32Array, threads: number, o: { runs: number; settleMs: number }): Promise<Profile> {
+  const { ours, theirs, oursWall, ortWall } = await profileInterleaved(model, images, ort, bytes, data, threads, o.runs, o.settleMs);
   const cfg = model.config;
   const M = images.shape[0]! * ((cfg.imageSize / cfg.patchSize) ** 2 + 1);
   const C = cfg.width;
@@ -114,17 +131,21 @@ export async function profileBoth(model: VisionTransformer, images: Tensor, ort:
     'GEMM fc2': 2 * M * hidden * C * cfg.depth,
   };
   const categories = [...new Set([...ours.keys(), ...theirs.keys()])];
-  return categories
+  const rows = categories
     .map((category) => ({ category, oursMs: ours.get(category) ?? 0, ortMs: theirs.get(category) ?? 0, flops: gemmFlops[category] }))
     .sort((a, b) => Math.max(b.oursMs, b.ortMs) - Math.max(a.oursMs, a.ortMs));
+  return { rows, oursWallMs: oursWall, ortWallMs: ortWall };
 }
 
-/** The rows as aligned text lines: category, ms of each, difference, and GFLOP/s for the GEMMs. */
-export function formatProfile(rows: ProfileRow[]): string[] {
+/** The profile as aligned text lines: category, ms of each, difference, and GFLOP/s for the GEMMs. */
+export function formatProfile(profile: Profile): string[] {
+  const rows = profile.rows;
   const gf = (flops: number | undefined, ms: number) => (flops && ms > 0 ? `${(flops / ms / 1e6).toFixed(0)} GFLOP/s` : '');
   const lines = rows.map((r) => [r.category, r.oursMs.toFixed(2), r.ortMs.toFixed(2), (r.oursMs - r.ortMs).toFixed(2), gf(r.flops, r.oursMs), gf(r.flops, r.ortMs)]);
   const total = rows.reduce((a, r) => [a[0]! + r.oursMs, a[1]! + r.ortMs], [0, 0]);
   lines.push(['sum of ops', total[0]!.toFixed(2), total[1]!.toFixed(2), (total[0]! - total[1]!).toFixed(2), '', '']);
+  const { oursWallMs: ow, ortWallMs: tw } = profile;
+  lines.push(['wall, profiled pass', ow.toFixed(2), tw.toFixed(2), (ow - tw).toFixed(2), '', '']);
   const header = ['category', 'ours ms', 'ORT ms', 'ours-ORT', 'ours rate', 'ORT rate'];
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
