@@ -9,33 +9,13 @@
 #include "gemm.h"
 #include "kernel_table.h"
 #include "shape_checks.h"
+#include "vit_layout_shapes.h"
 
 namespace castling::cpu {
 
 namespace {
 
 // ---- patch embedding: a p x p, stride p convolution ----
-
-struct PatchGeometry {
-  std::int64_t batch, channels, height, width, dim, patch, gridH, gridW;
-  std::int64_t patches() const { return gridH * gridW; }
-  std::int64_t columns() const { return channels * patch * patch; }
-};
-
-PatchGeometry patchGeometry(const char* op, const Tensor& images, const Tensor& weight) {
-  if (images.rank() != 4) fail(op, ": images has shape ", shapeToString(images.shape()), ", expected [batch, channels, height, width]");
-  if (weight.rank() != 4 || weight.dim(2) != weight.dim(3)) {
-    fail(op, ": weight has shape ", shapeToString(weight.shape()), ", expected [dim, channels, patch, patch]");
-  }
-  PatchGeometry g{images.dim(0), images.dim(1), images.dim(2), images.dim(3), weight.dim(0), weight.dim(2), 0, 0};
-  if (weight.dim(1) != g.channels) fail(op, ": weight has ", weight.dim(1), " input channels, images have ", g.channels);
-  if (g.patch < 1 || g.height % g.patch || g.width % g.patch) {
-    fail(op, ": image size ", g.height, "x", g.width, " is not divisible by the patch size ", g.patch);
-  }
-  g.gridH = g.height / g.patch;
-  g.gridW = g.width / g.patch;
-  return g;
-}
 
 // Unfolds images into rows of one patch each: [batch * patches, channels * p * p], ordered
 // (channel, row, column) within a patch to match a PyTorch conv weight [dim, channels, p, p].
@@ -92,11 +72,6 @@ std::vector<Tensor> patchEmbedBackwardOp(const OpInputs& in, const Attrs&) {
 
 // ---- tokens: [class token, patches...] + position embedding ----
 
-std::int64_t tokenDim(const char* op, const Tensor& patches) {
-  if (patches.rank() != 3) fail(op, ": patches has shape ", shapeToString(patches.shape()), ", expected [batch, patches, dim]");
-  return patches.dim(2);
-}
-
 std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
   const char* op = "assembleTokens";
   Tensor patches = in.required(0, "patches").contiguous();
@@ -132,11 +107,6 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
 
 // ---- heads: [B, N, 3C] (q | k | v, each H heads of d) <-> three [B, H, N, d] ----
 
-std::int64_t headsAttr(const char* op, const Attrs& attrs) {
-  if (!attrs.has("heads")) fail(op, ": attribute 'heads' is missing");
-  return attrs.integer("heads", 1, 1, 1 << 16);
-}
-
 // Copies [B, N, parts * H * d] rows into `parts` tensors [B, H, N, d] (or back when `gather`).
 void permuteHeads(float* tokens, std::vector<float*> heads, std::int64_t B, std::int64_t N, std::int64_t H,
                   std::int64_t d, bool toHeads) {
@@ -158,11 +128,7 @@ void permuteHeads(float* tokens, std::vector<float*> heads, std::int64_t B, std:
 std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "splitHeads";
   Tensor x = in.required(0, "x").contiguous();
-  std::int64_t H = headsAttr(op, attrs), parts = attrs.integer("parts", 1, 1, 3);
-  if (x.rank() != 3 || x.dim(2) % (parts * H)) {
-    fail(op, ": x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, ", parts, " x heads x headDim] with heads = ", H);
-  }
-  std::int64_t B = x.dim(0), N = x.dim(1), d = x.dim(2) / (parts * H);
+  const auto [B, N, H, d, parts] = headSplit(op, x, attrs);
   std::vector<Tensor> out;
   std::vector<float*> ptrs;
   for (std::int64_t p = 0; p < parts; ++p) {
@@ -174,15 +140,8 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
 }
 
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
-  const char* op = "mergeHeads";
-  Tensor first = in.required(0, "a").contiguous();
-  if (first.rank() != 4) fail(op, ": a has shape ", shapeToString(first.shape()), ", expected [batch, heads, tokens, headDim]");
-  std::vector<Tensor> parts{first};
-  for (std::size_t i = 1; i < in.size(); ++i)
-    if (const Tensor* t = in.optional(i)) {
-      parts.push_back(t->contiguous());
-      expectShape(op, i == 1 ? "b" : "c", parts.back(), first.shape());
-    }
+  std::vector<Tensor> parts = mergeHeadsInputs("mergeHeads", in);
+  const Tensor& first = parts.front();
   std::int64_t B = first.dim(0), H = first.dim(1), N = first.dim(2), d = first.dim(3);
   Tensor out = Tensor::empty({B, N, std::int64_t(parts.size()) * H * d});
   std::vector<float*> ptrs;
@@ -195,9 +154,7 @@ std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
 
 std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
   Tensor x = in.required(0, "x").contiguous();
-  if (x.rank() != 3) fail("selectToken: x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, dim]");
-  std::int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2);
-  std::int64_t index = attrs.integer("index", 0, 0, std::max<std::int64_t>(0, N - 1));
+  const auto [B, N, D, index] = selectTokenShape(x, attrs);
   Tensor out = Tensor::empty({B, D});
   for (std::int64_t b = 0; b < B; ++b) std::memcpy(out.data() + b * D, x.data() + (b * N + index) * D, std::size_t(D) * sizeof(float));
   return {out};
@@ -205,10 +162,7 @@ std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
 
 std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs) {
   Tensor dy = in.required(0, "dy").contiguous();
-  if (dy.rank() != 2) fail("selectTokenBackward: dy has shape ", shapeToString(dy.shape()), ", expected [batch, dim]");
-  std::int64_t N = attrs.integer("tokens", 1, 1, std::int64_t(1) << 30);
-  std::int64_t index = attrs.integer("index", 0, 0, N - 1);
-  std::int64_t B = dy.dim(0), D = dy.dim(1);
+  const auto [B, N, D, index] = selectTokenBackwardShape(dy, attrs);
   Tensor dx = Tensor::zeros({B, N, D});
   for (std::int64_t b = 0; b < B; ++b) std::memcpy(dx.data() + (b * N + index) * D, dy.data() + b * D, std::size_t(D) * sizeof(float));
   return {dx};

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../cpu/shape_checks.h"
+#include "../cpu/vit_layout_shapes.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
@@ -19,24 +20,11 @@ namespace {
 
 // ---- patch embedding: a p x p, stride p convolution ----
 
-struct PatchGeometry {
-  std::int64_t batch, channels, height, width, dim, patch, gridH, gridW;
-  __host__ __device__ std::int64_t patches() const { return gridH * gridW; }
-  __host__ __device__ std::int64_t columns() const { return channels * patch * patch; }
-};
+using cpu::PatchGeometry;
 
+// The shared checks (cpu/vit_layout_shapes.h), then the element types this file handles.
 PatchGeometry patchGeometry(const char* op, const Tensor& images, const Tensor& weight) {
-  if (images.rank() != 4) fail(op, ": images has shape ", shapeToString(images.shape()), ", expected [batch, channels, height, width]");
-  if (weight.rank() != 4 || weight.dim(2) != weight.dim(3)) {
-    fail(op, ": weight has shape ", shapeToString(weight.shape()), ", expected [dim, channels, patch, patch]");
-  }
-  PatchGeometry g{images.dim(0), images.dim(1), images.dim(2), images.dim(3), weight.dim(0), weight.dim(2), 0, 0};
-  if (weight.dim(1) != g.channels) fail(op, ": weight has ", weight.dim(1), " input channels, images have ", g.channels);
-  if (g.patch < 1 || g.height % g.patch || g.width % g.patch) {
-    fail(op, ": image size ", g.height, "x", g.width, " is not divisible by the patch size ", g.patch);
-  }
-  g.gridH = g.height / g.patch;
-  g.gridW = g.width / g.patch;
+  PatchGeometry g = cpu::patchGeometry(op, images, weight);
   expectFloat32(op, "images", images);
   expectFloat32(op, "weight", weight);
   return g;
@@ -124,9 +112,9 @@ __global__ void dropClassRowKernel(const float* dx, float* dpatches, std::int64_
 }
 
 std::int64_t tokenDim(const char* op, const Tensor& patches) {
-  if (patches.rank() != 3) fail(op, ": patches has shape ", shapeToString(patches.shape()), ", expected [batch, patches, dim]");
+  std::int64_t D = cpu::tokenDim(op, patches);
   expectFloat32(op, "patches", patches);
-  return patches.dim(2);
+  return D;
 }
 
 std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
@@ -164,11 +152,6 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
 
 // ---- heads: [B, N, parts * H * d] <-> parts x [B, H, N, d] ----
 
-std::int64_t headsAttr(const char* op, const Attrs& attrs) {
-  if (!attrs.has("heads")) fail(op, ": attribute 'heads' is missing");
-  return attrs.integer("heads", 1, 1, 1 << 16);
-}
-
 struct HeadPointers {
   void* p[3];
 };
@@ -191,11 +174,9 @@ __global__ void permuteHeadsKernel(T* tokens, HeadPointers heads, std::int64_t B
 std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "splitHeads";
   Tensor x = in.required(0, "x").contiguous();
-  std::int64_t H = headsAttr(op, attrs), parts = attrs.integer("parts", 1, 1, 3);
-  if (x.rank() != 3 || x.dim(2) % (parts * H)) {
-    fail(op, ": x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, ", parts, " x heads x headDim] with heads = ", H);
-  }
-  std::int64_t B = x.dim(0), N = x.dim(1), d = x.dim(2) / (parts * H);
+  // Named copies, not a structured binding: the kernel launch below captures them in a lambda.
+  const cpu::HeadSplit split = cpu::headSplit(op, x, attrs);
+  const std::int64_t B = split.batch, N = split.tokens, H = split.heads, d = split.width, parts = split.parts;
   std::vector<Tensor> out;
   HeadPointers ptrs{};
   for (std::int64_t p = 0; p < parts; ++p) {
@@ -214,15 +195,9 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
 
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
   const char* op = "mergeHeads";
-  Tensor first = in.required(0, "a").contiguous();
-  if (first.rank() != 4) fail(op, ": a has shape ", shapeToString(first.shape()), ", expected [batch, heads, tokens, headDim]");
-  std::vector<Tensor> parts{first};
-  for (std::size_t i = 1; i < in.size(); ++i)
-    if (const Tensor* t = in.optional(i)) {
-      parts.push_back(t->contiguous());
-      expectShape(op, i == 1 ? "b" : "c", parts.back(), first.shape());
-      expectSameDType(op, i == 1 ? "b" : "c", parts.back(), first.dtype());
-    }
+  std::vector<Tensor> parts = cpu::mergeHeadsInputs(op, in);
+  const Tensor& first = parts.front();
+  for (std::size_t i = 1; i < parts.size(); ++i) expectSameDType(op, i == 1 ? "b" : "c", parts[i], first.dtype());
   std::int64_t B = first.dim(0), H = first.dim(1), N = first.dim(2), d = first.dim(3);
   Tensor out = deviceEmpty({B, N, std::int64_t(parts.size()) * H * d}, first.dtype());
   HeadPointers ptrs{};
@@ -242,9 +217,7 @@ std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
 
 std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
   Tensor x = in.required(0, "x").contiguous();
-  if (x.rank() != 3) fail("selectToken: x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, dim]");
-  std::int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2);
-  std::int64_t index = attrs.integer("index", 0, 0, std::max<std::int64_t>(0, N - 1));
+  const auto [B, N, D, index] = cpu::selectTokenShape(x, attrs);
   Tensor out = deviceEmpty({B, D}, x.dtype());
   std::size_t row = std::size_t(D) * x.elementSize();
   if (B && D) {
@@ -256,10 +229,7 @@ std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
 
 std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs) {
   Tensor dy = in.required(0, "dy").contiguous();
-  if (dy.rank() != 2) fail("selectTokenBackward: dy has shape ", shapeToString(dy.shape()), ", expected [batch, dim]");
-  std::int64_t N = attrs.integer("tokens", 1, 1, std::int64_t(1) << 30);
-  std::int64_t index = attrs.integer("index", 0, 0, N - 1);
-  std::int64_t B = dy.dim(0), D = dy.dim(1);
+  const auto [B, N, D, index] = cpu::selectTokenBackwardShape(dy, attrs);
   Tensor dx = deviceZeros({B, N, D}, dy.dtype());
   std::size_t row = std::size_t(D) * dy.elementSize();
   if (B && D) {
