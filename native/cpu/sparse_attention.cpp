@@ -18,7 +18,8 @@ namespace castling::cpu {
 
 namespace {
 
-// Query rows per job: enough to amortise handing out a job, few enough to balance the threads.
+// Query rows per backward job: enough to amortise handing out a job, few enough to balance the
+// threads.
 constexpr std::int64_t kRowsPerJob = 16;
 
 float attentionScale(const char* op, const Attrs& attrs, std::int64_t width) {
@@ -133,14 +134,14 @@ std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   float scale = attentionScale(op, attrs, s.width);
   Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
   const SparsifinerKernels& kt = sparsifinerKernels();
-  std::int64_t blocks = (s.tokens + kRowsPerJob - 1) / kRowsPerJob;
+  std::int64_t blocks = (s.tokens + kSparseForwardRows - 1) / kSparseForwardRows;
   std::vector<char> valid(std::size_t(s.count() * blocks), 1);
-  runAttentionJobs(s.count() * blocks, kt.sparseScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
-    std::int64_t head = job / blocks, row0 = job % blocks * kRowsPerJob;
+  runAttentionJobs(s.count() * blocks, kt.sparseForwardScratchFloats(s.tokens, s.width, x.kept), [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / blocks, row0 = job % blocks * kSparseForwardRows;
     SparseAttentionArgs a = headArgs(x, head, scale);
     a.y = y.data() + head * s.headFloats();
     a.lse = lse.data() + head * s.tokens;
-    valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kRowsPerJob), scratch);
+    valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kSparseForwardRows), scratch);
   });
   if (std::find(valid.begin(), valid.end(), 0) != valid.end()) reportBadIndices(op, x.indices, s, x.kept);
   return {y, lse};
@@ -171,7 +172,7 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   }
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::vector<char> valid(std::size_t(s.count() * ranges), 1);
-  runAttentionJobs(s.count() * ranges, kt.sparseScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
+  runAttentionJobs(s.count() * ranges, kt.sparseBackwardScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
     SparseAttentionArgs a = headArgs(x, head, scale);
     a.dy = dy.data() + off;

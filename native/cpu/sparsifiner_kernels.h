@@ -36,10 +36,15 @@ struct SparseAttentionArgs {
   float* dv;  // accumulated, like dk
 };
 
+// Query rows the forward takes together: the tiles of K and V it loads into L1 serve this many
+// queries each (callers hand out jobs of this many rows).
+constexpr std::int64_t kSparseForwardRows = 32;
+
 struct SparsifinerKernels {
   Isa isa;
 
-  std::int64_t (*sparseScratchFloats)(std::int64_t n, std::int64_t d);
+  std::int64_t (*sparseForwardScratchFloats)(std::int64_t n, std::int64_t d, std::int64_t kept);
+  std::int64_t (*sparseBackwardScratchFloats)(std::int64_t n, std::int64_t d);
   // Query rows [rowBegin, rowEnd) of one head; false when an index row is invalid.
   bool (*sparseForward)(const SparseAttentionArgs& args, std::int64_t rowBegin, std::int64_t rowEnd,
                         float* scratch);

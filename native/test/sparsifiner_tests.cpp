@@ -71,7 +71,10 @@ std::vector<float> randomIndices(const Dims& s, std::int64_t kept) {
   for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng());
-    std::int64_t count = kept == 1 ? 1 : std::uniform_int_distribution<std::int64_t>(std::max<std::int64_t>(1, kept / 2), kept)(rng());
+    // Every other row full (no padding: the kernels' vectorised reading), the rest padded.
+    std::int64_t count = kept == 1 || row % 2 == 0
+                             ? kept
+                             : std::uniform_int_distribution<std::int64_t>(std::max<std::int64_t>(1, kept / 2), kept)(rng());
     std::vector<int> keys(order.begin(), order.begin() + count);
     std::sort(keys.begin(), keys.end());
     std::vector<bool> pad(std::size_t(kept), false);
@@ -793,6 +796,25 @@ TEST(sparsifiner_ops_reject_bad_inputs) {
   bad = idx;
   std::fill(bad.begin() + (17 + 2) * 4, bad.begin() + (17 + 3) * 4, -1.0f);
   CHECK(failsWith([&] { sparse(bad, ishape); }, "indices row [0, 1, 2] keeps no key"));
+  // Rows without padding, long enough for whole vectors: a repeated key, a NaN, a key out of range.
+  {
+    Shape wide{1, 1, 40, 20};
+    std::vector<float> full(std::size_t(40 * 20));
+    for (std::int64_t row = 0; row < 40; ++row)
+      for (std::int64_t j = 0; j < 20; ++j) full[std::size_t(row * 20 + j)] = float(j * 2);
+    Tensor tw = Tensor::zeros({1, 1, 40, 8});
+    auto wideSparse = [&](const std::vector<float>& values) { runOp("sparseAttention", {tw, tw, tw, tensorOf(wide, values)}, none); };
+    wideSparse(full);  // valid
+    auto badFull = full;
+    badFull[7 * 20 + 17] = badFull[7 * 20 + 16];
+    CHECK(failsWith([&] { wideSparse(badFull); }, "indices[0, 0, 7, 17] is 32, expected -1 (padding) or an integer key index in [0, 40) greater than"));
+    badFull = full;
+    badFull[9 * 20 + 5] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(failsWith([&] { wideSparse(badFull); }, "indices[0, 0, 9, 5] is nan"));
+    badFull = full;
+    badFull[3 * 20 + 19] = 40;
+    CHECK(failsWith([&] { wideSparse(badFull); }, "indices[0, 0, 3, 19] is 40"));
+  }
   bad = idx;
   std::fill(bad.begin(), bad.begin() + 4, 99.0f);  // row 0 is dense: its slots are never read
   sparse(bad, ishape);
