@@ -1,7 +1,10 @@
 // `bench model`: images/s of predict (batch 1 and 8) and trainStep (batch 32) for DeiT-Tiny and
 // DeiT-Small with softmax and castling attention at 224, 448 and 896 pixels, and for predict the
-// share of the pass spent outside the kernels (the orchestration around them).
+// share of the pass spent outside the kernels (the orchestration around them). A trainStep batch
+// whose activations would not fit in the memory budget runs as micro-batches (gradient
+// accumulation, trainStep's microBatch option); the record says which micro-batch was used.
 import { AdamW, Tensor, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import { native } from '../lib/native.js';
 import { stats, type BenchRecord } from './common.js';
 
 export interface ModelBenchOptions {
@@ -11,7 +14,7 @@ export interface ModelBenchOptions {
   predictBatches?: number[];
   trainBatch?: number;
   repeats?: number;
-  /** Skip trainStep cases whose activations would not fit in this many bytes. */
+  /** Bytes of activations a trainStep pass may keep: larger batches run as micro-batches that fit. */
   memoryBudget?: number;
   log?: (line: string) => void;
 }
@@ -25,6 +28,17 @@ function randomImages(batch: number, size: number): Tensor {
 /** Rough bytes a training step keeps for its backward: about 24 activations of tokens x width per block. */
 function trainBytes(batch: number, tokens: number, width: number, depth: number): number {
   return batch * tokens * width * 4 * 24 * depth;
+}
+
+/**
+ * The micro-batch for a training batch under a memory budget: as few passes as fit, of equal
+ * size where possible (32 in passes of at most 10 runs as 4 x 8, not 10, 10, 10, 2); 0 when not
+ * even one image fits.
+ */
+export function microBatchFor(batch: number, perImageBytes: number, budget: number): number {
+  const most = Math.min(batch, Math.floor(budget / perImageBytes));
+  if (most < 1) return 0;
+  return Math.ceil(batch / Math.ceil(batch / most));
 }
 
 export async function benchModel(o: ModelBenchOptions = {}): Promise<BenchRecord[]> {
@@ -57,26 +71,34 @@ export async function benchModel(o: ModelBenchOptions = {}): Promise<BenchRecord
           images.dispose();
         }
         const trainBatch = o.trainBatch ?? 32;
-        const need = trainBytes(trainBatch, tokens, presets[name].width, presets[name].depth);
-        if (need > (o.memoryBudget ?? 12e9)) {
-          records.push({ kind: attention, model: name, image, tokens, batch: trainBatch, pass: 'train', skipped: `needs about ${(need / 1e9).toFixed(0)} GB of activations` });
-          log(`${name} ${attention} ${image}px trainStep batch ${trainBatch}: skipped (about ${(need / 1e9).toFixed(0)} GB of activations)`);
+        const perImage = trainBytes(1, tokens, presets[name].width, presets[name].depth);
+        const budget = o.memoryBudget ?? 12e9;
+        const microBatch = microBatchFor(trainBatch, perImage, budget);
+        if (microBatch === 0) {
+          records.push({ kind: attention, model: name, image, tokens, batch: trainBatch, pass: 'train', skipped: `one image needs about ${(perImage / 1e9).toFixed(1)} GB of activations` });
+          log(`${name} ${attention} ${image}px trainStep batch ${trainBatch}: skipped (one image needs about ${(perImage / 1e9).toFixed(1)} GB of activations)`);
         } else {
           const images = randomImages(trainBatch, image);
           const labels = Array.from({ length: trainBatch }, (_, i) => i % 1000);
           // Training runs the model in training form: castling with its auxiliary branch on.
           const trainable = VisionTransformer.create({ ...presets[name], attention, imageSize: image });
           const trainOpt = new AdamW(trainable.parameters(), { lr: 1e-4 });
-          await trainable.trainStep(images, labels, trainOpt);
+          // Absent when the whole batch fits: the ordinary single-pass step.
+          const stepOptions = microBatch < trainBatch ? { microBatch } : {};
+          await trainable.trainStep(images, labels, trainOpt, stepOptions);
           const times: number[] = [];
+          native.memoryStats(true); // peakBytes: the most native memory a step adds to what is live before it
+          const live = native.memoryStats().liveBytes;
           for (let r = 0; r < Math.max(1, repeats - 1); r++) {
             const start = performance.now();
-            await trainable.trainStep(images, labels, trainOpt);
+            await trainable.trainStep(images, labels, trainOpt, stepOptions);
             times.push(performance.now() - start);
           }
           const s = stats(times);
-          records.push({ kind: attention, model: name, image, tokens, batch: trainBatch, pass: 'train', ...s, imagesPerSecond: (1000 * trainBatch) / s.medianMs });
-          log(`${name} ${attention} ${image}px trainStep batch ${trainBatch}: ${s.medianMs.toFixed(0)} ms (${((1000 * trainBatch) / s.medianMs).toFixed(1)} img/s)`);
+          const peakBytes = native.memoryStats().peakBytes - live;
+          records.push({ kind: attention, model: name, image, tokens, batch: trainBatch, microBatch, pass: 'train', ...s, imagesPerSecond: (1000 * trainBatch) / s.medianMs, peakBytes });
+          const split = microBatch < trainBatch ? ` in micro-batches of ${microBatch}` : '';
+          log(`${name} ${attention} ${image}px trainStep batch ${trainBatch}${split}: ${s.medianMs.toFixed(0)} ms (${((1000 * trainBatch) / s.medianMs).toFixed(1)} img/s, peak ${(peakBytes / 1e9).toFixed(2)} GB over the model)`);
           trainable.dispose();
           images.dispose();
         }

@@ -8,7 +8,7 @@ import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
 import { benchOnnx, type OnnxKind } from './onnx.js';
 import { writeLineChart } from './chart.js';
-import type { CpuPath } from '../lib/index.js';
+import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 interface Bench {
   describe: string;
@@ -68,12 +68,13 @@ const benches: Record<string, Bench> = {
     },
   },
   model: {
-    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32), deit-tiny/small x softmax/castling x 224/448/896 (--models, --images, --batches, --train-budget BYTES, --quick: deit-tiny, 224)',
-    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'medianMs', 'imagesPerSecond', 'outsideKernels', 'skipped'],
+    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32, in micro-batches whose activations fit --train-budget BYTES, default 12e9), deit-tiny/small x softmax/castling x 224/448/896 (--models, --kinds, --images, --batches, --repeats, --quick: deit-tiny, 224)',
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'outsideKernels', 'peakBytes', 'skipped'],
     run: (o) =>
       benchModel({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
         images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
         predictBatches: numbers(o.batches),
         memoryBudget: typeof o['train-budget'] === 'string' ? Number(o['train-budget']) : undefined,
         repeats: numbers(o.repeats)?.[0],

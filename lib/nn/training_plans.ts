@@ -14,15 +14,26 @@ export interface StepOptions {
 }
 
 /**
- * A training step. Inputs, in order: images, labels, schedule ([lr, step]), then the teacher's
- * logits (with distillation) and the drop-path scales (two per block). Returns the kept slots:
+ * A training step. Inputs, in order: images, labels, the teacher's logits (with distillation),
+ * the drop-path scales (two per block), then the schedule ([lr, step]). Returns the kept slots:
  * loss, correct count, then the distillation loss (with distillation) and the auxiliary
  * branch's L1 sums (one per block while it is on).
  */
 export function recordTrainingStep(p: PlanBuilder, graph: VitGraph, params: Map<string, Tensor>, config: VitConfig, optimizer: AdamW, o: StepOptions): Slot[] {
+  const { kept, grads } = recordLossAndGradients(p, graph, params, config, o, 1);
+  recordUpdates(p, params, config, grads, optimizer, p.input('schedule'));
+  return kept;
+}
+
+/**
+ * Forward, loss and backward of a step (inputs images, labels, then the teacher's logits and the
+ * drop-path scales when used). `weight` scales the gradient of the mean losses (cross-entropy and
+ * distillation): a micro-batch's share of its batch. The L1 term of the auxiliary branch is a sum
+ * over the images, so its gradient (added inside the attention backward) is never scaled.
+ */
+function recordLossAndGradients(p: PlanBuilder, graph: VitGraph, params: Map<string, Tensor>, config: VitConfig, o: StepOptions, weight: number): { kept: Slot[]; grads: Map<string, Slot> } {
   const images = p.input('images');
   const labels = p.input('labels');
-  const schedule = p.input('schedule');
   const teacher = o.distill ? p.input('teacherLogits') : null;
   const drop = o.dropPath ? Array.from({ length: config.depth }, (_, i) => [p.input(`drop${i}a`), p.input(`drop${i}b`)] as [Slot, Slot]) : undefined;
   const forwardOptions = { training: true, aux: o.aux, dropPath: drop };
@@ -35,13 +46,52 @@ export function recordTrainingStep(p: PlanBuilder, graph: VitGraph, params: Map<
     dlogits = p.op('add', [dlogits, kdGrad!])[0]!;
     extra.push(kdLoss!);
   }
+  if (weight !== 1) dlogits = p.op('scale', [dlogits], { scale: weight })[0]!;
   const grads = graph.backward(f, dlogits, forwardOptions);
   // Every parameter learns, except a Sparsifiner's predictor: its top-k passes no gradient.
   for (const name of params.keys()) {
     if (!grads.has(name) && !name.includes('.attn.predictor.')) throw new Error(`internal: no gradient recorded for '${name}'`);
   }
+  return { kept: [loss!, correct!, ...extra, ...f.auxL1], grads };
+}
+
+/** The parameters that learn in a stage, in the model's order: the order of accumulated gradients. */
+export function learningParameters(params: Map<string, Tensor>, stage: 'finetune' | 'reconstruction'): string[] {
+  return [...params.keys()].filter((name) => name.includes('.attn.predictor.') === (stage === 'reconstruction'));
+}
+
+/**
+ * One micro-batch of an accumulated step (no update): inputs as recordTrainingStep without the
+ * schedule, then with `accumulate` the running gradient sums (one per learning parameter, in
+ * learningParameters order). Returns its kept slots, then the new sums.
+ */
+export function recordTrainingChunk(p: PlanBuilder, graph: VitGraph, params: Map<string, Tensor>, config: VitConfig, o: StepOptions, weight: number, accumulate: boolean): Slot[] {
+  const { kept, grads } = recordLossAndGradients(p, graph, params, config, o, weight);
+  return [...kept, ...recordSums(p, grads, learningParameters(params, 'finetune'), accumulate)];
+}
+
+/** A micro-batch of Sparsifiner's stage 1: input images, then as recordTrainingChunk (its loss is a sum: no weight). */
+export function recordReconstructionChunk(p: PlanBuilder, graph: VitGraph, params: Map<string, Tensor>, accumulate: boolean): Slot[] {
+  const { losses, grads } = graph.reconstruction(p.input('images'));
+  return [...losses, ...recordSums(p, grads, learningParameters(params, 'reconstruction'), accumulate)];
+}
+
+/** The update of an accumulated step: inputs the schedule, then the summed gradients of `names`. */
+export function recordAccumulatedUpdate(p: PlanBuilder, params: Map<string, Tensor>, config: VitConfig, optimizer: AdamW, names: string[]): Slot[] {
+  const schedule = p.input('schedule');
+  const grads = new Map(names.map((name) => [name, p.input(`grad:${name}`)]));
   recordUpdates(p, params, config, grads, optimizer, schedule);
-  return [loss!, correct!, ...extra, ...f.auxL1];
+  return [];
+}
+
+/** The gradients of `names`, each added to a running sum (an input) when `accumulate`. */
+function recordSums(p: PlanBuilder, grads: Map<string, Slot>, names: string[], accumulate: boolean): Slot[] {
+  if (grads.size !== names.length) throw new Error(`internal: ${grads.size} gradients recorded, ${names.length} parameters learn`);
+  return names.map((name) => {
+    const g = grads.get(name);
+    if (!g) throw new Error(`internal: no gradient recorded for '${name}'`);
+    return accumulate ? p.op('add', [p.input(`sum:${name}`), g])[0]! : g;
+  });
 }
 
 /**

@@ -9,6 +9,7 @@ import { Tensor } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { SeededRandom } from './random.js';
+import { accumulatedReconstructionStep, accumulatedTrainingStep, checkMicroBatch, type AccumulationContext } from './micro_batch.js';
 import { checkLabels, checkOptimizer, dropPathScales } from './training_inputs.js';
 import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
@@ -44,6 +45,14 @@ export interface TrainStepOptions {
   stage?: 'finetune' | 'reconstruction';
   /** Adds distillation from a teacher's logits (e.g. the dense model a Sparsifiner was made from). */
   distillation?: { teacher: VisionTransformer; weight?: number; temperature?: number };
+  /**
+   * Gradient accumulation: the most images per forward and backward pass. A larger batch runs as
+   * micro-batches of this many images (the last may be smaller), their gradients summed (each
+   * weighted by its share of the batch: the full batch's mean-loss gradient up to float rounding),
+   * then clipped and applied in one optimizer step. Activation memory follows the micro-batch.
+   * Absent: the whole batch in one pass.
+   */
+  microBatch?: number;
 }
 
 export interface TrainStepResult {
@@ -55,6 +64,12 @@ export interface TrainStepResult {
   lr: number;
   /** Castling models: the auxiliary branch's threshold this step (null: branch off). */
   tau: number | null;
+}
+
+/** A plan's error, with a non-finite input reported as the caller's images. */
+function imagesError(what: string, error: unknown): unknown {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.startsWith('checkFinite:') ? new Error(`${what}: images must be finite: ${message.slice('checkFinite: '.length)}`) : error;
 }
 
 /**
@@ -226,9 +241,7 @@ export class VisionTransformer {
       const [logits] = await this.inferencePlan(batch).run(images);
       return logits!;
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (message.startsWith('checkFinite:')) throw new Error(`predict: images must be finite: ${message.slice('checkFinite: '.length)}`);
-      throw error;
+      throw imagesError('predict', error);
     }
   }
 
@@ -243,6 +256,7 @@ export class VisionTransformer {
     checkOptimizer(this.params, optimizer);
     const smoothing = options.labelSmoothing ?? 0;
     if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
+    const micro = checkMicroBatch(options.microBatch, batch);
     if (options.castling && this.config.attention === 'castling' && !this.castledForGood) {
       if (!optimizer.options.totalSteps) throw new Error('trainStep: a castling schedule needs the optimizer to know totalSteps');
       const state = castlingAt(optimizer.fraction, options.castling);
@@ -251,27 +265,35 @@ export class VisionTransformer {
     if (options.stage === 'reconstruction') {
       if (this.config.attention !== 'sparsifiner') throw new Error("trainStep: the 'reconstruction' stage is for sparsifiner models");
       if (!(labels instanceof Tensor)) labelTensor.dispose();
-      return this.reconstructionStep(images, optimizer);
+      return this.reconstructionStep(images, optimizer, micro);
     }
     const distill = options.distillation;
-    let teacherLogits: Tensor | null = null;
     if (distill) {
       if (!(distill.teacher instanceof VisionTransformer)) throw new TypeError('trainStep: distillation.teacher must be a VisionTransformer');
-      teacherLogits = await distill.teacher.predict(images);
-      if (teacherLogits.shape[1] !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${teacherLogits.shape[1]} classes, this model ${this.config.numClasses}`);
+      if (distill.teacher.config.numClasses !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${distill.teacher.config.numClasses} classes, this model ${this.config.numClasses}`);
     }
     const dropScales = dropPathScales(this.config, batch, optimizer.step);
     const stepOptions = { aux: this.auxBranch, smoothing, dropPath: dropScales !== null, distill: distill ? { weight: distill.weight ?? 1, temperature: distill.temperature ?? 1 } : null };
-    const plan = this.trainingPlan(`train:${batch}:${JSON.stringify(stepOptions)}`, optimizer, (p, graph) => recordTrainingStep(p, graph, this.params, this.config, optimizer, stepOptions));
+    const key = `train:${batch}:${JSON.stringify(stepOptions)}`;
+    const tau = this.auxBranch?.tau ?? null;
+    if (micro < batch) {
+      const teacher = distill ? (chunk: Tensor) => distill.teacher.predict(chunk) : null;
+      const context = this.accumulation(`${key}:micro${micro}`, optimizer);
+      const step = await accumulatedTrainingStep(context, images, labelTensor, stepOptions, micro, dropScales, teacher).catch((error: unknown) => {
+        throw imagesError('trainStep', error);
+      });
+      if (!(labels instanceof Tensor)) labelTensor.dispose();
+      return { loss: step.loss, accuracy: step.correct / batch, lr: step.lr, tau };
+    }
+    const teacherLogits = distill ? await distill.teacher.predict(images) : null;
+    const plan = this.trainingPlan(key, optimizer, (p, graph) => recordTrainingStep(p, graph, this.params, this.config, optimizer, stepOptions));
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
     try {
-      outputs = await plan.run(images, labelTensor, optimizer.scheduleTensor, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []));
+      outputs = await plan.run(images, labelTensor, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []), optimizer.scheduleTensor);
     } catch (error) {
       optimizer.step -= 1;
-      const message = error instanceof Error ? error.message : String(error);
-      if (message.startsWith('checkFinite:')) throw new Error(`trainStep: images must be finite: ${message.slice('checkFinite: '.length)}`);
-      throw error;
+      throw imagesError('trainStep', error);
     }
     teacherLogits?.dispose();
     const [loss, correct, ...extra] = outputs.map((t) => {
@@ -283,12 +305,16 @@ export class VisionTransformer {
     const distillLoss = distill ? extra.shift()! : 0;
     const l1Total = extra.reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
     if (!(labels instanceof Tensor)) labelTensor.dispose();
-    return { loss: loss! + distillLoss + l1Total, accuracy: correct! / batch, lr, tau: this.auxBranch?.tau ?? null };
+    return { loss: loss! + distillLoss + l1Total, accuracy: correct! / batch, lr, tau };
   }
 
   /** Sparsifiner stage 1: only the predictors learn, from the dense attention of their block. */
-  private async reconstructionStep(images: Tensor, optimizer: AdamW): Promise<TrainStepResult> {
+  private async reconstructionStep(images: Tensor, optimizer: AdamW, micro: number): Promise<TrainStepResult> {
     const batch = images.shape[0]!;
+    if (micro < batch) {
+      const step = await accumulatedReconstructionStep(this.accumulation(`reconstruct:${batch}:micro${micro}`, optimizer), images, micro);
+      return { loss: step.lossSum / batch, accuracy: Number.NaN, lr: step.lr, tau: null };
+    }
     const plan = this.trainingPlan(`reconstruct:${batch}`, optimizer, (p, graph) => recordReconstructionStep(p, graph, this.params, this.config, optimizer));
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
@@ -365,15 +391,23 @@ export class VisionTransformer {
     return shape[0]!;
   }
 
+  /** What a step accumulated over micro-batches needs of the model; its plans are the group `group`. */
+  private accumulation(group: string, optimizer: AdamW): AccumulationContext {
+    return { params: this.params, config: this.config, optimizer, plan: (key, record) => this.trainingPlan(`${group}|${key}`, optimizer, record) };
+  }
+
   /**
-   * A training plan from the cache, or recorded by `record`. One training plan is kept at a time
-   * (the schedule changes the auxiliary branch's threshold step by step during its ramp), and a
-   * new optimizer means new moment tensors: a new plan.
+   * A training plan from the cache, or recorded by `record`. The training plans of one kind of
+   * step are kept at a time (keys 'group|plan': an accumulated step has a plan per micro-batch
+   * size and one for the update; the schedule changes the auxiliary branch's threshold step by
+   * step during its ramp), and a new optimizer means new moment tensors: new plans.
    */
   private trainingPlan(key: string, optimizer: AdamW, record: (p: PlanBuilder, graph: VitGraph) => Slot[]): CompiledPlan {
     const cached = this.plans.get(key);
     if (cached && this.planOptimizer === optimizer) return cached;
-    for (const k of [...this.plans.keys()]) if (!k.startsWith('predict:')) this.plans.delete(k);
+    const group = key.split('|')[0]!;
+    const stale = (k: string) => !k.startsWith('predict:') && (this.planOptimizer !== optimizer || k.split('|')[0] !== group);
+    for (const k of [...this.plans.keys()]) if (stale(k)) this.plans.delete(k);
     this.planOptimizer = optimizer;
     const p = new PlanBuilder();
     const plan = p.build(record(p, this.graph(p)));
