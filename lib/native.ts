@@ -64,7 +64,8 @@ export interface NativeAddon {
   memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number; cachedBytes: number };
   releaseCachedMemory(): void;
   timeGemm(
-    options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number },
+    /** bCopies: cycle through that many copies of B (weights coming from memory, not cache). */
+    options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number; bCopies?: number },
     isa?: string,
   ): Promise<number[]>;
 }

@@ -99,6 +99,49 @@ TEST(gemm_blocking_threads_and_epilogues) {
   }
 }
 
+// The thread partition at the shapes of a ViT's linear layers (B transposed as the linear op
+// passes it, M = 197 tokens) and awkward neighbours of them: a single column, one column short of
+// two micro-tiles, N = 384 (two column blocks of 192 across 2 threads), one past it, K of one
+// step, one K-slice and four. Every thread count must match the float64 reference, and repeated
+// calls with the same thread count must give the same bits.
+TEST(gemm_linear_shapes_partition) {
+  const std::int64_t Ns[] = {1, 63, 384, 385};
+  const std::int64_t Ks[] = {1, 384, 1536};
+  for (std::int64_t M : {std::int64_t(197), std::int64_t(13)}) {
+    for (std::int64_t N : Ns) {
+      for (std::int64_t K : Ks) {
+        auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(N * K));
+        auto bias = randomVector(std::size_t(N));
+        std::vector<double> want(std::size_t(M * N));
+        for (std::int64_t i = 0; i < M; ++i)
+          for (std::int64_t j = 0; j < N; ++j) {
+            double sum = 0;
+            for (std::int64_t k = 0; k < K; ++k) sum += double(a[i * K + k]) * double(b[j * K + k]);
+            want[i * N + j] = sum + bias[j];
+          }
+        for (int threads = 1; threads <= 4; ++threads) {
+          std::vector<float> first;
+          for (int repeat = 0; repeat < 2; ++repeat) {
+            std::vector<float> c(std::size_t(M * N), -3.0f);
+            cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), false, b.data(), true, c.data());
+            g.epilogue.bias = bias.data();
+            cpu::sgemm(cpu::kernels(), g, threads);
+            double err = errorRatio(c.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
+            if (err > 1)
+              std::fprintf(stderr, "  M=%ld N=%ld K=%ld threads=%d error ratio %g\n", long(M), long(N), long(K),
+                           threads, err);
+            CHECK(err <= 1);
+            if (repeat == 0)
+              first = c;
+            else
+              CHECK(std::memcmp(first.data(), c.data(), c.size() * sizeof(float)) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
 int main() {
   cpu::registerCpuOps(OpRegistry::global());
   return runAll();
