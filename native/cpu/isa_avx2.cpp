@@ -24,12 +24,15 @@ constexpr int kNr = 16;
 // How far ahead (in k steps) the B panel is prefetched into L1: ~100 cycles at 6 cycles a step.
 constexpr int kPrefetchSteps = 16;
 
-inline void fmaStep(__m256 (&acc)[kMr][2], const float* a, const float* b) {
+// One k step: A's MR values broadcast, B's NR values loaded. A is the packed panel (element i at
+// a[i]) or, kDirect, MR rows of the source read in place (element i at a[i * lda]).
+template <bool kDirect>
+inline void fmaStep(__m256 (&acc)[kMr][2], const float* a, std::int64_t lda, const float* b) {
   __m256 b0 = _mm256_load_ps(b);
   __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
   for (int i = 0; i < kMr; ++i) {
-    __m256 ai = _mm256_broadcast_ss(a + i);
+    __m256 ai = _mm256_broadcast_ss(kDirect ? a + i * lda : a + i);
     acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
     acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
   }
@@ -37,8 +40,11 @@ inline void fmaStep(__m256 (&acc)[kMr][2], const float* a, const float* b) {
 
 inline void prefetchL1(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 
-void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
-               float alpha, bool accumulate) {
+// A step of k moves a packed A panel by MR floats, rows read in place by one float.
+template <bool kDirect>
+void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                float alpha, bool accumulate) {
+  constexpr std::int64_t aStep = kDirect ? 1 : kMr;
   // The C tile is read (or written) only after the k loop: ask for its lines now so that the
   // misses overlap with the FMAs instead of stalling the stores at the end.
 #pragma GCC unroll 6
@@ -56,14 +62,14 @@ void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::i
 #pragma GCC unroll 4
     for (int u = 0; u < 4; ++u) {
       prefetchL1(b + (kPrefetchSteps + u) * kNr);
-      fmaStep(acc, a + u * kMr, b + u * kNr);
+      fmaStep<kDirect>(acc, a + u * aStep, lda, b + u * kNr);
     }
-    a += 4 * kMr;
+    a += 4 * aStep;
     b += 4 * kNr;
   }
   for (; k < kc; ++k) {
-    fmaStep(acc, a, b);
-    a += kMr;
+    fmaStep<kDirect>(acc, a, lda, b);
+    a += aStep;
     b += kNr;
   }
   __m256 va = _mm256_set1_ps(alpha);
@@ -80,11 +86,21 @@ void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::i
   }
 }
 
+void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, float alpha,
+               bool accumulate) {
+  gemmMicroT<false>(kc, a, 0, b, c, ldc, alpha, accumulate);
+}
+
+void gemmMicroDirectA(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                      std::int64_t ldc, float alpha, bool accumulate) {
+  gemmMicroT<true>(kc, a, lda, b, c, ldc, alpha, accumulate);
+}
+
 }  // namespace
 
 const KernelTable& avx2Kernels() {
   static const KernelTable table{
-      Isa::Avx2,    kMr,         kNr,          gemmMicro,           epilogueTile,
+      Isa::Avx2,    kMr,         kNr,          gemmMicro,           gemmMicroDirectA,    epilogueTile,
       add,          scale,       gelu,         geluBackward,        softmaxRows,
       softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
   return table;

@@ -27,12 +27,26 @@ constexpr int kNr = 32;
 // step, enough to cover an L2 hit, which the L1 streamer alone does not issue early enough.
 constexpr int kPrefetchSteps = 8;
 
-inline void fmaStep(__m512 (&acc)[kMr][2], const float* a, const float* b) {
+// One k step: A's MR values broadcast, B's NR values loaded. A is the packed panel (element i at
+// a[i]) or, kDirect, MR rows of the source read in place: rows 4g + j at rows[g][j * lda], with
+// 3 lda computed once (lda3), so that every address is a base, an index and a scale (no
+// per-row pointer registers, no spills).
+template <bool kDirect>
+inline void fmaStep(__m512 (&acc)[kMr][2], const float* a, const float* const (&rows)[3], std::int64_t lda,
+                    std::int64_t lda3, std::int64_t u, const float* b) {
   __m512 b0 = _mm512_load_ps(b);
   __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
   for (int i = 0; i < kMr; ++i) {
-    __m512 ai = _mm512_set1_ps(a[i]);
+    float ai_scalar;
+    if constexpr (kDirect) {
+      const float* base = rows[i / 4] + u;
+      const int j = i % 4;
+      ai_scalar = j == 0 ? base[0] : j == 1 ? base[lda] : j == 2 ? base[2 * lda] : base[lda3];
+    } else {
+      ai_scalar = a[i];
+    }
+    __m512 ai = _mm512_set1_ps(ai_scalar);
     acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
     acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
   }
@@ -40,8 +54,13 @@ inline void fmaStep(__m512 (&acc)[kMr][2], const float* a, const float* b) {
 
 inline void prefetchL1(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 
-void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
-               float alpha, bool accumulate) {
+// A step of k moves a packed A panel by MR floats, rows read in place by one float.
+template <bool kDirect>
+void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                float alpha, bool accumulate) {
+  constexpr std::int64_t aStep = kDirect ? 1 : kMr;
+  const float* rows[3] = {a, a + 4 * lda, a + 8 * lda};  // (kDirect only)
+  const std::int64_t lda3 = 3 * lda;
   // The C tile is read (or written) only after the k loop: ask for its lines now so that the
   // misses overlap with the FMAs instead of stalling the stores at the end.
 #pragma GCC unroll 12
@@ -60,14 +79,16 @@ void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::i
     for (int u = 0; u < 4; ++u) {
       prefetchL1(b + (kPrefetchSteps + u) * kNr);
       prefetchL1(b + (kPrefetchSteps + u) * kNr + 16);
-      fmaStep(acc, a + u * kMr, b + u * kNr);
+      fmaStep<kDirect>(acc, a + u * aStep, rows, lda, lda3, u, b + u * kNr);
     }
-    a += 4 * kMr;
+    a += 4 * aStep;
+    for (auto& r : rows) r += 4;
     b += 4 * kNr;
   }
   for (; k < kc; ++k) {
-    fmaStep(acc, a, b);
-    a += kMr;
+    fmaStep<kDirect>(acc, a, rows, lda, lda3, 0, b);
+    a += aStep;
+    for (auto& r : rows) r += 1;
     b += kNr;
   }
   __m512 va = _mm512_set1_ps(alpha);
@@ -84,11 +105,21 @@ void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::i
   }
 }
 
+void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, float alpha,
+               bool accumulate) {
+  gemmMicroT<false>(kc, a, 0, b, c, ldc, alpha, accumulate);
+}
+
+void gemmMicroDirectA(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                      std::int64_t ldc, float alpha, bool accumulate) {
+  gemmMicroT<true>(kc, a, lda, b, c, ldc, alpha, accumulate);
+}
+
 }  // namespace
 
 const KernelTable& avx512Kernels() {
   static const KernelTable table{
-      Isa::Avx512,  kMr,         kNr,          gemmMicro,           epilogueTile,
+      Isa::Avx512,  kMr,         kNr,          gemmMicro,           gemmMicroDirectA,    epilogueTile,
       add,          scale,       gelu,         geluBackward,        softmaxRows,
       softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
   return table;

@@ -16,13 +16,15 @@ namespace {  // internal linkage: see vector_math.inc
 constexpr int kMr = 4;
 constexpr int kNr = 8;
 
-void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
-               float alpha, bool accumulate) {
+// A is the packed panel (element (i, k) at a[k * MR + i]) or, kDirect, MR rows read in place
+// (element (i, k) at a[i * lda + k]).
+template <bool kDirect>
+void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
+                float alpha, bool accumulate) {
   float acc[kMr][kNr] = {};
   for (std::int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < kMr; ++i)
-      for (int j = 0; j < kNr; ++j) acc[i][j] += a[i] * b[j];
-    a += kMr;
+      for (int j = 0; j < kNr; ++j) acc[i][j] += (kDirect ? a[i * lda + k] : a[k * kMr + i]) * b[j];
     b += kNr;
   }
   for (int i = 0; i < kMr; ++i)
@@ -30,11 +32,21 @@ void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::i
       c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + alpha * acc[i][j];
 }
 
+void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, float alpha,
+               bool accumulate) {
+  gemmMicroT<false>(kc, a, 0, b, c, ldc, alpha, accumulate);
+}
+
+void gemmMicroDirectA(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                      std::int64_t ldc, float alpha, bool accumulate) {
+  gemmMicroT<true>(kc, a, lda, b, c, ldc, alpha, accumulate);
+}
+
 }  // namespace
 
 const KernelTable& scalarKernels() {
   static const KernelTable table{
-      Isa::Scalar,  kMr,         kNr,          gemmMicro,           epilogueTile,
+      Isa::Scalar,  kMr,         kNr,          gemmMicro,           gemmMicroDirectA,    epilogueTile,
       add,          scale,       gelu,         geluBackward,        softmaxRows,
       softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
   return table;

@@ -26,6 +26,11 @@ struct KernelTable {
   // over packed panels a (kc x MR) and b (kc x NR).
   void (*gemmMicro)(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
                     float alpha, bool accumulate);
+  // The same with A read in place instead of packed: MR rows of a row-major A, element (i, k) at
+  // a[i * lda + k]. For small M the packing of A is a transpose that costs about as much as a
+  // quarter of the multiply; read in place, the MR rows (MR x kc floats) still stay in L1.
+  void (*gemmMicroDirectA)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                           std::int64_t ldc, float alpha, bool accumulate);
   // Applies the bias / GELU / residual part of an epilogue to a rows x cols tile of C. `col0`
   // is the tile's first column (to index the bias), residual already points at the tile.
   void (*epilogueTile)(float* c, std::int64_t ldc, std::int64_t rows, std::int64_t cols,
