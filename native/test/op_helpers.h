@@ -33,13 +33,20 @@ inline std::vector<Tensor> runOp(const std::string& name, std::vector<std::optio
 
 // Passes when |got - want| <= tol * (max(max|want|, 0.01) + |want|) everywhere; prints the case
 // otherwise. The floor covers gradients that vanish exactly (N = 1), where float rounding remains.
-inline bool close(const std::vector<float>& got, const Vec& want, double tol, const char* what, const std::string& where) {
-  double scale = 0.01;
+// Relative to the largest |want|, but never to less than `floor`: a value that comes out small by
+// cancellation (a log-sum-exp of one score near 0) carries the absolute rounding of its terms.
+inline bool close(const std::vector<float>& got, const Vec& want, double tol, const char* what, const std::string& where,
+                  double floor = 0.01) {
+  double scale = floor;
   for (double w : want) scale = std::max(scale, std::abs(w));
   double err = errorRatio(got.data(), want.data(), want.size(), tol * scale, tol);
   if (err > 1) std::fprintf(stderr, "  %s %s: error ratio %g (max |want| %g)\n", where.c_str(), what, err, scale);
   return err <= 1 && got.size() == want.size();
 }
+
+// The log-sum-exps are compared with an absolute floor of 1: their terms (scores of |q||k| up to
+// ~10) round at ~1e-7 each, whatever the sum comes to.
+constexpr double kLseFloor = 1.0;
 
 inline Vec toDouble(const std::vector<float>& x) { return Vec(x.begin(), x.end()); }
 
