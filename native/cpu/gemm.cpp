@@ -149,7 +149,7 @@ void multiplyPackedBlocks(const KernelTable& kt, const GemmArgs& g, const float*
       if (in_place)
         kt.gemmMicroDirectA(kc, direct_a + r0 * g.lda, g.lda, b, c, ldc, g.alpha, add);
       else
-        kt.gemmMicro(kc, a, b, c, ldc, g.alpha, add);
+        kt.gemmMicro(kc, a, 0, b, c, ldc, g.alpha, add);
     };
     for (std::int64_t c0 = 0; c0 < cols; c0 += nr) {
       std::int64_t tile_cols = std::min<std::int64_t>(nr, cols - c0);

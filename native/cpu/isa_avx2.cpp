@@ -86,21 +86,11 @@ void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* 
   }
 }
 
-void gemmMicro(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc, float alpha,
-               bool accumulate) {
-  gemmMicroT<false>(kc, a, 0, b, c, ldc, alpha, accumulate);
-}
-
-void gemmMicroDirectA(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
-                      std::int64_t ldc, float alpha, bool accumulate) {
-  gemmMicroT<true>(kc, a, lda, b, c, ldc, alpha, accumulate);
-}
-
 }  // namespace
 
 const KernelTable& avx2Kernels() {
   static const KernelTable table{
-      Isa::Avx2,    kMr,         kNr,          gemmMicro,           gemmMicroDirectA,    epilogueTile,
+      Isa::Avx2,    kMr,         kNr,          gemmMicroT<false>,   gemmMicroT<true>,    epilogueTile,
       add,          scale,       gelu,         geluBackward,        softmaxRows,
       softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
   return table;

@@ -23,8 +23,8 @@ struct KernelTable {
   // GEMM register tile: the micro-kernel computes MR rows x NR columns of C.
   int mr, nr;
   // C[0..MR)[0..NR) (row stride ldc) = (accumulate ? C : 0) + alpha * sum_k a[k*MR+i] * b[k*NR+j]
-  // over packed panels a (kc x MR) and b (kc x NR).
-  void (*gemmMicro)(std::int64_t kc, const float* a, const float* b, float* c, std::int64_t ldc,
+  // over packed panels a (kc x MR) and b (kc x NR) (lda unused).
+  void (*gemmMicro)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
                     float alpha, bool accumulate);
   // The same with A read in place instead of packed: MR rows of a row-major A, element (i, k) at
   // a[i * lda + k]. For small M the packing of A is a transpose that costs about as much as a
