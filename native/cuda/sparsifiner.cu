@@ -512,23 +512,29 @@ SparseParams sparseParams(const SparseInputs& x, float scale, unsigned long long
   return p;
 }
 
+// Launches a sparse attention kernel (a warp per query row, 8 rows a block) over every head:
+// kernelFor(chunks) names the instance for chunks = the values per lane. badRow (p.badRow) is
+// cleared first; afterwards the first bad index row the kernel found, if any, is reported.
+template <typename KernelFor>
+void launchSparse(const char* op, const SparseInputs& x, KernelFor&& kernelFor, const SparseParams& p, Tensor& badRow) {
+  const HeadsShape& s = x.s;
+  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
+  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
+  withSparseWidth(s.width, [&](auto chunks) { kernelFor(chunks)<<<grid, 256, 0, stream()>>>(p); });
+  CASTLING_CUDA_CHECK_LAUNCH();
+  checkIndices(op, x, badRow);
+}
+
 std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttention";
   SparseInputs x = readInputs(op, in);
   const HeadsShape& s = x.s;
   float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor y = deviceEmpty(s.full()), lse = deviceEmpty(s.perToken()), badRow = deviceEmpty({2});
-  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
   SparseParams p = sparseParams(x, scale, static_cast<unsigned long long*>(badRow.raw()));
   p.y = y.data();
   p.lse = lse.data();
-  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
-  withSparseWidth(s.width, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    sparseForwardKernel<DC><<<grid, 256, 0, stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
-  checkIndices(op, x, badRow);
+  launchSparse(op, x, [](auto chunks) { return sparseForwardKernel<decltype(chunks)::value>; }, p, badRow);
   return {y, lse};
 }
 
@@ -541,7 +547,6 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   Tensor &y = saved.y, &lse = saved.lse, &dy = saved.dy;
   float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor dq = deviceEmpty(s.full()), dk = deviceZeros(s.full()), dv = deviceZeros(s.full()), badRow = deviceEmpty({2});
-  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
   SparseParams p = sparseParams(x, scale, static_cast<unsigned long long*>(badRow.raw()));
   p.dy = dy.data();
   p.savedY = y.data();
@@ -549,13 +554,7 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   p.dq = dq.data();
   p.dk = dk.data();
   p.dv = dv.data();
-  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
-  withSparseWidth(s.width, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    sparseBackwardKernel<DC><<<grid, 256, 0, stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
-  checkIndices(op, x, badRow);
+  launchSparse(op, x, [](auto chunks) { return sparseBackwardKernel<decltype(chunks)::value>; }, p, badRow);
   return {dq, dk, dv};
 }
 
