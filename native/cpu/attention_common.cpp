@@ -6,6 +6,7 @@
 #include "../core/error.h"
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
+#include "shape_checks.h"
 
 namespace castling::cpu {
 
@@ -19,6 +20,13 @@ HeadsShape expectHeads(const char* op, const char* name, const Tensor& t) {
     fail(op, ": ", name, " has shape ", shapeToString(t.shape()),
          ", expected at least one token and a head width of at least 1");
   }
+  return s;
+}
+
+HeadsShape expectQkvHeads(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+  HeadsShape s = expectHeads(op, "q", q);
+  expectShape(op, "k", k, s.full());
+  expectShape(op, "v", v, s.full());
   return s;
 }
 

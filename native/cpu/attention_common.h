@@ -21,6 +21,9 @@ struct HeadsShape {
 // Checks that t is (B, H, N, d) with N >= 1 and d >= 1; the error names the op and the input.
 HeadsShape expectHeads(const char* op, const char* name, const Tensor& t);
 
+// q's (B, H, N, d) shape (expectHeads), after checking that k and v have it too.
+HeadsShape expectQkvHeads(const char* op, const Tensor& q, const Tensor& k, const Tensor& v);
+
 // Runs fn(job, scratch) for job in [0, jobs) on the global pool, handing jobs out dynamically.
 // Each worker gets its own scratch of scratchFloats floats, allocated here on the calling thread
 // first: running out of memory is then a castling::Error for the caller, never an exception

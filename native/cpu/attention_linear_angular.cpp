@@ -10,83 +10,17 @@
 #include "../core/thread_pool.h"
 #include "attention_common.h"
 #include "attention_kernels.h"
+#include "attention_linear_angular_shapes.h"
 #include "cpu_ops.h"
-#include "shape_checks.h"
 
 namespace castling::cpu {
 
 namespace {
 
-constexpr std::int64_t kMaxTaps = 63;  // the kernels keep the weight gradient in a 64 x 64 array
-
-struct AngularOptions {
-  ConvForm form = ConvForm::Tokens;
-  std::int64_t taps = 0, gridSide = 0;
-  std::int64_t weightsPerHead = 0;
-  bool aux = false;
-  float tau = 0.02f;
-  float auxScale = 1.0f;
-  float lambda = 0.0f;
-};
-
-AngularOptions readOptions(const char* op, const Attrs& attrs, const HeadsShape& s, const Tensor& weight) {
-  AngularOptions o;
-  o.form = ConvForm(attrs.integer("form", 0, 0, 1));
-  o.aux = attrs.flag("aux", false);
-  o.tau = float(attrs.number("tau", 0.02));
-  o.auxScale = float(attrs.number("auxScale", 1.0 / std::sqrt(double(s.width))));
-  o.lambda = float(attrs.number("l1", 0.0));
-  if (std::isnan(o.tau)) fail(op, ": tau is NaN, expected a threshold");
-  if (!std::isfinite(o.auxScale)) fail(op, ": auxScale is ", o.auxScale, ", expected a finite number");
-  if (!std::isfinite(o.lambda)) fail(op, ": l1 is ", o.lambda, ", expected a finite number");
-
-  const Shape& ws = weight.shape();
-  if (o.form == ConvForm::Tokens) {
-    if (weight.rank() != 2 || ws[0] != s.heads) {
-      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads,
-           ", K] (one kernel of K taps per head) for the 'tokens' convolution");
-    }
-    o.taps = ws[1];
-    o.weightsPerHead = o.taps;
-  } else {
-    if (weight.rank() != 3 || ws[0] != s.heads || ws[1] != ws[2]) {
-      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads,
-           ", K, K] (one K x K kernel per head) for the 'spatial' convolution");
-    }
-    o.taps = ws[1];
-    o.weightsPerHead = o.taps * o.taps;
-    std::int64_t patches = s.tokens - 1;
-    std::int64_t side = std::int64_t(std::llround(std::sqrt(double(std::max<std::int64_t>(patches, 0)))));
-    if (patches < 1 || side * side != patches) {
-      fail(op, ": the 'spatial' convolution needs N - 1 patch tokens forming a square grid, but N = ",
-           s.tokens, " gives ", patches, " patches");
-    }
-    o.gridSide = side;
-  }
-  if (o.taps % 2 == 0 || o.taps < 1 || o.taps > kMaxTaps) {
-    fail(op, ": dconvWeight has ", o.taps, " taps per side, expected an odd number from 1 to ", kMaxTaps,
-         " (the kernel is centred on the token)");
-  }
-  return o;
-}
-
-// What both passes start from: q, k, v (B, H, N, d) and the convolution weight, checked.
-struct AngularInputs {
-  Tensor q, k, v, weight;
-  HeadsShape s;
-  AngularOptions o;
-};
-
+// The inputs, in full: q, k, v and dconvWeight (cpu/attention_linear_angular_shapes.h), checked.
 AngularInputs readAngularInputs(const char* op, const OpInputs& in, const Attrs& attrs) {
-  AngularInputs a;
-  a.q = in.required(0, "q").contiguous();
-  a.k = in.required(1, "k").contiguous();
-  a.v = in.required(2, "v").contiguous();
-  a.weight = in.required(3, "dconvWeight").contiguous();
-  a.s = expectHeads(op, "q", a.q);
-  expectShape(op, "k", a.k, a.s.full());
-  expectShape(op, "v", a.v, a.s.full());
-  a.o = readOptions(op, attrs, a.s, a.weight);
+  AngularInputs a = readAngularTensors(op, in);
+  a.o = readAngularOptions(op, attrs, a.s, a.weight);
   return a;
 }
 
@@ -197,23 +131,10 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   const HeadsShape& s = inputs.s;
   const AngularOptions& o = inputs.o;
   const std::int64_t d = s.width;
-  Tensor qnorm = in.required(4, "qnorm").contiguous(), knorm = in.required(5, "knorm").contiguous(),
-         S = in.required(6, "S").contiguous(), znorm = in.required(7, "znorm").contiguous(),
-         dy = in.required(11, "dy").contiguous();
-  expectShape(op, "qnorm", qnorm, s.perToken());
-  expectShape(op, "knorm", knorm, s.perToken());
-  expectShape(op, "S", S, {s.batch, s.heads, d, d});
-  expectShape(op, "znorm", znorm, s.perToken());
-  expectShape(op, "dy", dy, s.full());
-  Tensor lse, auxOut, auxMass;
-  if (o.aux) {
-    lse = in.required(8, "lse").contiguous();
-    auxOut = in.required(9, "auxOut").contiguous();
-    auxMass = in.required(10, "auxMass").contiguous();
-    expectShape(op, "lse", lse, s.perToken());
-    expectShape(op, "auxOut", auxOut, s.full());
-    expectShape(op, "auxMass", auxMass, s.perToken());
-  }
+  const AngularSaved saved = readAngularSaved(op, in, s);
+  const Tensor &qnorm = saved.qnorm, &knorm = saved.knorm, &S = saved.S, &znorm = saved.znorm, &dy = saved.dy;
+  const AngularAuxSaved auxSaved = o.aux ? readAngularAuxSaved(op, in, s) : AngularAuxSaved{};
+  const Tensor &lse = auxSaved.lse, &auxOut = auxSaved.auxOut, &auxMass = auxSaved.auxMass;
   const AttentionKernels& kt = attentionKernels();
 
   Tensor dz = Tensor::empty(s.full()), dq = Tensor::empty(s.full()), dk = Tensor::empty(s.full()),

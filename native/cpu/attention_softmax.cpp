@@ -28,9 +28,7 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmax";
   Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
          v = in.required(2, "v").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
+  HeadsShape s = expectQkvHeads(op, q, k, v);
   float scale = scaleAttr(attrs, op, s.width);
   Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
 
@@ -56,9 +54,7 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
          v = in.required(2, "v").contiguous(), y = in.required(3, "y").contiguous(),
          lse = in.required(4, "lse").contiguous(), dy = in.required(5, "dy").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
+  HeadsShape s = expectQkvHeads(op, q, k, v);
   expectShape(op, "y", y, s.full());
   expectShape(op, "lse", lse, s.perToken());
   expectShape(op, "dy", dy, s.full());

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../core/thread_pool.h"
-#include "shape_checks.h"
+#include "sparse_attention_shapes.h"
 #include "sparsifiner_common.h"
 #include "sparsifiner_kernels.h"
 
@@ -21,41 +21,6 @@ namespace {
 // Query rows per backward job: enough to amortise handing out a job, few enough to balance the
 // threads.
 constexpr std::int64_t kRowsPerJob = 16;
-
-float attentionScale(const char* op, const Attrs& attrs, std::int64_t width) {
-  float scale = float(attrs.number("scale", 1.0 / std::sqrt(double(width))));
-  if (!std::isfinite(scale)) fail(op, ": scale is ", scale, ", expected a finite number");
-  return scale;
-}
-
-// The index tensor's per-row slot count, after checking its shape against q's.
-std::int64_t expectIndexShape(const char* op, const Tensor& indices, const HeadsShape& s) {
-  if (indices.rank() != 4 || indices.dim(0) != s.batch || indices.dim(1) != s.heads ||
-      indices.dim(2) != s.tokens || indices.dim(3) < 1 || indices.dim(3) > s.tokens) {
-    fail(op, ": indices has shape ", shapeToString(indices.shape()), ", expected [", s.batch, ", ", s.heads,
-         ", ", s.tokens, ", kept] with 1 <= kept <= N = ", s.tokens);
-  }
-  // Key indices travel as float32: exact only up to 2^24.
-  if (s.tokens > (std::int64_t(1) << 24)) fail(op, ": N=", s.tokens, " tokens, expected at most 2^24");
-  return indices.dim(3);
-}
-
-// Whether row (of `kept` slots) is a valid key list: -1 padding or integers in [0, n), the kept
-// ones strictly increasing (so no key counts twice), at least one kept. Returns the first bad
-// slot, kept when the row is fine and -1 for "keeps nothing".
-std::int64_t firstBadSlot(const float* row, std::int64_t kept, std::int64_t n) {
-  float previous = -1.0f;
-  bool any = false;
-  for (std::int64_t j = 0; j < kept; ++j) {
-    float m = row[j];
-    if (m == -1.0f) continue;
-    // (The integer test casts only after the range test, where the cast is defined.)
-    if (!(m >= 0.0f && m < float(n) && m > previous) || float(std::int32_t(m)) != m) return j;
-    previous = m;
-    any = true;
-  }
-  return any ? kept : -1;
-}
 
 // Called when a kernel found a bad index row: checks every row n >= 1 (row 0 is dense: its
 // slots are never read) in parallel and reports the first bad row in index order, so that the
@@ -76,40 +41,12 @@ std::int64_t firstBadSlot(const float* row, std::int64_t kept, std::int64_t n) {
   });
   std::int64_t row = firstBadRow.load();
   if (row == rows) fail(op, ": a kernel rejected the indices but no row is invalid (internal error)");
-  std::int64_t head = row / s.tokens, n = row % s.tokens;
-  std::int64_t b = head / s.heads, h = head % s.heads;
-  const float* slots = indices.data() + row * kept;
-  std::int64_t j = firstBadSlot(slots, kept, s.tokens);
-  if (j < 0) {
-    fail(op, ": indices row [", b, ", ", h, ", ", n, "] keeps no key (all -1), expected at least one key for ",
-         "every query row n >= 1");
-  }
-  fail(op, ": indices[", b, ", ", h, ", ", n, ", ", j, "] is ", slots[j], ", expected -1 (padding) or an integer ",
-       "key index in [0, ", s.tokens, ") greater than the row's previous kept index");
-}
-
-struct SparseInputs {
-  Tensor q, k, v, indices;
-  HeadsShape shape;
-  std::int64_t kept = 0;
-};
-
-SparseInputs readSparseInputs(const char* op, const OpInputs& in) {
-  SparseInputs x;
-  x.q = in.required(0, "q").contiguous();
-  x.k = in.required(1, "k").contiguous();
-  x.v = in.required(2, "v").contiguous();
-  x.indices = in.required(3, "indices").contiguous();
-  x.shape = expectHeads(op, "q", x.q);
-  expectShape(op, "k", x.k, x.shape.full());
-  expectShape(op, "v", x.v, x.shape.full());
-  x.kept = expectIndexShape(op, x.indices, x.shape);
-  return x;
+  badIndexRow(op, indices.data() + row * kept, kept, s, row);
 }
 
 // The kernel arguments of one head (outputs left for the caller).
 SparseAttentionArgs headArgs(const SparseInputs& x, std::int64_t head, float scale) {
-  const HeadsShape& s = x.shape;
+  const HeadsShape& s = x.s;
   std::int64_t off = head * s.headFloats();
   SparseAttentionArgs a{};
   a.q = x.q.data() + off;
@@ -130,8 +67,8 @@ SparseAttentionArgs headArgs(const SparseInputs& x, std::int64_t head, float sca
 std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttention";
   SparseInputs x = readSparseInputs(op, in);
-  const HeadsShape& s = x.shape;
-  float scale = attentionScale(op, attrs, s.width);
+  const HeadsShape& s = x.s;
+  float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::int64_t blocks = (s.tokens + kSparseForwardRows - 1) / kSparseForwardRows;
@@ -154,13 +91,10 @@ std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
 std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttentionBackward";
   SparseInputs x = readSparseInputs(op, in);
-  const HeadsShape& s = x.shape;
-  Tensor y = in.required(4, "y").contiguous(), lse = in.required(5, "lse").contiguous(),
-         dy = in.required(6, "dy").contiguous();
-  expectShape(op, "y", y, s.full());
-  expectShape(op, "lse", lse, s.perToken());
-  expectShape(op, "dy", dy, s.full());
-  float scale = attentionScale(op, attrs, s.width);
+  const HeadsShape& s = x.s;
+  const SparseSaved saved = readSparseSaved(op, in, s);
+  const Tensor &y = saved.y, &lse = saved.lse, &dy = saved.dy;
+  float scale = sparseAttentionScale(op, attrs, s.width);
 
   Tensor dq = Tensor::empty(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
   std::int64_t ranges = rangesPerHead(s.count(), (s.tokens + kRowsPerJob - 1) / kRowsPerJob);

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "../cpu/attention_common.h"
-#include "../cpu/shape_checks.h"
+#include "../cpu/attention_linear_angular_shapes.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
 #include "cuda_reduce.cuh"
@@ -21,15 +21,20 @@
 
 namespace castling::cuda {
 
-using cpu::expectHeads;
-using cpu::expectShape;
+using cpu::AngularAuxSaved;
+using cpu::AngularInputs;
+using cpu::AngularOptions;
+using cpu::AngularSaved;
 using cpu::HeadsShape;
+using cpu::readAngularAuxSaved;
+using cpu::readAngularOptions;
+using cpu::readAngularSaved;
+using cpu::readAngularTensors;
 
 namespace {
 
 constexpr float kNormEps = 1e-12f;
 constexpr float kInvPi = 0.318309886183790671538f;
-constexpr std::int64_t kMaxTaps = 63;
 constexpr int kChunkTokens = 128;   // tokens per block of the outer sums
 constexpr int kTokensPerBlock = 64; // tokens per block of the per-token kernels (8 per warp)
 
@@ -425,72 +430,30 @@ __global__ void auxRowTermKernel(const float* dz, const float* auxOut, const flo
 
 // ---- the op layer ----
 
-struct AngularOptions {
-  int form = 0;
-  std::int64_t taps = 0, gridSide = 0, weightsPerHead = 0;
-  bool aux = false;
-  float tau = 0.02f, auxScale = 1.0f, lambda = 0.0f;
-};
-
-AngularOptions readOptions(const char* op, const Attrs& attrs, const HeadsShape& s, const Tensor& weight) {
-  AngularOptions o;
-  o.form = int(attrs.integer("form", 0, 0, 1));
-  o.aux = attrs.flag("aux", false);
-  o.tau = float(attrs.number("tau", 0.02));
-  o.auxScale = float(attrs.number("auxScale", 1.0 / std::sqrt(double(s.width))));
-  o.lambda = float(attrs.number("l1", 0.0));
-  if (std::isnan(o.tau)) fail(op, ": tau is NaN, expected a threshold");
-  if (!std::isfinite(o.auxScale)) fail(op, ": auxScale is ", o.auxScale, ", expected a finite number");
-  if (!std::isfinite(o.lambda)) fail(op, ": l1 is ", o.lambda, ", expected a finite number");
-  const Shape& ws = weight.shape();
-  if (o.form == 0) {
-    if (weight.rank() != 2 || ws[0] != s.heads) {
-      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads, ", K] (one kernel of K taps per head) for the 'tokens' convolution");
-    }
-    o.taps = ws[1];
-    o.weightsPerHead = o.taps;
-  } else {
-    if (weight.rank() != 3 || ws[0] != s.heads || ws[1] != ws[2]) {
-      fail(op, ": dconvWeight has shape ", shapeToString(ws), ", expected [", s.heads, ", K, K] (one K x K kernel per head) for the 'spatial' convolution");
-    }
-    o.taps = ws[1];
-    o.weightsPerHead = o.taps * o.taps;
-    std::int64_t patches = s.tokens - 1;
-    std::int64_t side = std::int64_t(std::llround(std::sqrt(double(std::max<std::int64_t>(patches, 0)))));
-    if (patches < 1 || side * side != patches) {
-      fail(op, ": the 'spatial' convolution needs N - 1 patch tokens forming a square grid, but N = ", s.tokens, " gives ", patches, " patches");
-    }
-    o.gridSide = side;
-  }
-  if (o.taps % 2 == 0 || o.taps < 1 || o.taps > kMaxTaps) {
-    fail(op, ": dconvWeight has ", o.taps, " taps per side, expected an odd number from 1 to ", kMaxTaps, " (the kernel is centred on the token)");
-  }
-  if (s.width > kFlashMaxWidth) fail(op, ": head width d=", s.width, ", expected at most ", kFlashMaxWidth, " on cuda");
-  return o;
-}
-
-struct AngularInputs {
-  Tensor q, k, v, weight;
-  HeadsShape s;
-  AngularOptions o;
-};
-
+// The shared checks (cpu/attention_linear_angular_shapes.h), each group of tensors followed by the
+// element type this file handles, then the head-width limit of the flash kernels.
 AngularInputs readAngularInputs(const char* op, const OpInputs& in, const Attrs& attrs) {
-  AngularInputs a;
-  a.q = in.required(0, "q").contiguous();
-  a.k = in.required(1, "k").contiguous();
-  a.v = in.required(2, "v").contiguous();
-  a.weight = in.required(3, "dconvWeight").contiguous();
-  a.s = expectHeads(op, "q", a.q);
-  expectShape(op, "k", a.k, a.s.full());
-  expectShape(op, "v", a.v, a.s.full());
+  AngularInputs a = readAngularTensors(op, in);
   for (const Tensor* t : {&a.q, &a.k, &a.v, &a.weight}) expectFloat32(op, "q, k, v and dconvWeight", *t);
-  a.o = readOptions(op, attrs, a.s, a.weight);
+  a.o = readAngularOptions(op, attrs, a.s, a.weight);
+  if (a.s.width > kFlashMaxWidth) fail(op, ": head width d=", a.s.width, ", expected at most ", kFlashMaxWidth, " on cuda");
   return a;
 }
 
+AngularSaved readSaved(const char* op, const OpInputs& in, const HeadsShape& s) {
+  AngularSaved t = readAngularSaved(op, in, s);
+  for (const Tensor* x : {&t.qnorm, &t.knorm, &t.S, &t.znorm, &t.dy}) expectFloat32(op, "qnorm, knorm, S, znorm and dy", *x);
+  return t;
+}
+
+AngularAuxSaved readAuxSaved(const char* op, const OpInputs& in, const HeadsShape& s) {
+  AngularAuxSaved t = readAngularAuxSaved(op, in, s);
+  for (const Tensor* x : {&t.lse, &t.auxOut, &t.auxMass}) expectFloat32(op, "lse, auxOut and auxMass", *x);
+  return t;
+}
+
 Conv convOf(const AngularOptions& o, const Tensor& weight, std::int64_t heads) {
-  return Conv{o.form, int(o.taps), o.gridSide, weight.data(), heads, int(o.weightsPerHead)};
+  return Conv{int(o.form), int(o.taps), o.gridSide, weight.data(), heads, int(o.weightsPerHead)};
 }
 
 template <typename Fn>
@@ -510,6 +473,37 @@ dim3 tokenGrid(const HeadsShape& s) {
 }
 
 std::size_t stateBytes(std::int64_t d) { return sizeof(float) * std::size_t(d * (d + 1)); }
+
+// Launches one of the per-token kernels (a warp per token, the d x d state in shared memory) over
+// every head: kernelFor(chunks) names the kernel instance for chunks = the values per lane.
+template <typename KernelFor, typename Params>
+void launchTokenKernel(const HeadsShape& s, KernelFor&& kernelFor, const Params& params) {
+  const std::size_t bytes = stateBytes(s.width);
+  withWidth(s.width, [&](auto chunks) {
+    auto kernel = kernelFor(chunks);
+    allowStateMemory(kernel, bytes);
+    kernel<<<tokenGrid(s), 256, bytes, stream()>>>(params);
+  });
+  CASTLING_CUDA_CHECK_LAUNCH();
+}
+
+// What the forward's apply kernel and the backward's query kernel both read (the auxiliary
+// branch's tensors only with aux); each op adds its outputs.
+ApplyParams applyParams(const AngularInputs& x, const Tensor& S, const Tensor& auxOut, const Tensor& auxMass, Tensor& qnorm,
+                        const Tensor& znorm) {
+  ApplyParams p{};
+  p.q = x.q.data();
+  p.v = x.v.data();
+  p.S = S.data();
+  p.auxOut = x.o.aux ? auxOut.data() : nullptr;
+  p.auxMass = x.o.aux ? auxMass.data() : nullptr;
+  p.qnorm = qnorm.data();
+  p.znorm = znorm.data();
+  p.n = x.s.tokens;
+  p.d = int(x.s.width);
+  p.conv = convOf(x.o, x.weight, x.s.heads);
+  return p;
+}
 
 std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionLinearAngular";
@@ -544,24 +538,9 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
   Tensor qnorm = deviceEmpty(s.perToken()), knorm = deviceEmpty(s.perToken()), znorm = deviceEmpty(s.perToken());
   Tensor S = deviceEmpty({s.batch, s.heads, d, d});
   outerSums(x.k.data(), knorm.data(), true, x.v.data(), S.data(), s.count(), s.tokens, d, 1.0f);
-  ApplyParams p{};
-  p.q = x.q.data();
-  p.v = x.v.data();
-  p.S = S.data();
-  p.auxOut = o.aux ? auxOut.data() : nullptr;
-  p.auxMass = o.aux ? auxMass.data() : nullptr;
-  p.qnorm = qnorm.data();
-  p.znorm = znorm.data();
+  ApplyParams p = applyParams(x, S, auxOut, auxMass, qnorm, znorm);
   p.y = y.data();
-  p.n = s.tokens;
-  p.d = d;
-  p.conv = convOf(o, x.weight, s.heads);
-  withWidth(d, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    allowStateMemory(angularApplyKernel<DC>, stateBytes(d));
-    angularApplyKernel<DC><<<tokenGrid(s), 256, stateBytes(d), stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
+  launchTokenKernel(s, [](auto chunks) { return angularApplyKernel<decltype(chunks)::value>; }, p);
   if (o.aux) return {y, qnorm, knorm, S, znorm, lse, auxOut, auxMass, l1};
   return {y, qnorm, knorm, S, znorm};
 }
@@ -572,48 +551,19 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   const HeadsShape& s = x.s;
   const AngularOptions& o = x.o;
   const int d = int(s.width);
-  Tensor qnorm = in.required(4, "qnorm").contiguous(), knorm = in.required(5, "knorm").contiguous(),
-         S = in.required(6, "S").contiguous(), znorm = in.required(7, "znorm").contiguous(), dy = in.required(11, "dy").contiguous();
-  expectShape(op, "qnorm", qnorm, s.perToken());
-  expectShape(op, "knorm", knorm, s.perToken());
-  expectShape(op, "S", S, {s.batch, s.heads, d, d});
-  expectShape(op, "znorm", znorm, s.perToken());
-  expectShape(op, "dy", dy, s.full());
-  for (const Tensor* t : {&qnorm, &knorm, &S, &znorm, &dy}) expectFloat32(op, "qnorm, knorm, S, znorm and dy", *t);
-  Tensor lse, auxOut, auxMass;
-  if (o.aux) {
-    lse = in.required(8, "lse").contiguous();
-    auxOut = in.required(9, "auxOut").contiguous();
-    auxMass = in.required(10, "auxMass").contiguous();
-    expectShape(op, "lse", lse, s.perToken());
-    expectShape(op, "auxOut", auxOut, s.full());
-    expectShape(op, "auxMass", auxMass, s.perToken());
-    for (const Tensor* t : {&lse, &auxOut, &auxMass}) expectFloat32(op, "lse, auxOut and auxMass", *t);
-  }
+  AngularSaved saved = readSaved(op, in, s);
+  Tensor &qnorm = saved.qnorm, &knorm = saved.knorm, &S = saved.S, &znorm = saved.znorm, &dy = saved.dy;
+  AngularAuxSaved auxSaved = o.aux ? readAuxSaved(op, in, s) : AngularAuxSaved{};
+  Tensor &lse = auxSaved.lse, &auxOut = auxSaved.auxOut, &auxMass = auxSaved.auxMass;
   Tensor dz = deviceEmpty(s.full()), dq = deviceEmpty(s.full()), dk = deviceEmpty(s.full()), dv = deviceEmpty(s.full());
   Tensor dS = deviceEmpty({s.count(), d, d});
 
-  ApplyParams p{};
-  p.q = x.q.data();
-  p.v = x.v.data();
-  p.S = S.data();
-  p.auxOut = o.aux ? auxOut.data() : nullptr;
-  p.auxMass = o.aux ? auxMass.data() : nullptr;
-  p.qnorm = qnorm.data();
-  p.znorm = znorm.data();
-  p.n = s.tokens;
-  p.d = d;
-  p.conv = convOf(o, x.weight, s.heads);
+  ApplyParams p = applyParams(x, S, auxOut, auxMass, qnorm, znorm);
   p.dy = dy.data();
   p.dz = dz.data();
   p.dq = dq.data();
   p.dv = dv.data();
-  withWidth(d, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    allowStateMemory(angularBackwardQueryKernel<DC>, stateBytes(d));
-    angularBackwardQueryKernel<DC><<<tokenGrid(s), 256, stateBytes(d), stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
+  launchTokenKernel(s, [](auto chunks) { return angularBackwardQueryKernel<decltype(chunks)::value>; }, p);
   // dS = (1/pi) sum qhat^T dz
   outerSums(x.q.data(), qnorm.data(), false, dz.data(), dS.data(), s.count(), s.tokens, d, kInvPi);
   // The conv weight's gradient.
@@ -628,12 +578,7 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   CASTLING_CUDA_CHECK_LAUNCH();
   // Key side.
   KeyParams kp{x.k.data(), x.v.data(), knorm.data(), dS.data(), dk.data(), dv.data(), s.tokens, d};
-  withWidth(d, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    allowStateMemory(angularBackwardKeyKernel<DC>, stateBytes(d));
-    angularBackwardKeyKernel<DC><<<tokenGrid(s), 256, stateBytes(d), stream()>>>(kp);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
+  launchTokenKernel(s, [](auto chunks) { return angularBackwardKeyKernel<decltype(chunks)::value>; }, kp);
   if (o.aux) {
     const std::int64_t rows = s.count() * s.tokens;
     Tensor rowTerm = deviceEmpty(s.perToken());

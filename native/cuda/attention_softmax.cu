@@ -12,7 +12,7 @@
 
 namespace castling::cuda {
 
-using cpu::expectHeads;
+using cpu::expectQkvHeads;
 using cpu::expectShape;
 using cpu::HeadsShape;
 
@@ -38,9 +38,7 @@ __global__ void rowDotKernel(const float* a, const float* b, float* out, std::in
 std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmax";
   Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(), v = in.required(2, "v").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
+  HeadsShape s = expectQkvHeads(op, q, k, v);
   expectSameDType(op, "k", k, q.dtype());
   expectSameDType(op, "v", v, q.dtype());
   float scale = scaleAttr(attrs, op, s.width);
@@ -64,9 +62,7 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   const char* op = "attentionSoftmaxBackward";
   Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(), v = in.required(2, "v").contiguous(),
          y = in.required(3, "y").contiguous(), lse = in.required(4, "lse").contiguous(), dy = in.required(5, "dy").contiguous();
-  HeadsShape s = expectHeads(op, "q", q);
-  expectShape(op, "k", k, s.full());
-  expectShape(op, "v", v, s.full());
+  HeadsShape s = expectQkvHeads(op, q, k, v);
   expectShape(op, "y", y, s.full());
   expectShape(op, "lse", lse, s.perToken());
   expectShape(op, "dy", dy, s.full());

@@ -7,39 +7,30 @@
 #include <cstdint>
 
 #include "../core/device.h"
+#include "../cpu/gemm_layout.h"
 
 namespace castling::cuda {
 
-struct Gemm {
-  bool transA = false;  // A is stored K x M (lda >= M) instead of M x K (lda >= K)
-  bool transB = false;  // B is stored N x K (ldb >= K) instead of K x N (ldb >= N)
-  std::int64_t M = 0, N = 0, K = 0;
+// The layout (cpu/gemm_layout.h: transA, transB, M, N, K, lda, ldb, ldc), the operands and the
+// batch: each product's A starts strideA elements after the previous one's (B and C alike).
+struct Gemm : cpu::GemmLayout {
   float alpha = 1.0f, beta = 0.0f;
   const void* A = nullptr;
-  std::int64_t lda = 0, strideA = 0;
   const void* B = nullptr;
-  std::int64_t ldb = 0, strideB = 0;
   void* C = nullptr;
-  std::int64_t ldc = 0, strideC = 0;
+  std::int64_t strideA = 0, strideB = 0, strideC = 0;
   std::int64_t batch = 1;
   DType dtype = DType::Float32;
 };
 
-// The arguments for dense row-major C[M, N] = op(A) op(B) (strides follow from the shapes).
+// The arguments for dense row-major C[M, N] = op(A) op(B) (GemmLayout::setDense).
 inline Gemm denseGemm(std::int64_t M, std::int64_t N, std::int64_t K, const void* A, bool transA, const void* B, bool transB,
                       void* C, DType dtype = DType::Float32) {
   Gemm g;
-  g.transA = transA;
-  g.transB = transB;
-  g.M = M;
-  g.N = N;
-  g.K = K;
+  g.setDense(M, N, K, transA, transB);
   g.A = A;
-  g.lda = transA ? M : K;
   g.B = B;
-  g.ldb = transB ? K : N;
   g.C = C;
-  g.ldc = N;
   g.dtype = dtype;
   return g;
 }

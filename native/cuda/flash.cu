@@ -47,24 +47,11 @@ __device__ __forceinline__ float dotRow(const float* a, const float* b, int d) {
   return s;
 }
 
-struct ForwardParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  void* out;
-  float* lse;
-  float* mass;
-  std::int64_t n;
-  int d;
-  float scale;
-  bool masked;
-  float tau;
-};
-
+// The kernels take the caller's FlashForward or FlashBackward (flash.h) as their parameters.
 template <typename T, int DC>
-__global__ void __launch_bounds__(kWarps * 32) flashForwardKernel(ForwardParams p) {
+__global__ void __launch_bounds__(kWarps * 32) flashForwardKernel(FlashForward p) {
   extern __shared__ float smem[];
-  const int d = p.d, ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* keyTile = smem;                       // kTile x ld
   float* vTile = keyTile + kTile * ld;         // kTile x ld
@@ -162,26 +149,8 @@ __global__ void __launch_bounds__(kWarps * 32) flashForwardKernel(ForwardParams 
 
 // ---- backward ----
 
-struct BackwardParams {
-  const float* q;
-  const float* k;
-  const float* v;
-  const float* dout;
-  const float* lse;
-  const float* rowTerm;
-  float* dq;
-  float* dk;
-  float* dv;
-  std::int64_t n;
-  int d;
-  float scale;
-  bool masked;
-  float tau, lambda;
-  const int* anyKept;
-};
-
 // ds of one (query, key) pair, as the CPU's flash backward forms it.
-__device__ __forceinline__ void pairGradient(const BackwardParams& p, float s, float dA, float lse, float rowTerm, bool valid,
+__device__ __forceinline__ void pairGradient(const FlashBackward& p, float s, float dA, float lse, float rowTerm, bool valid,
                                              float& ds, float& kept) {
   const float a = valid ? expf(s - lse) : 0.0f;
   kept = p.masked ? (a > p.tau ? a : 0.0f) : a;
@@ -191,10 +160,10 @@ __device__ __forceinline__ void pairGradient(const BackwardParams& p, float s, f
 
 // dq for kRows queries per warp, over all keys.
 template <int DC>
-__global__ void __launch_bounds__(kWarps * 32) flashBackwardQueryKernel(BackwardParams p) {
+__global__ void __launch_bounds__(kWarps * 32) flashBackwardQueryKernel(FlashBackward p) {
   if (p.anyKept && *p.anyKept == 0) return;  // uniform over the grid: nothing to add
   extern __shared__ float smem[];
-  const int d = p.d, ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* keyTile = smem;
   float* vTile = keyTile + kTile * ld;
@@ -250,10 +219,10 @@ __global__ void __launch_bounds__(kWarps * 32) flashBackwardQueryKernel(Backward
 
 // dk and dv for kRows keys per warp, over all queries.
 template <int DC>
-__global__ void __launch_bounds__(kWarps * 32) flashBackwardKeyKernel(BackwardParams p) {
+__global__ void __launch_bounds__(kWarps * 32) flashBackwardKeyKernel(FlashBackward p) {
   if (p.anyKept && *p.anyKept == 0) return;
   extern __shared__ float smem[];
-  const int d = p.d, ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* qTile = smem;
   float* gTile = qTile + kTile * ld;
@@ -340,39 +309,39 @@ dim3 rowGrid(std::int64_t n, std::int64_t heads) {
   return dim3(unsigned((n + kBlockRows - 1) / kBlockRows), gridDimYZ(heads, "attention heads (batch x heads)"));
 }
 
+// Launches a flash kernel over the n rows of every head (kBlockRows a block) with `bytes` of
+// dynamic shared memory.
+template <typename Kernel, typename Params>
+void launchOverRows(Kernel kernel, const Params& p, std::size_t bytes) {
+  allowSharedMemory(kernel, bytes);
+  kernel<<<rowGrid(p.n, p.heads), kWarps * 32, bytes, stream()>>>(p);
+  CASTLING_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void flashForward(const FlashForward& f) {
   if (f.heads == 0 || f.n == 0) return;
-  ForwardParams p{f.q, f.k, f.v, f.out, f.lse, f.mass, f.n, int(f.d), f.scale, f.masked, f.tau};
   const int ld = int(f.d) + 1;
   const std::size_t bytes = sizeof(float) * std::size_t(2 * kTile * ld + kBlockRows * f.d + kBlockRows * kTile);
   withDType(f.dtype, [&](auto tag) {
     using T = decltype(tag);
     withLaneChunks(f.d, [&](auto chunks) {
       constexpr int DC = decltype(chunks)::value;
-      allowSharedMemory(flashForwardKernel<T, DC>, bytes);
-      flashForwardKernel<T, DC><<<rowGrid(f.n, f.heads), kWarps * 32, bytes, stream()>>>(p);
+      launchOverRows(flashForwardKernel<T, DC>, f, bytes);
     });
   });
-  CASTLING_CUDA_CHECK_LAUNCH();
 }
 
 void flashBackward(const FlashBackward& b) {
   if (b.heads == 0 || b.n == 0) return;
-  BackwardParams p{b.q, b.k, b.v, b.dout, b.lse, b.rowTerm, b.dq, b.dk, b.dv, b.n, int(b.d), b.scale, b.masked, b.tau, b.lambda,
-                   b.anyKept};
   const int ld = int(b.d) + 1;
   const std::size_t queryBytes = sizeof(float) * std::size_t(2 * kTile * ld + 2 * kBlockRows * b.d + kBlockRows * kTile);
   const std::size_t keyBytes = sizeof(float) * std::size_t(2 * kTile * ld + 2 * kTile + 2 * kBlockRows * b.d + 2 * kBlockRows * kTile);
   withLaneChunks(b.d, [&](auto chunks) {
     constexpr int DC = decltype(chunks)::value;
-    allowSharedMemory(flashBackwardQueryKernel<DC>, queryBytes);
-    flashBackwardQueryKernel<DC><<<rowGrid(b.n, b.heads), kWarps * 32, queryBytes, stream()>>>(p);
-    CASTLING_CUDA_CHECK_LAUNCH();
-    allowSharedMemory(flashBackwardKeyKernel<DC>, keyBytes);
-    flashBackwardKeyKernel<DC><<<rowGrid(b.n, b.heads), kWarps * 32, keyBytes, stream()>>>(p);
-    CASTLING_CUDA_CHECK_LAUNCH();
+    launchOverRows(flashBackwardQueryKernel<DC>, b, queryBytes);
+    launchOverRows(flashBackwardKeyKernel<DC>, b, keyBytes);
   });
 }
 

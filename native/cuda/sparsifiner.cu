@@ -15,6 +15,7 @@
 
 #include "../cpu/attention_common.h"
 #include "../cpu/shape_checks.h"
+#include "../cpu/sparse_attention_shapes.h"
 #include "../cpu/sparsifiner_common.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.cuh"
@@ -23,12 +24,18 @@
 
 namespace castling::cuda {
 
+using cpu::badIndexRow;
 using cpu::basisColumns;
 using cpu::expectHeads;
 using cpu::expectShape;
 using cpu::HeadsShape;
 using cpu::PredictorShape;
 using cpu::predictorScale;  // the attribute rule is the CPU's (default 1/sqrt(H))
+using cpu::readSparseInputs;
+using cpu::readSparseSaved;
+using cpu::SparseInputs;
+using cpu::sparseAttentionScale;
+using cpu::SparseSaved;
 
 namespace {
 
@@ -461,31 +468,12 @@ __global__ void __launch_bounds__(256) sparseBackwardKernel(SparseParams p) {
   }
 }
 
-struct SparseInputs {
-  Tensor q, k, v, indices;
-  HeadsShape s;
-  std::int64_t kept = 0;
-};
-
-SparseInputs readSparseInputs(const char* op, const OpInputs& in) {
-  SparseInputs x;
-  x.q = in.required(0, "q").contiguous();
-  x.k = in.required(1, "k").contiguous();
-  x.v = in.required(2, "v").contiguous();
-  x.indices = in.required(3, "indices").contiguous();
-  x.s = expectHeads(op, "q", x.q);
-  expectShape(op, "k", x.k, x.s.full());
-  expectShape(op, "v", x.v, x.s.full());
-  const HeadsShape& s = x.s;
-  if (x.indices.rank() != 4 || x.indices.dim(0) != s.batch || x.indices.dim(1) != s.heads || x.indices.dim(2) != s.tokens ||
-      x.indices.dim(3) < 1 || x.indices.dim(3) > s.tokens) {
-    fail(op, ": indices has shape ", shapeToString(x.indices.shape()), ", expected [", s.batch, ", ", s.heads, ", ", s.tokens,
-         ", kept] with 1 <= kept <= N = ", s.tokens);
-  }
-  if (s.tokens > (std::int64_t(1) << 24)) fail(op, ": N=", s.tokens, " tokens, expected at most 2^24");
-  if (s.width > 128) fail(op, ": head width d=", s.width, ", expected at most 128 on cuda");
+// The shared checks (cpu/sparse_attention_shapes.h), then the head width and element types this
+// file handles.
+SparseInputs readInputs(const char* op, const OpInputs& in) {
+  SparseInputs x = readSparseInputs(op, in);
+  if (x.s.width > 128) fail(op, ": head width d=", x.s.width, ", expected at most 128 on cuda");
   for (const Tensor* t : {&x.q, &x.k, &x.v, &x.indices}) expectFloat32(op, "q, k, v and indices", *t);
-  x.kept = x.indices.dim(3);
   return x;
 }
 
@@ -496,27 +484,10 @@ void checkIndices(const char* op, const SparseInputs& x, const Tensor& badRowSlo
   CASTLING_CUDA_CHECK(cudaStreamSynchronize(stream()));
   if (bad == ~0ull) return;
   const HeadsShape& s = x.s;
-  std::int64_t headIndex = std::int64_t(bad) / s.tokens, n = std::int64_t(bad) % s.tokens;
   std::vector<float> slots(static_cast<std::size_t>(x.kept));
   CASTLING_CUDA_CHECK(cudaMemcpy(slots.data(), x.indices.data() + std::int64_t(bad) * x.kept, slots.size() * sizeof(float),
                                  cudaMemcpyDeviceToHost));
-  std::int64_t b = headIndex / s.heads, h = headIndex % s.heads;
-  float previous = -1.0f;
-  bool anyKept = false;
-  for (std::int64_t j = 0; j < x.kept; ++j) {
-    float m = slots[std::size_t(j)];
-    if (m == -1.0f) continue;
-    if (!(m >= 0.0f && m < float(s.tokens) && m > previous) || float(std::int32_t(m)) != m) {
-      fail(op, ": indices[", b, ", ", h, ", ", n, ", ", j, "] is ", m, ", expected -1 (padding) or an integer key index in [0, ", s.tokens,
-           ") greater than the row's previous kept index");
-    }
-    previous = m;
-    anyKept = true;
-  }
-  if (!anyKept) {
-    fail(op, ": indices row [", b, ", ", h, ", ", n, "] keeps no key (all -1), expected at least one key for every query row n >= 1");
-  }
-  fail(op, ": the kernel rejected indices row [", b, ", ", h, ", ", n, "] but the row is valid (internal error)");
+  badIndexRow(op, slots.data(), x.kept, s, std::int64_t(bad));
 }
 
 template <typename Fn>
@@ -524,12 +495,6 @@ void withSparseWidth(std::int64_t d, Fn&& fn) {
   if (d <= 32) fn(std::integral_constant<int, 1>{});
   else if (d <= 64) fn(std::integral_constant<int, 2>{});
   else fn(std::integral_constant<int, 4>{});
-}
-
-float attentionScale(const char* op, const Attrs& attrs, std::int64_t width) {
-  float scale = float(attrs.number("scale", 1.0 / std::sqrt(double(width))));
-  if (!std::isfinite(scale)) fail(op, ": scale is ", scale, ", expected a finite number");
-  return scale;
 }
 
 SparseParams sparseParams(const SparseInputs& x, float scale, unsigned long long* badRow) {
@@ -547,38 +512,41 @@ SparseParams sparseParams(const SparseInputs& x, float scale, unsigned long long
   return p;
 }
 
+// Launches a sparse attention kernel (a warp per query row, 8 rows a block) over every head:
+// kernelFor(chunks) names the instance for chunks = the values per lane. badRow (p.badRow) is
+// cleared first; afterwards the first bad index row the kernel found, if any, is reported.
+template <typename KernelFor>
+void launchSparse(const char* op, const SparseInputs& x, KernelFor&& kernelFor, const SparseParams& p, Tensor& badRow) {
+  const HeadsShape& s = x.s;
+  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
+  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
+  withSparseWidth(s.width, [&](auto chunks) { kernelFor(chunks)<<<grid, 256, 0, stream()>>>(p); });
+  CASTLING_CUDA_CHECK_LAUNCH();
+  checkIndices(op, x, badRow);
+}
+
 std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttention";
-  SparseInputs x = readSparseInputs(op, in);
+  SparseInputs x = readInputs(op, in);
   const HeadsShape& s = x.s;
-  float scale = attentionScale(op, attrs, s.width);
+  float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor y = deviceEmpty(s.full()), lse = deviceEmpty(s.perToken()), badRow = deviceEmpty({2});
-  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
   SparseParams p = sparseParams(x, scale, static_cast<unsigned long long*>(badRow.raw()));
   p.y = y.data();
   p.lse = lse.data();
-  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
-  withSparseWidth(s.width, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    sparseForwardKernel<DC><<<grid, 256, 0, stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
-  checkIndices(op, x, badRow);
+  launchSparse(op, x, [](auto chunks) { return sparseForwardKernel<decltype(chunks)::value>; }, p, badRow);
   return {y, lse};
 }
 
 std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttentionBackward";
-  SparseInputs x = readSparseInputs(op, in);
+  SparseInputs x = readInputs(op, in);
   const HeadsShape& s = x.s;
-  Tensor y = in.required(4, "y").contiguous(), lse = in.required(5, "lse").contiguous(), dy = in.required(6, "dy").contiguous();
-  expectShape(op, "y", y, s.full());
-  expectShape(op, "lse", lse, s.perToken());
-  expectShape(op, "dy", dy, s.full());
-  for (const Tensor* t : {&y, &lse, &dy}) expectFloat32(op, "y, lse and dy", *t);
-  float scale = attentionScale(op, attrs, s.width);
+  SparseSaved saved = readSparseSaved(op, in, s);
+  for (const Tensor* t : {&saved.y, &saved.lse, &saved.dy}) expectFloat32(op, "y, lse and dy", *t);
+  Tensor &y = saved.y, &lse = saved.lse, &dy = saved.dy;
+  float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor dq = deviceEmpty(s.full()), dk = deviceZeros(s.full()), dv = deviceZeros(s.full()), badRow = deviceEmpty({2});
-  CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
   SparseParams p = sparseParams(x, scale, static_cast<unsigned long long*>(badRow.raw()));
   p.dy = dy.data();
   p.savedY = y.data();
@@ -586,13 +554,7 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   p.dq = dq.data();
   p.dk = dk.data();
   p.dv = dv.data();
-  dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
-  withSparseWidth(s.width, [&](auto chunks) {
-    constexpr int DC = decltype(chunks)::value;
-    sparseBackwardKernel<DC><<<grid, 256, 0, stream()>>>(p);
-  });
-  CASTLING_CUDA_CHECK_LAUNCH();
-  checkIndices(op, x, badRow);
+  launchSparse(op, x, [](auto chunks) { return sparseBackwardKernel<decltype(chunks)::value>; }, p, badRow);
   return {dq, dk, dv};
 }
 
