@@ -89,6 +89,33 @@ describe('linear', () => {
     });
   });
 
+  it('sees a weight changed in place: set, a view, an alias, another CPU path', async () => {
+    // linear keeps each weight packed for the GEMM until the weight may have changed.
+    const [rows, inF, outF] = [197, 131, 37];
+    const x = Tensor.fromArray(randomArray(rows * inF), [rows, inF]);
+    const w = Tensor.fromArray(randomArray(outF * inF), [outF, inF]);
+    const check = async (label: string) => {
+      const want = ref.matmul(x.toFloat32Array(), w.toFloat32Array(), rows, outF, inF, { transB: true });
+      expectClose((await linear(x, w)).toFloat32Array(), want, gemmTol(inF), 1e-5, label);
+    };
+    await check('first call');
+    await check('second call (packed weight reused)');
+    w.set(randomArray(outF * inF));
+    await check('after set');
+    const view = w.view();
+    view.set(randomArray(outF * inF));
+    await check('after a write through a view');
+    view[5] = 3;
+    await check('after a second write through the same live view');
+    w.reshape([outF * inF]).set(randomArray(outF * inF));
+    await check('after a write through a reshaped alias');
+    await onEachPath(async (path) => {
+      await check(`on ${path}`);
+      w.set(randomArray(outF * inF));
+      await check(`on ${path} after set`);
+    });
+  });
+
   it('keeps the leading dimensions of x', async () => {
     const y = await linear(Tensor.fromArray(randomArray(2 * 3 * 5), [2, 3, 5]), Tensor.fromArray(randomArray(4 * 5), [4, 5]));
     if (y.shape.join() !== '2,3,4') throw new Error(`shape ${y.shape}`);

@@ -83,6 +83,20 @@ describe('trainStep', () => {
     });
   }
 
+  it('predict after a step uses the updated weights', async () => {
+    // The linear layers keep their weights packed between calls: a step must drop that.
+    const model = randomized({ ...tiny, attention: 'castling' });
+    const opt = new AdamW(model.parameters(), { lr: 1e-2 });
+    const images = Tensor.fromArray(randomArray(4 * 36), [4, 1, 6, 6]);
+    const before = (await model.predict(images)).toFloat32Array();
+    await model.trainStep(images, [0, 1, 2, 1], opt);
+    const after = (await model.predict(images)).toFloat32Array();
+    expect(after).not.toEqual(before);
+    const copy = VisionTransformer.create(model.config);
+    for (const [name, t] of model.parameters()) copy.parameters().get(name)!.set(t.toFloat32Array());
+    expect(after).toEqual((await copy.predict(images)).toFloat32Array());
+  });
+
   it('is deterministic for a given seed and thread count', async () => {
     const run = async () => {
       const model = VisionTransformer.create({ ...tiny, attention: 'castling', dropPathRate: 0.2, seed: 11 });

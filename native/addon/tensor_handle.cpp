@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "../core/device_backend.h"
 #include "addon_state.h"
@@ -107,7 +108,8 @@ Napi::Value TensorHandle::toFloat32Array(const Napi::CallbackInfo& info) {
   Tensor dense;
   rethrowAsJs(info.Env(), [&] { dense = t.contiguous().to(Device::Cpu); });  // a device tensor comes back as float32
   auto out = Napi::Float32Array::New(info.Env(), std::size_t(t.numel()));
-  std::memcpy(out.Data(), dense.data(), std::size_t(t.numel()) * sizeof(float));
+  // Read through the const accessor: reading a weight must not drop its packed form.
+  std::memcpy(out.Data(), std::as_const(dense).data(), std::size_t(t.numel()) * sizeof(float));
   return out;
 }
 
@@ -122,10 +124,18 @@ Napi::Value TensorHandle::view(const Napi::CallbackInfo& info) {
   }
   if (!t.isContiguous()) throw Napi::Error::New(env, "view: the tensor is not contiguous; use toFloat32Array()");
   if (t.numel() == 0) return Napi::Float32Array::New(env, 0);
-  auto* keep = new std::shared_ptr<Storage>(t.storage());
+  // JavaScript may write through the array at any time: while it lives, the storage keeps no
+  // derived form of its contents (a linear layer's packed weight), see Storage::derived.
+  Tensor target = t;
+  auto* keep = new std::shared_ptr<Storage>(target.storage());
+  (*keep)->addExternalView();
   auto buffer = Napi::ArrayBuffer::New(
-      env, const_cast<float*>(t.data()), std::size_t(t.numel()) * sizeof(float),
-      [](Napi::Env, void*, std::shared_ptr<Storage>* hold) { delete hold; }, keep);
+      env, target.data(), std::size_t(t.numel()) * sizeof(float),
+      [](Napi::Env, void*, std::shared_ptr<Storage>* hold) {
+        (*hold)->removeExternalView();
+        delete hold;
+      },
+      keep);
   return Napi::Float32Array::New(env, std::size_t(t.numel()), buffer, 0);
 }
 
@@ -145,11 +155,12 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
   if (t.device() != Device::Cpu) {
     if (t.dtype() != DType::Float32) throw Napi::Error::New(env, "copyFrom: the tensor holds 16-bit values; set() takes float32 tensors");
     rethrowAsJs(env, [&] {
-      requireDevice(t.device(), "copyFrom").copy(const_cast<void*>(t.raw()), t.device(), data.Data(), Device::Cpu, data.ByteLength());
+      requireDevice(t.device(), "copyFrom").copy(Tensor(t).raw(), t.device(), data.Data(), Device::Cpu, data.ByteLength());
     });
     return env.Undefined();
   }
-  std::memcpy(const_cast<float*>(t.data()), data.Data(), data.ByteLength());
+  Tensor target = t;  // its mutable accessor records the write (Storage::derived)
+  std::memcpy(target.data(), data.Data(), data.ByteLength());
   return env.Undefined();
 }
 

@@ -69,6 +69,23 @@ Storage::~Storage() {
   g_live_bytes -= std::int64_t(bytes_);
 }
 
+std::shared_ptr<const Storage> Storage::derived(const std::string& key,
+                                                const std::function<std::shared_ptr<Storage>()>& build) const {
+  std::lock_guard<std::mutex> lock(derived_mutex_);
+  // Clear the flag before building: a write from now on (even one racing the build) drops the
+  // form built here at the next call.
+  if (written_.exchange(false)) derived_.clear();
+  if (external_views_.load() > 0) {
+    derived_.clear();
+    return build();
+  }
+  for (const DerivedForm& d : derived_)
+    if (d.key == key) return d.form;
+  std::shared_ptr<const Storage> form = build();
+  derived_.push_back({key, form});
+  return form;
+}
+
 std::int64_t Storage::liveBytes() { return g_live_bytes.load(); }
 std::int64_t Storage::peakBytes() { return g_peak_bytes.load(); }
 void Storage::resetPeak() { g_peak_bytes.store(g_live_bytes.load()); }

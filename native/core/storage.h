@@ -4,7 +4,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "device.h"
 
@@ -32,13 +36,42 @@ class Storage {
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
-  float* data() { return data_; }
+  // The mutable accessors note a possible write (see derived()); read through the const ones.
+  float* data() {
+    noteWrite();
+    return data_;
+  }
   const float* data() const { return data_; }
-  void* raw() { return data_; }
+  void* raw() {
+    noteWrite();
+    return data_;
+  }
   const void* raw() const { return data_; }
   std::int64_t size() const { return count_; }  // in floats
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+
+  // ---- forms of the contents derived by kernels (a GEMM's packed weights) ----
+  // A kernel that rearranges the same read-only operand on every call (a linear layer's weight,
+  // packed for the GEMM) keeps the rearranged form here, under a key naming the form and the
+  // region of the storage it covers, and gets it back until the contents may have changed: any
+  // mutable access (data(), raw()), noteWrite() or a live external view drops every derived form.
+  // `build` makes the form from the current contents; while external views are alive its result
+  // is used once and not kept. Thread-safe; the returned form stays valid while it is held.
+  std::shared_ptr<const Storage> derived(const std::string& key,
+                                         const std::function<std::shared_ptr<Storage>()>& build) const;
+  // Says that the contents were (or are about to be) written through a pointer obtained
+  // earlier or through a const accessor (an in-place optimizer, a copy from JavaScript).
+  void noteWrite() {
+    if (!written_.load(std::memory_order_relaxed)) written_.store(true, std::memory_order_relaxed);
+  }
+  // JavaScript arrays over this memory (Tensor.view()) can write to it unseen: no derived form is
+  // kept while one is alive. Removing one also counts as a write.
+  void addExternalView() { external_views_.fetch_add(1); }
+  void removeExternalView() {
+    noteWrite();
+    external_views_.fetch_sub(1);
+  }
 
   // Bytes currently held by all live host storages: lets tests check that memory stays bounded.
   static std::int64_t liveBytes();
@@ -54,6 +87,16 @@ class Storage {
   std::size_t bytes_ = 0;
   Device device_ = Device::Cpu;
   DeviceBackend* backend_ = nullptr;  // the owner of device memory (null for host memory)
+
+  struct DerivedForm {
+    std::string key;
+    std::shared_ptr<const Storage> form;
+  };
+  // Set by every possible write, cleared (and the forms dropped) by derived().
+  mutable std::atomic<bool> written_{false};
+  std::atomic<int> external_views_{0};
+  mutable std::mutex derived_mutex_;
+  mutable std::vector<DerivedForm> derived_;
 };
 
 // Owning buffer for kernel scratch space (packing buffers etc.), same alignment rules.

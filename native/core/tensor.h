@@ -39,11 +39,14 @@ class Tensor {
   std::size_t elementSize() const { return dtypeSize(dtype_); }
 
   // The float32 elements (host or device memory, see device()); raw() for any element type.
+  // The mutable accessors count as a write to the storage (Storage::derived): read through a
+  // const Tensor where a kernel only reads.
   float* data() { return storage_->data() + offset_; }
-  const float* data() const { return storage_->data() + offset_; }
+  const float* data() const { return constStorage().data() + offset_; }
   void* raw() { return static_cast<char*>(storage_->raw()) + offset_ * std::int64_t(elementSize()); }
-  const void* raw() const { return static_cast<const char*>(storage_->raw()) + offset_ * std::int64_t(elementSize()); }
+  const void* raw() const { return static_cast<const char*>(constStorage().raw()) + offset_ * std::int64_t(elementSize()); }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
+  std::int64_t storageOffset() const { return offset_; }  // in elements
 
   // A view with the same storage and a new shape of the same element count (contiguous only).
   Tensor reshape(const Shape& shape) const;
@@ -56,6 +59,7 @@ class Tensor {
   Tensor to(Device device) const;
 
  private:
+  const Storage& constStorage() const { return *storage_; }
   std::shared_ptr<Storage> storage_;
   std::int64_t offset_ = 0;
   std::int64_t numel_ = 0;

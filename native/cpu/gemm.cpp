@@ -22,8 +22,8 @@ namespace {
 // and C lines passing through do not evict it. A thread's packed A block (its rows x kc) lives
 // in L3; kMc bounds it. An A stored M x K (activations: every linear layer) is not packed: the
 // micro-kernel reads its MR rows in place (gemmMicroDirectA), which stay in L1 just as well,
-// and only a last partial MR-row tile is packed (zero-padded). Measured on DeiT-S predict, 1
-// thread: 3-4% less CPU time at 224^2, the same at 448^2.
+// and a last partial row tile computes only its rows (gemmMicroDirectRows). Measured on DeiT-S
+// predict, 1 thread: 3-4% less CPU time at 224^2, the same at 448^2.
 constexpr std::int64_t kMaxKc = 384;
 constexpr std::int64_t kMaxNc = 320;
 constexpr std::int64_t kMc = 3072;
@@ -133,21 +133,23 @@ std::int64_t roundUp(std::int64_t x, std::int64_t to) { return (x + to - 1) / to
 
 // One K-slice of the product for the C block rows [i0, i0 + rows) x columns [j0, j0 + cols), from
 // its packed A block (or, when direct_a is set, A's rows read in place: direct_a points at row
-// i0, column k0, and only a last partial MR-row tile is packed) and its packed B block.
+// i0, column k0; a last partial row tile is computed for its rows only) and its packed B block.
 void multiplyPackedBlocks(const KernelTable& kt, const GemmArgs& g, const float* packed_a, const float* direct_a,
                           const float* packed_b, std::int64_t i0, std::int64_t rows,
                           std::int64_t j0, std::int64_t cols, std::int64_t kc, bool accumulate,
                           bool last_slice) {
   const int mr = kt.mr, nr = kt.nr;
   alignas(64) float edge[32 * 64];  // one MR x NR tile for partial tiles (MR*NR <= 2048)
-  bool epilogue = last_slice && hasEpilogue(g.epilogue);
+  const Epilogue& e = g.epilogue;
+  const bool epilogue = last_slice && hasEpilogue(e);
   for (std::int64_t r0 = 0; r0 < rows; r0 += mr) {
     std::int64_t tile_rows = std::min<std::int64_t>(mr, rows - r0);
-    const float* a = packed_a + r0 * kc;
-    const bool in_place = direct_a && tile_rows == mr;
-    auto micro = [&](const float* b, float* c, std::int64_t ldc, bool add) {
-      if (in_place)
+    const float* a = packed_a ? packed_a + r0 * kc : nullptr;
+    auto micro = [&](const float* b, float* c, std::int64_t ldc, const TileAddends& add) {
+      if (direct_a && tile_rows == mr)
         kt.gemmMicroDirectA(kc, direct_a + r0 * g.lda, g.lda, b, c, ldc, g.alpha, add);
+      else if (direct_a)
+        kt.gemmMicroDirectRows(int(tile_rows), kc, direct_a + r0 * g.lda, g.lda, b, c, ldc, g.alpha, add);
       else
         kt.gemmMicro(kc, a, 0, b, c, ldc, g.alpha, add);
     };
@@ -155,25 +157,30 @@ void multiplyPackedBlocks(const KernelTable& kt, const GemmArgs& g, const float*
       std::int64_t tile_cols = std::min<std::int64_t>(nr, cols - c0);
       const float* b = packed_b + c0 * kc;
       float* c = g.C + (i0 + r0) * g.ldc + j0 + c0;
-      if (tile_rows == mr && tile_cols == nr) {
-        micro(b, c, g.ldc, accumulate);
-      } else {
-        micro(b, edge, nr, false);
-        for (std::int64_t r = 0; r < tile_rows; ++r) {
-          float* cr = c + r * g.ldc;
-          const float* er = edge + r * nr;
-          if (accumulate)
-            for (std::int64_t j = 0; j < tile_cols; ++j) cr[j] += er[j];
-          else
-            std::memcpy(cr, er, std::size_t(tile_cols) * sizeof(float));
+      const float* bias = e.bias ? e.bias + j0 + c0 : nullptr;
+      const float* residual = e.residual ? e.residual + (i0 + r0) * e.ldr + j0 + c0 : nullptr;
+      // Whole columns go straight to C; so do partial rows read in place (only they are written).
+      // The micro-kernel then adds the bias, and the residual unless GELU must come first.
+      if (tile_cols == nr && (tile_rows == mr || direct_a)) {
+        TileAddends add{accumulate};
+        if (epilogue) {
+          add.bias = bias;
+          if (!e.gelu) add.residual = residual, add.ldr = e.ldr;
         }
+        micro(b, c, g.ldc, add);
+        if (epilogue && e.gelu) kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, nullptr, true, residual, e.ldr);
+        continue;
       }
-      if (epilogue) {
-        const Epilogue& e = g.epilogue;
-        kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, e.bias ? e.bias + j0 + c0 : nullptr,
-                        e.gelu, e.residual ? e.residual + (i0 + r0) * e.ldr + j0 + c0 : nullptr,
-                        e.ldr);
+      micro(b, edge, nr, TileAddends{});
+      for (std::int64_t r = 0; r < tile_rows; ++r) {
+        float* cr = c + r * g.ldc;
+        const float* er = edge + r * nr;
+        if (accumulate)
+          for (std::int64_t j = 0; j < tile_cols; ++j) cr[j] += er[j];
+        else
+          std::memcpy(cr, er, std::size_t(tile_cols) * sizeof(float));
       }
+      if (epilogue) kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, bias, e.gelu, residual, e.ldr);
     }
   }
 }
@@ -185,20 +192,24 @@ std::int64_t evenChunk(std::int64_t total, std::int64_t parts, std::int64_t unit
   return (units + parts - 1) / parts * unit;
 }
 
+// The width of the K-slices: equal ones (e.g. 768 = 2 x 384, 500 = 2 x 250) rather than a full
+// slice and a thin remainder that would pay the packing and the C update for little work.
+std::int64_t kSliceWidth(std::int64_t K) {
+  std::int64_t k_slices = (K + kMaxKc - 1) / kMaxKc;
+  return (K + k_slices - 1) / k_slices;
+}
+
 // The whole blocked algorithm, single-threaded, for the C block rows [i_begin, i_end) x columns
 // [j_begin, j_end): one thread's share of the GEMM.
 void multiplyBlock(const KernelTable& kt, const GemmArgs& g, std::int64_t i_begin,
                    std::int64_t i_end, std::int64_t j_begin, std::int64_t j_end) {
   const int mr = kt.mr, nr = kt.nr;
-  // Equal K-slices (e.g. 768 = 2 x 384, 500 = 2 x 250) rather than a full slice and a thin
-  // remainder that would pay the packing and the C update for little work.
-  std::int64_t k_slices = (g.K + kMaxKc - 1) / kMaxKc;
-  std::int64_t kc_max = (g.K + k_slices - 1) / k_slices;
+  std::int64_t kc_max = kSliceWidth(g.K);
   std::int64_t cols_total = j_end - j_begin;
   std::int64_t nc = evenChunk(cols_total, (cols_total + kMaxNc - 1) / kMaxNc, nr);
   for (std::int64_t i0 = i_begin; i0 < i_end; i0 += kMc) {
     std::int64_t rows = std::min(kMc, i_end - i0);
-    float* packed_a = t_packed_a.ensure(roundUp(rows, mr) * kc_max);
+    float* packed_a = g.transA ? t_packed_a.ensure(roundUp(rows, mr) * kc_max) : nullptr;
     for (std::int64_t k0 = 0; k0 < g.K; k0 += kc_max) {
       std::int64_t kc = std::min(kc_max, g.K - k0);
       bool accumulate = g.accumulate || k0 > 0;
@@ -206,17 +217,21 @@ void multiplyBlock(const KernelTable& kt, const GemmArgs& g, std::int64_t i_begi
       const float* direct_a = nullptr;
       if (!g.transA) {
         // A's rows are read in place (packing them would be a transpose, and at M = 197 both
-        // threads would do it for all of A); only a last partial MR-row tile is packed.
+        // threads would do it for all of A), a last partial row tile too (gemmMicroDirectRows).
         direct_a = g.A + i0 * g.lda + k0;
-        std::int64_t full = rows / mr * mr;
-        if (full < rows) packA(g, mr, i0 + full, rows - full, k0, kc, packed_a + full * kc);
       } else {
         packA(g, mr, i0, rows, k0, kc, packed_a);
       }
       for (std::int64_t j0 = j_begin; j0 < j_end; j0 += nc) {
         std::int64_t cols = std::min(nc, j_end - j0);
-        float* packed_b = t_packed_b.ensure(roundUp(cols, nr) * kc);
-        packB(g, nr, j0, cols, k0, kc, packed_b);
+        const float* packed_b;
+        if (g.packedB) {  // packed whole: slice k0 starts at k0 x N (padded), panel j0 at j0 x kc
+          packed_b = g.packedB + k0 * roundUp(g.N, nr) + j0 * kc;
+        } else {
+          float* block = t_packed_b.ensure(roundUp(cols, nr) * kc);
+          packB(g, nr, j0, cols, k0, kc, block);
+          packed_b = block;
+        }
         multiplyPackedBlocks(kt, g, packed_a, direct_a, packed_b, i0, rows, j0, cols, kc, accumulate,
                              last_slice);
       }
@@ -268,8 +283,29 @@ void checkArgs(const GemmArgs& g) {
 
 }  // namespace
 
+std::int64_t packedBFloats(const KernelTable& kt, const GemmLayout& g) { return g.K * roundUp(g.N, kt.nr); }
+
+void packWholeB(const KernelTable& kt, const GemmArgs& g, float* dst) {
+  checkArgs(g);
+  const int nr = kt.nr;
+  const std::int64_t kc_max = kSliceWidth(g.K), padded_n = roundUp(g.N, nr), panels = padded_n / nr;
+  for (std::int64_t k0 = 0; k0 < g.K; k0 += kc_max) {
+    std::int64_t kc = std::min(kc_max, g.K - k0);
+    ThreadPool::global().parallelFor(panels, 8, [&](std::int64_t begin, std::int64_t end) {
+      std::int64_t j0 = begin * nr, cols = std::min(end * nr, g.N) - j0;
+      packB(g, nr, j0, cols, k0, kc, dst + k0 * padded_n + j0 * kc);
+    });
+  }
+}
+
 void sgemm(const KernelTable& kt, const GemmArgs& g, int threads) {
   checkArgs(g);
+  if (g.packedB && g.packedNr != kt.nr) {
+    fail("gemm: B was packed for NR = ", g.packedNr, ", the kernel table multiplies NR = ", kt.nr);
+  }
+  if (g.packedB && reinterpret_cast<std::uintptr_t>(g.packedB) % kAlignment != 0) {
+    fail("gemm: a packed B must be 64-byte aligned (the micro-kernels load its panels aligned)");
+  }
   if (g.M == 0 || g.N == 0) return;
   if (g.K == 0) {
     // No products: C = epilogue(0) (or C unchanged plus the epilogue's bias and residual).

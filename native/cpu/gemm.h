@@ -18,6 +18,11 @@ struct GemmArgs : GemmLayout {
   float* C = nullptr;
   bool accumulate = false;  // C += ... instead of C = ...
   Epilogue epilogue;
+  // op(B) already packed whole (packWholeB, into 64-byte aligned memory such as a Storage) for a
+  // kernel table of this NR: the GEMM then reads its panels instead of packing B itself. A linear
+  // layer's weight is packed once and reused while it does not change (ops_linear.cpp).
+  const float* packedB = nullptr;
+  int packedNr = 0;
 };
 
 // The arguments for C[M, N] = op(A) op(B) over dense row-major matrices (GemmLayout::setDense).
@@ -30,6 +35,13 @@ inline GemmArgs denseGemm(std::int64_t M, std::int64_t N, std::int64_t K, const 
   g.C = C;
   return g;
 }
+
+// The floats of op(B) packed whole for `kernels`: each K-slice the GEMM multiplies by, as the
+// NR-column panels it would pack block by block (K x N rounded up to a multiple of NR).
+std::int64_t packedBFloats(const KernelTable& kernels, const GemmLayout& layout);
+// Packs op(B) of `args` whole into dst (packedBFloats floats, 64-byte aligned) with the pool's
+// threads.
+void packWholeB(const KernelTable& kernels, const GemmArgs& args, float* dst);
 
 // Runs on the active ISA with all pool threads. Throws castling::Error for inconsistent sizes.
 void sgemm(const GemmArgs& args);

@@ -2,9 +2,11 @@
 // reached after cpu_features.cpp has confirmed the CPU and OS support those instructions.
 #include <immintrin.h>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "kernel_table.h"
 
@@ -30,14 +32,15 @@ constexpr int kPrefetchSteps = 8;
 // One k step: A's MR values broadcast, B's NR values loaded. A is the packed panel (element i at
 // a[i]) or, kDirect, MR rows of the source read in place: rows 4g + j at rows[g][j * lda], with
 // 3 lda computed once (lda3), so that every address is a base, an index and a scale (no
-// per-row pointer registers, no spills).
-template <bool kDirect>
-inline void fmaStep(__m512 (&acc)[kMr][2], const float* a, const float* const (&rows)[3], std::int64_t lda,
+// per-row pointer registers, no spills). Only the first kRows rows (MR but for a last partial
+// tile of rows read in place).
+template <bool kDirect, int kRows>
+inline void fmaStep(__m512 (&acc)[kRows][2], const float* a, const float* const (&rows)[3], std::int64_t lda,
                     std::int64_t lda3, std::int64_t u, const float* b) {
   __m512 b0 = _mm512_load_ps(b);
   __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
-  for (int i = 0; i < kMr; ++i) {
+  for (int i = 0; i < kRows; ++i) {
     float ai_scalar;
     if constexpr (kDirect) {
       const float* base = rows[i / 4] + u;
@@ -54,23 +57,24 @@ inline void fmaStep(__m512 (&acc)[kMr][2], const float* a, const float* const (&
 
 inline void prefetchL1(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 
-// A step of k moves a packed A panel by MR floats, rows read in place by one float.
-template <bool kDirect>
+// A step of k moves a packed A panel by MR floats, rows read in place by one float. kRows < MR
+// computes (and writes) only the first kRows rows of the tile.
+template <bool kDirect, int kRows = kMr>
 void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
-                float alpha, bool accumulate) {
+                float alpha, const TileAddends& add) {
   constexpr std::int64_t aStep = kDirect ? 1 : kMr;
-  const float* rows[3] = {a, a + 4 * lda, a + 8 * lda};  // (kDirect only)
+  const float* rows[3] = {a, kRows > 4 ? a + 4 * lda : a, kRows > 8 ? a + 8 * lda : a};  // (kDirect only)
   const std::int64_t lda3 = 3 * lda;
   // The C tile is read (or written) only after the k loop: ask for its lines now so that the
   // misses overlap with the FMAs instead of stalling the stores at the end.
 #pragma GCC unroll 12
-  for (int i = 0; i < kMr; ++i) {
+  for (int i = 0; i < kRows; ++i) {
     prefetchL1(c + i * ldc);
     prefetchL1(c + i * ldc + kNr - 1);
   }
-  __m512 acc[kMr][2];
+  __m512 acc[kRows][2];
 #pragma GCC unroll 12
-  for (int i = 0; i < kMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   std::int64_t k = 0;
   // Unrolled by 4 so that the loop overhead and the prefetches (two lines of B per step) are
   // spread over 96 FMAs.
@@ -79,37 +83,48 @@ void gemmMicroT(std::int64_t kc, const float* a, std::int64_t lda, const float* 
     for (int u = 0; u < 4; ++u) {
       prefetchL1(b + (kPrefetchSteps + u) * kNr);
       prefetchL1(b + (kPrefetchSteps + u) * kNr + 16);
-      fmaStep<kDirect>(acc, a + u * aStep, rows, lda, lda3, u, b + u * kNr);
+      fmaStep<kDirect, kRows>(acc, a + u * aStep, rows, lda, lda3, u, b + u * kNr);
     }
     a += 4 * aStep;
     for (auto& r : rows) r += 4;
     b += 4 * kNr;
   }
   for (; k < kc; ++k) {
-    fmaStep<kDirect>(acc, a, rows, lda, lda3, 0, b);
+    fmaStep<kDirect, kRows>(acc, a, rows, lda, lda3, 0, b);
     a += aStep;
     for (auto& r : rows) r += 1;
     b += kNr;
   }
-  __m512 va = _mm512_set1_ps(alpha);
+  // Everything added to alpha * A.B is summed into one row of addends first, so that each row
+  // costs one FMA per vector whatever the addends.
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 bias0 = add.bias ? _mm512_loadu_ps(add.bias) : _mm512_setzero_ps();
+  const __m512 bias1 = add.bias ? _mm512_loadu_ps(add.bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 12
-  for (int i = 0; i < kMr; ++i) {
+  for (int i = 0; i < kRows; ++i) {
     float* ci = c + i * ldc;
-    if (accumulate) {
-      _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], _mm512_loadu_ps(ci)));
-      _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], _mm512_loadu_ps(ci + 16)));
-    } else {
-      _mm512_storeu_ps(ci, _mm512_mul_ps(va, acc[i][0]));
-      _mm512_storeu_ps(ci + 16, _mm512_mul_ps(va, acc[i][1]));
+    __m512 s0 = bias0, s1 = bias1;
+    if (add.accumulate) {
+      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(ci));
+      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(ci + 16));
     }
+    if (add.residual) {
+      const float* ri = add.residual + i * add.ldr;
+      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(ri));
+      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(ri + 16));
+    }
+    _mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], s0));
+    _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], s1));
   }
 }
+
+#include "gemm_rows.inc"
 
 }  // namespace
 
 const KernelTable& avx512Kernels() {
   static const KernelTable table{
-      Isa::Avx512,  kMr,         kNr,          gemmMicroT<false>,   gemmMicroT<true>,    epilogueTile,
+      Isa::Avx512,  kMr,         kNr,          gemmMicroT<false>,   gemmMicroT<true>,    gemmMicroDirectRows, epilogueTile,
       add,          scale,       gelu,         geluBackward,        softmaxRows,
       softmaxRowsBackward, layerNormRows, layerNormRowsBackward};
   return table;

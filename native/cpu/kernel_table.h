@@ -18,19 +18,35 @@ struct Epilogue {
   std::int64_t ldr = 0;
 };
 
+// What a GEMM micro-kernel adds to alpha * A.B as it stores its tile, while the values are still
+// in registers: the old C (accumulate), a bias (NR floats from the tile's first column) and a
+// residual (the tile's rows, ldr apart). The rest of an epilogue (GELU, which comes between the
+// bias and the residual) is epilogueTile's.
+struct TileAddends {
+  bool accumulate = false;
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  std::int64_t ldr = 0;
+};
+
 struct KernelTable {
   Isa isa;
   // GEMM register tile: the micro-kernel computes MR rows x NR columns of C.
   int mr, nr;
-  // C[0..MR)[0..NR) (row stride ldc) = (accumulate ? C : 0) + alpha * sum_k a[k*MR+i] * b[k*NR+j]
-  // over packed panels a (kc x MR) and b (kc x NR) (lda unused).
+  // C[0..MR)[0..NR) (row stride ldc) = alpha * sum_k a[k*MR+i] * b[k*NR+j] + the addends (the
+  // old C, bias, residual) over packed panels a (kc x MR) and b (kc x NR) (lda unused).
   void (*gemmMicro)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
-                    float alpha, bool accumulate);
+                    float alpha, const TileAddends& add);
   // The same with A read in place instead of packed: MR rows of a row-major A, element (i, k) at
   // a[i * lda + k]. For small M the packing of A is a transpose that costs about as much as a
   // quarter of the multiply; read in place, the MR rows (MR x kc floats) still stay in L1.
   void (*gemmMicroDirectA)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
-                           std::int64_t ldc, float alpha, bool accumulate);
+                           std::int64_t ldc, float alpha, const TileAddends& add);
+  // The same for only the first `rows` (1 to MR) rows of the tile, the others neither read nor
+  // written: the last partial row tile of A (e.g. 197 = 16 x 12 + 5 tokens), which would
+  // otherwise be packed, zero-padded and computed as a whole MR-row tile.
+  void (*gemmMicroDirectRows)(int rows, std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c,
+                              std::int64_t ldc, float alpha, const TileAddends& add);
   // Applies the bias / GELU / residual part of an epilogue to a rows x cols tile of C. `col0`
   // is the tile's first column (to index the bias), residual already points at the tile.
   void (*epilogueTile)(float* c, std::int64_t ldc, std::int64_t rows, std::int64_t cols,

@@ -1,6 +1,8 @@
 // Matrix products: matmul (batched, either operand transposed) and linear (x W^T + b with the
 // GELU / residual epilogue fused into the GEMM, so the output is written once), and linear's
 // backward (dx = dy W, dW = dy^T x, db = column sums of dy).
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "kernel_table.h"
@@ -8,6 +10,7 @@
 #include "cpu_ops.h"
 #include "gemm.h"
 #include "shape_checks.h"
+#include "../core/thread_pool.h"
 
 namespace castling::cpu {
 
@@ -55,9 +58,23 @@ std::vector<Tensor> matmulOp(const OpInputs& in, const Attrs& attrs) {
   return {out};
 }
 
+// The weight W (N x K) packed whole for the GEMM's B = W^T, kept with W's storage until W
+// changes (Storage::derived). Batch-1 inference multiplies each weight by ~200 rows only, so
+// packing it on every call (a transposing copy of every weight) was a tenth of the GEMM time.
+std::shared_ptr<const Storage> packedWeight(const KernelTable& kt, const Tensor& w, const GemmArgs& g) {
+  std::string key = "linear.packedB nr=" + std::to_string(kt.nr) + " at " + std::to_string(w.storageOffset()) + " " +
+                    std::to_string(g.N) + "x" + std::to_string(g.K);
+  return w.storage()->derived(key, [&] {
+    auto packed = std::make_shared<Storage>(packedBFloats(kt, g));
+    packWholeB(kt, g, packed->data());
+    return packed;
+  });
+}
+
 std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "linear";
-  Tensor x = in.required(0, "x").contiguous(), w = in.required(1, "weight").contiguous();
+  Tensor x = in.required(0, "x").contiguous();
+  const Tensor w = in.required(1, "weight").contiguous();  // const: read only (see packedWeight)
   expectRankAtLeast(op, "x", x, 1);
   if (w.rank() != 2) fail(op, ": weight has shape ", shapeToString(w.shape()), ", expected [out, in]");
   std::int64_t K = x.dim(-1), N = w.dim(0);
@@ -82,7 +99,14 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     g.epilogue.ldr = N;
   }
   g.epilogue.gelu = attrs.flag("gelu", false);
-  sgemm(g);
+  const KernelTable& kt = kernels();
+  std::shared_ptr<const Storage> packed;
+  if (g.M > 0 && g.N > 0 && g.K > 0) {
+    packed = packedWeight(kt, w, g);
+    g.packedB = packed->data();
+    g.packedNr = kt.nr;
+  }
+  sgemm(kt, g, ThreadPool::global().threads());
   return {out};
 }
 
@@ -91,7 +115,8 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
 // The leading dimensions of x and dy are flattened: dW sums over every row of the batch.
 std::vector<Tensor> linearBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "linearBackward";
-  Tensor x = in.required(0, "x").contiguous(), w = in.required(1, "weight").contiguous();
+  Tensor x = in.required(0, "x").contiguous();
+  const Tensor w = in.required(1, "weight").contiguous();  // const: reading keeps its packed form
   Tensor dy = in.required(2, "dy").contiguous();
   expectRankAtLeast(op, "x", x, 1);
   if (w.rank() != 2 || w.dim(1) != x.dim(-1)) {

@@ -101,7 +101,10 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   float decay = float(1 - lr * wd);
   float c1 = float(1 / (1 - std::pow(b1, double(step)))), c2 = float(1 / (1 - std::pow(b2, double(step))));
   float fb1 = float(b1), fb2 = float(b2), flr = float(lr), feps = float(eps);
-  float *p = const_cast<float*>(param.data()), *mm = const_cast<float*>(m.data()), *vv = const_cast<float*>(v.data());
+  // Updated in place through mutable copies of the handles, whose accessors record the write
+  // (a linear layer's packed form of the weight is then rebuilt: Storage::derived).
+  Tensor param_out = param, m_out = m, v_out = v;
+  float *p = param_out.data(), *mm = m_out.data(), *vv = v_out.data();
   const float* g = grad.data();
   ThreadPool::global().parallelFor(param.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {

@@ -216,10 +216,11 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
     fail(op, ": expected lr >= 0, beta1 and beta2 in [0, 1), eps > 0 and weightDecay >= 0; got lr=", a.lr, " beta1=", a.b1,
          " beta2=", a.b2, " eps=", a.eps, " weightDecay=", a.wd);
   }
-  a.param = const_cast<float*>(param.data());
+  Tensor param_out = param, m_out = m, v_out = v;  // updated in place; the mutable accessors record it
+  a.param = param_out.data();
   a.grad = grad.data();
-  a.m = const_cast<float*>(m.data());
-  a.v = const_cast<float*>(v.data());
+  a.m = m_out.data();
+  a.v = v_out.data();
   a.n = param.numel();
   a.deferred = deferredErrorWord();
   if (a.n) {

@@ -1,10 +1,15 @@
 // C++ kernel tests of the core CPU ops against float64 references: runnable without Node.js
 // (`npm run test:cpp`, or ctest on a machine that only has a compiler).
 #include <cstring>
+#include <memory>
+#include <utility>
 
 #include "../core/op_registry.h"
+#include "../core/storage.h"
+#include "../core/tensor.h"
 #include "../cpu/cpu_ops.h"
 #include "../cpu/gemm.h"
+#include "op_helpers.h"
 #include "test_util.h"
 
 using namespace castling;
@@ -140,6 +145,93 @@ TEST(gemm_linear_shapes_partition) {
       }
     }
   }
+}
+
+// The active ISA's tile edges (runAll repeats every case per ISA): M from 1 to 2 MR + 1 (every partial row tile, read in place by
+// gemmMicroDirectRows or packed when A is transposed), N past whole NR tiles, one K-slice and two,
+// accumulating or not, and B packed per call or beforehand (packWholeB, as the linear op keeps a
+// weight). A B packed for another NR is refused.
+TEST(gemm_every_row_tail_and_packed_b) {
+  const cpu::KernelTable& kt = cpu::kernels();
+  const std::int64_t N = 2 * kt.nr + 3;
+  for (std::int64_t M = 1; M <= 2 * kt.mr + 1; ++M) {
+    for (std::int64_t K : {std::int64_t(37), std::int64_t(400)}) {
+      for (int variant = 0; variant < 8; ++variant) {
+        bool ta = variant & 1, tb = variant & 2, packed = variant & 4, acc = M % 2 == 0;
+        auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(K * N));
+        auto c0 = randomVector(std::size_t(M * N));
+        std::vector<double> want(std::size_t(M * N));
+        for (std::int64_t i = 0; i < M; ++i)
+          for (std::int64_t j = 0; j < N; ++j) {
+            double sum = 0;
+            for (std::int64_t k = 0; k < K; ++k)
+              sum += double(ta ? a[k * M + i] : a[i * K + k]) * double(tb ? b[j * K + k] : b[k * N + j]);
+            want[i * N + j] = (acc ? c0[i * N + j] : 0.0) + sum;
+          }
+        std::vector<float> c = c0;
+        cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), ta, b.data(), tb, c.data());
+        g.accumulate = acc;
+        Storage packed_b(packed ? cpu::packedBFloats(kt, g) : 0);  // 64-byte aligned, as required
+        if (packed) {
+          cpu::packWholeB(kt, g, packed_b.data());
+          g.packedB = packed_b.data();
+          g.packedNr = kt.nr;
+        }
+        cpu::sgemm(kt, g, 2);
+        double err = errorRatio(c.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
+        if (err > 1)
+          std::fprintf(stderr, "  M=%ld N=%ld K=%ld ta=%d tb=%d packedB=%d accumulate=%d error ratio %g\n",
+                       long(M), long(N), long(K), ta, tb, packed, acc, err);
+        CHECK(err <= 1);
+      }
+    }
+  }
+  std::vector<float> a(4, 1.0f), b(4, 1.0f), c(4);
+  Storage packed(64 * 4);
+  cpu::GemmArgs g = cpu::denseGemm(2, 2, 2, a.data(), false, b.data(), true, c.data());
+  g.packedB = packed.data();
+  g.packedNr = kt.nr + 1;
+  CHECK(failsWith([&] { cpu::sgemm(kt, g, 1); }, "B was packed for NR"));
+  g.packedNr = kt.nr;
+  g.packedB = packed.data() + 1;
+  CHECK(failsWith([&] { cpu::sgemm(kt, g, 1); }, "64-byte aligned"));
+}
+
+// A derived form (a linear layer's packed weight) is kept while the storage is only read, and
+// rebuilt after any write: a mutable accessor, noteWrite() (in-place updates through a pointer
+// taken earlier), or while a JavaScript view of the memory is alive.
+TEST(storage_derived_forms_follow_writes) {
+  auto storage = std::make_shared<Storage>(16);
+  int builds = 0;
+  auto build = [&] {
+    ++builds;
+    auto form = std::make_shared<Storage>(1);
+    form->data()[0] = std::as_const(*storage).data()[3] * 2;
+    return form;
+  };
+  auto get = [&] { return std::as_const(*storage).derived("twice [3]", build)->data()[0]; };
+  storage->data()[3] = 1;
+  CHECK(get() == 2 && builds == 1);
+  CHECK(get() == 2 && builds == 1);  // reads keep the form
+  CHECK(std::as_const(*storage).derived("another key", build) != nullptr && builds == 2);
+  CHECK(get() == 2 && builds == 2);  // each key has its own form
+  storage->data()[3] = 5;            // a write through the mutable accessor
+  CHECK(get() == 10 && builds == 3);
+  float* kept = storage->data();
+  CHECK(get() == 10 && builds == 4);  // taking the mutable pointer counted as a write already
+  kept[3] = 7;
+  storage->noteWrite();  // a write through a pointer taken earlier, declared
+  CHECK(get() == 14 && builds == 5);
+  storage->addExternalView();
+  CHECK(get() == 14 && builds == 6);
+  CHECK(get() == 14 && builds == 7);  // not kept while a view is alive
+  storage->removeExternalView();
+  CHECK(get() == 14 && builds == 8);
+  CHECK(get() == 14 && builds == 8);
+  Tensor reader = Tensor::empty({4});
+  const Tensor& read_only = reader;
+  (void)read_only.data();  // the const accessor is no write
+  CHECK(std::as_const(*reader.storage()).derived("k", build) == std::as_const(*reader.storage()).derived("k", build));
 }
 
 int main() {
