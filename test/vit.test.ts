@@ -64,6 +64,16 @@ describe('VisionTransformer', () => {
     expect(model.parameterCount).toBeGreaterThan(5.5e6);
   });
 
+  it('concurrent predicts on one model agree with one at a time', async () => {
+    // They share the weights' packed forms (built once, under a lock) and the thread pool.
+    const model = randomizedModel({ ...tiny, attention: 'castling', width: 48, heads: 3 });
+    const batches = [1, 3, 2].map((n) => Tensor.fromArray(randomArray(n * 2 * 12 * 12), [n, 2, 12, 12]));
+    const together = await Promise.all(batches.map((b) => model.predict(b)));
+    for (let i = 0; i < batches.length; i++) {
+      expect(together[i]!.toFloat32Array()).toEqual((await model.predict(batches[i]!)).toFloat32Array());
+    }
+  });
+
   it('save then load is bit-exact, and the file keeps the config', async () => {
     const model = randomizedModel({ ...tiny, attention: 'castling' });
     const path = join(dir, 'model.safetensors');
