@@ -15,6 +15,17 @@
 using namespace castling;
 using namespace castling::test;
 
+// Element (i, j) of op(A) op(B) in float64, for the transposes and strides of `layout`.
+double referenceProduct(const cpu::GemmLayout& layout, const float* a, const float* b, std::int64_t i, std::int64_t j) {
+  double sum = 0;
+  for (std::int64_t k = 0; k < layout.K; ++k) {
+    double ak = layout.transA ? a[k * layout.lda + i] : a[i * layout.lda + k];
+    double bk = layout.transB ? b[j * layout.ldb + k] : b[k * layout.ldb + j];
+    sum += ak * bk;
+  }
+  return sum;
+}
+
 TEST(gemm_matches_float64_reference) {
   const std::int64_t sizes[][3] = {{1, 1, 1}, {7, 13, 5}, {197, 1153, 64}, {33, 7, 1153}, {64, 384, 200}};
   for (auto& s : sizes) {
@@ -38,12 +49,8 @@ TEST(gemm_matches_float64_reference) {
       cpu::sgemm(g);
       std::vector<double> want(std::size_t(M * N));
       for (std::int64_t i = 0; i < M; ++i)
-        for (std::int64_t j = 0; j < N; ++j) {
-          double acc = 0;
-          for (std::int64_t k = 0; k < K; ++k)
-            acc += double(ta ? a[k * M + i] : a[i * K + k]) * double(tb ? b[j * K + k] : b[k * N + j]);
-          want[i * N + j] = 0.5 * acc + bias[j] + res[i * N + j];
-        }
+        for (std::int64_t j = 0; j < N; ++j)
+          want[i * N + j] = 0.5 * referenceProduct(g, a.data(), b.data(), i, j) + bias[j] + res[i * N + j];
       double err = errorRatio(c.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
       if (err > 1) std::fprintf(stderr, "  M=%ld N=%ld K=%ld ta=%d tb=%d error ratio %g\n", long(M), long(N), long(K), ta, tb, err);
       CHECK(err <= 1);
@@ -64,13 +71,12 @@ TEST(gemm_blocking_threads_and_epilogues) {
       auto a = randomVector(std::size_t((ta ? K : M) * lda)), b = randomVector(std::size_t((tb ? N : K) * ldb));
       auto bias = randomVector(std::size_t(N));
       auto c0 = randomVector(std::size_t(M * ldc));
+      cpu::GemmLayout layout;
+      layout.transA = ta, layout.transB = tb, layout.K = K, layout.lda = lda, layout.ldb = ldb;
       std::vector<double> want(std::size_t(M * N));
       for (std::int64_t i = 0; i < M; ++i)
         for (std::int64_t j = 0; j < N; ++j) {
-          double sum = 0;
-          for (std::int64_t k = 0; k < K; ++k)
-            sum += double(ta ? a[k * lda + i] : a[i * lda + k]) * double(tb ? b[j * ldb + k] : b[k * ldb + j]);
-          double v = 1.5 * sum + bias[j];
+          double v = 1.5 * referenceProduct(layout, a.data(), b.data(), i, j) + bias[j];
           if (gelu) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
           want[i * N + j] = acc ? c0[i * ldc + j] + v : v;
         }
@@ -117,13 +123,11 @@ TEST(gemm_linear_shapes_partition) {
       for (std::int64_t K : Ks) {
         auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(N * K));
         auto bias = randomVector(std::size_t(N));
+        cpu::GemmLayout layout;
+        layout.setDense(M, N, K, false, true);
         std::vector<double> want(std::size_t(M * N));
         for (std::int64_t i = 0; i < M; ++i)
-          for (std::int64_t j = 0; j < N; ++j) {
-            double sum = 0;
-            for (std::int64_t k = 0; k < K; ++k) sum += double(a[i * K + k]) * double(b[j * K + k]);
-            want[i * N + j] = sum + bias[j];
-          }
+          for (std::int64_t j = 0; j < N; ++j) want[i * N + j] = referenceProduct(layout, a.data(), b.data(), i, j) + bias[j];
         for (int threads = 1; threads <= 4; ++threads) {
           std::vector<float> first;
           for (int repeat = 0; repeat < 2; ++repeat) {
@@ -160,16 +164,12 @@ TEST(gemm_every_row_tail_and_packed_b) {
         bool ta = variant & 1, tb = variant & 2, packed = variant & 4, acc = M % 2 == 0;
         auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(K * N));
         auto c0 = randomVector(std::size_t(M * N));
-        std::vector<double> want(std::size_t(M * N));
-        for (std::int64_t i = 0; i < M; ++i)
-          for (std::int64_t j = 0; j < N; ++j) {
-            double sum = 0;
-            for (std::int64_t k = 0; k < K; ++k)
-              sum += double(ta ? a[k * M + i] : a[i * K + k]) * double(tb ? b[j * K + k] : b[k * N + j]);
-            want[i * N + j] = (acc ? c0[i * N + j] : 0.0) + sum;
-          }
         std::vector<float> c = c0;
         cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), ta, b.data(), tb, c.data());
+        std::vector<double> want(std::size_t(M * N));
+        for (std::int64_t i = 0; i < M; ++i)
+          for (std::int64_t j = 0; j < N; ++j)
+            want[i * N + j] = (acc ? c0[i * N + j] : 0.0) + referenceProduct(g, a.data(), b.data(), i, j);
         g.accumulate = acc;
         Storage packed_b(packed ? cpu::packedBFloats(kt, g) : 0);  // 64-byte aligned, as required
         if (packed) {
