@@ -588,7 +588,10 @@ TEST(predictor_coefficient_topk_matches_float64_reference) {
 
 // The exact top-k against sorting, on rows built to be hard: many ties, all equal, signed zeros,
 // infinities and NaN (ranked below everything), values sharing sign and exponent, every length
-// around the vector width, and every keep from 1 to n on short rows.
+// around the vector width, and every keep from 1 to n on short rows. Long rows (from 256 keys
+// the top-k brackets T from a strided sample, then interpolates) also get smooth, heavy-tailed,
+// lumpy and sorted rows, and rows half of one value: the answer must not depend on
+// the sample or on how well interpolation guesses.
 TEST(topk_selection_matches_sorting_on_hard_rows) {
   const auto& kt = castling::cpu::sparsifinerKernels();
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
@@ -597,8 +600,9 @@ TEST(topk_selection_matches_sorting_on_hard_rows) {
   auto before = [](float a, float b) { return a == a && (b != b || a > b); };
   bool ok = true;
   int cases = 0;
-  for (std::int64_t n : {1, 2, 3, 15, 16, 17, 31, 33, 100, 197, 785, 1000}) {
-    for (int kind = 0; kind < 6; ++kind) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (std::int64_t n : {1, 2, 3, 15, 16, 17, 31, 33, 100, 197, 255, 256, 257, 785, 1000, 3137}) {
+    for (int kind = 0; kind < 12; ++kind) {
       std::vector<float> row(static_cast<std::size_t>(n));
       for (std::int64_t i = 0; i < n; ++i) {
         float u = uniform(rng());
@@ -608,6 +612,12 @@ TEST(topk_selection_matches_sorting_on_hard_rows) {
           case 2: row[std::size_t(i)] = 0.5f; break;                                      // all equal
           case 3: row[std::size_t(i)] = 1.0f + u * 1e-3f; break;                          // one exponent
           case 4: row[std::size_t(i)] = (i % 2 ? -0.0f : 0.0f) + (u < 0.2f ? 1.0f : 0.0f); break;  // signed zeros
+          case 6: row[std::size_t(i)] = normal(rng()); break;                                // smooth
+          case 7: row[std::size_t(i)] = std::exp(6.0f * normal(rng())); break;               // heavy tail
+          case 8: row[std::size_t(i)] = (u < 0.5f ? 0.0f : 100.0f) + 1e-3f * normal(rng()); break;  // two lumps
+          case 9: row[std::size_t(i)] = float(i) * 1e-3f; break;                             // ascending
+          case 10: row[std::size_t(i)] = -float(i) * 1e-3f; break;                           // descending
+          case 11: row[std::size_t(i)] = i % 2 ? 2.0f * u - 1.0f : 0.25f; break;             // half tied
           default: {                                                                       // specials
             const float specials[] = {inf, -inf, nan, 0.0f, -1.0f, 1e-30f, -1e30f};
             row[std::size_t(i)] = u < 0.5f ? specials[int(u * 14.0f) % 7] : 2.0f * u - 1.0f;
