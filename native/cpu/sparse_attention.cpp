@@ -106,7 +106,7 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   }
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::vector<char> valid(std::size_t(s.count() * ranges), 1);
-  runAttentionJobs(s.count() * ranges, kt.sparseBackwardScratchFloats(s.tokens, s.width), [&](std::int64_t job, float* scratch) {
+  runAttentionJobs(s.count() * ranges, kt.sparseBackwardScratchFloats(s.tokens, s.width, x.kept), [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
     SparseAttentionArgs a = headArgs(x, head, scale);
     a.dy = dy.data() + off;

@@ -44,7 +44,7 @@ struct SparsifinerKernels {
   Isa isa;
 
   std::int64_t (*sparseForwardScratchFloats)(std::int64_t n, std::int64_t d, std::int64_t kept);
-  std::int64_t (*sparseBackwardScratchFloats)(std::int64_t n, std::int64_t d);
+  std::int64_t (*sparseBackwardScratchFloats)(std::int64_t n, std::int64_t d, std::int64_t kept);
   // Query rows [rowBegin, rowEnd) of one head; false when an index row is invalid.
   bool (*sparseForward)(const SparseAttentionArgs& args, std::int64_t rowBegin, std::int64_t rowEnd,
                         float* scratch);

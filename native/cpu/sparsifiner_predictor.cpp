@@ -98,26 +98,28 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
     std::int64_t rows = std::min(blockRows, N - row0);
     float* approx = scratch;
     float* selectScratch = scratch + approxFloats + coefficientFloats;
+    auto select = [&](std::int64_t row, const float* approxRow) {
+      float* out = indices.data() + (head * N + row) * kept;
+      if (row == 0)
+        std::fill(out, out + kept, -1.0f);
+      else if (mode == SelectMode::TopK)
+        kt.selectTopK(approxRow, N, kept, out, selectScratch);
+      else
+        selectAboveThreshold(approxRow, N, threshold, out);
+    };
     if (sparseCoefficients) {
+      // Row by row: each row of approx is selected from while it is still in L1.
       auto* which = reinterpret_cast<std::int32_t*>(scratch + approxFloats);
       float* picked = scratch + approxFloats + coefficientFloats / 2;
       for (std::int64_t i = 0; i < rows; ++i) {
         float* c = basis.coeff.data() + (head * N + row0 + i) * r;
         keepLargestCoefficients(kt, c, r, coefficientKeep, which, picked, selectScratch);
-        if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT.data(), N, approx + i * N);
+        if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT.data(), N, approx);
+        select(row0 + i, approx);
       }
     } else {
-      approximateAttentionRows(s, basis, head, row0, rows, approx);
-    }
-    for (std::int64_t i = 0; i < rows; ++i) {
-      std::int64_t row = row0 + i;
-      float* out = indices.data() + (head * N + row) * kept;
-      if (row == 0)
-        std::fill(out, out + kept, -1.0f);
-      else if (mode == SelectMode::TopK)
-        kt.selectTopK(approx + i * N, N, kept, out, selectScratch);
-      else
-        selectAboveThreshold(approx + i * N, N, threshold, out);
+      approximateAttentionRows(s, basis, head, row0, rows, approx);  // a block of rows: one GEMM
+      for (std::int64_t i = 0; i < rows; ++i) select(row0 + i, approx + i * N);
     }
   });
   return {indices, basis.coeff, basis.qp, basis.kpBasis};
