@@ -33,6 +33,20 @@ void expectBasisMatrix(const char* op, const char* name, const Tensor& t, std::i
   }
 }
 
+// Bb^T (r x N), kept with Bb's storage until Bb changes (Storage::derived): a weight, transposed
+// on every call otherwise (serially, ~0.1 ms at N = 785).
+std::shared_ptr<const Storage> basisTransposed(const Tensor& bb, std::int64_t N, std::int64_t r) {
+  std::string key = "sparsifiner.BbT at " + std::to_string(bb.storageOffset()) + " " + std::to_string(N) + "x" +
+                    std::to_string(r);
+  return bb.storage()->derived(key, [&] {
+    auto t = std::make_shared<Storage>(N * r);
+    const float* from = bb.data();  // const: a read
+    for (std::int64_t m = 0; m < N; ++m)
+      for (std::int64_t j = 0; j < r; ++j) t->data()[j * N + m] = from[m * r + j];
+    return t;
+  });
+}
+
 }  // namespace
 
 PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
@@ -79,9 +93,7 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
   b.kp = Tensor::empty({h.batch, h.heads, N, half});
   b.kpBasis = Tensor::empty({h.batch, h.heads, half, r});
   b.coeff = Tensor::empty({h.batch, h.heads, N, r});
-  b.bbT = Tensor::empty({r, N});
-  for (std::int64_t m = 0; m < N; ++m)
-    for (std::int64_t j = 0; j < r; ++j) b.bbT.data()[j * N + m] = w.bb.data()[m * r + j];
+  b.bbT = basisTransposed(w.bb, N, r);
 
   // The projections are shared by all heads: one GEMM over every token of every head each.
   auto project = [&](const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
@@ -128,7 +140,7 @@ void approximateAttentionRows(const PredictorShape& s, const PredictorBasis& bas
   GemmArgs g;  // C[rows] Bb^T: (rows x r) (r x N), Bb^T stored as such (its packing is a copy)
   g.M = rows; g.N = N; g.K = r;
   g.A = basis.coeff.data() + (head * N + row0) * r; g.lda = r;
-  g.B = basis.bbT.data(); g.ldb = N;
+  g.B = basis.bbT->data(); g.ldb = N;
   g.C = out; g.ldc = N;
   sgemm(g);
 }

@@ -6,6 +6,7 @@
 //   approx = C Bb^T                             (N x N per head: only ever a block of rows)
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "../core/op_registry.h"
 #include "attention_common.h"
@@ -39,7 +40,7 @@ struct PredictorBasis {
   Tensor kp;  // (B, H, N, d/2)
   Tensor kpBasis;  // Kp (B, H, d/2, r)
   Tensor coeff;    // C (B, H, N, r)
-  Tensor bbT;      // Bb^T (r, N): the basis rows the approximation combines, contiguous
+  std::shared_ptr<const Storage> bbT;  // Bb^T (r, N): the basis rows the approximation combines
 };
 
 PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, const Tensor& k,

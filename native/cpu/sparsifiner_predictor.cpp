@@ -114,7 +114,7 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
       for (std::int64_t i = 0; i < rows; ++i) {
         float* c = basis.coeff.data() + (head * N + row0 + i) * r;
         keepLargestCoefficients(kt, c, r, coefficientKeep, which, picked, selectScratch);
-        if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT.data(), N, approx);
+        if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT->data(), N, approx);
         select(row0 + i, approx);
       }
     } else {

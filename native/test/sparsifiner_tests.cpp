@@ -495,6 +495,54 @@ TEST(predictor_matches_float64_reference_and_topk_is_exact) {
   CHECK(exactRows * 10 >= rows * 8);
 }
 
+// The predictor keeps Bb^T with Bb's storage (Storage::derived): a write to Bb in place (an
+// optimizer step) must reach the next call, with the coefficient top-k (combineRows reads Bb^T)
+// and without (a GEMM does).
+TEST(predictor_sees_basis_written_in_place) {
+  Dims s{1, 2, 57, 16};
+  const std::int64_t kept = keptFor(0.25, s.N);
+  auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
+  Predictor w = randomPredictor(s);
+  auto in = predictorInputs(s, q, k, w);  // the same tensors on every call
+  const double scale = 1.0 / std::sqrt(double(s.H));
+  for (std::int64_t coefficientKeep : {0, 3}) {
+    Attrs attrs;
+    attrs.set("keepRate", 0.25);
+    attrs.set("coefficientKeep", coefficientKeep);
+    for (int round = 0; round < 3; ++round) {
+      auto out = runOp("sparsifinerPredict", in, attrs);
+      auto idx = valuesOf(out[0]);
+      // The float64 reference of the same C' (coefficient top-k: the op's own choice of C').
+      PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, scale);
+      if (coefficientKeep > 0) {
+        Vec c = toDouble(valuesOf(out[1]));
+        for (std::int64_t h = 0; h < s.heads(); ++h)
+          for (std::int64_t n = 0; n < s.N; ++n)
+            for (std::int64_t m = 0; m < s.N; ++m) {
+              double a = 0;
+              for (std::int64_t j = 0; j < s.r(); ++j) a += c[std::size_t((h * s.N + n) * s.r() + j)] * w.bb[std::size_t(m * s.r() + j)];
+              f.approx[std::size_t((h * s.N + n) * s.N + m)] = a;
+            }
+      }
+      bool ok = true;
+      int exact = 0, rows = 0;
+      for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
+        if (row % s.N == 0) continue;
+        ++rows;
+        exact += checkTopKRow(idx.data() + row * kept, &f.approx[std::size_t(row * s.N)], s.N, kept, 1e-4,
+                              "coefficientKeep " + std::to_string(coefficientKeep) + " round " + std::to_string(round) +
+                                  " row " + std::to_string(row), ok);
+      }
+      CHECK(ok);
+      CHECK(exact * 10 >= rows * 8);
+      // Rewrite Bb in place, through the tensor the op reads (a mutable access notes the write).
+      w.bb = toDouble(randomVector(w.bb.size()));
+      float* bb = in[7]->data();
+      for (std::size_t i = 0; i < w.bb.size(); ++i) bb[i] = float(w.bb[i]);
+    }
+  }
+}
+
 // Exact ties: Bb rows repeated in groups make whole groups of approx entries bit-identical in
 // float and in float64; the lower key index must win. Constant Bb makes every entry tie.
 TEST(predictor_topk_breaks_ties_by_lower_index) {
