@@ -1,7 +1,8 @@
 // `bench attention`: softmax (flash-style) against linear-angular attention (castling, inference
-// form) at growing token counts, H = 6, d = 64, batch 1: median forward and forward+backward
-// latency, counted FLOPs (and MACs, the paper's metric), GFLOP/s, peak extra memory, and the
-// speed-up of linear-angular over softmax.
+// form) and Sparsifiner (predictor + sparse attention, at several keep rates) at growing token
+// counts, H = 6, d = 64, batch 1: median forward and forward+backward latency, counted FLOPs (and
+// MACs, the paper's metric), GFLOP/s, peak extra memory, and the speed-up over softmax. All cases
+// of a token count are timed in interleaved rounds, so that their ratios are taken side by side.
 import { Tensor, attention } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
@@ -35,57 +36,91 @@ function randomTensor(shape: number[], seed: number): Tensor {
   return Tensor.fromArray(data, shape);
 }
 
-async function timed<T>(fn: () => Promise<T>, dispose: (value: T) => void, repeats: number): Promise<{ times: number[]; peakExtra: number }> {
-  dispose(await fn()); // warm-up
-  const times: number[] = [];
-  let peakExtra = 0;
+/**
+ * One measured case: a pass of one attention kind. `run` returns what `dispose` frees; `flops` is
+ * the counted work of one run. The record's fields (kind, pass, keepRate, ...) go in `fields`.
+ */
+interface Case {
+  label: string;
+  fields: BenchRecord;
+  flops: number;
+  run: () => Promise<Tensor[]>;
+  times: number[];
+  peakExtra: number;
+}
+
+/**
+ * Times every case `repeats` times in interleaved rounds (each round runs every case once, after
+ * one untimed warm-up each), so that the ratios between kinds are taken side by side: these VMs'
+ * speed drifts by tens of percent within minutes. Peak memory is the peak beyond the inputs (live
+ * before the call) and the outputs (still live after it).
+ */
+async function timeInRounds(cases: Case[], repeats: number): Promise<void> {
+  for (const c of cases) (await c.run()).forEach((t) => t.dispose());
   for (let r = 0; r < repeats; r++) {
-    native.memoryStats(true); // start a new peak at what is live now (the inputs)
-    const start = performance.now();
-    const value = await fn();
-    times.push(performance.now() - start);
-    const { liveBytes, peakBytes } = native.memoryStats();
-    // Extra = the peak beyond the inputs (live before) and the outputs (still live now).
-    peakExtra = Math.max(peakExtra, peakBytes - liveBytes);
-    dispose(value);
+    for (const c of cases) {
+      native.memoryStats(true);
+      const start = performance.now();
+      const outputs = await c.run();
+      c.times.push(performance.now() - start);
+      const { liveBytes, peakBytes } = native.memoryStats();
+      c.peakExtra = Math.max(c.peakExtra, peakBytes - liveBytes);
+      outputs.forEach((t) => t.dispose());
+    }
   }
-  return { times, peakExtra };
+}
+
+function newCase(label: string, fields: BenchRecord, flops: number, run: () => Promise<Tensor[]>): Case {
+  return { label, fields, flops, run, times: [], peakExtra: 0 };
 }
 
 /** Sparsifiner at one keep rate: the predictor (random weights) and the sparse attention. */
-async function benchSparsifiner(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, keepRate: number, coefficientKeep: number, repeats: number, backward: boolean, log: (line: string) => void): Promise<BenchRecord[]> {
+function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: Tensor[], keepRate: number, coefficientKeep: number, backward: boolean): Case[] {
   const [, H, N, d] = q.shape as [number, number, number, number];
-  const r = Math.max(1, Math.floor(N / 8));
-  const weights = [randomTensor([d / 2, d], 11), randomTensor([d / 2], 12), randomTensor([d / 2, d], 13), randomTensor([d / 2], 14), randomTensor([N, r], 15), randomTensor([N, r], 16)];
   const predictorNames = ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'];
   const forward = async () => {
     const [indices, ...rest] = await runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
     rest.forEach((t) => t.dispose());
     const [y, lse] = await runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, indices!]);
-    return { y: y!, lse: lse!, indices: indices! };
+    return [y!, lse!, indices!];
   };
-  const dispose = (x: { y: Tensor; lse: Tensor; indices: Tensor }) => [x.y, x.lse, x.indices].forEach((t) => t.dispose());
-  const records: BenchRecord[] = [];
-  const f = await timed(forward, dispose, repeats);
-  const fs = stats(f.times);
+  const label = `sparsifiner keep ${keepRate} coefficients ${coefficientKeep || 'all'} N=${N}`;
+  const fields = { kind: 'sparsifiner', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep };
   const flops = H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep });
-  records.push({ kind: 'sparsifiner', pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra, flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep, withProjections: false }) });
-  log(`sparsifiner keep ${keepRate} coefficients ${coefficientKeep || 'all'} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
+  const cases = [newCase(`${label} forward`, { ...fields, pass: 'forward', flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep, withProjections: false }) }, flops, forward)];
   if (backward) {
     const both = async () => {
-      const x = await forward();
-      const grads = await runAsync('sparseAttentionBackward', ['q', 'k', 'v', 'indices', 'y', 'lse', 'dy'], [q, k, v, x.indices, x.y, x.lse, dy]);
-      dispose(x);
+      const [y, lse, indices] = await forward();
+      const grads = await runAsync('sparseAttentionBackward', ['q', 'k', 'v', 'indices', 'y', 'lse', 'dy'], [q, k, v, indices!, y!, lse!, dy]);
+      [y!, lse!, indices!].forEach((t) => t.dispose());
       return grads;
     };
-    const b = await timed(both, (g) => g.forEach((t) => t.dispose()), Math.max(3, Math.ceil(repeats / 2)));
-    const bs = stats(b.times);
-    const flopsFb = flops + H * attentionFlops('sparsifiner', 'backward', N, d, { keepRate });
-    records.push({ kind: 'sparsifiner', pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
-    log(`sparsifiner keep ${keepRate} coefficients ${coefficientKeep || 'all'} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
+    cases.push(newCase(`${label} forward+backward`, { ...fields, pass: 'forward+backward' }, flops + H * attentionFlops('sparsifiner', 'backward', N, d, { keepRate }), both));
   }
-  weights.forEach((t) => t.dispose());
-  return records;
+  return cases;
+}
+
+/** Softmax (flash) or linear-angular (castling, inference form) attention: forward, and forward+backward. */
+function denseCases(kind: 'softmax' | 'castling', q: Tensor, k: Tensor, v: Tensor, dy: Tensor, w: Tensor, K: number, backward: boolean): Case[] {
+  const [, H, N, d] = q.shape as [number, number, number, number];
+  const forward = kind === 'softmax' ? () => attention.softmax(q, k, v) : () => attention.linearAngular(q, k, v, w);
+  const outputs = (r: { y: Tensor; lse?: Tensor; saved?: Tensor[] }) => [r.y, ...(r.lse ? [r.lse] : []), ...(r.saved ?? [])];
+  const fields = { kind, tokens: N, heads: H, headDim: d, batch: 1 };
+  const flops = H * attentionFlops(kind, 'forward', N, d, { kernel: K });
+  const cases = [newCase(`${kind} N=${N} forward`, { ...fields, pass: 'forward' }, flops, async () => outputs(await forward()))];
+  if (backward) {
+    const both = async () => {
+      const r = await forward();
+      const g =
+        kind === 'softmax'
+          ? await attention.softmaxBackward(q, k, v, r as attention.SoftmaxAttentionResult, dy)
+          : await attention.linearAngularBackward(q, k, v, w, r as attention.LinearAngularResult, dy);
+      outputs(r).forEach((t) => t.dispose());
+      return Object.values(g) as Tensor[];
+    };
+    cases.push(newCase(`${kind} N=${N} forward+backward`, { ...fields, pass: 'forward+backward' }, flops + H * attentionFlops(kind, 'backward', N, d, { kernel: K }), both));
+  }
+  return cases;
 }
 
 export async function benchAttention(o: AttentionBenchOptions = {}): Promise<BenchRecord[]> {
@@ -105,51 +140,27 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
     const shape = [1, H, N, d];
     const [q, k, v, dy] = [1, 2, 3, 4].map((s) => randomTensor(shape, s * N)) as [Tensor, Tensor, Tensor, Tensor];
     const w = randomTensor([H, K], 5);
-    const repeats = o.repeats ?? (N > 4000 ? 3 : 7);
-    const forwardMs: Record<string, number> = {};
-    for (const kind of ['softmax', 'castling'] as const) {
-      const forward = kind === 'softmax' ? () => attention.softmax(q, k, v) : () => attention.linearAngular(q, k, v, w);
-      const disposeForward = (r: { y: Tensor; lse?: Tensor; saved?: Tensor[] }) => {
-        r.y.dispose();
-        r.lse?.dispose();
-        r.saved?.forEach((t) => t.dispose());
-      };
-      const f = await timed(forward, disposeForward, repeats);
-      const fs = stats(f.times);
-      forwardMs[kind] = fs.medianMs;
-      const flops = H * attentionFlops(kind, 'forward', N, d, { kernel: K });
-      records.push({ kind, pass: 'forward', tokens: N, heads: H, headDim: d, batch: 1, ...fs, flops, macs: flops / 2, gflops: flops / (fs.medianMs * 1e6), peakBytes: f.peakExtra });
-      log(`${kind} N=${N} forward ${fs.medianMs.toFixed(2)} ms`);
-      if (o.backward !== false) {
-        const both = async () => {
-          const r = await forward();
-          const g =
-            kind === 'softmax'
-              ? await attention.softmaxBackward(q, k, v, r as attention.SoftmaxAttentionResult, dy)
-              : await attention.linearAngularBackward(q, k, v, w, r as attention.LinearAngularResult, dy);
-          disposeForward(r as { y: Tensor });
-          return g;
-        };
-        const b = await timed(both, (g) => Object.values(g).forEach((t) => (t as Tensor).dispose()), Math.max(3, Math.ceil(repeats / 2)));
-        const bs = stats(b.times);
-        const flopsFb = flops + H * attentionFlops(kind, 'backward', N, d, { kernel: K });
-        records.push({ kind, pass: 'forward+backward', tokens: N, heads: H, headDim: d, batch: 1, ...bs, flops: flopsFb, macs: flopsFb / 2, gflops: flopsFb / (bs.medianMs * 1e6), peakBytes: b.peakExtra });
-        log(`${kind} N=${N} forward+backward ${bs.medianMs.toFixed(2)} ms`);
-      }
-    }
+    const r = Math.max(1, Math.floor(N / 8));
+    const weights = [randomTensor([d / 2, d], 11), randomTensor([d / 2], 12), randomTensor([d / 2, d], 13), randomTensor([d / 2], 14), randomTensor([N, r], 15), randomTensor([N, r], 16)];
+    const backward = o.backward !== false;
+    const cases = [...denseCases('softmax', q, k, v, dy, w, K, backward), ...denseCases('castling', q, k, v, dy, w, K, backward)];
     if (N <= (o.sparsifinerMaxTokens ?? 3137)) {
       for (const keepRate of o.keepRates ?? [0.1, 0.25, 0.5]) {
-        for (const coefficientKeep of o.coefficientKeeps ?? [0, 4]) {
-          records.push(...(await benchSparsifiner(q, k, v, dy, keepRate, coefficientKeep, repeats, o.backward !== false, log)));
-        }
+        for (const coefficientKeep of o.coefficientKeeps ?? [0, 4]) cases.push(...sparsifinerCases(q, k, v, dy, weights, keepRate, coefficientKeep, backward));
       }
     }
-    for (const r of records) {
-      if (r.tokens === N && typeof r.gflops === 'number') r.shareOfGemmRate = r.gflops / gemmRate;
-      if (r.tokens === N && r.kind !== 'softmax' && r.pass === 'forward') r.speedupOverSoftmax = forwardMs.softmax! / Number(r.medianMs);
-      if (r.tokens === N && r.kind === 'sparsifiner' && r.pass === 'forward') r.flopsSavedVsSoftmax = 1 - Number(r.flops) / (H * attentionFlops('softmax', 'forward', N, d));
+    await timeInRounds(cases, o.repeats ?? (N > 4000 ? 3 : 7));
+    const softmaxForwardMs = stats(cases[0]!.times).medianMs;
+    for (const c of cases) {
+      const st = stats(c.times);
+      const rec: BenchRecord = { ...c.fields, ...st, flops: c.flops, macs: c.flops / 2, gflops: c.flops / (st.medianMs * 1e6), peakBytes: c.peakExtra };
+      rec.shareOfGemmRate = Number(rec.gflops) / gemmRate;
+      if (rec.kind !== 'softmax' && rec.pass === 'forward') rec.speedupOverSoftmax = softmaxForwardMs / st.medianMs;
+      if (rec.kind === 'sparsifiner' && rec.pass === 'forward') rec.flopsSavedVsSoftmax = 1 - c.flops / (H * attentionFlops('softmax', 'forward', N, d));
+      records.push(rec);
+      log(`${c.label} ${st.medianMs.toFixed(2)} ms`);
     }
-    for (const t of [q, k, v, dy, w]) t.dispose();
+    for (const t of [q, k, v, dy, w, ...weights]) t.dispose();
   }
   return records;
 }
