@@ -36,8 +36,9 @@ struct SparseAttentionArgs {
   float* dv;  // accumulated, like dk
 };
 
-// Query rows the forward takes together: the tiles of K and V it loads into L1 serve this many
-// queries each (callers hand out jobs of this many rows).
+// Query rows the forward (and the backward) take together: the block walks its key lists in step,
+// so the stretch of K and V a step touches in L1 serves this many queries (the forward's callers
+// hand out jobs of this many rows).
 constexpr std::int64_t kSparseForwardRows = 32;
 
 struct SparsifinerKernels {
