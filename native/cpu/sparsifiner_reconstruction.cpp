@@ -7,6 +7,7 @@
 // backbone's q and k are constants here (no gradient for them).
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "../core/thread_pool.h"
@@ -48,7 +49,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
   const char* op = "sparsifinerReconstruction";
   Tensor q, k;
   PredictorWeights w;
-  PredictorShape s = readPredictorInputs(op, in, q, k, w);
+  PredictorShape s = readPredictorInputs(op, in, q, k, w);  // (weights read through const: see Storage::derived)
   const HeadsShape& h = s.heads;
   const std::int64_t N = h.tokens, d = h.width, half = s.half, r = s.basis;
   Tensor lse = in.required(8, "lse").contiguous();
@@ -83,7 +84,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
       lossPerWorker[std::size_t(worker)] += kt.reconstructionResidual(
           approx + skip * N, scores + skip * N, lse.data() + head * N + row0 + skip, rows - skip, N, attnScale);
       if (skip) std::fill(approx, approx + N, 0.0f);
-      multiply(false, false, rows, r, N, approx, N, w.bb.data(), r, dCoeff.data() + (head * N + row0) * r, r, false);
+      multiply(false, false, rows, r, N, approx, N, std::as_const(w.bb).data(), r, dCoeff.data() + (head * N + row0) * r, r, false);
       multiply(true, false, N, r, rows, approx, N, coeff, r, dBbPartial, r, true);
     }
   });
@@ -105,7 +106,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
     float* dKp = dKpBasis.data() + head * half * r;
     multiply(false, true, N, half, r, dS, r, kpBasis, r, dqp.data() + head * N * half, half, false);  // dS Kp^T
     multiply(true, false, half, r, N, basis.qp.data() + head * N * half, half, dS, r, dKp, r, false);  // qp^T dS
-    multiply(false, true, N, half, r, w.p.data(), r, dKp, r, dkp.data() + head * N * half, half, false);  // P dKp^T
+    multiply(false, true, N, half, r, std::as_const(w.p).data(), r, dKp, r, dkp.data() + head * N * half, half, false);  // P dKp^T
   });
 
   // The shared parameters sum over heads and batch, in a fixed order.
