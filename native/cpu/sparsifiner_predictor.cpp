@@ -90,7 +90,8 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::int64_t blockRows = approxRowBlock(h.count(), N);
   std::int64_t blocks = (N + blockRows - 1) / blockRows;
-  std::int64_t approxFloats = blockRows * N;
+  // The approximation of a block of rows (one GEMM), or of one row at a time (coefficient top-k).
+  std::int64_t approxFloats = scratchFloatsFor((sparseCoefficients ? 1 : blockRows) * N);
   std::int64_t coefficientFloats = sparseCoefficients ? 2 * scratchFloatsFor(r) : 0;
   std::int64_t selectFloats = kt.topKScratchFloats(N);
   runAttentionJobs(h.count() * blocks, approxFloats + coefficientFloats + selectFloats, [&](std::int64_t job, float* scratch) {
