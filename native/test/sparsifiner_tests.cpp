@@ -188,6 +188,16 @@ struct PredictorRef {
   Vec qp, kp, Kp, C, approx;  // approx: (heads, N, N)
 };
 
+// One float64 row of the approximation from a query's r coefficients c: out[m] = c . Bb[m].
+void approxRowFrom(const Dims& s, const double* c, const Vec& bb, double* out) {
+  const std::int64_t r = s.r();
+  for (std::int64_t m = 0; m < s.N; ++m) {
+    double x = 0;
+    for (std::int64_t j = 0; j < r; ++j) x += c[j] * bb[std::size_t(m * r + j)];
+    out[m] = x;
+  }
+}
+
 PredictorRef predictorForward(const Dims& s, const Vec& q, const Vec& k, const Predictor& w, double scale) {
   const std::int64_t N = s.N, d = s.d, h2 = s.half(), r = s.r(), heads = s.heads();
   PredictorRef f{Vec(std::size_t(heads * N * h2)), Vec(std::size_t(heads * N * h2)), Vec(std::size_t(heads * h2 * r)),
@@ -219,11 +229,7 @@ PredictorRef predictorForward(const Dims& s, const Vec& q, const Vec& k, const P
       }
       for (std::int64_t j = 0; j < r; ++j) sum += (c[j] = std::exp(c[j] - mx));
       for (std::int64_t j = 0; j < r; ++j) c[j] /= sum;
-      for (std::int64_t m = 0; m < N; ++m) {
-        double x = 0;
-        for (std::int64_t j = 0; j < r; ++j) x += c[j] * w.bb[m * r + j];
-        f.approx[(h * N + n) * N + m] = x;
-      }
+      approxRowFrom(s, c, w.bb, &f.approx[std::size_t((h * N + n) * N)]);
     }
   }
   return f;
@@ -516,13 +522,8 @@ TEST(predictor_sees_basis_written_in_place) {
       PredictorRef f = predictorForward(s, toDouble(q), toDouble(k), w, scale);
       if (coefficientKeep > 0) {
         Vec c = toDouble(valuesOf(out[1]));
-        for (std::int64_t h = 0; h < s.heads(); ++h)
-          for (std::int64_t n = 0; n < s.N; ++n)
-            for (std::int64_t m = 0; m < s.N; ++m) {
-              double a = 0;
-              for (std::int64_t j = 0; j < s.r(); ++j) a += c[std::size_t((h * s.N + n) * s.r() + j)] * w.bb[std::size_t(m * s.r() + j)];
-              f.approx[std::size_t((h * s.N + n) * s.N + m)] = a;
-            }
+        for (std::int64_t row = 0; row < s.heads() * s.N; ++row)
+          approxRowFrom(s, &c[std::size_t(row * s.r())], w.bb, &f.approx[std::size_t(row * s.N)]);
       }
       bool ok = true;
       int exact = 0, rows = 0;
@@ -614,11 +615,7 @@ TEST(predictor_coefficient_topk_matches_float64_reference) {
         }
         for (std::int64_t j = 0; j < r; ++j)
           if (!keep[std::size_t(j)]) c[j] = 0.0;
-        for (std::int64_t m = 0; m < s.N; ++m) {
-          double x = 0;
-          for (std::int64_t j = 0; j < r; ++j) x += c[j] * w.bb[std::size_t(m * r + j)];
-          f.approx[std::size_t(row * s.N + m)] = x;
-        }
+        approxRowFrom(s, c, w.bb, &f.approx[std::size_t(row * s.N)]);
       }
       std::string where = s.str() + " coefficientKeep=" + std::to_string(coefficientKeep);
       CHECK(close(gotC, f.C, 2e-5, "C'", where));
