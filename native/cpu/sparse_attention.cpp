@@ -71,14 +71,14 @@ std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   float scale = sparseAttentionScale(op, attrs, s.width);
   Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
   const SparsifinerKernels& kt = sparsifinerKernels();
-  std::int64_t blocks = (s.tokens + kSparseForwardRows - 1) / kSparseForwardRows;
+  std::int64_t blocks = (s.tokens + kSparseBlockRows - 1) / kSparseBlockRows;
   std::vector<char> valid(std::size_t(s.count() * blocks), 1);
   runAttentionJobs(s.count() * blocks, kt.sparseForwardScratchFloats(s.tokens, s.width, x.kept), [&](std::int64_t job, float* scratch) {
-    std::int64_t head = job / blocks, row0 = job % blocks * kSparseForwardRows;
+    std::int64_t head = job / blocks, row0 = job % blocks * kSparseBlockRows;
     SparseAttentionArgs a = headArgs(x, head, scale);
     a.y = y.data() + head * s.headFloats();
     a.lse = lse.data() + head * s.tokens;
-    valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kSparseForwardRows), scratch);
+    valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kSparseBlockRows), scratch);
   });
   if (std::find(valid.begin(), valid.end(), 0) != valid.end()) reportBadIndices(op, x.indices, s, x.kept);
   return {y, lse};

@@ -39,7 +39,7 @@ struct SparseAttentionArgs {
 // Query rows the forward (and the backward) take together: the block walks its key lists in step,
 // so the stretch of K and V a step touches in L1 serves this many queries (the forward's callers
 // hand out jobs of this many rows).
-constexpr std::int64_t kSparseForwardRows = 32;
+constexpr std::int64_t kSparseBlockRows = 32;
 
 struct SparsifinerKernels {
   Isa isa;
