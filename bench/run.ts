@@ -7,6 +7,7 @@ import { benchGemm } from './gemm.js';
 import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
 import { benchOnnx, type OnnxKind } from './onnx.js';
+import { benchImages } from './images.js';
 import { writeLineChart } from './chart.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
@@ -78,6 +79,18 @@ const benches: Record<string, Bench> = {
         predictBatches: numbers(o.batches),
         memoryBudget: typeof o['train-budget'] === 'string' ? Number(o['train-budget']) : undefined,
         repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
+      }),
+  },
+  images: {
+    describe: 'image files to classes: readImages (decode, resize, normalise) vs predict vs classify (both, chunk by chunk), JPEG 640x480 to 224, images/s (--models deitSmall --kinds castling,softmax --batches 1,8 --repeats)',
+    columns: ['model', 'kind', 'batch', 'pass', 'files', 'medianMs', 'imagesPerSecond', 'ratioToSequential'],
+    run: (o) =>
+      benchImages({
+        model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? (o.quick ? 'deitTiny' : undefined),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
+        batches: numbers(o.batches),
+        repeats: numbers(o.repeats)?.[0] ?? (o.quick ? 2 : undefined),
         log: (line) => console.error(line),
       }),
   },

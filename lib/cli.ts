@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-// The castling-vit command line: backend info, training the digits model, and the demo that
-// `npm start` runs (a short digits training, then castling against softmax attention at growing
-// token counts).
+// The castling-vit command line: backend info, training the digits model, classifying image
+// files with a saved model, and the demo that `npm start` runs (a short digits training, then
+// castling against softmax attention at growing token counts).
+import { readFileSync } from 'node:fs';
+
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
+import { VisionTransformer } from './nn/vit.js';
+import { presets } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 
@@ -149,6 +153,32 @@ train
   .option('--no-progress', 'no progress bar')
   .action(async (flags: TrainFlags) => {
     await trainDigitsCommand(flags);
+  });
+
+program
+  .command('predict')
+  .description("classify image files with a saved model (read with the model's preprocessing)")
+  .argument('<model>', 'a .safetensors file written by castling-vit (train mnist, model.save)')
+  .argument('<images...>', 'image files: JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG')
+  .option('--top <k>', 'classes shown per image', positiveInt, 3)
+  .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
+  .option('--json', 'print JSON: one { image, classes: [{ index, label, probability }] } per image')
+  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
+  .action(async (modelPath: string, images: string[], flags: { top: number; batchSize: number; json?: boolean; preset?: string; labels?: string }) => {
+    const presetNames = ['deitTiny', 'deitSmall', 'deitBase'] as const;
+    if (flags.preset !== undefined && !presetNames.includes(flags.preset as never)) throw new InvalidArgumentError(`--preset must be one of ${presetNames.join(', ')}, got '${flags.preset}'`);
+    const config = flags.preset ? presets[flags.preset as (typeof presetNames)[number]] : undefined;
+    const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
+    const model = await VisionTransformer.load(modelPath, { config, labels });
+    const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize });
+    model.dispose();
+    if (flags.json) return console.log(JSON.stringify(images.map((image, i) => ({ image, classes: results[i] })), null, 2));
+    const width = Math.max(...images.map((i) => i.length));
+    images.forEach((image, i) => {
+      const classes = results[i]!.map((c) => `${c.label} ${(100 * c.probability).toFixed(1).padStart(5)}%`);
+      console.log(`${image.padEnd(width)}  ${classes.join('   ')}`);
+    });
   });
 
 program

@@ -29,7 +29,9 @@ export { VisionTransformer, type LoadReport, type LoadOptions, type TrainStepOpt
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, type LrSchedule, type CastlingSchedule, type AuxBranchState } from './train/schedule.js';
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
+export { readImages, imagenetPreprocessing, defaultPreprocessing, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
+export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';
-export { loadDigits, DIGIT_SIZE, type DigitSet } from './data/digits.js';
+export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSet } from './data/digits.js';
 export { trainDigits, evaluateDigits, type DigitsOptions, type DigitsResult } from './train/digits.js';
 export { attentionFlops, type AttentionFlopKind, type FlopOptions } from './flops.js';

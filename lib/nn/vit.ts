@@ -1,6 +1,7 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { checkPreprocessing, defaultPreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
@@ -13,6 +14,7 @@ import { accumulatedReconstructionStep, accumulatedTrainingStep, checkMicroBatch
 import { checkLabels, checkOptimizer, dropPathScales } from './training_inputs.js';
 import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
+import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore } from './classify.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -25,6 +27,10 @@ export interface LoadReport {
 export interface LoadOptions {
   /** Overrides the config stored in the file (needed for a file without one, e.g. from timm). */
   config?: Partial<VitConfig>;
+  /** Overrides the image preprocessing stored in the file (default: ImageNet's for RGB models). */
+  preprocessing?: Partial<ImagePreprocessing>;
+  /** Class labels, one per class (overrides the file's). */
+  labels?: string[];
 }
 
 const METADATA_FORMAT = 'castling-vit';
@@ -66,6 +72,30 @@ export interface TrainStepResult {
   tau: number | null;
 }
 
+function frozen(p: ImagePreprocessing): Readonly<ImagePreprocessing> {
+  return Object.freeze({ ...p, mean: Object.freeze([...p.mean]), std: Object.freeze([...p.std]) }) as Readonly<ImagePreprocessing>;
+}
+
+/**
+ * The image preprocessing and labels in a file's metadata, parsed (validated against the config by
+ * the caller); absent in files written before they were stored.
+ */
+function storedImageSettings(metadata: Record<string, string>, path: string): { preprocessing?: object; labels?: unknown } {
+  const parse = (key: string): unknown => {
+    if (metadata[key] === undefined) return undefined;
+    try {
+      return JSON.parse(metadata[key]);
+    } catch {
+      throw new Error(`${path}: the ${key} in the file's metadata is not valid JSON`);
+    }
+  };
+  const preprocessing = parse('preprocessing');
+  if (preprocessing !== undefined && (typeof preprocessing !== 'object' || preprocessing === null || Array.isArray(preprocessing))) {
+    throw new TypeError(`${path}: the preprocessing in the file's metadata is ${JSON.stringify(preprocessing)}, expected an object { mean, std, cropFraction, interpolation }`);
+  }
+  return { preprocessing: preprocessing as object | undefined, labels: parse('labels') };
+}
+
 /** A plan's error, with a non-finite input reported as the caller's images. */
 function imagesError(what: string, error: unknown): unknown {
   const message = error instanceof Error ? error.message : String(error);
@@ -95,6 +125,8 @@ export class VisionTransformer {
   private planOptimizer: AdamW | null = null;
   /** Set by load(): which parameters were initialised rather than read. */
   loadReport: LoadReport = { initialised: [], ignored: [] };
+  private imagePreprocessing: Readonly<ImagePreprocessing>;
+  private classLabels: readonly string[] | null = null;
 
   private constructor(config: VitConfig, params: Map<string, Tensor>, castled = false) {
     this.config = config;
@@ -102,6 +134,28 @@ export class VisionTransformer {
     this.specs = parameterSpecs(config);
     this.castledForGood = config.attention !== 'castling' || castled;
     this.auxBranch = this.castledForGood ? null : { tau: 0.02, l1: 0 };
+    this.imagePreprocessing = frozen(defaultPreprocessing(config.inChannels));
+  }
+
+  /**
+   * How image files are prepared for this model (readImages, classify): per-channel mean and std,
+   * crop fraction, resampling. Saved with the model; set it to what the model was trained with.
+   */
+  get preprocessing(): Readonly<ImagePreprocessing> {
+    return this.imagePreprocessing;
+  }
+
+  set preprocessing(value: ImagePreprocessing) {
+    this.imagePreprocessing = frozen(checkPreprocessing(value, this.config.inChannels, 'model.preprocessing'));
+  }
+
+  /** Class labels, one per class (saved with the model), or null: classes are named by index. */
+  get labels(): readonly string[] | null {
+    return this.classLabels;
+  }
+
+  set labels(value: readonly string[] | null) {
+    this.classLabels = value === null ? null : Object.freeze(checkClassLabels(value, this.config.numClasses, 'model.labels'));
   }
 
   /** True once the auxiliary branch is gone for good (always true for softmax models). */
@@ -174,6 +228,11 @@ export class VisionTransformer {
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
     const model = new VisionTransformer(config, params, metadata.castled === 'true');
     model.loadReport = report;
+    const image = storedImageSettings(metadata, path);
+    const preprocessing = { ...model.preprocessing, ...image.preprocessing, ...options.preprocessing };
+    model.imagePreprocessing = frozen(checkPreprocessing(preprocessing, config.inChannels, `${path}: preprocessing`));
+    const labels = options.labels ?? image.labels;
+    if (labels !== undefined) model.classLabels = Object.freeze(checkClassLabels(labels, config.numClasses, `${path}: labels`));
     return model;
   }
 
@@ -190,6 +249,9 @@ export class VisionTransformer {
     const { params, report } = VisionTransformer.assemble(config, tensors, 'VisionTransformer.from');
     const model = new VisionTransformer(config, params);
     model.loadReport = report;
+    // The same inputs and classes (the patch embedding and head carry over unchanged).
+    model.imagePreprocessing = source.imagePreprocessing;
+    model.classLabels = source.classLabels;
     return model;
   }
 
@@ -220,7 +282,14 @@ export class VisionTransformer {
     this.live();
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
-    await writeSafetensors(path, tensors, { format: METADATA_FORMAT, config: JSON.stringify(this.config), castled: String(this.castledForGood) });
+    const metadata: Record<string, string> = {
+      format: METADATA_FORMAT,
+      config: JSON.stringify(this.config),
+      castled: String(this.castledForGood),
+      preprocessing: JSON.stringify(this.imagePreprocessing),
+    };
+    if (this.classLabels) metadata.labels = JSON.stringify(this.classLabels);
+    await writeSafetensors(path, tensors, metadata);
   }
 
   /** The parameters by timm name (the model's own tensors: writes to them change the model). */
@@ -243,6 +312,22 @@ export class VisionTransformer {
     } catch (error) {
       throw imagesError('predict', error);
     }
+  }
+
+  /**
+   * Image files, encoded bytes or raw pixels as a Tensor [images, inChannels, imageSize, imageSize]
+   * for predict or trainStep, prepared by `model.preprocessing`.
+   */
+  readImages(sources: readonly ImageSource[]): Promise<Tensor> {
+    this.live();
+    const { imageSize, inChannels } = this.config;
+    return readImages(sources, { size: imageSize, channels: inChannels, preprocessing: this.imagePreprocessing });
+  }
+
+  /** Each image's most probable classes (readImages, then predict a chunk at a time). */
+  classify(sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
+    this.live();
+    return classifyImages(this, sources, options);
   }
 
   /**

@@ -1,7 +1,7 @@
 // Trains the digits preset end to end: shuffled mini-batches with small random shifts, AdamW with
 // warm-up and cosine decay, the Castling schedule over the run, per-epoch loss and held-out
 // accuracy, then the switch and the castled model's accuracy.
-import { loadDigits, DIGIT_SIZE, type DigitSet } from '../data/digits.js';
+import { loadDigits, DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
 import { presets, type VitConfig } from '../nn/config.js';
 import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
 import { SeededRandom } from '../nn/random.js';
@@ -66,9 +66,8 @@ export const DIGITS_EPOCHS = 48;
  */
 export const DIGITS_CASTLING: CastlingSchedule = { tau0: 0.02, start: 0.1, end: 0.4 };
 
-/** The mean and standard deviation of MNIST pixels, to centre the inputs. */
-const MEAN = 0.1307;
-const STD = 0.3081;
+const MEAN = digitsPreprocessing.mean[0]!;
+const STD = digitsPreprocessing.std[0]!;
 
 function normalise(v: number): number {
   return (v - MEAN) / STD;
@@ -143,6 +142,11 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
   const batchSize = options.batchSize ?? 64;
   const seed = options.seed ?? 1;
   const model = options.model ?? VisionTransformer.create({ ...presets.digits, attention: options.attention ?? 'castling', seed, ...options.config });
+  if (!options.model) {
+    // Saved with the model: `castling-vit predict` then reads image files of digits as trained.
+    model.preprocessing = digitsPreprocessing;
+    model.labels = DIGIT_LABELS;
+  }
   const attention = model.config.attention;
   const count = Math.min(train.count, options.limit ?? train.count);
   const stepsPerEpoch = Math.floor(count / batchSize);

@@ -1,0 +1,176 @@
+// Image files (and raw pixels) into model inputs: decoded by sharp (libvips: JPEG, PNG, WebP,
+// GIF, TIFF, AVIF, SVG), turned upright by their EXIF orientation, resized and centre-cropped
+// the way timm evaluates (shorter side to floor(size / cropFraction), then the centre size x size),
+// and normalised per channel: (pixel / 255 - mean) / std, channel-first.
+import { Tensor } from '../tensor.js';
+
+/** How a model's images were prepared in training, so that files reach it the same way. */
+export interface ImagePreprocessing {
+  /** Per-channel mean of the [0, 1] pixel values, subtracted (one entry per input channel). */
+  mean: readonly number[];
+  /** Per-channel standard deviation, divided by (positive). */
+  std: readonly number[];
+  /**
+   * timm's crop_pct: the shorter side is resized to floor(size / cropFraction), then the centre
+   * size x size square is kept. 1 keeps the whole shorter side.
+   */
+  cropFraction: number;
+  /** The resampling filter of the resize (bicubic is timm's default for DeiT). */
+  interpolation: 'bicubic' | 'bilinear' | 'nearest';
+}
+
+/** timm's defaults for ImageNet models (IMAGENET_DEFAULT_MEAN / STD, crop_pct 0.875, bicubic). */
+export const imagenetPreprocessing: Readonly<ImagePreprocessing> = Object.freeze({
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+  cropFraction: 0.875,
+  interpolation: 'bicubic',
+});
+
+/** Decoded pixels, row-major, channels interleaved (RGB, RGBA, grey or grey + alpha). */
+export interface RawImage {
+  pixels: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+/** A path to an image file, the encoded bytes of one (a Buffer is a Uint8Array), or raw pixels. */
+export type ImageSource = string | Uint8Array | RawImage;
+
+export interface ReadImagesOptions {
+  /** Output images are size x size. */
+  size: number;
+  /** 1 (grey) or 3 (RGB): colour images are made grey, grey ones repeated, alpha dropped. */
+  channels: number;
+  preprocessing: ImagePreprocessing;
+}
+
+const INTERPOLATIONS = { bicubic: 'cubic', bilinear: 'linear', nearest: 'nearest' } as const;
+
+/** The default for a model with `channels` inputs: ImageNet's for RGB, none (mean 0, std 1) otherwise. */
+export function defaultPreprocessing(channels: number): ImagePreprocessing {
+  if (channels === 3) return { ...imagenetPreprocessing, mean: [...imagenetPreprocessing.mean], std: [...imagenetPreprocessing.std] };
+  return { mean: new Array<number>(channels).fill(0), std: new Array<number>(channels).fill(1), cropFraction: 1, interpolation: 'bilinear' };
+}
+
+/** Validates `p` for a model with `channels` inputs; returns a copy. `what` names it in errors. */
+export function checkPreprocessing(p: unknown, channels: number, what = 'preprocessing'): ImagePreprocessing {
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${what} must be an object { mean, std, cropFraction, interpolation }`);
+  const { mean, std, cropFraction, interpolation } = p as Record<string, unknown>;
+  const perChannel = (v: unknown, field: string, positive: boolean): number[] => {
+    const ok = Array.isArray(v) && v.length === channels && v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0));
+    if (!ok) {
+      throw new RangeError(`${what}.${field} is ${JSON.stringify(v)}: expected ${channels} finite ${positive ? 'positive ' : ''}number(s), one per input channel`);
+    }
+    return [...(v as number[])];
+  };
+  if (!(typeof cropFraction === 'number' && cropFraction > 0 && cropFraction <= 1)) {
+    throw new RangeError(`${what}.cropFraction is ${JSON.stringify(cropFraction)}: expected a number in (0, 1]`);
+  }
+  if (typeof interpolation !== 'string' || !(interpolation in INTERPOLATIONS)) {
+    throw new TypeError(`${what}.interpolation is ${JSON.stringify(interpolation)}: expected 'bicubic', 'bilinear' or 'nearest'`);
+  }
+  return { mean: perChannel(mean, 'mean', false), std: perChannel(std, 'std', true), cropFraction, interpolation: interpolation as ImagePreprocessing['interpolation'] };
+}
+
+function describe(source: ImageSource, index: number): string {
+  return typeof source === 'string' ? `'${source}'` : `image ${index} (${source instanceof Uint8Array ? `${source.length} encoded bytes` : 'raw pixels'})`;
+}
+
+/** sharp is loaded on first use: importing castling-vit does not load libvips. */
+type Sharp = (typeof import('sharp'))['default'];
+let sharpModule: Promise<Sharp> | null = null;
+function loadSharp(): Promise<Sharp> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule;
+}
+
+function rawInput(source: RawImage): { raw: { width: number; height: number; channels: 1 | 2 | 3 | 4 } } {
+  const { pixels, width, height, channels } = source;
+  const dims = [width, height].every((v) => Number.isInteger(v) && v >= 1 && v <= 1 << 16);
+  if (!(pixels instanceof Uint8Array) || !dims || ![1, 2, 3, 4].includes(channels)) {
+    throw new TypeError('raw pixels need { pixels: Uint8Array, width, height (1 to 65536), channels: 1 to 4 }');
+  }
+  if (pixels.length !== width * height * channels) {
+    throw new RangeError(`raw pixels hold ${pixels.length} bytes, expected width ${width} x height ${height} x channels ${channels} = ${width * height * channels}`);
+  }
+  return { raw: { width, height, channels } };
+}
+
+/** Python's round(): halves go to the even neighbour (torchvision's CenterCrop uses it). */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * torchvision's Resize(int) then CenterCrop, as timm evaluates: the shorter side resized to
+ * floor(size / cropFraction), the longer one in proportion (truncated), and the crop's corner.
+ */
+export function resizeAndCrop(width: number, height: number, size: number, cropFraction: number): { width: number; height: number; left: number; top: number } {
+  // The small epsilon keeps size / 0.875 = 256 from landing at 255.99999.
+  const shorter = Math.floor(size / cropFraction + 1e-9);
+  const scale = (long: number, short: number) => Math.max(shorter, Math.floor((shorter * long) / short));
+  const w = width <= height ? shorter : scale(width, height);
+  const h = width <= height ? scale(height, width) : shorter;
+  return { width: w, height: h, left: roundHalfEven((w - size) / 2), top: roundHalfEven((h - size) / 2) };
+}
+
+/** Decodes one image into size x size x channels bytes. */
+async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing): Promise<Uint8Array> {
+  try {
+    const encoded = typeof source === 'string' || source instanceof Uint8Array;
+    const input = encoded ? source : source.pixels;
+    const options = encoded ? {} : rawInput(source);
+    // autoOrient: the dimensions below are those of the upright image.
+    const image = sharp(input, { ...options, autoOrient: true });
+    const meta = await image.metadata();
+    const upright = meta.autoOrient ?? { width: meta.width, height: meta.height };
+    const geometry = resizeAndCrop(upright.width, upright.height, size, p.cropFraction);
+    image.removeAlpha().resize({ width: geometry.width, height: geometry.height, fit: 'fill', kernel: INTERPOLATIONS[p.interpolation] });
+    image.extract({ left: geometry.left, top: geometry.top, width: size, height: size });
+    if (channels === 1) image.grayscale();
+    else image.toColourspace('srgb');
+    const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels || info.width !== size || info.height !== size) {
+      throw new Error(`decoded to ${info.width} x ${info.height} x ${info.channels}, expected ${size} x ${size} x ${channels}`);
+    }
+    return data;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`readImages: could not read ${describe(source, index)}: ${message}`);
+  }
+}
+
+/**
+ * Reads images into one Tensor [images, channels, size, size], ready for `model.predict`.
+ * Decoding runs on libuv's threads, all images at once.
+ */
+export async function readImages(sources: readonly ImageSource[], options: ReadImagesOptions): Promise<Tensor> {
+  if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
+  const { size, channels } = options;
+  if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
+  if (channels !== 1 && channels !== 3) throw new RangeError(`readImages: images decode to 1 (grey) or 3 (RGB) channels, not ${channels}`);
+  const p = checkPreprocessing(options.preprocessing, channels);
+  sources.forEach((s, i) => {
+    if (!(typeof s === 'string' || s instanceof Uint8Array || (typeof s === 'object' && s !== null && 'pixels' in s))) {
+      throw new TypeError(`readImages: image ${i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
+    }
+  });
+  const sharp = await loadSharp();
+  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, i, size, channels, p)));
+  const plane = size * size;
+  const out = new Float32Array(sources.length * channels * plane);
+  // Interleaved bytes to normalised channel planes through one table per channel:
+  // out[c][y][x] = (byte / 255 - mean[c]) / std[c], rounded once from float64.
+  const tables = Array.from({ length: channels }, (_, c) => Float32Array.from({ length: 256 }, (_, v) => (v / 255 - p.mean[c]!) / p.std[c]!));
+  decoded.forEach((bytes, image) => {
+    for (let c = 0; c < channels; c++) {
+      const table = tables[c]!;
+      const base = (image * channels + c) * plane;
+      for (let i = 0; i < plane; i++) out[base + i] = table[bytes[i * channels + c]!]!;
+    }
+  });
+  return Tensor.fromArray(out, [sources.length, channels, size, size]);
+}
