@@ -8,10 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
 import { stats, type BenchRecord } from './common.js';
-import { exportVit } from './onnx/export_vit.js';
+import { exportVit } from '../lib/io/onnx/export_vit.js';
 import { ORT_INSTALL, createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';
 import { formatProfile, profileBoth } from './onnx/profile.js';
-import { encodeModel } from './onnx/schema.js';
+import { encodeModel } from '../lib/io/onnx/schema.js';
 
 /** What is compared: softmax, castling (tokens conv), castling with the spatial conv. */
 export type OnnxKind = 'softmax' | 'castling' | 'castling-spatial';

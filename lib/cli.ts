@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The castling-vit command line: backend info, training the digits model, classifying image
-// files with a saved model, and the demo that `npm start` runs (a short digits training, then
+// files with a saved model, exporting one to ONNX, and the demo that `npm start` runs (a short digits training, then
 // castling against softmax attention at growing token counts).
 import { readFileSync } from 'node:fs';
 
@@ -10,7 +10,7 @@ import cliProgress from 'cli-progress';
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
 import { VisionTransformer } from './nn/vit.js';
-import { presets } from './nn/config.js';
+import { presets, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 
@@ -35,6 +35,14 @@ function fraction(value: string): number {
   const n = Number(value);
   if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got '${value}'`);
   return n;
+}
+
+/** --preset: the config of a file that has none (a timm checkpoint). */
+function presetConfig(name: string | undefined): VitConfig | undefined {
+  const names = ['deitTiny', 'deitSmall', 'deitBase'] as const;
+  if (name === undefined) return undefined;
+  if (!names.includes(name as never)) throw new InvalidArgumentError(`--preset must be one of ${names.join(', ')}, got '${name}'`);
+  return presets[name as (typeof names)[number]];
 }
 
 interface TrainFlags {
@@ -166,9 +174,7 @@ program
   .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .action(async (modelPath: string, images: string[], flags: { top: number; batchSize: number; json?: boolean; preset?: string; labels?: string }) => {
-    const presetNames = ['deitTiny', 'deitSmall', 'deitBase'] as const;
-    if (flags.preset !== undefined && !presetNames.includes(flags.preset as never)) throw new InvalidArgumentError(`--preset must be one of ${presetNames.join(', ')}, got '${flags.preset}'`);
-    const config = flags.preset ? presets[flags.preset as (typeof presetNames)[number]] : undefined;
+    const config = presetConfig(flags.preset);
     const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
     const model = await VisionTransformer.load(modelPath, { config, labels });
     const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize });
@@ -179,6 +185,20 @@ program
       const classes = results[i]!.map((c) => `${c.label} ${(100 * c.probability).toFixed(1).padStart(5)}%`);
       console.log(`${image.padEnd(width)}  ${classes.join('   ')}`);
     });
+  });
+
+program
+  .command('export-onnx')
+  .description('write a saved model as ONNX (opset 17) for other runtimes: softmax models, and castling models once castled')
+  .argument('<model>', 'a .safetensors file')
+  .argument('<out>', 'the .onnx file to write (replaced atomically)')
+  .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)
+  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .action(async (modelPath: string, out: string, flags: { batch?: number; preset?: string }) => {
+    const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
+    await model.saveOnnx(out, { batch: flags.batch });
+    model.dispose();
+    console.log(`wrote ${out} (${model.config.attention} attention, batch ${flags.batch ?? 'free'})`);
   });
 
 program

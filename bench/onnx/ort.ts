@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { decodeNodes } from './schema.js';
+import { decodeNodes } from '../../lib/io/onnx/schema.js';
 
 export const ORT_INSTALL = 'npm install --no-save --ignore-scripts onnxruntime-node';
 

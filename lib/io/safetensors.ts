@@ -2,8 +2,9 @@
 // header length, a JSON header naming each tensor's dtype, shape and byte range, then the data.
 // Reading validates everything before allocating anything large, so a truncated or hostile file
 // gets an error naming the problem, never a crash or a huge allocation. Writing is atomic.
-import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open } from 'node:fs/promises';
+
+import { writeFileAtomic } from './atomic_write.js';
 
 /** One tensor as stored: values are always returned as float32. */
 export interface StoredTensor {
@@ -158,9 +159,8 @@ export async function readSafetensors(path: string): Promise<SafetensorsContent>
 }
 
 /**
- * Writes float32 tensors and string metadata as a safetensors file, atomically: the data goes
- * to a temporary file beside the target, is flushed to disk, and is renamed over the target, so
- * an existing file is replaced whole or not at all.
+ * Writes float32 tensors and string metadata as a safetensors file, atomically (writeFileAtomic:
+ * an existing file is replaced whole or not at all).
  */
 export async function writeSafetensors(
   path: string,
@@ -185,26 +185,7 @@ export async function writeSafetensors(
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  const file = await open(tmp, 'wx');
-  try {
-    await file.write(prefix);
-    await file.write(headerBytes);
-    for (const [, t] of list) {
-      // Float32Array memory is little-endian on every platform Node supports.
-      await file.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    }
-    await file.sync();
-  } catch (error) {
-    await file.close();
-    await rm(tmp, { force: true });
-    throw error;
-  }
-  await file.close();
-  try {
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
+  // Float32Array memory is little-endian on every platform Node supports.
+  const data = list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  await writeFileAtomic(path, [prefix, headerBytes, ...data]);
 }

@@ -1,6 +1,7 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { exportOnnx, writeOnnx, type OnnxExportOptions } from '../io/onnx/export_vit.js';
 import { checkPreprocessing, defaultPreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
@@ -290,6 +291,22 @@ export class VisionTransformer {
     };
     if (this.classLabels) metadata.labels = JSON.stringify(this.classLabels);
     await writeSafetensors(path, tensors, metadata);
+  }
+
+  /**
+   * The forward pass as ONNX (opset 17, the operators torch.onnx writes for a timm ViT), for other
+   * runtimes: softmax models, and castling models once castled. The batch is a free dimension
+   * unless `options.batch` fixes it. Image preprocessing is not part of the graph.
+   */
+  toOnnx(options: OnnxExportOptions = {}): Uint8Array {
+    this.live();
+    return exportOnnx(this, options);
+  }
+
+  /** Writes toOnnx() to `path`, atomically. */
+  async saveOnnx(path: string, options: OnnxExportOptions = {}): Promise<void> {
+    this.live();
+    await writeOnnx(this, path, options);
   }
 
   /** The parameters by timm name (the model's own tensors: writes to them change the model). */

@@ -22,8 +22,10 @@ function raw(data: Float32Array | BigInt64Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function valueInfo(name: string, dims: number[]): ValueInfoProto {
-  return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } };
+/** A float32 value's type; a string dimension is a free one of that name (e.g. 'batch'). */
+function valueInfo(name: string, dims: Array<number | string>): ValueInfoProto {
+  const dim = dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d }));
+  return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim } } } };
 }
 
 export class GraphBuilder {
@@ -42,13 +44,13 @@ export class GraphBuilder {
     return name;
   }
 
-  input(name: string, dims: number[]): string {
+  input(name: string, dims: Array<number | string>): string {
     const unique = this.unique(name);
     this.inputs.push(valueInfo(unique, dims));
     return unique;
   }
 
-  output(name: string, dims: number[]): void {
+  output(name: string, dims: Array<number | string>): void {
     this.outputs.push(valueInfo(name, dims));
   }
 

@@ -1,9 +1,10 @@
 // The subset of ONNX's onnx.proto3 (https://github.com/onnx/onnx, onnx/onnx.proto3) this
-// benchmark writes and reads: enough for a graph of standard operators with float32 raw_data
+// package writes and reads: enough for a graph of standard operators with float32 raw_data
 // initializers, and for counting the operator types of the model onnxruntime saves after its
 // graph optimizations. Field numbers are the official ones: a reader of real ONNX files
 // (onnxruntime) depends on them, so never renumber. Fields left out are skipped when decoding.
-syntax = "proto3";
+// Kept as text (parsed by protobufjs at first use) so that the package needs no file lookup.
+export const ONNX_PROTO_SUBSET = `syntax = "proto3";
 
 package onnx;
 
@@ -141,3 +142,4 @@ message OperatorSetIdProto {
   string domain = 1;
   int64 version = 2;
 }
+`;

@@ -8,18 +8,23 @@
 // Castling models are exported in their inference form (after model.castle()): the
 // linear-angular attention of ALGORITHMS.md section 2 with plain ONNX operators and the
 // depthwise convolution of v as a grouped Conv ('tokens': along the token axis, 'spatial': over
-// the patch grid, the class token unconvolved). Shapes are static: one graph per batch size.
-import type { Tensor, VisionTransformer } from '../../lib/index.js';
+// the patch grid, the class token unconvolved). The batch size is the graph's one free
+// dimension ('batch'), or fixed when asked for.
+import type { VisionTransformer } from '../../nn/vit.js';
+import type { Tensor } from '../../tensor.js';
+import { writeFileAtomic } from '../atomic_write.js';
 import { GraphBuilder } from './graph.js';
-import type { ModelProto } from './schema.js';
+import { encodeModel, type ModelProto } from './schema.js';
 
-export interface ExportOptions {
-  batch: number;
+export interface OnnxExportOptions {
+  /** A fixed batch size; absent, the batch is a free dimension named 'batch'. */
+  batch?: number;
 }
 
 /** The ONNX version pair the graph targets: opset 17 has LayerNormalization; IR 8 goes with it. */
 export const OPSET = 17;
 const IR_VERSION = 8;
+const PRODUCER_VERSION = '0.1.0';
 
 const LN_EPS = 1e-6; // every LayerNorm of the ViT (ALGORITHMS.md section 5)
 const NORM_EPS = 1e-12; // normalize(a) = a / max(|a|, 1e-12) (section 2)
@@ -33,7 +38,8 @@ function transposed(data: Float32Array, out: number, inF: number): Float32Array 
 
 class VitExporter {
   private readonly g = new GraphBuilder();
-  private readonly B: number;
+  /** The fixed batch size, or null for a free one. */
+  private readonly B: number | null;
   private readonly C: number;
   private readonly H: number;
   private readonly d: number;
@@ -42,7 +48,7 @@ class VitExporter {
   constructor(
     private readonly model: VisionTransformer,
     private readonly params: Map<string, Tensor>,
-    batch: number,
+    batch: number | null,
   ) {
     const cfg = model.config;
     this.B = batch;
@@ -89,6 +95,14 @@ class VitExporter {
     return this.g.op('Reshape', [x, this.g.ints(shape)], name);
   }
 
+  /**
+   * A Reshape target's leading entry, the batch size times `times`: fixed, or -1 (Reshape infers
+   * it from the other entries) when the batch size is free.
+   */
+  private lead(times = 1): number {
+    return this.B === null ? -1 : this.B * times;
+  }
+
   private transpose(x: string, perm: number[], name: string): string {
     return this.g.op('Transpose', [x], name, { perm });
   }
@@ -127,7 +141,7 @@ class VitExporter {
   /** The dconv of v (B, H, N, d), back in that layout. */
   private depthwiseConv(v: string, b: string): string {
     const g = this.g;
-    const { B, H, d, N } = this;
+    const { H, d, N } = this;
     const name = `${b}.attn.dconv.weight`;
     const w = this.tensor(name);
     const K = w.shape[2]!;
@@ -141,24 +155,24 @@ class VitExporter {
     // goes to the batch axis so that one (K, K) kernel per head serves its d channels (group = H).
     const side = Math.round(Math.sqrt(N - 1));
     const patches = g.op('Slice', [v, g.ints([1]), g.ints([N]), g.ints([2])], `/${b}/attn/dconv/Slice`); // (B, H, P, d)
-    const grid = this.reshape(this.transpose(patches, [0, 3, 1, 2], `/${b}/attn/dconv/Transpose`), [B * d, H, side, side], `/${b}/attn/dconv/Reshape`);
+    const grid = this.reshape(this.transpose(patches, [0, 3, 1, 2], `/${b}/attn/dconv/Transpose`), [this.lead(d), H, side, side], `/${b}/attn/dconv/Reshape`);
     const conv = g.op('Conv', [grid, this.param(name)], `/${b}/attn/dconv/Conv`, { group: H, kernel_shape: [K, K], pads: [c, c, c, c], strides: [1, 1], dilations: [1, 1] });
-    const back = this.transpose(this.reshape(conv, [B, d, H, N - 1], `/${b}/attn/dconv/Reshape_1`), [0, 2, 3, 1], `/${b}/attn/dconv/Transpose_1`);
+    const back = this.transpose(this.reshape(conv, [this.lead(), d, H, N - 1], `/${b}/attn/dconv/Reshape_1`), [0, 2, 3, 1], `/${b}/attn/dconv/Transpose_1`);
     // The class token gets no convolution: a zero row in front.
     return g.op('Pad', [back, g.ints([0, 0, 1, 0, 0, 0, 0, 0])], `/${b}/attn/dconv/Pad`, { mode: 'constant' });
   }
 
   private block(x: string, i: number): string {
     const g = this.g;
-    const { B, C, H, d, N } = this;
+    const { C, H, d, N } = this;
     const b = `blocks.${i}`;
     // Attention: timm's qkv(x).reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0).
     const qkv = this.linear(this.layerNorm(x, `${b}.norm1`), `${b}.attn.qkv`);
-    const heads = this.transpose(this.reshape(qkv, [B, N, 3, H, d], `/${b}/attn/Reshape`), [2, 0, 3, 1, 4], `/${b}/attn/Transpose`);
+    const heads = this.transpose(this.reshape(qkv, [this.lead(), N, 3, H, d], `/${b}/attn/Reshape`), [2, 0, 3, 1, 4], `/${b}/attn/Transpose`);
     const parts = g.node('Split', [heads], { axis: 0 }, { name: `/${b}/attn/Split`, outputs: 3 });
     const [q, k, v] = parts.map((p, j) => g.op('Squeeze', [p, g.ints([0])], `/${b}/attn/Squeeze_${j}`)) as [string, string, string];
     const y = this.model.config.attention === 'softmax' ? this.softmaxAttention(q, k, v, b) : this.linearAngularAttention(q, k, v, b);
-    const merged = this.reshape(this.transpose(y, [0, 2, 1, 3], `/${b}/attn/Transpose_out`), [B, N, C], `/${b}/attn/Reshape_out`);
+    const merged = this.reshape(this.transpose(y, [0, 2, 1, 3], `/${b}/attn/Transpose_out`), [this.lead(), N, C], `/${b}/attn/Reshape_out`);
     const x1 = g.op('Add', [x, this.linear(merged, `${b}.attn.proj`)], `/${b}/Add`);
     // MLP: fc2(GELU(fc1(LN(x1)))).
     const hidden = this.gelu(this.linear(this.layerNorm(x1, `${b}.norm2`), `${b}.mlp.fc1`), `${b}/mlp/act`);
@@ -170,7 +184,8 @@ class VitExporter {
     const cfg = this.model.config;
     const { B, C, N } = this;
     const p = cfg.patchSize;
-    const images = g.input('images', [B, cfg.inChannels, cfg.imageSize, cfg.imageSize]);
+    const batch = B ?? 'batch';
+    const images = g.input('images', [batch, cfg.inChannels, cfg.imageSize, cfg.imageSize]);
     // timm PatchEmbed: proj(x).flatten(2).transpose(1, 2).
     const conv = g.op('Conv', [images, this.param('patch_embed.proj.weight'), this.param('patch_embed.proj.bias')], '/patch_embed/proj/Conv', {
       kernel_shape: [p, p],
@@ -179,29 +194,49 @@ class VitExporter {
       dilations: [1, 1],
       group: 1,
     });
-    const patches = this.transpose(this.reshape(conv, [B, C, N - 1], '/patch_embed/Reshape'), [0, 2, 1], '/patch_embed/Transpose');
-    // cat(cls_token.expand(B, -1, -1), x) + pos_embed.
-    const cls = g.op('Expand', [this.param('cls_token'), g.ints([B, 1, C])], '/Expand');
+    const patches = this.transpose(this.reshape(conv, [this.lead(), C, N - 1], '/patch_embed/Reshape'), [0, 2, 1], '/patch_embed/Transpose');
+    // cat(cls_token.expand(B, -1, -1), x) + pos_embed; a free batch size is read from the images'
+    // shape, as torch.onnx writes it with dynamic axes.
+    const expandTo = B !== null ? g.ints([B, 1, C]) : this.batchShape(images, [1, C]);
+    const cls = g.op('Expand', [this.param('cls_token'), expandTo], '/Expand');
     let x = g.op('Add', [g.op('Concat', [cls, patches], '/Concat', { axis: 1 }), this.param('pos_embed')], '/Add');
     for (let i = 0; i < cfg.depth; i++) x = this.block(x, i);
     x = this.layerNorm(x, 'norm');
     // x[:, 0] then the head; torch.onnx writes a Linear on 2-D input as Gemm(transB=1).
     const token = g.op('Gather', [x, g.ints([0], [])], '/Gather', { axis: 1 });
     g.op('Gemm', [token, this.param('head.weight'), this.param('head.bias')], 'logits', { transB: 1, alpha: { float: 1 }, beta: { float: 1 } });
-    g.output('logits', [B, cfg.numClasses]);
+    g.output('logits', [batch, cfg.numClasses]);
     const name = `vit-${cfg.attention}${cfg.attention === 'castling' ? `-${cfg.convForm}` : ''}-${cfg.imageSize}`;
-    return g.model({ name, opset: OPSET, irVersion: IR_VERSION, producer: 'castling-vit bench', version: '0.1.0' });
+    return g.model({ name, opset: OPSET, irVersion: IR_VERSION, producer: 'castling-vit', version: PRODUCER_VERSION });
+  }
+
+  /** [batch of x, ...rest] as an int64 shape tensor: Shape, Slice of its first entry, Concat. */
+  private batchShape(x: string, rest: number[]): string {
+    const g = this.g;
+    const shape = g.op('Shape', [x], '/Shape');
+    const first = g.op('Slice', [shape, g.ints([0]), g.ints([1]), g.ints([0])], '/Slice_batch');
+    return g.op('Concat', [first, g.ints(rest)], '/Concat_shape', { axis: 0 });
   }
 }
 
 /**
- * The model's forward pass as an ONNX graph for a fixed batch size. Softmax models and castled
- * castling models only: the auxiliary branch (training form) and Sparsifiner have no plain-op form here.
+ * The model's forward pass as an ONNX graph (opset 17). Softmax models and castled castling
+ * models only: the auxiliary branch (training form) and Sparsifiner have no plain-op form here.
  */
-export function exportVit(model: VisionTransformer, o: ExportOptions): ModelProto {
+export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
-  if (attention === 'sparsifiner') throw new Error('export: sparsifiner models are not exported (their top-k selection has no plain ONNX form here)');
-  if (attention === 'castling' && !model.castled) throw new Error('export: call model.castle() first: the graph is the inference form, without the auxiliary branch');
-  if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`export: batch is ${o.batch}, expected a positive integer`);
-  return new VitExporter(model, model.parameters(), o.batch).build();
+  if (attention === 'sparsifiner') throw new Error('exportOnnx: sparsifiner models are not exported (their top-k selection has no plain ONNX form here)');
+  if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
+  if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
+  return new VitExporter(model, model.parameters(), o.batch ?? null).build();
+}
+
+/** The model as the bytes of an .onnx file. */
+export function exportOnnx(model: VisionTransformer, o: OnnxExportOptions = {}): Uint8Array {
+  return encodeModel(exportVit(model, o));
+}
+
+/** Writes the model as an .onnx file, atomically. */
+export async function writeOnnx(model: VisionTransformer, path: string, o: OnnxExportOptions = {}): Promise<void> {
+  await writeFileAtomic(path, [exportOnnx(model, o)]);
 }

@@ -1,10 +1,9 @@
-// Encoding and decoding ONNX models with protobufjs and the schema subset in onnx.proto (the
+// Encoding and decoding ONNX models with protobufjs and the schema subset in onnx_proto.ts (the
 // official field numbers). Types here mirror only the fields the exporter writes and the op
 // counter reads; protobufjs fills the rest with defaults when decoding.
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
 import protobuf from 'protobufjs';
+
+import { ONNX_PROTO_SUBSET } from './onnx_proto.js';
 
 /** TensorProto.DataType values used here. */
 export const DataType = { FLOAT: 1, INT64: 7 } as const;
@@ -60,21 +59,11 @@ export interface ModelProto {
   graph: GraphProto;
 }
 
-// The .proto is not copied by tsc: found next to this file when run from source, else in the
-// source tree beside dist/ (dist/bench/onnx/schema.js -> bench/onnx/onnx.proto).
-function protoPath(): string {
-  for (const rel of ['./onnx.proto', '../../../bench/onnx/onnx.proto']) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new Error('bench/onnx/onnx.proto not found next to the benchmark sources');
-}
-
 let modelType: protobuf.Type | null = null;
 
 function modelProtoType(): protobuf.Type {
   if (!modelType) {
-    const root = protobuf.parse(readFileSync(protoPath(), 'utf8'), { keepCase: false }).root;
+    const root = protobuf.parse(ONNX_PROTO_SUBSET, { keepCase: false }).root;
     modelType = root.lookupType('onnx.ModelProto');
   }
   return modelType;
