@@ -13,6 +13,7 @@ import { VisionTransformer } from './nn/vit.js';
 import { presets, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
+import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -161,6 +162,26 @@ train
   .option('--no-progress', 'no progress bar')
   .action(async (flags: TrainFlags) => {
     await trainDigitsCommand(flags);
+  });
+
+train
+  .command('folder')
+  .description('train on a folder of images, one subfolder per class (train/ and val/ subfolders if present, else the last --val-fraction of each class is held out)')
+  .argument('<dir>', 'the folder')
+  .option('--from <model>', 'start from saved weights (.safetensors; a timm checkpoint needs --preset); a new head when the classes differ')
+  .option('--preset <name>', 'the architecture: deitTiny (default for a new model), deitSmall or deitBase')
+  .option('--attention <kind>', 'castling or softmax (default: the weights\' kind, castling for a new model)', attentionKind)
+  .option('--image-size <n>', 'image size of a new model (default: the preset\'s 224)', positiveInt)
+  .option('--epochs <n>', 'epochs', positiveInt, 10)
+  .option('--batch-size <n>', 'images per step', positiveInt, 32)
+  .option('--micro-batch <n>', 'at most this many images per forward/backward pass (gradient accumulation)', positiveInt)
+  .option('--lr <rate>', 'peak learning rate (default 5e-4, 5e-5 with --from)', positiveNumber)
+  .option('--val-fraction <f>', 'share of each class held out without train/ and val/', (v: string) => (v === '0' ? 0 : fraction(v)), 0.1)
+  .option('--seed <n>', 'seed of the initialisation, shuffling and flips', positiveInt, 1)
+  .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
+  .option('--no-progress', 'no progress bar')
+  .action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
+    await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
   });
 
 program

@@ -32,6 +32,11 @@ export interface LoadOptions {
   preprocessing?: Partial<ImagePreprocessing>;
   /** Class labels, one per class (overrides the file's). */
   labels?: string[];
+  /**
+   * Initialise the classification head anew, for fine-tuning to other classes (set
+   * config.numClasses): the file's head.weight and head.bias are listed as ignored.
+   */
+  freshHead?: boolean;
 }
 
 const METADATA_FORMAT = 'castling-vit';
@@ -226,13 +231,16 @@ export class VisionTransformer {
     }
     const config = resolveConfig({ ...stored, ...options.config });
     requireDevice(config);
+    const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
+    report.ignored.push(...head);
     const model = new VisionTransformer(config, params, metadata.castled === 'true');
     model.loadReport = report;
     const image = storedImageSettings(metadata, path);
     const preprocessing = { ...model.preprocessing, ...image.preprocessing, ...options.preprocessing };
     model.imagePreprocessing = frozen(checkPreprocessing(preprocessing, config.inChannels, `${path}: preprocessing`));
-    const labels = options.labels ?? image.labels;
+    // A fresh head has new classes: the file's labels named the old ones.
+    const labels = options.labels ?? (options.freshHead ? undefined : image.labels);
     if (labels !== undefined) model.classLabels = Object.freeze(checkClassLabels(labels, config.numClasses, `${path}: labels`));
     return model;
   }

@@ -7,7 +7,7 @@ import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
 import { SeededRandom } from '../nn/random.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
-import type { CastlingSchedule } from './schedule.js';
+import { EARLY_CASTLING, type CastlingSchedule, type StepInfo } from './schedule.js';
 
 export interface DigitsOptions {
   attention?: VitConfig['attention'];
@@ -37,7 +37,7 @@ export interface DigitsOptions {
   /** Distillation from a teacher model's logits. */
   distillation?: TrainStepOptions['distillation'];
   /** Called after every step and epoch (progress bars, logs). */
-  onStep?: (info: { epoch: number; step: number; stepsPerEpoch: number; loss: number; tau: number | null }) => void;
+  onStep?: (info: StepInfo) => void;
   onEpoch?: (info: { epoch: number; loss: number; testAccuracy: number; seconds: number }) => void;
 }
 
@@ -59,12 +59,8 @@ export interface DigitsResult {
  */
 export const DIGITS_EPOCHS = 48;
 
-/**
- * The auxiliary branch runs for the first 40% of training only: a step with it costs about 1.7x
- * one without (the masked softmax and its backward), and ending it early leaves 60% of the run
- * to the linear attention alone, so the castled model is the one that was trained.
- */
-export const DIGITS_CASTLING: CastlingSchedule = { tau0: 0.02, start: 0.1, end: 0.4 };
+/** The Castling schedule of the digits: the auxiliary branch for the first 40% of training. */
+export const DIGITS_CASTLING: CastlingSchedule = EARLY_CASTLING;
 
 const MEAN = digitsPreprocessing.mean[0]!;
 const STD = digitsPreprocessing.std[0]!;

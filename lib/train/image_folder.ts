@@ -1,0 +1,112 @@
+// Trains (or fine-tunes) a model on a folder of images, one subfolder per class: shuffled
+// mini-batches read with the model's preprocessing and flipped left-right at random, AdamW with
+// warm-up and cosine decay, the Castling schedule for castling models, the held-out accuracy
+// after every epoch, and the switch at the end.
+import type { ImageFolder, ImageList } from '../data/image_folder.js';
+import { SeededRandom } from '../nn/random.js';
+import type { VisionTransformer } from '../nn/vit.js';
+import { Tensor } from '../tensor.js';
+import { AdamW } from './adamw.js';
+import { EARLY_CASTLING, type CastlingSchedule, type StepInfo } from './schedule.js';
+
+export interface ImageFolderTrainingOptions {
+  folder: ImageFolder;
+  /** The model to train: numClasses must match the folder's classes. */
+  model: VisionTransformer;
+  epochs?: number;
+  batchSize?: number;
+  /** At most this many images per forward/backward pass (gradient accumulation). */
+  microBatch?: number;
+  lr?: number;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  /** Castling models: the auxiliary branch's schedule (default: on until 40% of training). */
+  castling?: CastlingSchedule;
+  /** Flip each training image left-right with probability 1/2 (default true). */
+  flip?: boolean;
+  seed?: number;
+  onStep?: (info: StepInfo) => void;
+  onEpoch?: (info: { epoch: number; loss: number; valAccuracy: number; seconds: number }) => void;
+}
+
+export interface ImageFolderTrainingResult {
+  /** Held-out accuracy of the final model (after the switch for castling models); NaN without held-out images. */
+  valAccuracy: number;
+  accuracyBeforeSwitch: number;
+  trainSeconds: number;
+}
+
+/** Fraction of `list` the model classifies correctly (NaN for an empty list). */
+export async function imageAccuracy(model: VisionTransformer, list: ImageList, batchSize = 32): Promise<number> {
+  if (list.files.length === 0) return Number.NaN;
+  const results = await model.classify(list.files, { top: 1, batchSize });
+  return results.filter((r, i) => r[0]!.index === list.labels[i]).length / list.files.length;
+}
+
+/** Mirrors the chosen images of a batch [B, C, S, S] left-right, in place. */
+export function flipImages(data: Float32Array, shape: readonly number[], flip: boolean[]): void {
+  const [, channels, rows, cols] = shape as [number, number, number, number];
+  flip.forEach((yes, image) => {
+    if (!yes) return;
+    for (let r = 0; r < channels * rows; r++) data.subarray((image * channels * rows + r) * cols, (image * channels * rows + r + 1) * cols).reverse();
+  });
+}
+
+export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<ImageFolderTrainingResult> {
+  const { folder, model } = o;
+  if (model.config.numClasses !== folder.classes.length) {
+    throw new Error(`trainImageFolder: the model has ${model.config.numClasses} classes, the folder ${folder.classes.length} (${folder.classes.join(', ')})`);
+  }
+  const epochs = o.epochs ?? 10;
+  const count = folder.train.files.length;
+  const batchSize = Math.min(o.batchSize ?? 32, count);
+  const stepsPerEpoch = Math.floor(count / batchSize);
+  const optimizer = new AdamW(model.parameters(), {
+    lr: o.lr ?? 5e-4,
+    weightDecay: o.weightDecay ?? 0.05,
+    warmupSteps: Math.min(stepsPerEpoch, Math.floor((stepsPerEpoch * epochs) / 10)),
+    totalSteps: stepsPerEpoch * epochs,
+    maxGradNorm: 1,
+  });
+  const rng = new SeededRandom((o.seed ?? 1) * 7 + 3);
+  const order = Array.from({ length: count }, (_, i) => i);
+  const started = performance.now();
+  let valAccuracy = Number.NaN;
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    const epochStart = performance.now();
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    let lossSum = 0;
+    for (let step = 0; step < stepsPerEpoch; step++) {
+      const picked = order.slice(step * batchSize, (step + 1) * batchSize);
+      const read = await model.readImages(picked.map((i) => folder.train.files[i]!));
+      let images = read;
+      if (o.flip ?? true) {
+        const data = read.toFloat32Array();
+        flipImages(data, read.shape, picked.map(() => rng.next() < 0.5));
+        images = Tensor.fromArray(data, read.shape);
+        read.dispose();
+      }
+      const labels = picked.map((i) => folder.train.labels[i]!);
+      const result = await model.trainStep(images, labels, optimizer, {
+        labelSmoothing: o.labelSmoothing ?? 0.1,
+        castling: o.castling ?? EARLY_CASTLING,
+        microBatch: o.microBatch,
+      });
+      images.dispose();
+      lossSum += result.loss;
+      o.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
+    }
+    valAccuracy = await imageAccuracy(model, folder.val);
+    o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
+  }
+  const trainSeconds = (performance.now() - started) / 1000;
+  const accuracyBeforeSwitch = valAccuracy;
+  if (model.config.attention === 'castling' && !model.castled) {
+    model.castle();
+    valAccuracy = await imageAccuracy(model, folder.val);
+  }
+  return { valAccuracy, accuracyBeforeSwitch, trainSeconds };
+}

@@ -1,0 +1,135 @@
+// Training on a folder of images: the folder's layout read as torchvision's ImageFolder (and its
+// mistakes named), a small model that learns three colour classes, and `castling-vit train
+// folder` turning a timm-style softmax checkpoint into a castled model with the folder's labels.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+
+import { VisionTransformer, presets } from '../lib/index.js';
+import { listImageFolder } from '../lib/data/image_folder.js';
+import { writeSafetensors } from '../lib/io/safetensors.js';
+import { flipImages, trainImageFolder } from '../lib/train/image_folder.js';
+import { random } from './helpers.js';
+
+const root = mkdtempSync(join(tmpdir(), 'castling-folder-'));
+
+const COLOURS: Record<string, [number, number, number]> = { blue: [2, 0, 1], green: [1, 2, 0], red: [0, 1, 2] };
+
+/** An image whose channel `colour[0]` is bright, the others dim, with noise; odd sizes. */
+async function colourImage(path: string, colour: [number, number, number]): Promise<void> {
+  const width = 30 + Math.floor(random() * 20);
+  const height = 24 + Math.floor(random() * 20);
+  const pixels = new Uint8Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    for (let c = 0; c < 3; c++) pixels[i * 3 + c] = colour.indexOf(c) === 0 ? 150 + random() * 105 : random() * 100;
+  }
+  const image = sharp(pixels, { raw: { width, height, channels: 3 } });
+  await (path.endsWith('.jpg') ? image.jpeg({ quality: 90 }) : image.png()).toFile(path);
+}
+
+/** root/name/<class>/<count images>, PNG and JPEG mixed, plus files that are not images. */
+async function colourFolder(name: string, count: number): Promise<string> {
+  const dir = join(root, name);
+  for (const [cls, colour] of Object.entries(COLOURS)) {
+    mkdirSync(join(dir, cls), { recursive: true });
+    for (let i = 0; i < count; i++) await colourImage(join(dir, cls, `${String(i).padStart(2, '0')}.${i % 2 ? 'jpg' : 'png'}`), colour);
+    writeFileSync(join(dir, cls, 'notes.txt'), 'not an image');
+    writeFileSync(join(dir, cls, '.hidden.png'), 'not read');
+  }
+  return dir;
+}
+
+describe('image folders', () => {
+  it('lists classes in name order and holds out the last files of each class', async () => {
+    const dir = await colourFolder('listed', 10);
+    const folder = listImageFolder(dir, { valFraction: 0.2 });
+    expect(folder.classes).toEqual(['blue', 'green', 'red']);
+    expect(folder.train.files).toHaveLength(24);
+    expect(folder.val.files.map((f) => f.slice(dir.length + 1))).toEqual(['blue/08.png', 'blue/09.jpg', 'green/08.png', 'green/09.jpg', 'red/08.png', 'red/09.jpg']);
+    expect(folder.val.labels).toEqual([0, 0, 1, 1, 2, 2]);
+    expect(folder.train.labels.filter((l) => l === 2)).toHaveLength(8);
+    // train/ and val/ subfolders are the split as they are.
+    const split = join(root, 'split');
+    for (const part of ['train', 'val']) {
+      for (const cls of ['cat', 'dog']) {
+        mkdirSync(join(split, part, cls), { recursive: true });
+        await colourImage(join(split, part, cls, 'a.png'), COLOURS.red!);
+      }
+    }
+    const fromSplit = listImageFolder(split);
+    expect(fromSplit.classes).toEqual(['cat', 'dog']);
+    expect(fromSplit.val.files.map((f) => f.slice(split.length + 1))).toEqual(['val/cat/a.png', 'val/dog/a.png']);
+  });
+
+  it('names what is wrong with a folder', () => {
+    expect(() => listImageFolder(join(root, 'absent'))).toThrow(/absent: not a folder/);
+    const one = join(root, 'one-class');
+    mkdirSync(join(one, 'only'), { recursive: true });
+    expect(() => listImageFolder(one)).toThrow(/at least 2\), found only 'only'/);
+    const empty = join(root, 'empty-class');
+    mkdirSync(join(empty, 'a'), { recursive: true });
+    mkdirSync(join(empty, 'b'), { recursive: true });
+    writeFileSync(join(empty, 'a', 'x.png'), '');
+    expect(() => listImageFolder(empty)).toThrow(/empty-class\/b: no images/);
+    const mismatched = join(root, 'mismatched');
+    for (const [part, cls] of [['train', 'a'], ['train', 'b'], ['val', 'a'], ['val', 'c']]) {
+      mkdirSync(join(mismatched, part!, cls!), { recursive: true });
+      writeFileSync(join(mismatched, part!, cls!, 'x.png'), '');
+    }
+    expect(() => listImageFolder(mismatched)).toThrow(/train\/ and val\/ must have the same class folders \(train: a, b; val: a, c\)/);
+    expect(() => listImageFolder(root, { valFraction: 1 })).toThrow(/valFraction is 1/);
+  });
+
+  it('flips the chosen images left-right, every channel and row', () => {
+    const data = Float32Array.from({ length: 2 * 2 * 2 * 3 }, (_, i) => i);
+    flipImages(data, [2, 2, 2, 3], [false, true]);
+    expect(Array.from(data.subarray(0, 12))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(Array.from(data.subarray(12))).toEqual([14, 13, 12, 17, 16, 15, 20, 19, 18, 23, 22, 21]);
+  });
+
+  it('a small castling model learns the colour classes and is castled at the end', async () => {
+    const folder = listImageFolder(await colourFolder('learn', 16), { valFraction: 0.25 });
+    const model = VisionTransformer.create({ ...presets.deitTiny, imageSize: 32, patchSize: 8, width: 48, heads: 2, depth: 2, numClasses: 3, attention: 'castling', seed: 2 });
+    const epochs: number[] = [];
+    const result = await trainImageFolder({ folder, model, epochs: 8, batchSize: 12, lr: 2e-3, onEpoch: (e) => epochs.push(e.valAccuracy) });
+    expect(epochs).toHaveLength(8);
+    expect(model.castled).toBe(true);
+    expect(result.valAccuracy).toBeGreaterThanOrEqual(0.9);
+    expect(result.valAccuracy).toBe(result.accuracyBeforeSwitch); // the schedule ended the branch at 40%
+    await expect(trainImageFolder({ folder, model: VisionTransformer.create({ ...presets.digits, depth: 1 }) })).rejects.toThrow(/the model has 10 classes, the folder 3 \(blue, green, red\)/);
+  }, 60_000);
+
+  it('castling-vit train folder: a timm-style softmax checkpoint becomes a castled model with the folder\'s labels', async () => {
+    const dir = await colourFolder('cli', 6);
+    const timm = VisionTransformer.create({ ...presets.deitTiny, seed: 4 });
+    const timmPath = join(root, 'timm.safetensors');
+    await writeSafetensors(timmPath, new Map([...timm.parameters()].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }])));
+    const out = join(root, 'colours.safetensors');
+    const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+    const run = spawnSync(
+      process.execPath,
+      [cli, 'train', 'folder', dir, '--from', timmPath, '--preset', 'deitTiny', '--attention', 'castling', '--epochs', '2', '--batch-size', '8', '--val-fraction', '0.34', '--out', out, '--no-progress'],
+      { encoding: 'utf8', env: { ...process.env, CASTLING_THREADS: '2' } },
+    );
+    // Fresh: the 12 blocks' convolutions of v and the head (3 classes, not 1000).
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/3 classes \(blue, green, red\): 12 images to train, 6 held out; castling ViT 192 wide, 12 deep, 224² images, from .*timm\.safetensors \(14 tensors fresh\)/);
+    expect(run.stdout).toMatch(/epoch  2  loss \d\.\d{4}  held-out accuracy \d+\.\d\d%/);
+    expect(run.stdout).toMatch(/castled: held-out accuracy/);
+    const model = await VisionTransformer.load(out);
+    expect(model.castled).toBe(true);
+    expect(model.labels).toEqual(['blue', 'green', 'red']);
+    expect(model.config.numClasses).toBe(3);
+    const fresh = await VisionTransformer.load(timmPath, { config: { ...presets.deitTiny, numClasses: 3 }, freshHead: true });
+    expect(fresh.loadReport.initialised).toEqual(['head.weight', 'head.bias']);
+    expect(fresh.loadReport.ignored).toEqual(['head.weight', 'head.bias']);
+    await expect(VisionTransformer.load(timmPath, { config: { ...presets.deitTiny, numClasses: 3 } })).rejects.toThrow(/'head.weight' has shape \[1000, 192\], the config needs \[3, 192\]/);
+    const sparse = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--image-size', '32', '--epochs', '1'], { encoding: 'utf8' });
+    expect(sparse.status).toBe(1);
+    expect(sparse.stderr).toMatch(/trains softmax and castling models; a Sparsifiner needs its own workflow/);
+  }, 120_000);
+});
