@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-// The castling-vit command line: backend info, training the digits model, classifying image
-// files with a saved model, exporting one to ONNX, and the demo that `npm start` runs (a short digits training, then
-// castling against softmax attention at growing token counts).
-import { readFileSync } from 'node:fs';
-
+// The castling-vit command line: backend info, training (the digits, a folder of images),
+// classifying image files with a saved model, exporting one to ONNX, and the demo that
+// `npm start` runs (a short digits training, then castling against softmax attention at growing
+// token counts).
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 
@@ -14,6 +13,7 @@ import { presets, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
+import { predictCommand, type PredictFlags } from './commands/predict.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -194,18 +194,8 @@ program
   .option('--json', 'print JSON: one { image, classes: [{ index, label, probability }] } per image')
   .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
-  .action(async (modelPath: string, images: string[], flags: { top: number; batchSize: number; json?: boolean; preset?: string; labels?: string }) => {
-    const config = presetConfig(flags.preset);
-    const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
-    const model = await VisionTransformer.load(modelPath, { config, labels });
-    const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize });
-    model.dispose();
-    if (flags.json) return console.log(JSON.stringify(images.map((image, i) => ({ image, classes: results[i] })), null, 2));
-    const width = Math.max(...images.map((i) => i.length));
-    images.forEach((image, i) => {
-      const classes = results[i]!.map((c) => `${c.label} ${(100 * c.probability).toFixed(1).padStart(5)}%`);
-      console.log(`${image.padEnd(width)}  ${classes.join('   ')}`);
-    });
+  .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
+    await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
   });
 
 program
