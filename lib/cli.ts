@@ -200,7 +200,7 @@ program
 
 program
   .command('export-onnx')
-  .description('write a saved model as ONNX (opset 17) for other runtimes: softmax models, and castling models once castled')
+  .description('write a saved model as ONNX (opset 17) for other runtimes (castling models once castled)')
   .argument('<model>', 'a .safetensors file')
   .argument('<out>', 'the .onnx file to write (replaced atomically)')
   .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)

@@ -1,5 +1,5 @@
 // ONNX export: the graph a model writes runs in another runtime (onnxruntime-web, WebAssembly)
-// and gives our logits, for every attention form it covers, with a free or a fixed batch size;
+// and gives our logits, for every attention kind and option, with a free or a fixed batch size;
 // what it cannot export is a clear error; the file is written atomically.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -47,6 +47,10 @@ describe('ONNX export', () => {
     ['softmax', { attention: 'softmax' }],
     ['castling, convolution along tokens', { attention: 'castling', convForm: 'tokens', convKernel: 5 }],
     ['castling, convolution over the patch grid', { attention: 'castling', convForm: 'spatial', convKernel: 3 }],
+    ['sparsifiner, top-k keys', { attention: 'sparsifiner', keepRate: 0.25 }],
+    ['sparsifiner, coefficient top-k and a shared basis', { attention: 'sparsifiner', keepRate: 0.4, coefficientKeep: 2, sharedBasis: true }],
+    ['sparsifiner, keys above a threshold', { attention: 'sparsifiner', keySelection: 'threshold', selectionThreshold: 0.02 }],
+    ['sparsifiner, a threshold above every key (each query keeps its best)', { attention: 'sparsifiner', keySelection: 'threshold', selectionThreshold: 100 }],
   ];
   for (const [label, overrides] of forms) {
     it(`${label}: onnxruntime-web gives our logits at batch 1 and 3 from one graph`, async () => {
@@ -90,8 +94,6 @@ describe('ONNX export', () => {
   it('refuses what it cannot export, with the reason', async () => {
     const uncastled = VisionTransformer.create({ ...presets.digits, attention: 'castling', depth: 1 });
     expect(() => uncastled.toOnnx()).toThrow(/call model.castle\(\) first/);
-    const sparse = VisionTransformer.create({ ...presets.digits, attention: 'sparsifiner', depth: 1 });
-    expect(() => sparse.toOnnx()).toThrow(/sparsifiner models are not exported/);
     const model = VisionTransformer.create({ ...presets.digits, depth: 1 });
     expect(() => model.toOnnx({ batch: 0 })).toThrow(/batch is 0, expected a positive integer/);
     const path = join(dir, 'kept.onnx');

@@ -303,8 +303,9 @@ export class VisionTransformer {
 
   /**
    * The forward pass as ONNX (opset 17, the operators torch.onnx writes for a timm ViT), for other
-   * runtimes: softmax models, and castling models once castled. The batch is a free dimension
-   * unless `options.batch` fixes it. Image preprocessing is not part of the graph.
+   * runtimes: every attention kind (castling models once castled; a Sparsifiner as dense operators
+   * under its predicted mask). The batch is a free dimension unless `options.batch` fixes it.
+   * Image preprocessing is not part of the graph.
    */
   toOnnx(options: OnnxExportOptions = {}): Uint8Array {
     this.live();

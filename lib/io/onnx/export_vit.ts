@@ -8,8 +8,9 @@
 // Castling models are exported in their inference form (after model.castle()): the
 // linear-angular attention of ALGORITHMS.md section 2 with plain ONNX operators and the
 // depthwise convolution of v as a grouped Conv ('tokens': along the token axis, 'spatial': over
-// the patch grid, the class token unconvolved). The batch size is the graph's one free
-// dimension ('batch'), or fixed when asked for.
+// the patch grid, the class token unconvolved). Sparsifiner models are exported as dense
+// operators under the predicted mask (TopK of the approximate attention). The batch size is the
+// graph's one free dimension ('batch'), or fixed when asked for.
 import type { VisionTransformer } from '../../nn/vit.js';
 import type { Tensor } from '../../tensor.js';
 import { writeFileAtomic } from '../atomic_write.js';
@@ -122,6 +123,58 @@ class VitExporter {
     return g.op('MatMul', [probs, v], `/${b}/attn/MatMul_1`);
   }
 
+  /**
+   * Sparsifiner (ALGORITHMS.md section 4) as dense operators: the predictor's approximate
+   * attention, its TopK per row (ONNX keeps the lower index among equal values, as our op does)
+   * scattered into a mask of 0 and -inf, and softmax attention under that mask; the class-token
+   * row unmasked. Same keys, same outputs; no sparse speed-up in the other runtime.
+   */
+  private sparsifinerAttention(q: string, k: string, v: string, b: string): string {
+    const g = this.g;
+    const cfg = this.model.config;
+    const { N, H } = this;
+    const pre = `${b}.attn.predictor`;
+    const name = (part: string) => `/${b}/attn/predictor/${part}`;
+    // q' = q Wq^T + bq, k' likewise; K' = k'^T P; C = softmax(q' K' / sqrt(H)) over the r basis items.
+    const qp = this.linear(q, `${pre}.q`);
+    const kp = this.linear(k, `${pre}.k`);
+    const kBasis = g.op('MatMul', [this.transpose(kp, [0, 1, 3, 2], name('Transpose_k')), this.param(`${pre}.P`)], name('MatMul_Kp'));
+    const logits = g.op('Mul', [g.op('MatMul', [qp, kBasis], name('MatMul_C')), g.scalar(1 / Math.sqrt(H))], name('Mul_C'));
+    let coefficients = g.op('Softmax', [logits], name('Softmax_C'), { axis: -1 });
+    const basis = this.tensor(`${pre}.${cfg.sharedBasis ? 'P' : 'B'}`);
+    const r = basis.shape[1]!;
+    if (cfg.coefficientKeep > 0 && cfg.coefficientKeep < r) {
+      // The coefficient top-k: the largest coefficientKeep of each row, zeros elsewhere.
+      const [values, which] = g.node('TopK', [coefficients, g.ints([cfg.coefficientKeep])], { axis: -1, largest: 1, sorted: 1 }, { name: name('TopK_C'), outputs: 2 });
+      const zeros = g.op('Mul', [coefficients, g.scalar(0)], name('Zeros_C'));
+      coefficients = g.op('ScatterElements', [zeros, which!, values!], name('Scatter_C'), { axis: -1 });
+    }
+    const basisT = g.weight(`${pre}.${cfg.sharedBasis ? 'P' : 'B'}.T`, [r, N], transposed(basis.toFloat32Array(), N, r));
+    const approx = g.op('MatMul', [coefficients, basisT], name('MatMul_approx')); // (B, H, N, N)
+    const blocked = g.op('Add', [g.op('Mul', [approx, g.scalar(0)], name('Zeros')), g.scalar(-Infinity)], name('MinusInf'));
+    let mask: string;
+    if (cfg.keySelection === 'topk') {
+      const kept = Math.min(N, Math.max(1, Math.ceil(cfg.keepRate * N)));
+      const [values, which] = g.node('TopK', [approx, g.ints([kept])], { axis: -1, largest: 1, sorted: 1 }, { name: name('TopK'), outputs: 2 });
+      mask = g.op('ScatterElements', [blocked, which!, g.op('Mul', [values!, g.scalar(0)], name('Zeros_kept'))], name('Scatter_mask'), { axis: -1 });
+    } else {
+      // Every key above the threshold, and each row's largest (the lower index among equals).
+      const above = g.op('Greater', [approx, g.scalar(cfg.selectionThreshold)], name('Greater'));
+      const open = g.op('Where', [above, g.op('Mul', [approx, g.scalar(0)], name('Zeros_where')), blocked], name('Where'));
+      const best = g.op('ArgMax', [approx], name('ArgMax'), { axis: -1, keepdims: 1, select_last_index: 0 });
+      const bestZero = g.op('Mul', [g.op('ReduceMax', [approx], name('ReduceMax'), { axes: [-1], keepdims: 1 }), g.scalar(0)], name('Zeros_best'));
+      mask = g.op('Max', [open, g.op('ScatterElements', [blocked, best, bestZero], name('Scatter_best'), { axis: -1 })], name('Max_mask'));
+    }
+    // Row 0 (the class token) attends to every token: zeros in place of its mask row.
+    const firstRow = g.op('Slice', [approx, g.ints([0]), g.ints([1]), g.ints([2])], name('Slice_row0'));
+    const otherRows = g.op('Slice', [mask, g.ints([1]), g.ints([N]), g.ints([2])], name('Slice_rows'));
+    mask = g.op('Concat', [g.op('Mul', [firstRow, g.scalar(0)], name('Zeros_row0')), otherRows], name('Concat_mask'), { axis: 2 });
+    const scaled = g.op('Mul', [q, g.scalar(1 / Math.sqrt(this.d))], `/${b}/attn/Mul`);
+    const scores = g.op('MatMul', [scaled, this.transpose(k, [0, 1, 3, 2], `/${b}/attn/Transpose_k`)], `/${b}/attn/MatMul`);
+    const probs = g.op('Softmax', [g.op('Add', [scores, mask], `/${b}/attn/Add_mask`)], `/${b}/attn/Softmax`, { axis: -1 });
+    return g.op('MatMul', [probs, v], `/${b}/attn/MatMul_1`);
+  }
+
   /** ALGORITHMS.md section 2, per batch item and head, on q, k, v of shape (B, H, N, d). */
   private linearAngularAttention(q: string, k: string, v: string, b: string): string {
     const g = this.g;
@@ -171,7 +224,8 @@ class VitExporter {
     const heads = this.transpose(this.reshape(qkv, [this.lead(), N, 3, H, d], `/${b}/attn/Reshape`), [2, 0, 3, 1, 4], `/${b}/attn/Transpose`);
     const parts = g.node('Split', [heads], { axis: 0 }, { name: `/${b}/attn/Split`, outputs: 3 });
     const [q, k, v] = parts.map((p, j) => g.op('Squeeze', [p, g.ints([0])], `/${b}/attn/Squeeze_${j}`)) as [string, string, string];
-    const y = this.model.config.attention === 'softmax' ? this.softmaxAttention(q, k, v, b) : this.linearAngularAttention(q, k, v, b);
+    const kind = this.model.config.attention;
+    const y = kind === 'softmax' ? this.softmaxAttention(q, k, v, b) : kind === 'sparsifiner' ? this.sparsifinerAttention(q, k, v, b) : this.linearAngularAttention(q, k, v, b);
     const merged = this.reshape(this.transpose(y, [0, 2, 1, 3], `/${b}/attn/Transpose_out`), [this.lead(), N, C], `/${b}/attn/Reshape_out`);
     const x1 = g.op('Add', [x, this.linear(merged, `${b}.attn.proj`)], `/${b}/Add`);
     // MLP: fc2(GELU(fc1(LN(x1)))).
@@ -220,12 +274,12 @@ class VitExporter {
 }
 
 /**
- * The model's forward pass as an ONNX graph (opset 17). Softmax models and castled castling
- * models only: the auxiliary branch (training form) and Sparsifiner have no plain-op form here.
+ * The model's forward pass as an ONNX graph (opset 17): softmax, Sparsifiner (dense operators
+ * under the predicted mask), and castling models once castled (the auxiliary branch of the
+ * training form has no plain-op form here).
  */
 export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
-  if (attention === 'sparsifiner') throw new Error('exportOnnx: sparsifiner models are not exported (their top-k selection has no plain ONNX form here)');
   if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
   if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
   return new VitExporter(model, model.parameters(), o.batch ?? null).build();
