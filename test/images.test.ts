@@ -223,6 +223,7 @@ describe('VisionTransformer and image files', () => {
     };
     await expect(VisionTransformer.load(await rewrite('bad-json.safetensors', { preprocessing: '{mean' }))).rejects.toThrow(/bad-json.safetensors: the preprocessing in the file's metadata is not valid JSON/);
     await expect(VisionTransformer.load(await rewrite('bad-kind.safetensors', { preprocessing: '[0.5]' }))).rejects.toThrow(/bad-kind.safetensors: the preprocessing in the file's metadata is \[0.5\], expected an object/);
+    await expect(VisionTransformer.load(await rewrite('bad-config.safetensors', { config: '[1]' }))).rejects.toThrow(/bad-config.safetensors: the config in the file's metadata is \[1\], expected an object of ViT options/);
     await expect(VisionTransformer.load(await rewrite('bad-std.safetensors', { preprocessing: '{"std":[1,-1,1]}' }))).rejects.toThrow(/bad-std.safetensors: preprocessing.std is \[1,-1,1\]/);
     await expect(VisionTransformer.load(await rewrite('bad-labels.safetensors', { labels: '["a"]' }))).rejects.toThrow(/bad-labels.safetensors: labels: expected an array of 7 strings/);
     // A file from before preprocessing was stored reads with the defaults.

@@ -54,6 +54,11 @@ export function defaultPreprocessing(channels: number): ImagePreprocessing {
   return { mean: new Array<number>(channels).fill(0), std: new Array<number>(channels).fill(1), cropFraction: 1, interpolation: 'bilinear' };
 }
 
+/** A deeply frozen copy: a model hands out its preprocessing without letting it be changed in place. */
+export function freezePreprocessing(p: ImagePreprocessing): Readonly<ImagePreprocessing> {
+  return Object.freeze({ ...p, mean: Object.freeze([...p.mean]), std: Object.freeze([...p.std]) });
+}
+
 /** Validates `p` for a model with `channels` inputs; returns a copy. `what` names it in errors. */
 export function checkPreprocessing(p: unknown, channels: number, what = 'preprocessing'): ImagePreprocessing {
   if (typeof p !== 'object' || p === null) throw new TypeError(`${what} must be an object { mean, std, cropFraction, interpolation }`);

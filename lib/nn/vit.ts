@@ -2,7 +2,7 @@
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { exportOnnx, writeOnnx, type OnnxExportOptions } from '../io/onnx/export_vit.js';
-import { checkPreprocessing, defaultPreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
+import { checkPreprocessing, defaultPreprocessing, freezePreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
@@ -16,6 +16,7 @@ import { checkLabels, checkOptimizer, dropPathScales } from './training_inputs.j
 import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore } from './classify.js';
+import { metadataOf, parseMetadata } from './model_file.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -38,8 +39,6 @@ export interface LoadOptions {
    */
   freshHead?: boolean;
 }
-
-const METADATA_FORMAT = 'castling-vit';
 
 export interface TrainStepOptions {
   /** Label smoothing of the cross-entropy (0 to < 1). */
@@ -76,30 +75,6 @@ export interface TrainStepResult {
   lr: number;
   /** Castling models: the auxiliary branch's threshold this step (null: branch off). */
   tau: number | null;
-}
-
-function frozen(p: ImagePreprocessing): Readonly<ImagePreprocessing> {
-  return Object.freeze({ ...p, mean: Object.freeze([...p.mean]), std: Object.freeze([...p.std]) }) as Readonly<ImagePreprocessing>;
-}
-
-/**
- * The image preprocessing and labels in a file's metadata, parsed (validated against the config by
- * the caller); absent in files written before they were stored.
- */
-function storedImageSettings(metadata: Record<string, string>, path: string): { preprocessing?: object; labels?: unknown } {
-  const parse = (key: string): unknown => {
-    if (metadata[key] === undefined) return undefined;
-    try {
-      return JSON.parse(metadata[key]);
-    } catch {
-      throw new Error(`${path}: the ${key} in the file's metadata is not valid JSON`);
-    }
-  };
-  const preprocessing = parse('preprocessing');
-  if (preprocessing !== undefined && (typeof preprocessing !== 'object' || preprocessing === null || Array.isArray(preprocessing))) {
-    throw new TypeError(`${path}: the preprocessing in the file's metadata is ${JSON.stringify(preprocessing)}, expected an object { mean, std, cropFraction, interpolation }`);
-  }
-  return { preprocessing: preprocessing as object | undefined, labels: parse('labels') };
 }
 
 /** A plan's error, with a non-finite input reported as the caller's images. */
@@ -140,7 +115,7 @@ export class VisionTransformer {
     this.specs = parameterSpecs(config);
     this.castledForGood = config.attention !== 'castling' || castled;
     this.auxBranch = this.castledForGood ? null : { tau: 0.02, l1: 0 };
-    this.imagePreprocessing = frozen(defaultPreprocessing(config.inChannels));
+    this.imagePreprocessing = freezePreprocessing(defaultPreprocessing(config.inChannels));
   }
 
   /**
@@ -152,7 +127,7 @@ export class VisionTransformer {
   }
 
   set preprocessing(value: ImagePreprocessing) {
-    this.imagePreprocessing = frozen(checkPreprocessing(value, this.config.inChannels, 'model.preprocessing'));
+    this.imagePreprocessing = freezePreprocessing(checkPreprocessing(value, this.config.inChannels, 'model.preprocessing'));
   }
 
   /** Class labels, one per class (saved with the model), or null: classes are named by index. */
@@ -219,31 +194,25 @@ export class VisionTransformer {
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
     const { tensors, metadata } = await readSafetensors(path);
-    let stored: Partial<VitConfig> = {};
-    if (metadata.config) {
-      try {
-        stored = JSON.parse(metadata.config) as Partial<VitConfig>;
-      } catch {
-        throw new Error(`${path}: the config in the file's metadata is not valid JSON`);
-      }
-    } else if (!options.config) {
+    const stored = parseMetadata(metadata, path);
+    if (!stored.config && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall }`);
     }
-    const config = resolveConfig({ ...stored, ...options.config });
+    const config = resolveConfig({ ...stored.config, ...options.config });
     requireDevice(config);
     const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
     report.ignored.push(...head);
-    const model = new VisionTransformer(config, params, metadata.castled === 'true');
+    const model = new VisionTransformer(config, params, stored.castled);
     model.loadReport = report;
-    const image = storedImageSettings(metadata, path);
-    const preprocessing = { ...model.preprocessing, ...image.preprocessing, ...options.preprocessing };
-    model.imagePreprocessing = frozen(checkPreprocessing(preprocessing, config.inChannels, `${path}: preprocessing`));
+    const preprocessing = { ...model.preprocessing, ...stored.preprocessing, ...options.preprocessing };
+    model.imagePreprocessing = freezePreprocessing(checkPreprocessing(preprocessing, config.inChannels, `${path}: preprocessing`));
     // A fresh head has new classes: the file's labels named the old ones.
-    const labels = options.labels ?? (options.freshHead ? undefined : image.labels);
+    const labels = options.labels ?? (options.freshHead ? undefined : stored.labels);
     if (labels !== undefined) model.classLabels = Object.freeze(checkClassLabels(labels, config.numClasses, `${path}: labels`));
     return model;
   }
+
 
   /**
    * A new model with `overrides` applied to this model's config, holding copies of every
@@ -291,13 +260,7 @@ export class VisionTransformer {
     this.live();
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
-    const metadata: Record<string, string> = {
-      format: METADATA_FORMAT,
-      config: JSON.stringify(this.config),
-      castled: String(this.castledForGood),
-      preprocessing: JSON.stringify(this.imagePreprocessing),
-    };
-    if (this.classLabels) metadata.labels = JSON.stringify(this.classLabels);
+    const metadata = metadataOf({ config: this.config, castled: this.castledForGood, preprocessing: this.imagePreprocessing, labels: this.classLabels });
     await writeSafetensors(path, tensors, metadata);
   }
 
