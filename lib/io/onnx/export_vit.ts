@@ -61,7 +61,7 @@ class VitExporter {
 
   private tensor(name: string): Tensor {
     const t = this.params.get(name);
-    if (!t) throw new Error(`export: the model has no parameter '${name}'`);
+    if (!t) throw new Error(`exportOnnx: the model has no parameter '${name}'`);
     return t;
   }
 
