@@ -171,7 +171,7 @@ train
   .option('--from <model>', 'start from saved weights (.safetensors; a timm checkpoint needs --preset); a new head when the classes differ')
   .option('--preset <name>', 'the architecture: deitTiny (default for a new model), deitSmall or deitBase')
   .option('--attention <kind>', 'castling or softmax (default: the weights\' kind, castling for a new model)', attentionKind)
-  .option('--image-size <n>', 'image size of a new model (default: the preset\'s 224)', positiveInt)
+  .option('--image-size <n>', 'image size (default: the weights\' or the preset\'s; loaded weights get their position embedding resampled)', positiveInt)
   .option('--epochs <n>', 'epochs', positiveInt, 10)
   .option('--batch-size <n>', 'images per step', positiveInt, 32)
   .option('--micro-batch <n>', 'at most this many images per forward/backward pass (gradient accumulation)', positiveInt)

@@ -43,11 +43,11 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     throw new Error('train folder trains softmax and castling models; a Sparsifiner needs its own workflow (train the softmax model, then stage 1 and stage 2: see README)');
   }
   model.labels = folder.classes;
-  const fresh = model.loadReport.initialised;
+  const { initialised: fresh, resized } = model.loadReport;
   const { width, depth, imageSize, attention } = model.config;
   console.log(
     `${folder.classes.length} classes (${folder.classes.join(', ')}): ${folder.train.files.length} images to train, ${folder.val.files.length} held out; ` +
-      `${attention} ViT ${width} wide, ${depth} deep, ${imageSize}² images${flags.from ? `, from ${flags.from}${fresh.length ? ` (${fresh.length} tensors fresh)` : ''}` : ''}`,
+      `${attention} ViT ${width} wide, ${depth} deep, ${imageSize}² images${flags.from ? `, from ${flags.from}${fresh.length ? ` (${fresh.length} tensors fresh)` : ''}${resized.length ? ` (resampled: ${resized.join(', ')})` : ''}` : ''}`,
   );
   const bar = flags.progress
     ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)

@@ -17,6 +17,7 @@ import { recordReconstructionStep, recordTrainingStep } from './training_plans.j
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore } from './classify.js';
 import { metadataOf, parseMetadata } from './model_file.js';
+import { resizePositionEmbedding } from './position_embedding.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -24,6 +25,8 @@ export interface LoadReport {
   initialised: string[];
   /** Tensors in the file that the model has no use for. */
   ignored: string[];
+  /** Tensors resampled to the model's shape: pos_embed from another image size (bicubic, as timm). */
+  resized: string[];
 }
 
 export interface LoadOptions {
@@ -77,6 +80,15 @@ export interface TrainStepResult {
   tau: number | null;
 }
 
+/** The patch grids of two pos_embed shapes [1, 1 + side², width] of one width, or null. */
+function positionGrids(found: readonly number[], wanted: readonly number[]): { from: number; to: number } | null {
+  const side = (shape: readonly number[]) => (shape.length === 3 && shape[0] === 1 ? Math.round(Math.sqrt(shape[1]! - 1)) : -1);
+  const from = side(found);
+  const to = side(wanted);
+  const square = (shape: readonly number[], s: number) => s >= 1 && shape[1] === 1 + s * s;
+  return square(found, from) && square(wanted, to) && found[2] === wanted[2] ? { from, to } : null;
+}
+
 /** A plan's error, with a non-finite input reported as the caller's images. */
 function imagesError(what: string, error: unknown): unknown {
   const message = error instanceof Error ? error.message : String(error);
@@ -105,7 +117,7 @@ export class VisionTransformer {
   private castledForGood: boolean;
   private planOptimizer: AdamW | null = null;
   /** Set by load(): which parameters were initialised rather than read. */
-  loadReport: LoadReport = { initialised: [], ignored: [] };
+  loadReport: LoadReport = { initialised: [], ignored: [], resized: [] };
   private imagePreprocessing: Readonly<ImagePreprocessing>;
   private classLabels: readonly string[] | null = null;
 
@@ -237,7 +249,7 @@ export class VisionTransformer {
   private static assemble(config: VitConfig, tensors: Map<string, { shape: number[]; data: Float32Array }>, origin: string): { params: Map<string, Tensor>; report: LoadReport } {
     const rng = new SeededRandom(config.seed);
     const params = new Map<string, Tensor>();
-    const report: LoadReport = { initialised: [], ignored: [] };
+    const report: LoadReport = { initialised: [], ignored: [], resized: [] };
     for (const spec of parameterSpecs(config)) {
       const fresh = initialValues(spec, rng); // drawn for every parameter, so the draws do not depend on the source
       const found = tensors.get(spec.name);
@@ -246,10 +258,14 @@ export class VisionTransformer {
         params.set(spec.name, Tensor.fromArray(fresh, spec.shape));
         continue;
       }
+      let data = found.data;
       if (found.shape.join() !== spec.shape.join()) {
-        throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
+        const grids = spec.name === 'pos_embed' ? positionGrids(found.shape, spec.shape) : null;
+        if (!grids) throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
+        data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
+        report.resized.push(spec.name);
       }
-      params.set(spec.name, Tensor.fromArray(found.data, spec.shape));
+      params.set(spec.name, Tensor.fromArray(data, spec.shape));
     }
     for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
     return { params, report };
