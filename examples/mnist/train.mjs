@@ -2,13 +2,17 @@
 // step: the loop that `castling-vit train mnist` runs (with more care) in lib/train/digits.ts.
 //
 //   npm install && node examples/mnist/train.mjs [epochs]
-import { AdamW, DIGIT_SIZE, Tensor, VisionTransformer, evaluateDigits, loadDigits, presets } from 'castling-vit';
+import { AdamW, DIGIT_LABELS, DIGIT_SIZE, Tensor, VisionTransformer, digitsPreprocessing, evaluateDigits, loadDigits, presets } from 'castling-vit';
 
 const epochs = Number(process.argv[2] ?? 3);
 const batchSize = 64;
 const { train, test } = loadDigits(); // first 80% of each digit to train, the rest held out
 
 const model = VisionTransformer.create({ ...presets.digits, attention: 'castling', seed: 1 });
+// Saved with the model, so that `castling-vit predict digits-example.safetensors digit.png` reads
+// image files the way the training read the digits.
+model.preprocessing = digitsPreprocessing;
+model.labels = DIGIT_LABELS;
 const stepsPerEpoch = Math.floor(train.count / batchSize);
 const optimizer = new AdamW(model.parameters(), {
   lr: 2e-3,
@@ -19,7 +23,9 @@ const optimizer = new AdamW(model.parameters(), {
 });
 
 const pixels = DIGIT_SIZE * DIGIT_SIZE;
-const normalise = (v) => (v - 0.1307) / 0.3081;
+const [mean] = digitsPreprocessing.mean;
+const [std] = digitsPreprocessing.std;
+const normalise = (v) => (v - mean) / std;
 for (let epoch = 1; epoch <= epochs; epoch++) {
   const order = Array.from({ length: train.count }, (_, i) => i).sort(() => Math.random() - 0.5);
   let loss = 0;
