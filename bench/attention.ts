@@ -88,6 +88,18 @@ function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: 
   const fields = { kind: 'sparsifiner', tokens: N, heads: H, headDim: d, batch: 1, keepRate, coefficientKeep };
   const flops = H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep });
   const cases = [newCase(`${label} forward`, { ...fields, pass: 'forward', flopsWithoutProjections: H * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep, withProjections: false }) }, flops, forward)];
+  if (keepRate === 0.25) {
+    // The two halves alone, on the same inputs: what the predictor and the sparse attention each
+    // cost against the softmax forward (their sum is the forward above, less one hand-over).
+    const predictor = async () => runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
+    let kept: Tensor | null = null;
+    const sparse = async () => {
+      kept ??= (await predictor()).reduce((first, t, i) => (i === 0 ? first : (t.dispose(), first)));
+      return runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, kept]);
+    };
+    cases.push(newCase(`${label} predictor alone`, { ...fields, pass: 'predictor' }, 0, predictor));
+    cases.push(newCase(`${label} sparse attention alone`, { ...fields, pass: 'sparse attention' }, 0, sparse));
+  }
   if (backward) {
     const both = async () => {
       const [y, lse, indices] = await forward();
@@ -156,6 +168,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
       const rec: BenchRecord = { ...c.fields, ...st, flops: c.flops, macs: c.flops / 2, gflops: c.flops / (st.medianMs * 1e6), peakBytes: c.peakExtra };
       rec.shareOfGemmRate = Number(rec.gflops) / gemmRate;
       if (rec.kind !== 'softmax' && rec.pass === 'forward') rec.speedupOverSoftmax = softmaxForwardMs / st.medianMs;
+      if (rec.pass === 'predictor' || rec.pass === 'sparse attention') rec.shareOfSoftmaxForward = st.medianMs / softmaxForwardMs;
       if (rec.kind === 'sparsifiner' && rec.pass === 'forward') rec.flopsSavedVsSoftmax = 1 - c.flops / (H * attentionFlops('softmax', 'forward', N, d));
       records.push(rec);
       log(`${c.label} ${st.medianMs.toFixed(2)} ms`);

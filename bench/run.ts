@@ -47,7 +47,7 @@ const benches: Record<string, Bench> = {
   },
   attention: {
     describe: 'softmax vs linear-angular attention, N in 197..12545, H=6, d=64: latency, FLOPs, GFLOP/s, peak memory, speed-up, chart (--chart FILE, --tokens, --quick)',
-    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'flopsSavedVsSoftmax'],
+    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax'],
     run: async (o) => {
       const records = await benchAttention({
         tokens: numbers(o.tokens) ?? (o.quick ? [197, 785] : undefined),
@@ -61,7 +61,7 @@ const benches: Record<string, Bench> = {
         y: { field: 'medianMs', title: 'median latency (ms)', log: true },
         series: 'kind',
         values: records
-          .filter((r) => r.kind !== 'gemm' && (r.kind !== 'sparsifiner' || r.keepRate === 0.25))
+          .filter((r) => r.kind !== 'gemm' && (r.pass === 'forward' || r.pass === 'forward+backward') && (r.kind !== 'sparsifiner' || r.keepRate === 0.25))
           .map((r) => ({ ...r, kind: r.kind === 'castling' ? 'linear-angular' : r.kind === 'sparsifiner' ? `sparsifiner (keep 0.25, ${r.coefficientKeep ? `top-${r.coefficientKeep} coefficients` : 'all coefficients'})` : 'softmax' })),
       });
       console.error(`chart: ${chart}`);
