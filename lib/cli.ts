@@ -188,7 +188,7 @@ program
   .command('predict')
   .description("classify image files with a saved model (read with the model's preprocessing)")
   .argument('<model>', 'a .safetensors file written by castling-vit (train mnist, model.save)')
-  .argument('<images...>', 'image files: JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG')
+  .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG), or folders of them (searched recursively)')
   .option('--top <k>', 'classes shown per image', positiveInt, 3)
   .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
   .option('--json', 'print JSON: one { image, classes: [{ index, label, probability }] } per image')

@@ -128,6 +128,18 @@ describe('image folders', () => {
     expect(fresh.loadReport.initialised).toEqual(['head.weight', 'head.bias']);
     expect(fresh.loadReport.ignored).toEqual(['head.weight', 'head.bias']);
     await expect(VisionTransformer.load(timmPath, { config: { ...presets.deitTiny, numClasses: 3 } })).rejects.toThrow(/'head.weight' has shape \[1000, 192\], the config needs \[3, 192\]/);
+    // predict takes folders too: every image under them, in name order.
+    const predicted = spawnSync(process.execPath, [cli, 'predict', out, dir, '--json', '--top', '1'], { encoding: 'utf8' });
+    expect(predicted.status, predicted.stderr).toBe(0);
+    const listed = JSON.parse(predicted.stdout) as Array<{ image: string; classes: Array<{ label: string }> }>;
+    expect(listed.map((r) => r.image.slice(dir.length + 1))).toEqual(['blue', 'green', 'red'].flatMap((c) => [0, 1, 2, 3, 4, 5].map((i) => join(c, `0${i}.${i % 2 ? 'jpg' : 'png'}`))));
+    expect(listed.every((r) => ['blue', 'green', 'red'].includes(r.classes[0]!.label))).toBe(true);
+    const emptyDir = join(root, 'no-images');
+    mkdirSync(join(emptyDir, 'sub'), { recursive: true });
+    writeFileSync(join(emptyDir, 'sub', 'notes.txt'), 'not an image');
+    const empty = spawnSync(process.execPath, [cli, 'predict', out, emptyDir], { encoding: 'utf8' });
+    expect(empty.status).toBe(1);
+    expect(empty.stderr).toMatch(/no image files in .*no-images/);
     const sparse = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--image-size', '32', '--epochs', '1'], { encoding: 'utf8' });
     expect(sparse.status).toBe(1);
     expect(sparse.stderr).toMatch(/trains softmax and castling models; a Sparsifiner needs its own workflow/);

@@ -1,6 +1,9 @@
-// `castling-vit predict <model> <images...>`: each image's most probable classes, as a table or
-// JSON, with the model's own preprocessing and labels (or labels from a file).
-import { readFileSync } from 'node:fs';
+// `castling-vit predict <model> <images or folders...>`: each image's most probable classes, as a
+// table or JSON, with the model's own preprocessing and labels (or labels from a file).
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { extname, join, sep } from 'node:path';
+
+import { IMAGE_EXTENSIONS } from '../data/image_folder.js';
 
 import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
@@ -15,7 +18,20 @@ export interface PredictFlags {
   labels?: string;
 }
 
-export async function predictCommand(modelPath: string, images: string[], flags: PredictFlags): Promise<void> {
+/** The image files named: files as given, folders as the image files under them (sorted, recursively). */
+export function imageFiles(paths: string[]): string[] {
+  return paths.flatMap((path) => {
+    if (!existsSync(path) || !statSync(path).isDirectory()) return [path]; // a missing file is readImages' error to name
+    return readdirSync(path, { recursive: true, encoding: 'utf8' })
+      .filter((name) => IMAGE_EXTENSIONS.includes(extname(name).toLowerCase()) && !name.split(sep).some((part) => part.startsWith('.')))
+      .sort()
+      .map((name) => join(path, name));
+  });
+}
+
+export async function predictCommand(modelPath: string, paths: string[], flags: PredictFlags): Promise<void> {
+  const images = imageFiles(paths);
+  if (images.length === 0) throw new Error(`no image files in ${paths.join(', ')} (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
   const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
   try {
