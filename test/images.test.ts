@@ -182,6 +182,8 @@ describe('VisionTransformer and image files', () => {
     });
     expect((await model.classify(images.slice(0, 1), { top: 100 }))[0]).toHaveLength(7);
     await expect(model.classify(images, { top: 0 })).rejects.toThrow(/top is 0/);
+    // An image in a later chunk is named by its place in the whole list.
+    await expect(model.classify([...images, Buffer.from('not an image')], { batchSize: 2 })).rejects.toThrow(/could not read image 3 \(12 encoded bytes\)/);
     model.dispose();
     expect(() => model.classify(images)).toThrow(/disposed/);
   });

@@ -152,7 +152,15 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
  * Reads images into one Tensor [images, channels, size, size], ready for `model.predict`.
  * Decoding runs on libuv's threads, all images at once.
  */
-export async function readImages(sources: readonly ImageSource[], options: ReadImagesOptions): Promise<Tensor> {
+export function readImages(sources: readonly ImageSource[], options: ReadImagesOptions): Promise<Tensor> {
+  return readImagesNumbered(sources, options, 0);
+}
+
+/**
+ * readImages for a slice of a longer list that starts at `firstIndex` (classify's chunks), so that
+ * an error names the image by its place in the caller's list.
+ */
+export async function readImagesNumbered(sources: readonly ImageSource[], options: ReadImagesOptions, firstIndex: number): Promise<Tensor> {
   if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
   const { size, channels } = options;
   if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
@@ -160,11 +168,11 @@ export async function readImages(sources: readonly ImageSource[], options: ReadI
   const p = checkPreprocessing(options.preprocessing, channels);
   sources.forEach((s, i) => {
     if (!(typeof s === 'string' || s instanceof Uint8Array || (typeof s === 'object' && s !== null && 'pixels' in s))) {
-      throw new TypeError(`readImages: image ${i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
+      throw new TypeError(`readImages: image ${firstIndex + i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
     }
   });
   const sharp = await loadSharp();
-  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, i, size, channels, p)));
+  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, firstIndex + i, size, channels, p)));
   const plane = size * size;
   const out = new Float32Array(sources.length * channels * plane);
   // Interleaved bytes to normalised channel planes through one table per channel:

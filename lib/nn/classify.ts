@@ -1,6 +1,6 @@
 // Images to class probabilities: the model's preprocessing, predict a chunk at a time, then each
 // image's most probable classes.
-import { readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
+import { readImagesNumbered, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { Tensor } from '../tensor.js';
 
 export interface ClassScore {
@@ -67,7 +67,8 @@ export async function classifyImages(model: Classifier, sources: readonly ImageS
   // One chunk after the other: decoding the next chunk while this one ran measured 2-8% slower on
   // 2 cores (bench images), the decoders and the native pool competing for the same CPUs.
   for (let start = 0; start < sources.length; start += batchSize) {
-    const images = await readImages(sources.slice(start, start + batchSize), { size: imageSize, channels: inChannels, preprocessing: model.preprocessing });
+    const chunk = sources.slice(start, start + batchSize);
+    const images = await readImagesNumbered(chunk, { size: imageSize, channels: inChannels, preprocessing: model.preprocessing }, start);
     try {
       const logits = await model.predict(images);
       result.push(...topClasses(logits.toFloat32Array(), numClasses, top, model.labels));
