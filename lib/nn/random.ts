@@ -32,6 +32,14 @@ export class SeededRandom {
     return r * Math.cos(2 * Math.PI * v);
   }
 
+  /** Fisher-Yates shuffle in place: the same seed gives the same order (a training run's batches). */
+  shuffle<T>(items: T[]): void {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [items[i], items[j]] = [items[j]!, items[i]!];
+    }
+  }
+
   /** Normal(0, std) redrawn outside [-2 std, 2 std], as timm's trunc_normal_(std=...) in effect. */
   truncatedNormal(std: number): number {
     for (;;) {

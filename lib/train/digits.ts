@@ -164,11 +164,7 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
   const started = performance.now();
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
-    // Fisher-Yates shuffle with the seeded generator: the same seed trains the same model.
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng.next() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
+    rng.shuffle(order); // seeded: the same seed trains the same model
     let lossSum = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
       const images = new Float32Array(batchSize * pixels);

@@ -74,10 +74,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
   let valAccuracy = Number.NaN;
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng.next() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
+    rng.shuffle(order);
     let lossSum = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
       const picked = order.slice(step * batchSize, (step + 1) * batchSize);
