@@ -1,9 +1,9 @@
 // `castling-vit predict <model> <images or folders...>`: each image's most probable classes, as a
 // table or JSON, with the model's own preprocessing and labels (or labels from a file).
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { extname, join, sep } from 'node:path';
+import { basename, join, sep } from 'node:path';
 
-import { IMAGE_EXTENSIONS } from '../data/image_folder.js';
+import { IMAGE_EXTENSIONS, isImageFileName } from '../data/image_folder.js';
 
 import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
@@ -23,7 +23,7 @@ export function imageFiles(paths: string[]): string[] {
   return paths.flatMap((path) => {
     if (!existsSync(path) || !statSync(path).isDirectory()) return [path]; // a missing file is readImages' error to name
     return readdirSync(path, { recursive: true, encoding: 'utf8' })
-      .filter((name) => IMAGE_EXTENSIONS.includes(extname(name).toLowerCase()) && !name.split(sep).some((part) => part.startsWith('.')))
+      .filter((name) => isImageFileName(basename(name)) && !name.split(sep).some((part) => part.startsWith('.')))
       .sort()
       .map((name) => join(path, name));
   });

@@ -8,6 +8,11 @@ import { extname, join } from 'node:path';
 /** The file types sharp decodes (readImages). */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.svg'];
 
+/** A file name readImages can decode, not hidden (dot files are skipped, as by ImageFolder). */
+export function isImageFileName(name: string): boolean {
+  return !name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(name).toLowerCase());
+}
+
 export interface ImageList {
   files: string[];
   /** Class index of each file. */
@@ -29,7 +34,7 @@ function subfolders(dir: string): string[] {
 
 function imagesIn(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isFile() && !e.name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
+    .filter((e) => e.isFile() && isImageFileName(e.name))
     .map((e) => e.name)
     .sort()
     .map((name) => join(dir, name));
