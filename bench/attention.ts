@@ -92,9 +92,13 @@ function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: 
     // The two halves alone, on the same inputs: what the predictor and the sparse attention each
     // cost against the softmax forward (their sum is the forward above, less one hand-over).
     const predictor = async () => runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
-    let kept: Tensor | null = null;
+    let kept: Tensor | null = null; // the predictor's indices, made on the first (warm-up) run
     const sparse = async () => {
-      kept ??= (await predictor()).reduce((first, t, i) => (i === 0 ? first : (t.dispose(), first)));
+      if (!kept) {
+        const [indices, ...rest] = await predictor();
+        rest.forEach((t) => t.dispose());
+        kept = indices!;
+      }
       return runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, kept]);
     };
     cases.push(newCase(`${label} predictor alone`, { ...fields, pass: 'predictor' }, 0, predictor));
