@@ -2,7 +2,8 @@
 // resampled to the new grid (the class token's embedding is kept), so that weights trained at
 // 224² load into a model at 448² (and back). The filter is the one timm's resample_abs_pos_embed
 // gets from torch.nn.functional.interpolate(mode='bicubic', antialias=True): PIL's bicubic
-// (a = -0.5), widened when shrinking, its taps clipped to the grid and renormalised.
+// (a = -0.5), widened when shrinking, its taps clipped to the grid and renormalised (matches
+// torch's to float32 rounding: test/torch_reference.test.ts).
 
 /** Keys' cubic convolution kernel with a = -0.5 (PIL's and PyTorch's antialiased bicubic). */
 function cubic(x: number): number {
