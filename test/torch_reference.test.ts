@@ -1,15 +1,16 @@
 // Against PyTorch itself: a small ViT's weights in timm's layout and what PyTorch computes from
 // them (test/fixtures/torch_reference.py wrote both, in float64): our logits at the trained image
 // size and at a larger one (pos_embed resampled on load, as timm's resample_abs_pos_embed), and
-// pos_embed resizes alone against torch's antialiased bicubic. Independent of our own float64
-// references: a misread timm convention (qkv split, LayerNorm eps, GELU form, the resize's filter)
-// would show here.
+// pos_embed resizes alone against torch's antialiased bicubic; and readImages against timm's eval
+// transform run by torchvision and PIL. Independent of our own float64 references: a misread timm
+// convention (qkv split, LayerNorm eps, GELU form, the resize's filter, the crop) would show here.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
+import { imagenetPreprocessing, readImages } from '../lib/io/images.js';
 import { resizePositionEmbedding } from '../lib/nn/position_embedding.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -19,6 +20,7 @@ interface TorchReference {
   config: Partial<VitConfig>;
   cases: Array<{ imageSize: number; images: number[]; logits: number[] }>;
   posEmbedResizes: Array<{ from: number; to: number; width: number; input: number[]; output: number[] }>;
+  preprocessing: { size: number; tensor: number[] };
 }
 
 const reference = JSON.parse(readFileSync(`${fixtures}torch-reference.json`, 'utf8')) as TorchReference;
@@ -56,5 +58,23 @@ describe(`PyTorch ${reference.torch} reference`, () => {
       const ours = resizePositionEmbedding(Float32Array.from(r.input), r.width, r.from, r.to);
       expect(relativeError(ours, r.output), `${r.from} -> ${r.to}`).toBeLessThan(1e-6);
     }
+  });
+});
+
+describe("timm's eval transform (torchvision and PIL)", () => {
+  it('is what readImages makes of a PNG: within an 8-bit level (rounding), under a tenth of one on average', async () => {
+    const { size, tensor } = reference.preprocessing;
+    const ours = (await readImages([`${fixtures}torch-preprocess.png`], { size, channels: 3, preprocessing: imagenetPreprocessing })).toFloat32Array();
+    expect(ours.length).toBe(tensor.length);
+    // In 8-bit levels: a normalised difference times std * 255 (std ~0.226 for ImageNet's).
+    const level = 1 / (0.226 * 255);
+    let worst = 0, total = 0;
+    ours.forEach((v, i) => {
+      const diff = Math.abs(v - tensor[i]!);
+      worst = Math.max(worst, diff);
+      total += diff;
+    });
+    expect(worst / level).toBeLessThan(1.5); // ours 1.01; bilinear: 20, cropFraction 0.9: 143
+    expect(total / ours.length / level).toBeLessThan(0.15); // ours 0.084
   });
 });
