@@ -38,6 +38,15 @@ function fraction(value: string): number {
   return n;
 }
 
+/** --crop-scale min,max: shares of an image's area, 0 < min <= max <= 1. */
+function areaRange(value: string): [number, number] {
+  const parts = value.split(',').map((v) => Number(v.trim()));
+  if (parts.length !== 2 || !(parts[0]! > 0 && parts[0]! <= parts[1]! && parts[1]! <= 1)) {
+    throw new InvalidArgumentError(`expected min,max with 0 < min <= max <= 1 (e.g. 0.08,1), got '${value}'`);
+  }
+  return [parts[0]!, parts[1]!];
+}
+
 /** --preset: the config of a file that has none (a timm checkpoint). */
 function presetConfig(name: string | undefined): VitConfig | undefined {
   const names = ['deitTiny', 'deitSmall', 'deitBase'] as const;
@@ -177,7 +186,9 @@ train
   .option('--micro-batch <n>', 'at most this many images per forward/backward pass (gradient accumulation)', positiveInt)
   .option('--lr <rate>', 'peak learning rate (default 5e-4, 5e-5 with --from)', positiveNumber)
   .option('--val-fraction <f>', 'share of each class held out without train/ and val/', (v: string) => (v === '0' ? 0 : fraction(v)), 0.1)
-  .option('--seed <n>', 'seed of the initialisation, shuffling and flips', positiveInt, 1)
+  .option('--crop-scale <min,max>', "area of each training image's random-resized crop, as shares of the image (default 0.08,1)", areaRange)
+  .option('--no-random-crop', 'train on centre crops, as images are evaluated (no random-resized crop)')
+  .option('--seed <n>', 'seed of the initialisation, shuffling, crops and flips', positiveInt, 1)
   .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
   .option('--no-progress', 'no progress bar')
   .action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {

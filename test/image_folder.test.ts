@@ -112,7 +112,7 @@ describe('image folders', () => {
     const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
     const run = spawnSync(
       process.execPath,
-      [cli, 'train', 'folder', dir, '--from', timmPath, '--preset', 'deitTiny', '--attention', 'castling', '--epochs', '2', '--batch-size', '8', '--val-fraction', '0.34', '--out', out, '--no-progress'],
+      [cli, 'train', 'folder', dir, '--from', timmPath, '--preset', 'deitTiny', '--attention', 'castling', '--epochs', '2', '--batch-size', '8', '--val-fraction', '0.34', '--crop-scale', '0.5,1', '--out', out, '--no-progress'],
       { encoding: 'utf8', env: { ...process.env, CASTLING_THREADS: '2' } },
     );
     // Fresh: the 12 blocks' convolutions of v and the head (3 classes, not 1000).
@@ -140,6 +140,9 @@ describe('image folders', () => {
     const empty = spawnSync(process.execPath, [cli, 'predict', out, emptyDir], { encoding: 'utf8' });
     expect(empty.status).toBe(1);
     expect(empty.stderr).toMatch(/no image files in .*no-images/);
+    const badCrop = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--crop-scale', '0.9,0.2'], { encoding: 'utf8' });
+    expect(badCrop.status).toBe(1);
+    expect(badCrop.stderr).toMatch(/'0.9,0.2' is invalid. expected min,max with 0 < min <= max <= 1/);
     const sparse = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--image-size', '32', '--epochs', '1'], { encoding: 'utf8' });
     expect(sparse.status).toBe(1);
     expect(sparse.stderr).toMatch(/trains softmax and castling models; a Sparsifiner needs its own workflow/);

@@ -20,6 +20,10 @@ export interface TrainFolderFlags {
   microBatch?: number;
   lr?: number;
   valFraction: number;
+  /** Random-resized crops of the training images (false: centre crops). */
+  randomCrop: boolean;
+  /** Their area range, as shares of an image (default [0.08, 1]). */
+  cropScale?: [number, number];
   seed: number;
   out: string;
   progress: boolean;
@@ -60,6 +64,7 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     microBatch: flags.microBatch,
     // Pretrained weights move less: a tenth of the from-scratch rate unless asked.
     lr: flags.lr ?? (flags.from ? 5e-5 : 5e-4),
+    randomCrop: flags.randomCrop && { scale: flags.cropScale },
     seed: flags.seed,
     onStep: ({ epoch, step, stepsPerEpoch, loss }) => {
       if (!bar) return;

@@ -103,8 +103,8 @@ function rawInput(source: RawImage): { raw: { width: number; height: number; cha
   return { raw: { width, height, channels } };
 }
 
-/** Python's round(): halves go to the even neighbour (torchvision's CenterCrop uses it). */
-function roundHalfEven(x: number): number {
+/** Python's round(): halves go to the even neighbour (torchvision's crops use it). */
+export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
@@ -122,8 +122,29 @@ export function resizeAndCrop(width: number, height: number, size: number, cropF
   return { width: w, height: h, left: roundHalfEven((w - size) / 2), top: roundHalfEven((h - size) / 2) };
 }
 
+/**
+ * Where an image's output pixels come from, in its upright pixels: an optional region cut first,
+ * the resize, and an optional size x size window cut from the resized image.
+ */
+export interface ImagePlacement {
+  region?: { left: number; top: number; width: number; height: number };
+  resize: { width: number; height: number };
+  window?: { left: number; top: number };
+}
+
+/** Chooses the placement of an image of the given upright width and height. */
+export type PlaceImage = (width: number, height: number) => ImagePlacement;
+
+/** The evaluation placement: resizeAndCrop's. */
+function centreCrop(size: number, cropFraction: number): PlaceImage {
+  return (width, height) => {
+    const g = resizeAndCrop(width, height, size, cropFraction);
+    return { resize: { width: g.width, height: g.height }, window: { left: g.left, top: g.top } };
+  };
+}
+
 /** Decodes one image into size x size x channels bytes. */
-async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing): Promise<Uint8Array> {
+async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing, place: PlaceImage): Promise<Uint8Array> {
   try {
     const encoded = typeof source === 'string' || source instanceof Uint8Array;
     const input = encoded ? source : source.pixels;
@@ -132,9 +153,11 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     const image = sharp(input, { ...options, autoOrient: true });
     const meta = await image.metadata();
     const upright = meta.autoOrient ?? { width: meta.width, height: meta.height };
-    const geometry = resizeAndCrop(upright.width, upright.height, size, p.cropFraction);
-    image.removeAlpha().resize({ width: geometry.width, height: geometry.height, fit: 'fill', kernel: INTERPOLATIONS[p.interpolation] });
-    image.extract({ left: geometry.left, top: geometry.top, width: size, height: size });
+    const { region, resize, window } = place(upright.width, upright.height);
+    image.removeAlpha();
+    if (region) image.extract(region); // before the resize: sharp cuts it from the upright pixels
+    image.resize({ ...resize, fit: 'fill', kernel: INTERPOLATIONS[p.interpolation] });
+    if (window) image.extract({ ...window, width: size, height: size });
     if (channels === 1) image.grayscale();
     else image.toColourspace('srgb');
     const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
@@ -158,9 +181,10 @@ export function readImages(sources: readonly ImageSource[], options: ReadImagesO
 
 /**
  * readImages for a slice of a longer list that starts at `firstIndex` (classify's chunks), so that
- * an error names the image by its place in the caller's list.
+ * an error names the image by its place in the caller's list; `placeFor` gives image i (of
+ * `sources`) another placement than the evaluation's centre crop (training's random crops).
  */
-export async function readImagesNumbered(sources: readonly ImageSource[], options: ReadImagesOptions, firstIndex: number): Promise<Tensor> {
+export async function readImagesNumbered(sources: readonly ImageSource[], options: ReadImagesOptions, firstIndex: number, placeFor?: (image: number) => PlaceImage): Promise<Tensor> {
   if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
   const { size, channels } = options;
   if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
@@ -172,7 +196,8 @@ export async function readImagesNumbered(sources: readonly ImageSource[], option
     }
   });
   const sharp = await loadSharp();
-  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, firstIndex + i, size, channels, p)));
+  const centre = centreCrop(size, p.cropFraction);
+  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, firstIndex + i, size, channels, p, placeFor?.(i) ?? centre)));
   const plane = size * size;
   const out = new Float32Array(sources.length * channels * plane);
   // Interleaved bytes to normalised channel planes through one table per channel:

@@ -1,12 +1,15 @@
 // Trains (or fine-tunes) a model on a folder of images, one subfolder per class: shuffled
-// mini-batches read with the model's preprocessing and flipped left-right at random, AdamW with
-// warm-up and cosine decay, the Castling schedule for castling models, the held-out accuracy
-// after every epoch, and the switch at the end.
+// mini-batches read as timm trains (a random-resized crop, normalised with the model's
+// preprocessing, flipped left-right at random), AdamW with warm-up and cosine decay, the Castling
+// schedule for castling models, the held-out accuracy after every epoch (centre crops, as timm
+// evaluates), and the switch at the end.
 import type { ImageFolder, ImageList } from '../data/image_folder.js';
+import { readImagesNumbered } from '../io/images.js';
 import { SeededRandom } from '../nn/random.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
+import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type CastlingSchedule, type StepInfo } from './schedule.js';
 
 export interface ImageFolderTrainingOptions {
@@ -22,6 +25,11 @@ export interface ImageFolderTrainingOptions {
   labelSmoothing?: number;
   /** Castling models: the auxiliary branch's schedule (default: on until 40% of training). */
   castling?: CastlingSchedule;
+  /**
+   * The random-resized crop of each training image (torchvision's RandomResizedCrop; default
+   * scale [0.08, 1], ratio [3/4, 4/3]); false reads training images as evaluation does (centre crop).
+   */
+  randomCrop?: RandomCropOptions | false;
   /** Flip each training image left-right with probability 1/2 (default true). */
   flip?: boolean;
   seed?: number;
@@ -52,11 +60,20 @@ export function flipImages(data: Float32Array, shape: readonly number[], flip: b
   });
 }
 
+/** A batch of training images: random-resized crops (each from its own draws of `rng`), or as evaluated. */
+function readTrainingImages(model: VisionTransformer, files: string[], crop: Required<RandomCropOptions> | null, rng: SeededRandom): Promise<Tensor> {
+  if (!crop) return model.readImages(files);
+  const { imageSize, inChannels } = model.config;
+  const places = files.map(() => randomCropPlacement(imageSize, rng, crop));
+  return readImagesNumbered(files, { size: imageSize, channels: inChannels, preprocessing: model.preprocessing }, 0, (i) => places[i]!);
+}
+
 export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<ImageFolderTrainingResult> {
   const { folder, model } = o;
   if (model.config.numClasses !== folder.classes.length) {
     throw new Error(`trainImageFolder: the model has ${model.config.numClasses} classes, the folder ${folder.classes.length} (${folder.classes.join(', ')})`);
   }
+  const crop = o.randomCrop === false ? null : checkRandomCrop(o.randomCrop ?? {});
   const epochs = o.epochs ?? 10;
   const count = folder.train.files.length;
   const batchSize = Math.min(o.batchSize ?? 32, count);
@@ -78,7 +95,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     let lossSum = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
       const picked = order.slice(step * batchSize, (step + 1) * batchSize);
-      const read = await model.readImages(picked.map((i) => folder.train.files[i]!));
+      const read = await readTrainingImages(model, picked.map((i) => folder.train.files[i]!), crop, rng);
       let images = read;
       if (o.flip ?? true) {
         const data = read.toFloat32Array();
