@@ -83,6 +83,20 @@ describe('trainStep', () => {
     });
   }
 
+  it('a disposed optimizer frees its moments and is refused by trainStep', async () => {
+    const model = VisionTransformer.create({ ...tiny, attention: 'softmax' });
+    const opt = new AdamW(model.parameters(), { lr: 1e-3 });
+    const images = Tensor.fromArray(randomArray(2 * 36), [2, 1, 6, 6]);
+    await model.trainStep(images, [0, 1], opt);
+    opt.dispose();
+    opt.dispose(); // twice is harmless
+    expect(opt.disposed).toBe(true);
+    expect([...opt.moments.values()].every(({ m, v }) => m.disposed && v.disposed)).toBe(true);
+    await expect(model.trainStep(images, [0, 1], opt)).rejects.toThrow(/trainStep: the optimizer has been disposed: make a new AdamW/);
+    expect(model.parameters().get('head.weight')!.disposed).toBe(false);
+    await model.trainStep(images, [0, 1], new AdamW(model.parameters(), { lr: 1e-3 }));
+  });
+
   it('predict after a step uses the updated weights', async () => {
     // The linear layers keep their weights packed between calls: a step must drop that.
     const model = randomized({ ...tiny, attention: 'castling' });

@@ -21,6 +21,7 @@ export function checkLabels(config: VitConfig, labels: Tensor | ArrayLike<number
 
 /** Throws unless the optimizer was made from exactly these parameter tensors. */
 export function checkOptimizer(params: Map<string, Tensor>, optimizer: AdamW): void {
+  if (optimizer.disposed) throw new Error('trainStep: the optimizer has been disposed: make a new AdamW(model.parameters(), ...)');
   for (const [name, t] of params) {
     if (optimizer.params.get(name) !== t) throw new Error(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
   }

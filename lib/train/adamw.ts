@@ -61,6 +61,23 @@ export class AdamW {
     return this.options.totalSteps ? Math.min(1, this.step / this.options.totalSteps) : 0;
   }
 
+  /** Whether dispose() has run. */
+  get disposed(): boolean {
+    return this.scheduleTensor.disposed;
+  }
+
+  /**
+   * Frees the moments (twice the parameters' memory) now rather than at garbage collection;
+   * trainStep refuses the optimizer afterwards. The parameters stay the model's.
+   */
+  dispose(): void {
+    for (const { m, v } of this.moments.values()) {
+      m.dispose();
+      v.dispose();
+    }
+    this.scheduleTensor.dispose();
+  }
+
   /** @internal Advances the step count and writes [lr, step] for the native update. */
   beginStep(): number {
     this.step += 1;

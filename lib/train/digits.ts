@@ -200,6 +200,7 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
     history.push(info);
     options.onEpoch?.(info);
   }
+  optimizer.dispose(); // its moments: twice the parameters' memory
   const trainSeconds = (performance.now() - started) / 1000;
   const accuracyBeforeSwitch = history[history.length - 1]?.testAccuracy ?? 0;
   const switching = attention === 'castling' && !model.castled;

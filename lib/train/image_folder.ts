@@ -116,6 +116,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     valAccuracy = await imageAccuracy(model, folder.val);
     o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
   }
+  optimizer.dispose(); // its moments: twice the parameters' memory
   const trainSeconds = (performance.now() - started) / 1000;
   const accuracyBeforeSwitch = valAccuracy;
   if (model.config.attention === 'castling' && !model.castled) {
