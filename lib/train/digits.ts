@@ -7,14 +7,10 @@ import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
 import { SeededRandom } from '../nn/random.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
-import { EARLY_CASTLING, type CastlingSchedule, type StepInfo } from './schedule.js';
+import { EARLY_CASTLING, type CastlingSchedule, type TrainingLoopOptions } from './schedule.js';
 
-export interface DigitsOptions {
+export interface DigitsOptions extends TrainingLoopOptions {
   attention?: VitConfig['attention'];
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
   /** Largest random shift of the training images, in pixels (0: none). */
   shift?: number;
   /**
@@ -24,11 +20,8 @@ export interface DigitsOptions {
   rotate?: number;
   /** Largest random change of the training images' size, as a fraction (0.1: 90% to 110%; 0: none). */
   scale?: number;
-  labelSmoothing?: number;
-  castling?: CastlingSchedule;
   /** Use only this many training images (quick runs). */
   limit?: number;
-  seed?: number;
   config?: Partial<VitConfig>;
   /** Continue training this model instead of creating one (attention and config are its own). */
   model?: VisionTransformer;
@@ -36,8 +29,7 @@ export interface DigitsOptions {
   stage?: TrainStepOptions['stage'];
   /** Distillation from a teacher model's logits. */
   distillation?: TrainStepOptions['distillation'];
-  /** Called after every step and epoch (progress bars, logs). */
-  onStep?: (info: StepInfo) => void;
+  /** Called after every epoch, with the held-out accuracy. */
   onEpoch?: (info: { epoch: number; loss: number; testAccuracy: number; seconds: number }) => void;
 }
 

@@ -10,21 +10,14 @@ import type { VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
-import { EARLY_CASTLING, type CastlingSchedule, type StepInfo } from './schedule.js';
+import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
 
-export interface ImageFolderTrainingOptions {
+export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   folder: ImageFolder;
   /** The model to train: numClasses must match the folder's classes. */
   model: VisionTransformer;
-  epochs?: number;
-  batchSize?: number;
   /** At most this many images per forward/backward pass (gradient accumulation). */
   microBatch?: number;
-  lr?: number;
-  weightDecay?: number;
-  labelSmoothing?: number;
-  /** Castling models: the auxiliary branch's schedule (default: on until 40% of training). */
-  castling?: CastlingSchedule;
   /**
    * The random-resized crop of each training image (torchvision's RandomResizedCrop; default
    * scale [0.08, 1], ratio [3/4, 4/3]); false reads training images as evaluation does (centre crop).
@@ -32,8 +25,7 @@ export interface ImageFolderTrainingOptions {
   randomCrop?: RandomCropOptions | false;
   /** Flip each training image left-right with probability 1/2 (default true). */
   flip?: boolean;
-  seed?: number;
-  onStep?: (info: StepInfo) => void;
+  /** Called after every epoch, with the held-out accuracy. */
   onEpoch?: (info: { epoch: number; loss: number; valAccuracy: number; seconds: number }) => void;
 }
 

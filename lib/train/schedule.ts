@@ -67,3 +67,20 @@ export interface StepInfo {
   loss: number;
   tau: number | null;
 }
+
+/** The options the training loops (trainDigits, trainImageFolder) share; each has its defaults. */
+export interface TrainingLoopOptions {
+  epochs?: number;
+  /** Images per optimizer step. */
+  batchSize?: number;
+  /** Peak learning rate (AdamW, warm-up then cosine decay). */
+  lr?: number;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  /** Castling models: the auxiliary branch's schedule (default EARLY_CASTLING: on until 40% of training). */
+  castling?: CastlingSchedule;
+  /** Seed of the shuffling and augmentation (and of a model the loop creates). */
+  seed?: number;
+  /** Called after every step (progress bars, logs). */
+  onStep?: (info: StepInfo) => void;
+}
