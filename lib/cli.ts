@@ -14,6 +14,7 @@ import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.j
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 import { predictCommand, type PredictFlags } from './commands/predict.js';
+import { sparsifySummary } from './commands/sparsify_summary.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -45,6 +46,16 @@ function areaRange(value: string): [number, number] {
     throw new InvalidArgumentError(`expected min,max with 0 < min <= max <= 1 (e.g. 0.08,1), got '${value}'`);
   }
   return [parts[0]!, parts[1]!];
+}
+
+/** The Sparsifiner workflow's options, shared by `train mnist` and `train folder`. */
+function withSparsifinerOptions(command: Command): Command {
+  return command
+    .option('--keep-rate <rate>', 'sparsifiner: fraction of keys each query keeps', fraction, 0.25)
+    .option('--coefficient-keep <n>', 'sparsifiner: basis coefficients each query keeps (0: all)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 0)
+    .option('--shared-basis', 'sparsifiner: one token basis for both sides (P = B)', false)
+    .option('--stage1-epochs <n>', 'sparsifiner: epochs of attention reconstruction', positiveInt, 2)
+    .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3);
 }
 
 /** --preset: the config of a file that has none (a timm checkpoint). */
@@ -88,10 +99,7 @@ async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
     onEpoch: logEpoch,
   });
   await result.sparse.save(flags.out);
-  const saved = 1 - result.sparseAttentionFlops / result.denseAttentionFlops;
-  console.log(`dense softmax model: ${(100 * result.denseAccuracy).toFixed(2)}% held out`);
-  console.log(`sparsifiner (keep ${result.sparse.config.keepRate}): ${(100 * result.reconstructedAccuracy).toFixed(2)}% after stage 1, ${(100 * result.sparseAccuracy).toFixed(2)}% after stage 2`);
-  console.log(`attention FLOPs per block and image: ${result.denseAttentionFlops} dense, ${result.sparseAttentionFlops} sparsifiner (predictor included): ${(100 * saved).toFixed(1)}% fewer`);
+  for (const line of sparsifySummary(result, result.denseAccuracy)) console.log(line);
   console.log(`${result.seconds.toFixed(1)} s in all; saved ${flags.out}`);
   return result.sparseAccuracy;
 }
@@ -153,15 +161,11 @@ program
   });
 
 const train = program.command('train').description('train a model');
-train
+const digitsCommand = train
   .command('mnist')
   .description('train the digits preset on the images of the mnist package (first 80% of each digit trains, the rest is held out)')
-  .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling')
-  .option('--keep-rate <rate>', 'sparsifiner: fraction of keys each query keeps', fraction, 0.25)
-  .option('--coefficient-keep <n>', 'sparsifiner: basis coefficients each query keeps (0: all)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 0)
-  .option('--shared-basis', 'sparsifiner: one token basis for both sides (P = B)', false)
-  .option('--stage1-epochs <n>', 'sparsifiner: epochs of attention reconstruction', positiveInt, 2)
-  .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3)
+  .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling');
+withSparsifinerOptions(digitsCommand)
   .option('--epochs <n>', 'epochs', positiveInt, DIGITS_EPOCHS)
   .option('--batch-size <n>', 'images per step', positiveInt, 64)
   .option('--lr <rate>', 'peak learning rate', positiveNumber)
@@ -173,18 +177,23 @@ train
     await trainDigitsCommand(flags);
   });
 
-train
+const folderCommand = train
   .command('folder')
   .description('train on a folder of images, one subfolder per class (train/ and val/ subfolders if present, else the last --val-fraction of each class is held out)')
   .argument('<dir>', 'the folder')
   .option('--from <model>', 'start from saved weights (.safetensors; a timm checkpoint needs --preset); a new head when the classes differ')
   .option('--preset <name>', 'the architecture: deitTiny (default for a new model), deitSmall or deitBase')
-  .option('--attention <kind>', 'castling or softmax (default: the weights\' kind, castling for a new model)', attentionKind)
+  .option(
+    '--attention <kind>',
+    "castling, softmax, or sparsifiner (from a softmax model: --from's, trained on the folder first unless it has the folder's classes, or a new one; then stage 1 and stage 2) (default: the weights' kind, castling for a new model)",
+    attentionKind,
+  );
+withSparsifinerOptions(folderCommand)
   .option('--image-size <n>', 'image size (default: the weights\' or the preset\'s; loaded weights get their position embedding resampled)', positiveInt)
   .option('--epochs <n>', 'epochs', positiveInt, 10)
   .option('--batch-size <n>', 'images per step', positiveInt, 32)
   .option('--micro-batch <n>', 'at most this many images per forward/backward pass (gradient accumulation)', positiveInt)
-  .option('--lr <rate>', 'peak learning rate (default 5e-4, 5e-5 with --from)', positiveNumber)
+  .option('--lr <rate>', 'peak learning rate (default 5e-4, 5e-5 with --from; sparsifiner stage 2: 3e-4, 5e-5 from a trained --from model)', positiveNumber)
   .option('--val-fraction <f>', 'share of each class held out without train/ and val/', (v: string) => (v === '0' ? 0 : fraction(v)), 0.1)
   .option('--crop-scale <min,max>', "area of each training image's random-resized crop, as shares of the image (default 0.08,1)", areaRange)
   .option('--no-random-crop', 'train on centre crops, as images are evaluated (no random-resized crop)')

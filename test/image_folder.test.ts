@@ -143,8 +143,24 @@ describe('image folders', () => {
     const badCrop = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--crop-scale', '0.9,0.2'], { encoding: 'utf8' });
     expect(badCrop.status).toBe(1);
     expect(badCrop.stderr).toMatch(/'0.9,0.2' is invalid. expected min,max with 0 < min <= max <= 1/);
-    const sparse = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--image-size', '32', '--epochs', '1'], { encoding: 'utf8' });
-    expect(sparse.status).toBe(1);
-    expect(sparse.stderr).toMatch(/trains softmax and castling models; a Sparsifiner needs its own workflow/);
+    // --attention sparsifiner: a new softmax model trained on the folder, then stages 1 and 2.
+    const sparseOut = join(root, 'sparse.safetensors');
+    const sparse = spawnSync(
+      process.execPath,
+      [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--image-size', '64', '--epochs', '1', '--stage1-epochs', '1', '--stage2-epochs', '1', '--batch-size', '6', '--val-fraction', '0.34', '--out', sparseOut, '--no-progress'],
+      { encoding: 'utf8' },
+    );
+    expect(sparse.status, sparse.stderr).toBe(0);
+    expect(sparse.stdout).toMatch(/softmax ViT 192 wide, 12 deep, 64² images\n-- dense softmax model\n/);
+    expect(sparse.stdout).toMatch(/-- stage 1: attention reconstruction \(backbone frozen\)\n[^]*-- stage 2: fine-tuning with sparse attention\n/);
+    expect(sparse.stdout).toMatch(/sparsifiner \(keep 0.25\): \d+\.\d\d% after stage 1, \d+\.\d\d% after stage 2/);
+    const sparseModel = await VisionTransformer.load(sparseOut);
+    expect(sparseModel.config.attention).toBe('sparsifiner');
+    expect(sparseModel.labels).toEqual(['blue', 'green', 'red']);
+    sparseModel.dispose();
+    // A Sparsifiner model is made from a softmax one, not from the castled model above.
+    const fromCastled = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--attention', 'sparsifiner', '--from', out, '--no-progress'], { encoding: 'utf8' });
+    expect(fromCastled.status).toBe(1);
+    expect(fromCastled.stderr).toMatch(/colours\.safetensors is a castling model: a Sparsifiner model is made from a softmax one/);
   }, 120_000);
 });

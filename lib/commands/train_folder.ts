@@ -1,12 +1,16 @@
 // `castling-vit train folder <dir>`: train a model on a folder of images (one subfolder per
 // class), from scratch or from saved weights (a timm softmax checkpoint becomes a castling model
-// here: its convolution is freshly initialised, its head too when the classes differ).
+// here: its convolution is freshly initialised, its head too when the classes differ), or make a
+// Sparsifiner model the paper's way: a dense softmax model (trained here unless loaded with the
+// folder's classes), then stage 1 and stage 2.
 import cliProgress from 'cli-progress';
 
-import { listImageFolder } from '../data/image_folder.js';
+import { listImageFolder, type ImageFolder } from '../data/image_folder.js';
 import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
-import { trainImageFolder } from '../train/image_folder.js';
+import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions } from '../train/image_folder.js';
+import { sparsify, type TrainingRun } from '../train/sparsify.js';
+import { sparsifySummary } from './sparsify_summary.js';
 
 export interface TrainFolderFlags {
   from?: string;
@@ -27,6 +31,12 @@ export interface TrainFolderFlags {
   seed: number;
   out: string;
   progress: boolean;
+  /** Sparsifiner (--attention sparsifiner): see VitConfig and SparsifyOptions. */
+  keepRate?: number;
+  coefficientKeep?: number;
+  sharedBasis?: boolean;
+  stage1Epochs?: number;
+  stage2Epochs?: number;
 }
 
 /** The model to train: loaded (with a fresh head when the classes differ) or created. */
@@ -39,33 +49,16 @@ async function startingModel(flags: TrainFolderFlags, classes: number): Promise<
   return VisionTransformer.load(flags.from, { config: { ...overrides, numClasses: classes }, freshHead: true });
 }
 
-export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): Promise<number> {
-  const folder = listImageFolder(dir, { valFraction: flags.valFraction });
-  const model = await startingModel(flags, folder.classes.length);
-  if (model.config.attention === 'sparsifiner') {
-    model.dispose();
-    throw new Error('train folder trains softmax and castling models; a Sparsifiner needs its own workflow (train the softmax model, then stage 1 and stage 2: see README)');
-  }
-  model.labels = folder.classes;
-  const { initialised: fresh, resized } = model.loadReport;
-  const { width, depth, imageSize, attention } = model.config;
-  console.log(
-    `${folder.classes.length} classes (${folder.classes.join(', ')}): ${folder.train.files.length} images to train, ${folder.val.files.length} held out; ` +
-      `${attention} ViT ${width} wide, ${depth} deep, ${imageSize}² images${flags.from ? `, from ${flags.from}${fresh.length ? ` (${fresh.length} tensors fresh)` : ''}${resized.length ? ` (resampled: ${resized.join(', ')})` : ''}` : ''}`,
-  );
+/** The options of every trainImageFolder run of the command but the model, epochs, lr and seed. */
+function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFolderTrainingOptions, 'model'> {
   const bar = flags.progress
     ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
-  const result = await trainImageFolder({
+  return {
     folder,
-    model,
-    epochs: flags.epochs,
     batchSize: flags.batchSize,
     microBatch: flags.microBatch,
-    // Pretrained weights move less: a tenth of the from-scratch rate unless asked.
-    lr: flags.lr ?? (flags.from ? 5e-5 : 5e-4),
     randomCrop: flags.randomCrop && { scale: flags.cropScale },
-    seed: flags.seed,
     onStep: ({ epoch, step, stepsPerEpoch, loss }) => {
       if (!bar) return;
       if (step === 1) bar.start(stepsPerEpoch, 0, { epoch, loss: loss.toFixed(3) });
@@ -74,10 +67,75 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     },
     onEpoch: ({ epoch, loss, valAccuracy, seconds }) =>
       console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * valAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`),
-  });
-  if (attention === 'castling') console.log(`castled: held-out accuracy ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% before the switch, ${(100 * result.valAccuracy).toFixed(2)}% after`);
+  };
+}
+
+function describeStart(folder: ImageFolder, model: VisionTransformer, flags: TrainFolderFlags): string {
+  const { initialised: fresh, resized } = model.loadReport;
+  const { width, depth, imageSize, attention } = model.config;
+  return (
+    `${folder.classes.length} classes (${folder.classes.join(', ')}): ${folder.train.files.length} images to train, ${folder.val.files.length} held out; ` +
+    `${attention} ViT ${width} wide, ${depth} deep, ${imageSize}² images${flags.from ? `, from ${flags.from}${fresh.length ? ` (${fresh.length} tensors fresh)` : ''}${resized.length ? ` (resampled: ${resized.join(', ')})` : ''}` : ''}`
+  );
+}
+
+/** Pretrained weights move less: a tenth of the from-scratch rate unless asked. */
+function learningRate(flags: TrainFolderFlags): number {
+  return flags.lr ?? (flags.from ? 5e-5 : 5e-4);
+}
+
+export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): Promise<number> {
+  const folder = listImageFolder(dir, { valFraction: flags.valFraction });
+  // --attention sparsifiner starts from the file's own kind (or a new softmax model): a softmax
+  // model goes through the Sparsifiner workflow, a Sparsifiner model trains on as it is.
+  const sparsifying = flags.attention === 'sparsifiner';
+  const model = await startingModel(sparsifying ? { ...flags, attention: flags.from ? undefined : 'softmax' } : flags, folder.classes.length);
+  model.labels = folder.classes;
+  console.log(describeStart(folder, model, flags));
+  if (sparsifying && model.config.attention === 'softmax') return sparsifinerWorkflow(folder, model, flags);
+  if (sparsifying && model.config.attention !== 'sparsifiner') {
+    model.dispose();
+    throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
+  }
+  const result = await trainImageFolder({ ...loopOptions(folder, flags), model, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed });
+  if (model.config.attention === 'castling') console.log(`castled: held-out accuracy ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% before the switch, ${(100 * result.valAccuracy).toFixed(2)}% after`);
   await model.save(flags.out);
   console.log(`trained in ${result.trainSeconds.toFixed(1)} s; saved ${flags.out} (labels: the class folders)`);
   model.dispose();
   return result.valAccuracy;
+}
+
+/**
+ * The paper's workflow on the folder from `dense`, a softmax model: trained on the folder for
+ * --epochs first unless it was loaded with the folder's classes, then stage 1 and stage 2.
+ */
+async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer, flags: TrainFolderFlags): Promise<number> {
+  const started = performance.now();
+  const loop = loopOptions(folder, flags);
+  const trained = flags.from !== undefined && !dense.loadReport.initialised.includes('head.weight');
+  let denseAccuracy: number;
+  if (trained) {
+    denseAccuracy = await imageAccuracy(dense, folder.val);
+    console.log(`-- dense softmax model: loaded with the folder's ${folder.classes.length} classes, ${(100 * denseAccuracy).toFixed(2)}% held out (not trained further)`);
+  } else {
+    console.log('-- dense softmax model');
+    denseAccuracy = (await trainImageFolder({ ...loop, model: dense, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed })).valAccuracy;
+  }
+  const onFolder: TrainingRun = async (run) => (await trainImageFolder({ ...loop, ...run })).valAccuracy;
+  const result = await sparsify(dense, onFolder, {
+    keepRate: flags.keepRate,
+    coefficientKeep: flags.coefficientKeep,
+    sharedBasis: flags.sharedBasis,
+    reconstructionEpochs: flags.stage1Epochs,
+    finetuneEpochs: flags.stage2Epochs,
+    finetuneLr: flags.lr ?? (trained ? 5e-5 : 3e-4),
+    seed: flags.seed,
+    onStage: (stage) => console.log(`-- ${stage}`),
+  });
+  await result.sparse.save(flags.out);
+  for (const line of sparsifySummary(result, denseAccuracy)) console.log(line);
+  console.log(`${((performance.now() - started) / 1000).toFixed(1)} s in all; saved ${flags.out} (labels: the class folders)`);
+  dense.dispose();
+  result.sparse.dispose();
+  return result.sparseAccuracy;
 }

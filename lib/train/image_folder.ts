@@ -6,7 +6,7 @@
 import type { ImageFolder, ImageList } from '../data/image_folder.js';
 import { readImagesNumbered } from '../io/images.js';
 import { SeededRandom } from '../nn/random.js';
-import type { VisionTransformer } from '../nn/vit.js';
+import type { TrainStepOptions, VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
@@ -25,6 +25,10 @@ export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   randomCrop?: RandomCropOptions | false;
   /** Flip each training image left-right with probability 1/2 (default true). */
   flip?: boolean;
+  /** Sparsifiner models: the training stage (see TrainStepOptions.stage). */
+  stage?: TrainStepOptions['stage'];
+  /** Distillation from a teacher model's logits (see TrainStepOptions.distillation). */
+  distillation?: TrainStepOptions['distillation'];
   /** Called after every epoch, with the held-out accuracy. */
   onEpoch?: (info: { epoch: number; loss: number; valAccuracy: number; seconds: number }) => void;
 }
@@ -100,6 +104,8 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
         labelSmoothing: o.labelSmoothing ?? 0.1,
         castling: o.castling ?? EARLY_CASTLING,
         microBatch: o.microBatch,
+        stage: o.stage,
+        distillation: o.distillation,
       });
       images.dispose();
       lossSum += result.loss;

@@ -1,11 +1,9 @@
-// Sparsifiner on the digits, the paper's workflow end to end: train a dense softmax model,
-// convert it (the predictor freshly initialised), stage 1 (the predictors learn each block's
-// dense attention, backbone frozen), stage 2 (fine-tune with sparse attention, distilling from
-// the dense model), then compare the held-out accuracy and the attention FLOPs.
-import { VisionTransformer } from '../nn/vit.js';
-import { tokenCount } from '../nn/config.js';
-import { attentionFlops } from '../flops.js';
+// Sparsifiner on the digits, the paper's workflow end to end: train a dense softmax model, then
+// sparsify it (convert, stage 1, stage 2: sparsify.ts) and compare the held-out accuracy and
+// the attention FLOPs.
+import type { VisionTransformer } from '../nn/vit.js';
 import { trainDigits, type DigitsOptions } from './digits.js';
+import { sparsify, type SparsifyResult, type TrainingRun } from './sparsify.js';
 
 export interface SparsifinerDigitsOptions {
   keepRate?: number;
@@ -23,16 +21,9 @@ export interface SparsifinerDigitsOptions {
   onStage?: (stage: string) => void;
 }
 
-export interface SparsifinerDigitsResult {
+export interface SparsifinerDigitsResult extends SparsifyResult {
   dense: VisionTransformer;
-  sparse: VisionTransformer;
   denseAccuracy: number;
-  /** Accuracy right after stage 1 (before fine-tuning). */
-  reconstructedAccuracy: number;
-  sparseAccuracy: number;
-  /** Attention FLOPs per image and block, dense and Sparsifiner (predictor included). */
-  denseAttentionFlops: number;
-  sparseAttentionFlops: number;
   seconds: number;
 }
 
@@ -41,31 +32,16 @@ export async function sparsifinerDigits(o: SparsifinerDigitsOptions = {}): Promi
   const seed = o.seed ?? 1;
   o.onStage?.('dense softmax model');
   const dense = await trainDigits({ attention: 'softmax', epochs: o.denseEpochs ?? 12, seed, onEpoch: o.onEpoch });
-  const keepRate = o.keepRate ?? 0.25;
-  const sparse = VisionTransformer.from(dense.model, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });
-  o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
-  const reconstructed = await trainDigits({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: 1e-2, weightDecay: 0, seed: seed + 1, onEpoch: o.onEpoch });
-  o.onStage?.('stage 2: fine-tuning with sparse attention');
-  const weight = o.distillation ?? 0.5;
-  const tuned = await trainDigits({
-    model: sparse,
-    epochs: o.finetuneEpochs ?? 3,
-    lr: 3e-4,
-    seed: seed + 2,
-    distillation: weight > 0 ? { teacher: dense.model, weight, temperature: 2 } : undefined,
-    onEpoch: o.onEpoch,
+  const onDigits: TrainingRun = async (run) => (await trainDigits({ ...run, onEpoch: o.onEpoch })).testAccuracy;
+  const result = await sparsify(dense.model, onDigits, {
+    keepRate: o.keepRate,
+    coefficientKeep: o.coefficientKeep,
+    sharedBasis: o.sharedBasis,
+    reconstructionEpochs: o.reconstructionEpochs,
+    finetuneEpochs: o.finetuneEpochs,
+    distillation: o.distillation,
+    seed,
+    onStage: o.onStage,
   });
-  const c = sparse.config;
-  const N = tokenCount(c);
-  const d = c.width / c.heads;
-  return {
-    dense: dense.model,
-    sparse,
-    denseAccuracy: dense.testAccuracy,
-    reconstructedAccuracy: reconstructed.testAccuracy,
-    sparseAccuracy: tuned.testAccuracy,
-    denseAttentionFlops: c.heads * attentionFlops('softmax', 'forward', N, d),
-    sparseAttentionFlops: c.heads * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep: c.coefficientKeep }),
-    seconds: (performance.now() - started) / 1000,
-  };
+  return { ...result, dense: dense.model, denseAccuracy: dense.testAccuracy, seconds: (performance.now() - started) / 1000 };
 }
