@@ -92,6 +92,9 @@ async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
     coefficientKeep: flags.coefficientKeep,
     sharedBasis: flags.sharedBasis,
     denseEpochs: flags.epochs,
+    denseLr: flags.lr,
+    batchSize: flags.batchSize,
+    limit: flags.limit,
     reconstructionEpochs: flags.stage1Epochs,
     finetuneEpochs: flags.stage2Epochs,
     seed: flags.seed,
@@ -168,7 +171,7 @@ const digitsCommand = train
 withSparsifinerOptions(digitsCommand)
   .option('--epochs <n>', 'epochs', positiveInt, DIGITS_EPOCHS)
   .option('--batch-size <n>', 'images per step', positiveInt, 64)
-  .option('--lr <rate>', 'peak learning rate', positiveNumber)
+  .option('--lr <rate>', 'peak learning rate (sparsifiner: the dense model\'s)', positiveNumber)
   .option('--limit <n>', 'use only this many training images', positiveInt)
   .option('--seed <n>', 'seed of the initialisation, shuffling and augmentation', positiveInt, 1)
   .option('--out <file>', 'where to save the model', 'digits-vit.safetensors')

@@ -16,6 +16,12 @@ export interface SparsifinerDigitsOptions {
   finetuneEpochs?: number;
   /** Weight of the distillation from the dense model in stage 2 (0: none). */
   distillation?: number;
+  /** The dense model's peak learning rate (trainDigits' default). */
+  denseLr?: number;
+  /** Images per step in every stage (trainDigits' default). */
+  batchSize?: number;
+  /** Use only this many training images in every stage (quick runs). */
+  limit?: number;
   seed?: number;
   onEpoch?: DigitsOptions['onEpoch'];
   onStage?: (stage: string) => void;
@@ -31,8 +37,9 @@ export async function sparsifinerDigits(o: SparsifinerDigitsOptions = {}): Promi
   const started = performance.now();
   const seed = o.seed ?? 1;
   o.onStage?.('dense softmax model');
-  const dense = await trainDigits({ attention: 'softmax', epochs: o.denseEpochs ?? 12, seed, onEpoch: o.onEpoch });
-  const onDigits: TrainingRun = async (run) => (await trainDigits({ ...run, onEpoch: o.onEpoch })).testAccuracy;
+  const data = { batchSize: o.batchSize, limit: o.limit, onEpoch: o.onEpoch };
+  const dense = await trainDigits({ attention: 'softmax', epochs: o.denseEpochs ?? 12, lr: o.denseLr, seed, ...data });
+  const onDigits: TrainingRun = async (run) => (await trainDigits({ ...run, ...data })).testAccuracy;
   const result = await sparsify(dense.model, onDigits, {
     keepRate: o.keepRate,
     coefficientKeep: o.coefficientKeep,
