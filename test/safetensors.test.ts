@@ -63,6 +63,14 @@ describe('safetensors', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('a write to a folder, or into a folder that does not exist, names the path it was given', async () => {
+    const data = { a: { shape: [1], data: Float32Array.from([1]) } };
+    await expect(writeSafetensors(dir, data)).rejects.toThrow(new RegExp(`cannot write '${dir}': it is a folder, expected a file path`));
+    const missing = join(dir, 'no-such-folder', 'm.safetensors');
+    await expect(writeSafetensors(missing, data)).rejects.toThrow(/cannot write '.*no-such-folder\/m\.safetensors': the folder '.*no-such-folder' does not exist/);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
   it('rejects hostile and truncated files with a clear error', async () => {
     const ok = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
     const cases: Array<[string, string, RegExp]> = [

@@ -112,6 +112,11 @@ describe('VisionTransformer', () => {
     expect(() => VisionTransformer.create({ convKernel: 4, attention: 'castling' })).toThrow(/odd kernel size/);
     expect(() => VisionTransformer.create({ depth: 0 })).toThrow(/config.depth is 0/);
     expect(() => VisionTransformer.create({ layers: 3 } as Partial<VitConfig>)).toThrow(/config.layers is not a ViT option/);
+    // Token-sized parameters past one tensor's reach: named before anything is allocated.
+    expect(() => VisionTransformer.create({ imageSize: 100000, patchSize: 16, width: 768, heads: 12 })).toThrow(
+      /imageSize 100000 with patchSize 16 makes 39062501 tokens: pos_embed would hold 39062501 x 768 = 30000000768 values, more than one tensor can \(2147483647\)/,
+    );
+    expect(() => VisionTransformer.create({ imageSize: 16384, attention: 'sparsifiner' })).toThrow(/1048577 tokens: the predictor bases P and B would hold 1048577 x 131072/);
     const model = VisionTransformer.create(tiny);
     await expect(model.predict(Tensor.zeros([1, 3, 12, 12]))).rejects.toThrow(/images have shape \[1, 3, 12, 12\], expected \[batch, 2, 12, 12\]/);
     const nan = new Float32Array(2 * 12 * 12);

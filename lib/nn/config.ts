@@ -125,7 +125,29 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
   if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
   if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
   if (config.device !== 'cpu' && config.device !== 'cuda') throw new TypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
+  checkParameterSizes(config);
   return config;
+}
+
+/** The most values one parameter may hold: what a Float32Array can on every supported Node. */
+export const MAX_PARAMETER_VALUES = 2 ** 31 - 1;
+
+/**
+ * The token-sized parameters (pos_embed, N x width; Sparsifiner's bases, N x N / 8) must fit one
+ * tensor: a huge image size is an error here that says so, not a failed allocation later.
+ */
+function checkParameterSizes(config: VitConfig): void {
+  const tokens = tokenCount(config);
+  const sized: Array<[string, number, number]> = [['pos_embed', tokens, config.width]];
+  if (config.attention === 'sparsifiner') sized.push(['the predictor bases P and B', tokens, Math.max(1, Math.floor(tokens / 8))]);
+  for (const [name, rows, cols] of sized) {
+    if (rows * cols > MAX_PARAMETER_VALUES) {
+      throw new RangeError(
+        `config: imageSize ${config.imageSize} with patchSize ${config.patchSize} makes ${tokens} tokens: ${name} would hold ${rows} x ${cols} = ${rows * cols} values, ` +
+          `more than one tensor can (${MAX_PARAMETER_VALUES})`,
+      );
+    }
+  }
 }
 
 /** Tokens per image: patches plus the class token. */
