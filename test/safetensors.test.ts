@@ -91,6 +91,7 @@ describe('safetensors', () => {
     for (const [label, path, message] of cases) {
       await expect(readSafetensors(path), label).rejects.toThrow(message);
     }
-    await expect(readSafetensors(join(dir, 'missing.safetensors'))).rejects.toThrow(/ENOENT/);
+    await expect(readSafetensors(join(dir, 'missing.safetensors'))).rejects.toThrow(/missing\.safetensors: no such file/);
+    await expect(readSafetensors(dir)).rejects.toThrow(/: a folder, not a safetensors file/);
   });
 });

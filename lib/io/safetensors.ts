@@ -27,8 +27,8 @@ const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 export const MAX_HEADER_BYTES = 100_000_000;
 
 export class SafetensorsError extends Error {
-  constructor(path: string, message: string) {
-    super(`${path}: ${message}`);
+  constructor(path: string, message: string, options?: ErrorOptions) {
+    super(`${path}: ${message}`, options);
     this.name = 'SafetensorsError';
   }
 }
@@ -131,9 +131,16 @@ function halfToFloat(h: number): number {
 
 /** Reads a safetensors file; every tensor comes back as float32. */
 export async function readSafetensors(path: string): Promise<SafetensorsContent> {
-  const file = await open(path, 'r');
+  const file = await open(path, 'r').catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SafetensorsError(path, 'no such file', { cause: error });
+    if (code === 'EACCES' || code === 'EPERM') throw new SafetensorsError(path, 'no permission to read it', { cause: error });
+    throw error;
+  });
   try {
-    const size = (await file.stat()).size;
+    const info = await file.stat();
+    if (info.isDirectory()) throw new SafetensorsError(path, 'a folder, not a safetensors file');
+    const size = info.size;
     if (size < 8) throw new SafetensorsError(path, `the file has ${size} bytes, too short for a safetensors header`);
     const prefix = Buffer.alloc(8);
     await file.read(prefix, 0, 8, 0);

@@ -208,7 +208,7 @@ export class VisionTransformer {
     const { tensors, metadata } = await readSafetensors(path);
     const stored = parseMetadata(metadata, path);
     if (!stored.config && !options.config) {
-      throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall }`);
+      throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
     const config = resolveConfig({ ...stored.config, ...options.config });
     requireDevice(config);
