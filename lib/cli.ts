@@ -14,6 +14,7 @@ import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.j
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 import { predictCommand, type PredictFlags } from './commands/predict.js';
+import { epochLine } from './commands/format.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
 function positiveInt(value: string): number {
@@ -83,7 +84,7 @@ interface TrainFlags {
 }
 
 const logEpoch = ({ epoch, loss, testAccuracy, seconds }: { epoch: number; loss: number; testAccuracy: number; seconds: number }) =>
-  console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * testAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`);
+  console.log(epochLine(epoch, loss, testAccuracy, seconds));
 
 /** Sparsifiner's workflow on the digits: dense model, stage 1, stage 2, and the comparison. */
 async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {

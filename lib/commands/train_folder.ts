@@ -10,6 +10,7 @@ import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions } from '../train/image_folder.js';
 import { sparsify, type TrainingRun } from '../train/sparsify.js';
+import { accuracyText, epochLine } from './format.js';
 import { sparsifySummary } from './sparsify_summary.js';
 
 export interface TrainFolderFlags {
@@ -66,7 +67,7 @@ function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFo
       if (step === stepsPerEpoch) bar.stop();
     },
     onEpoch: ({ epoch, loss, valAccuracy, seconds }) =>
-      console.log(`epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${(100 * valAccuracy).toFixed(2)}%  (${seconds.toFixed(1)} s)`),
+      console.log(epochLine(epoch, loss, valAccuracy, seconds)),
   };
 }
 
@@ -98,7 +99,7 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
   }
   const result = await trainImageFolder({ ...loopOptions(folder, flags), model, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed });
-  if (model.config.attention === 'castling') console.log(`castled: held-out accuracy ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% before the switch, ${(100 * result.valAccuracy).toFixed(2)}% after`);
+  if (model.config.attention === 'castling') console.log(`castled: held-out accuracy ${accuracyText(result.accuracyBeforeSwitch)} before the switch, ${accuracyText(result.valAccuracy)} after`);
   await model.save(flags.out);
   console.log(`trained in ${result.trainSeconds.toFixed(1)} s; saved ${flags.out} (labels: the class folders)`);
   model.dispose();
@@ -116,7 +117,7 @@ async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer
   let denseAccuracy: number;
   if (trained) {
     denseAccuracy = await imageAccuracy(dense, folder.val);
-    console.log(`-- dense softmax model: loaded with the folder's ${folder.classes.length} classes, ${(100 * denseAccuracy).toFixed(2)}% held out (not trained further)`);
+    console.log(`-- dense softmax model: loaded with the folder's ${folder.classes.length} classes, held-out accuracy ${accuracyText(denseAccuracy)} (not trained further)`);
   } else {
     console.log('-- dense softmax model');
     denseAccuracy = (await trainImageFolder({ ...loop, model: dense, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed })).valAccuracy;

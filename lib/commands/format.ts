@@ -1,0 +1,11 @@
+// Text the CLI's training commands share: accuracies (NaN when nothing is held out) and the line
+// printed after each epoch.
+
+/** A held-out accuracy as a percentage, or a note that there were no held-out images (NaN). */
+export function accuracyText(accuracy: number): string {
+  return Number.isNaN(accuracy) ? 'n/a (no held-out images)' : `${(100 * accuracy).toFixed(2)}%`;
+}
+
+export function epochLine(epoch: number, loss: number, accuracy: number, seconds: number): string {
+  return `epoch ${String(epoch).padStart(2)}  loss ${loss.toFixed(4)}  held-out accuracy ${accuracyText(accuracy)}  (${seconds.toFixed(1)} s)`;
+}
