@@ -108,12 +108,14 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
 
 /**
  * The paper's workflow on the folder from `dense`, a softmax model: trained on the folder for
- * --epochs first unless it was loaded with the folder's classes, then stage 1 and stage 2.
+ * --epochs first unless it was loaded with the folder's classes (and image size), then stage 1
+ * and stage 2.
  */
 async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer, flags: TrainFolderFlags): Promise<number> {
   const started = performance.now();
   const loop = loopOptions(folder, flags);
-  const trained = flags.from !== undefined && !dense.loadReport.initialised.includes('head.weight');
+  // Loaded with the folder's classes at its own image size: already the dense model of this data.
+  const trained = flags.from !== undefined && !dense.loadReport.initialised.includes('head.weight') && dense.loadReport.resized.length === 0;
   let denseAccuracy: number;
   if (trained) {
     denseAccuracy = await imageAccuracy(dense, folder.val);
