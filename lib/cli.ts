@@ -14,6 +14,7 @@ import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.j
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 import { predictCommand, type PredictFlags } from './commands/predict.js';
+import { evaluateCommand, type EvaluateFlags } from './commands/evaluate.js';
 import { epochLine } from './commands/format.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
@@ -220,6 +221,19 @@ program
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
     await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
+  });
+
+program
+  .command('evaluate')
+  .description("a model's accuracy on a folder of labelled images: one subfolder per class (val/ if it has train/ and val/), matched to the model's labels by name")
+  .argument('<model>', 'a .safetensors file')
+  .argument('<folder>', 'the images, one subfolder per class')
+  .option('--top <k>', 'k of the top-k accuracy', positiveInt, 5)
+  .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
+  .option('--json', 'print JSON: images, top1, topK and per class { class, images, correct }')
+  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string }) => {
+    await evaluateCommand(modelPath, folder, { ...flags, config: presetConfig(flags.preset) });
   });
 
 program

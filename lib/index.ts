@@ -37,6 +37,7 @@ export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSe
 export { trainDigits, evaluateDigits, type DigitsOptions, type DigitsResult } from './train/digits.js';
 export { listImageFolder, IMAGE_EXTENSIONS, type ImageFolder, type ImageList } from './data/image_folder.js';
 export { trainImageFolder, imageAccuracy, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from './train/image_folder.js';
+export { evaluateImages, type ImageEvaluation, type EvaluateOptions } from './train/evaluate.js';
 export { sparsify, type SparsifyOptions, type SparsifyResult, type TrainingRun } from './train/sparsify.js';
 export { checkRandomCrop, randomCropRegion, type RandomCropOptions, type CropRegion } from './train/random_crop.js';
 export { attentionFlops, type AttentionFlopKind, type FlopOptions } from './flops.js';

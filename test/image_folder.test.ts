@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
@@ -134,6 +134,23 @@ describe('image folders', () => {
     const listed = JSON.parse(predicted.stdout) as Array<{ image: string; classes: Array<{ label: string }> }>;
     expect(listed.map((r) => r.image.slice(dir.length + 1))).toEqual(['blue', 'green', 'red'].flatMap((c) => [0, 1, 2, 3, 4, 5].map((i) => join(c, `0${i}.${i % 2 ? 'jpg' : 'png'}`))));
     expect(listed.every((r) => ['blue', 'green', 'red'].includes(r.classes[0]!.label))).toBe(true);
+    // evaluate: the same images, accuracy by class folder against the model's labels.
+    const evaluated = spawnSync(process.execPath, [cli, 'evaluate', out, dir, '--json', '--top', '2'], { encoding: 'utf8' });
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout) as { images: number; top1: number; top: number; topK: number; perClass: Array<{ class: string; images: number; correct: number }> };
+    const agree = listed.filter((r) => r.classes[0]!.label === r.image.slice(dir.length + 1).split(sep)[0]).length;
+    expect(report).toMatchObject({ images: 18, top: 2, top1: agree / 18 });
+    expect(report.topK).toBeGreaterThanOrEqual(report.top1);
+    expect(report.perClass.map((c) => [c.class, c.images])).toEqual([['blue', 6], ['green', 6], ['red', 6]]);
+    expect(report.perClass.reduce((a, c) => a + c.correct, 0)).toBe(agree);
+    const strange = join(root, 'strange');
+    for (const cls of ['purple', 'red']) {
+      mkdirSync(join(strange, cls), { recursive: true });
+      await colourImage(join(strange, cls, 'a.png'), COLOURS.red!);
+    }
+    const unknown = spawnSync(process.execPath, [cli, 'evaluate', out, strange], { encoding: 'utf8' });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/class folder\(s\) 'purple' of .*strange are not among the model's labels \(blue, green, red\)/);
     const emptyDir = join(root, 'no-images');
     mkdirSync(join(emptyDir, 'sub'), { recursive: true });
     writeFileSync(join(emptyDir, 'sub', 'notes.txt'), 'not an image');

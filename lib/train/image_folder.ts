@@ -9,6 +9,7 @@ import { SeededRandom } from '../nn/random.js';
 import type { TrainStepOptions, VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
+import { evaluateImages } from './evaluate.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
 
@@ -42,9 +43,7 @@ export interface ImageFolderTrainingResult {
 
 /** Fraction of `list` the model classifies correctly (NaN for an empty list). */
 export async function imageAccuracy(model: VisionTransformer, list: ImageList, batchSize = 32): Promise<number> {
-  if (list.files.length === 0) return Number.NaN;
-  const results = await model.classify(list.files, { top: 1, batchSize });
-  return results.filter((r, i) => r[0]!.index === list.labels[i]).length / list.files.length;
+  return (await evaluateImages(model, list, { top: 1, batchSize })).top1;
 }
 
 /** Mirrors the chosen images of a batch [B, C, S, S] left-right, in place. */
