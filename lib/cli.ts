@@ -195,14 +195,16 @@ const folderCommand = train
   );
 withSparsifinerOptions(folderCommand)
   .option('--image-size <n>', 'image size (default: the weights\' or the preset\'s; loaded weights get their position embedding resampled)', positiveInt)
-  .option('--epochs <n>', 'epochs', positiveInt, 10)
-  .option('--batch-size <n>', 'images per step', positiveInt, 32)
+  .option('--epochs <n>', 'epochs (default 10)', positiveInt)
+  .option('--batch-size <n>', 'images per step (default 32)', positiveInt)
   .option('--micro-batch <n>', 'at most this many images per forward/backward pass (gradient accumulation)', positiveInt)
   .option('--lr <rate>', 'peak learning rate (default 5e-4, 5e-5 with --from; sparsifiner stage 2: 3e-4, 5e-5 from a trained --from model)', positiveNumber)
   .option('--val-fraction <f>', 'share of each class held out without train/ and val/', (v: string) => (v === '0' ? 0 : fraction(v)), 0.1)
   .option('--crop-scale <min,max>', "area of each training image's random-resized crop, as shares of the image (default 0.08,1)", areaRange)
   .option('--no-random-crop', 'train on centre crops, as images are evaluated (no random-resized crop)')
   .option('--seed <n>', 'seed of the initialisation, shuffling, crops and flips', positiveInt, 1)
+  .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too)')
+  .option('--resume <checkpoint>', "continue the run that wrote this checkpoint from the next epoch (its model, epochs, batch size and learning rate)")
   .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
   .option('--no-progress', 'no progress bar')
   .action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {

@@ -8,7 +8,8 @@ import cliProgress from 'cli-progress';
 import { listImageFolder, type ImageFolder } from '../data/image_folder.js';
 import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
-import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions } from '../train/image_folder.js';
+import { loadTrainingCheckpoint } from '../train/checkpoint.js';
+import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
 import { sparsify, type TrainingRun } from '../train/sparsify.js';
 import { accuracyText, epochLine } from './format.js';
 import { sparsifySummary } from './sparsify_summary.js';
@@ -20,8 +21,10 @@ export interface TrainFolderFlags {
   /** Default: the file's, or castling for a new model. */
   attention?: AttentionKind;
   imageSize?: number;
-  epochs: number;
-  batchSize: number;
+  /** Default 10 (a resumed run: its checkpoint's). */
+  epochs?: number;
+  /** Default 32 (a resumed run: its checkpoint's). */
+  batchSize?: number;
   microBatch?: number;
   lr?: number;
   valFraction: number;
@@ -38,7 +41,14 @@ export interface TrainFolderFlags {
   sharedBasis?: boolean;
   stage1Epochs?: number;
   stage2Epochs?: number;
+  /** Write a training checkpoint here after every epoch. */
+  checkpoint?: string;
+  /** Continue the run that wrote this checkpoint. */
+  resume?: string;
 }
+
+const DEFAULT_EPOCHS = 10;
+const DEFAULT_BATCH = 32;
 
 /** The model to train: loaded (with a fresh head when the classes differ) or created. */
 async function startingModel(flags: TrainFolderFlags, classes: number): Promise<VisionTransformer> {
@@ -57,7 +67,7 @@ function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFo
     : null;
   return {
     folder,
-    batchSize: flags.batchSize,
+    batchSize: flags.batchSize ?? DEFAULT_BATCH,
     microBatch: flags.microBatch,
     randomCrop: flags.randomCrop && { scale: flags.cropScale },
     onStep: ({ epoch, step, stepsPerEpoch, loss }) => {
@@ -87,6 +97,7 @@ function learningRate(flags: TrainFolderFlags): number {
 
 export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): Promise<number> {
   const folder = listImageFolder(dir, { valFraction: flags.valFraction });
+  if (flags.resume) return resumeRun(folder, flags);
   // --attention sparsifiner starts from the file's own kind (or a new softmax model): a softmax
   // model goes through the Sparsifiner workflow, a Sparsifiner model trains on as it is.
   const sparsifying = flags.attention === 'sparsifiner';
@@ -98,7 +109,12 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     model.dispose();
     throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
   }
-  const result = await trainImageFolder({ ...loopOptions(folder, flags), model, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed });
+  const result = await trainImageFolder({ ...loopOptions(folder, flags), model, epochs: flags.epochs ?? DEFAULT_EPOCHS, lr: learningRate(flags), seed: flags.seed, checkpoint: flags.checkpoint });
+  return finish(model, result, flags);
+}
+
+/** The end of a single-stage run: the switch's figures, the saved model. */
+async function finish(model: VisionTransformer, result: ImageFolderTrainingResult, flags: TrainFolderFlags): Promise<number> {
   if (model.config.attention === 'castling') console.log(`castled: held-out accuracy ${accuracyText(result.accuracyBeforeSwitch)} before the switch, ${accuracyText(result.valAccuracy)} after`);
   await model.save(flags.out);
   console.log(`trained in ${result.trainSeconds.toFixed(1)} s; saved ${flags.out} (labels: the class folders)`);
@@ -107,11 +123,48 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
 }
 
 /**
+ * --resume: the run that wrote the checkpoint, from the epoch after it. Its model, epochs, batch
+ * size and learning rate come from the checkpoint (given again, they must agree); it goes on
+ * writing checkpoints (to --checkpoint, else over the one it resumed from).
+ */
+async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<number> {
+  if (flags.from || flags.attention || flags.imageSize) throw new Error('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
+  const path = flags.resume!;
+  const { model, state } = await loadTrainingCheckpoint(path, { config: flags.config });
+  const labels = model.labels ?? [];
+  if (labels.join('\n') !== folder.classes.join('\n')) {
+    model.dispose();
+    throw new Error(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
+  }
+  const { settings } = state;
+  console.log(`${describeStart(folder, model, flags)}; resuming ${path} after epoch ${state.epoch} of ${settings.epochs}`);
+  try {
+    const result = await trainImageFolder({
+      ...loopOptions(folder, { ...flags, batchSize: flags.batchSize ?? settings.batchSize }),
+      model,
+      epochs: flags.epochs ?? settings.epochs,
+      lr: flags.lr ?? settings.lr,
+      weightDecay: settings.weightDecay,
+      resume: state,
+      checkpoint: flags.checkpoint ?? path,
+    });
+    return await finish(model, result, flags);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
+
+/**
  * The paper's workflow on the folder from `dense`, a softmax model: trained on the folder for
  * --epochs first unless it was loaded with the folder's classes (and image size), then stage 1
  * and stage 2.
  */
 async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer, flags: TrainFolderFlags): Promise<number> {
+  if (flags.checkpoint) {
+    dense.dispose();
+    throw new Error('--checkpoint is for single-stage runs; the Sparsifiner workflow runs three (train the dense model with --checkpoint first, then --from it)');
+  }
   const started = performance.now();
   const loop = loopOptions(folder, flags);
   // Loaded with the folder's classes at its own image size: already the dense model of this data.
@@ -122,7 +175,7 @@ async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer
     console.log(`-- dense softmax model: loaded with the folder's ${folder.classes.length} classes, held-out accuracy ${accuracyText(denseAccuracy)} (not trained further)`);
   } else {
     console.log('-- dense softmax model');
-    denseAccuracy = (await trainImageFolder({ ...loop, model: dense, epochs: flags.epochs, lr: learningRate(flags), seed: flags.seed })).valAccuracy;
+    denseAccuracy = (await trainImageFolder({ ...loop, model: dense, epochs: flags.epochs ?? DEFAULT_EPOCHS, lr: learningRate(flags), seed: flags.seed })).valAccuracy;
   }
   const onFolder: TrainingRun = async (run) => (await trainImageFolder({ ...loop, ...run })).valAccuracy;
   const result = await sparsify(dense, onFolder, {

@@ -9,6 +9,19 @@ export class SeededRandom {
     this.state = seed >>> 0 || 0x9e3779b9;
   }
 
+  /** The generator's whole state, to continue the same stream later (a resumed training run). */
+  snapshot(): { state: number; spare: number | null } {
+    return { state: this.state, spare: this.spare ?? null };
+  }
+
+  /** A generator that continues from a snapshot(). */
+  static restore(s: { state: number; spare: number | null }): SeededRandom {
+    const rng = new SeededRandom(1);
+    rng.state = s.state >>> 0;
+    rng.spare = s.spare ?? undefined;
+    return rng;
+  }
+
   /** Uniform in [0, 1) (mulberry32). */
   next(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;

@@ -273,10 +273,22 @@ export class VisionTransformer {
 
   /** Writes the parameters and config as safetensors, atomically. */
   async save(path: string): Promise<void> {
+    await this.saveWith(path, new Map(), {});
+  }
+
+  /**
+   * @internal save() with more tensors and metadata in the same file (a training checkpoint's
+   * optimizer state): the file still loads as this model, the extra tensors listed as ignored.
+   */
+  async saveWith(path: string, extraTensors: Map<string, { shape: number[]; data: Float32Array }>, extraMetadata: Record<string, string>): Promise<void> {
     this.live();
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
-    const metadata = metadataOf({ config: this.config, castled: this.castledForGood, preprocessing: this.imagePreprocessing, labels: this.classLabels });
+    for (const [name, t] of extraTensors) {
+      if (tensors.has(name)) throw new Error(`save: the extra tensor '${name}' has a parameter's name`);
+      tensors.set(name, t);
+    }
+    const metadata = { ...extraMetadata, ...metadataOf({ config: this.config, castled: this.castledForGood, preprocessing: this.imagePreprocessing, labels: this.classLabels }) };
     await writeSafetensors(path, tensors, metadata);
   }
 

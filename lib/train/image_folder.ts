@@ -9,6 +9,7 @@ import { SeededRandom } from '../nn/random.js';
 import type { TrainStepOptions, VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
+import { restoreTraining, saveTrainingCheckpoint, type CheckpointSettings, type TrainingState } from './checkpoint.js';
 import { evaluateImages } from './evaluate.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
@@ -30,6 +31,17 @@ export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   stage?: TrainStepOptions['stage'];
   /** Distillation from a teacher model's logits (see TrainStepOptions.distillation). */
   distillation?: TrainStepOptions['distillation'];
+  /**
+   * Writes a training checkpoint here after every epoch (atomically: the model as model.save
+   * writes it, with the optimizer's and the loop's state; loadTrainingCheckpoint reads it).
+   */
+  checkpoint?: string;
+  /**
+   * Continues a run from its checkpoint's state (loadTrainingCheckpoint; `model` must be the one
+   * loaded with it): the next epoch on, as the interrupted run would have gone. The run's
+   * epochs, batch size, learning rate, weight decay and training images must be the checkpoint's.
+   */
+  resume?: TrainingState;
   /** Called after every epoch, with the held-out accuracy. */
   onEpoch?: (info: { epoch: number; loss: number; valAccuracy: number; seconds: number }) => void;
 }
@@ -80,11 +92,28 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     totalSteps: stepsPerEpoch * epochs,
     maxGradNorm: 1,
   });
-  const rng = new SeededRandom((o.seed ?? 1) * 7 + 3);
-  const order = Array.from({ length: count }, (_, i) => i);
+  const labelSmoothing = o.labelSmoothing ?? 0.1;
+  const flip = o.flip ?? true;
+  const settings: CheckpointSettings = {
+    epochs,
+    batchSize,
+    trainImages: count,
+    lr: optimizer.options.lr,
+    weightDecay: optimizer.options.weightDecay,
+    labelSmoothing,
+    augmentation: JSON.stringify({ crop, flip }),
+  };
+  let rng = new SeededRandom((o.seed ?? 1) * 7 + 3);
+  let order = Array.from({ length: count }, (_, i) => i);
+  let firstEpoch = 1;
+  if (o.resume) {
+    rng = restoreTraining(o.resume, optimizer, settings);
+    order = [...o.resume.order];
+    firstEpoch = o.resume.epoch + 1;
+  }
   const started = performance.now();
   let valAccuracy = Number.NaN;
-  for (let epoch = 1; epoch <= epochs; epoch++) {
+  for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
     rng.shuffle(order);
     let lossSum = 0;
@@ -92,7 +121,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       const picked = order.slice(step * batchSize, (step + 1) * batchSize);
       const read = await readTrainingImages(model, picked.map((i) => folder.train.files[i]!), crop, rng);
       let images = read;
-      if (o.flip ?? true) {
+      if (flip) {
         const data = read.toFloat32Array();
         flipImages(data, read.shape, picked.map(() => rng.next() < 0.5));
         images = Tensor.fromArray(data, read.shape);
@@ -100,7 +129,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       }
       const labels = picked.map((i) => folder.train.labels[i]!);
       const result = await model.trainStep(images, labels, optimizer, {
-        labelSmoothing: o.labelSmoothing ?? 0.1,
+        labelSmoothing,
         castling: o.castling ?? EARLY_CASTLING,
         microBatch: o.microBatch,
         stage: o.stage,
@@ -111,8 +140,10 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       o.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
     }
     valAccuracy = await imageAccuracy(model, folder.val);
+    if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, settings, random: rng, order });
     o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
   }
+  if (firstEpoch > epochs) valAccuracy = await imageAccuracy(model, folder.val); // resumed after the last epoch
   optimizer.dispose(); // its moments: twice the parameters' memory
   const trainSeconds = (performance.now() - started) / 1000;
   const accuracyBeforeSwitch = valAccuracy;

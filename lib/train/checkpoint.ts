@@ -1,0 +1,104 @@
+// Training checkpoints of the folder loop: the model as model.save() writes it (so a checkpoint
+// loads, predicts and exports as the model it holds) plus what continuing needs - AdamW's moments
+// and step, the loop's random generator and image order, the epoch, and the settings that shape
+// the schedule, which a resumed run must share. A run resumed from the checkpoint of epoch e
+// continues exactly as the run that wrote it would have.
+import { readSafetensors } from '../io/safetensors.js';
+import { SeededRandom } from '../nn/random.js';
+import { VisionTransformer, type LoadOptions } from '../nn/vit.js';
+import type { AdamW } from './adamw.js';
+
+const MOMENT_PREFIX = { m: 'adamw.m.', v: 'adamw.v.' } as const;
+const ORDER_TENSOR = 'loop.order';
+const TRAINING_KEY = 'training';
+
+/** What a resumed run must share with the run that wrote the checkpoint (its schedule, its data). */
+export interface CheckpointSettings {
+  epochs: number;
+  batchSize: number;
+  trainImages: number;
+  lr: number;
+  weightDecay: number;
+  labelSmoothing: number;
+  /** The random crop and flip settings, as JSON. */
+  augmentation: string;
+}
+
+/** The loop's state after `epoch`, besides the model. */
+export interface TrainingState {
+  epoch: number;
+  settings: CheckpointSettings;
+  optimizerStep: number;
+  moments: Map<string, { m: Float32Array; v: Float32Array }>;
+  random: { state: number; spare: number | null };
+  /** The training images' order (the loop reshuffles it in place every epoch). */
+  order: number[];
+}
+
+/** Writes model + state to `path`, atomically (model.save's format, with the state beside it). */
+export async function saveTrainingCheckpoint(path: string, model: VisionTransformer, optimizer: AdamW, loop: { epoch: number; settings: CheckpointSettings; random: SeededRandom; order: readonly number[] }): Promise<void> {
+  const extra = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, { m, v }] of optimizer.moments) {
+    extra.set(MOMENT_PREFIX.m + name, { shape: m.shape, data: m.toFloat32Array() });
+    extra.set(MOMENT_PREFIX.v + name, { shape: v.shape, data: v.toFloat32Array() });
+  }
+  extra.set(ORDER_TENSOR, { shape: [loop.order.length], data: Float32Array.from(loop.order) });
+  const training = { epoch: loop.epoch, settings: loop.settings, optimizerStep: optimizer.step, random: loop.random.snapshot() };
+  await model.saveWith(path, extra, { [TRAINING_KEY]: JSON.stringify(training) });
+}
+
+/** The model and the loop's state from a checkpoint; `options` as for VisionTransformer.load. */
+export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState }> {
+  const { tensors, metadata } = await readSafetensors(path);
+  if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
+  let training: { epoch: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };
+  try {
+    training = JSON.parse(metadata[TRAINING_KEY]);
+  } catch {
+    throw new Error(`${path}: the training state in the file's metadata is not valid JSON`);
+  }
+  const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  const s = training?.settings;
+  const valid =
+    count(training?.epoch) && count(training.optimizerStep) && count(training.random?.state) && (training.random.spare === null || Number.isFinite(training.random.spare)) &&
+    typeof s === 'object' && s !== null && count(s.epochs) && count(s.batchSize) && count(s.trainImages) && Number.isFinite(s.lr) && Number.isFinite(s.weightDecay) && Number.isFinite(s.labelSmoothing) && typeof s.augmentation === 'string';
+  if (!valid) throw new Error(`${path}: the training state in the file's metadata is not { epoch, settings, optimizerStep, random } as saveTrainingCheckpoint writes it`);
+  const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
+  for (const [name, t] of tensors) {
+    if (!name.startsWith(MOMENT_PREFIX.m)) continue;
+    const param = name.slice(MOMENT_PREFIX.m.length);
+    const v = tensors.get(MOMENT_PREFIX.v + param);
+    if (!v) throw new Error(`${path}: the checkpoint has '${name}' but not '${MOMENT_PREFIX.v + param}'`);
+    moments.set(param, { m: t.data, v: v.data });
+  }
+  const order = tensors.get(ORDER_TENSOR);
+  if (!order) throw new Error(`${path}: the checkpoint has no '${ORDER_TENSOR}'`);
+  const model = await VisionTransformer.load(path, options);
+  // The optimizer's and the loop's tensors are the checkpoint's own, not tensors the model ignored.
+  const own = (name: string) => name === ORDER_TENSOR || name.startsWith(MOMENT_PREFIX.m) || name.startsWith(MOMENT_PREFIX.v);
+  model.loadReport = { ...model.loadReport, ignored: model.loadReport.ignored.filter((name) => !own(name)) };
+  return { model, state: { ...training, moments, order: Array.from(order.data) } };
+}
+
+/**
+ * Puts `state` into a fresh optimizer of the run being resumed, after checking that the run shares
+ * the checkpoint's settings (errors name each difference).
+ */
+export function restoreTraining(state: TrainingState, optimizer: AdamW, settings: CheckpointSettings): SeededRandom {
+  const differ = (Object.keys(settings) as Array<keyof CheckpointSettings>).filter((k) => settings[k] !== state.settings[k]);
+  if (differ.length > 0) {
+    throw new Error(`resume: the run differs from the checkpoint's in ${differ.map((k) => `${k} (${settings[k]}, the checkpoint's ${state.settings[k]})`).join(', ')}`);
+  }
+  for (const [name, { m, v }] of optimizer.moments) {
+    const saved = state.moments.get(name);
+    if (!saved || saved.m.length !== m.size || saved.v.length !== v.size) throw new Error(`resume: the checkpoint has no optimizer state of the right size for '${name}'`);
+    m.set(saved.m);
+    v.set(saved.v);
+  }
+  const seen = new Set(state.order);
+  if (state.order.length !== settings.trainImages || seen.size !== state.order.length || !state.order.every((i) => Number.isInteger(i) && i >= 0 && i < settings.trainImages)) {
+    throw new Error(`resume: the checkpoint's image order is not an order of the run's ${settings.trainImages} training images`);
+  }
+  optimizer.step = state.optimizerStep;
+  return SeededRandom.restore(state.random);
+}

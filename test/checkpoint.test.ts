@@ -1,0 +1,99 @@
+// Training checkpoints of the folder loop: a run resumed from the checkpoint of an epoch ends with
+// the very weights of the run that was not interrupted; a checkpoint loads as a model; a resumed
+// run must share the checkpoint's settings; and the CLI's --checkpoint / --resume.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+
+import { VisionTransformer, presets } from '../lib/index.js';
+import { listImageFolder } from '../lib/data/image_folder.js';
+import { writeSafetensors } from '../lib/io/safetensors.js';
+import { loadTrainingCheckpoint } from '../lib/train/checkpoint.js';
+import { trainImageFolder, type ImageFolderTrainingOptions } from '../lib/train/image_folder.js';
+import { random } from './helpers.js';
+
+const root = mkdtempSync(join(tmpdir(), 'castling-checkpoint-'));
+
+/** Two classes of small noisy pictures, red-ish and blue-ish, of odd sizes. */
+async function twoColourFolder(): Promise<string> {
+  const dir = join(root, 'folder');
+  for (const [cls, channel] of [['blue', 2], ['red', 0]] as const) {
+    mkdirSync(join(dir, cls), { recursive: true });
+    for (let i = 0; i < 7; i++) {
+      const width = 20 + Math.floor(random() * 20), height = 20 + Math.floor(random() * 20);
+      const pixels = new Uint8Array(width * height * 3).map((_, j) => (j % 3 === channel ? 120 + random() * 135 : random() * 200));
+      await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toFile(join(dir, cls, `${i}.png`));
+    }
+  }
+  return dir;
+}
+
+const smallModel = () => VisionTransformer.create({ ...presets.deitTiny, imageSize: 16, patchSize: 8, width: 32, heads: 2, depth: 2, numClasses: 2, attention: 'castling', dropPathRate: 0.1, seed: 3 });
+
+describe('training checkpoints', () => {
+  it('a run resumed from an epoch checkpoint ends with the uninterrupted run\'s weights', async () => {
+    const folder = listImageFolder(await twoColourFolder(), { valFraction: 0.3 });
+    const options: Omit<ImageFolderTrainingOptions, 'model'> = { folder, epochs: 3, batchSize: 3, lr: 3e-3, seed: 9 };
+    const path = join(root, 'run.safetensors');
+    const afterFirst = join(root, 'epoch1.safetensors');
+    const whole = smallModel();
+    await trainImageFolder({ ...options, model: whole, checkpoint: path, onEpoch: ({ epoch }) => epoch === 1 && copyFileSync(path, afterFirst) });
+
+    const { model: resumed, state } = await loadTrainingCheckpoint(afterFirst);
+    expect(state.epoch).toBe(1);
+    expect(resumed.loadReport.ignored).toEqual([]); // the optimizer's tensors are the checkpoint's, not the model's
+    const epochs: number[] = [];
+    await trainImageFolder({ ...options, model: resumed, resume: state, onEpoch: ({ epoch }) => epochs.push(epoch) });
+    expect(epochs).toEqual([2, 3]);
+    expect(resumed.castled).toBe(true);
+    for (const [name, t] of whole.parameters()) expect(resumed.parameters().get(name)!.toFloat32Array(), name).toEqual(t.toFloat32Array());
+
+    // The checkpoint of the last epoch loads as the (not yet castled) model.
+    const last = await VisionTransformer.load(path);
+    expect(last.castled).toBe(false);
+    expect(last.loadReport.ignored.some((n) => n.startsWith('adamw.m.'))).toBe(true);
+    last.dispose();
+
+    // Other settings are refused, each named.
+    const again = await loadTrainingCheckpoint(afterFirst);
+    await expect(trainImageFolder({ ...options, epochs: 4, lr: 1e-3, model: again.model, resume: again.state })).rejects.toThrow(
+      /resume: the run differs from the checkpoint's in epochs \(4, the checkpoint's 3\), lr \(0.001, the checkpoint's 0.003\)/,
+    );
+    await expect(trainImageFolder({ ...options, flip: false, model: again.model, resume: again.state })).rejects.toThrow(/differs from the checkpoint's in augmentation/);
+    for (const m of [whole, resumed, again.model]) m.dispose();
+  }, 60_000);
+
+  it('names a file that is not a checkpoint, or a damaged one', async () => {
+    const model = smallModel();
+    const plain = join(root, 'plain.safetensors');
+    await model.save(plain);
+    await expect(loadTrainingCheckpoint(plain)).rejects.toThrow(/not a training checkpoint \(no training state in its metadata\)/);
+    const tensors = new Map([...model.parameters()].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
+    const damaged = join(root, 'damaged.safetensors');
+    await writeSafetensors(damaged, tensors, { training: JSON.stringify({ epoch: -1 }) });
+    await expect(loadTrainingCheckpoint(damaged)).rejects.toThrow(/the training state in the file's metadata is not \{ epoch, settings, optimizerStep, random \}/);
+    model.dispose();
+  });
+
+  it('castling-vit train folder --checkpoint, then --resume', () => {
+    const dir = join(root, 'folder');
+    const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+    const checkpoint = join(root, 'cli-checkpoint.safetensors');
+    const common = ['--image-size', '32', '--val-fraction', '0.3', '--no-progress'];
+    const first = spawnSync(process.execPath, [cli, 'train', 'folder', dir, ...common, '--epochs', '2', '--batch-size', '4', '--checkpoint', checkpoint, '--out', join(root, 'a.safetensors')], { encoding: 'utf8' });
+    expect(first.status, first.stderr).toBe(0);
+    const resumed = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--no-progress', '--resume', checkpoint, '--out', join(root, 'b.safetensors')], { encoding: 'utf8' });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/resuming .*cli-checkpoint\.safetensors after epoch 2 of 2/);
+    const differ = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--resume', checkpoint, '--batch-size', '5'], { encoding: 'utf8' });
+    expect(differ.status).toBe(1);
+    expect(differ.stderr).toMatch(/differs from the checkpoint's in batchSize \(5, the checkpoint's 4\)/);
+    const withFrom = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--resume', checkpoint, '--from', checkpoint], { encoding: 'utf8' });
+    expect(withFrom.status).toBe(1);
+    expect(withFrom.stderr).toMatch(/--resume continues a run as it was: its model comes from the checkpoint/);
+  }, 60_000);
+});
