@@ -2,11 +2,10 @@
 // the very weights of the run that was not interrupted; a checkpoint loads as a model; a resumed
 // run must share the checkpoint's settings; and the CLI's --checkpoint / --resume.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
 import { VisionTransformer, presets } from '../lib/index.js';
@@ -14,29 +13,15 @@ import { listImageFolder } from '../lib/data/image_folder.js';
 import { writeSafetensors } from '../lib/io/safetensors.js';
 import { loadTrainingCheckpoint } from '../lib/train/checkpoint.js';
 import { trainImageFolder, type ImageFolderTrainingOptions } from '../lib/train/image_folder.js';
-import { random } from './helpers.js';
+import { writeColourFolder } from './colour_folder.js';
 
 const root = mkdtempSync(join(tmpdir(), 'castling-checkpoint-'));
-
-/** Two classes of small noisy pictures, red-ish and blue-ish, of odd sizes. */
-async function twoColourFolder(): Promise<string> {
-  const dir = join(root, 'folder');
-  for (const [cls, channel] of [['blue', 2], ['red', 0]] as const) {
-    mkdirSync(join(dir, cls), { recursive: true });
-    for (let i = 0; i < 7; i++) {
-      const width = 20 + Math.floor(random() * 20), height = 20 + Math.floor(random() * 20);
-      const pixels = new Uint8Array(width * height * 3).map((_, j) => (j % 3 === channel ? 120 + random() * 135 : random() * 200));
-      await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toFile(join(dir, cls, `${i}.png`));
-    }
-  }
-  return dir;
-}
 
 const smallModel = () => VisionTransformer.create({ ...presets.deitTiny, imageSize: 16, patchSize: 8, width: 32, heads: 2, depth: 2, numClasses: 2, attention: 'castling', dropPathRate: 0.1, seed: 3 });
 
 describe('training checkpoints', () => {
   it('a run resumed from an epoch checkpoint ends with the uninterrupted run\'s weights', async () => {
-    const folder = listImageFolder(await twoColourFolder(), { valFraction: 0.3 });
+    const folder = listImageFolder(await writeColourFolder(join(root, 'folder'), { blue: 2, red: 0 }, 7), { valFraction: 0.3 });
     const options: Omit<ImageFolderTrainingOptions, 'model'> = { folder, epochs: 3, batchSize: 3, lr: 3e-3, seed: 9 };
     const path = join(root, 'run.safetensors');
     const afterFirst = join(root, 'epoch1.safetensors');

@@ -2,7 +2,7 @@
 // the image, area and aspect within their ranges, the fallback), its option errors, that
 // readImages cuts the region from the upright image before resizing, and that a training run's
 // crops depend on its seed alone.
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,6 +15,7 @@ import { readImagesNumbered } from '../lib/io/images.js';
 import { SeededRandom } from '../lib/nn/random.js';
 import { trainImageFolder } from '../lib/train/image_folder.js';
 import { checkRandomCrop, randomCropRegion } from '../lib/train/random_crop.js';
+import { writeColourFolder } from './colour_folder.js';
 import { random } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'castling-crop-'));
@@ -100,15 +101,7 @@ describe('random crops in readImages and training', () => {
   });
 
   it("trains on random crops whose draws depend on the run's seed alone", async () => {
-    const dir = join(root, 'folder');
-    for (const [cls, channel] of [['red', 0], ['blue', 2]] as const) {
-      mkdirSync(join(dir, cls), { recursive: true });
-      for (let i = 0; i < 6; i++) {
-        const width = 20 + Math.floor(random() * 30), height = 20 + Math.floor(random() * 30);
-        const pixels = new Uint8Array(width * height * 3).map((_, j) => (j % 3 === channel ? 128 + random() * 127 : random() * 255));
-        await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toFile(join(dir, cls, `${i}.png`));
-      }
-    }
+    const dir = await writeColourFolder(join(root, 'folder'), { red: 0, blue: 2 }, 6);
     const folder = listImageFolder(dir, { valFraction: 0.34 });
     const run = async (seed: number) => {
       const model = VisionTransformer.create({ ...presets.deitTiny, imageSize: 16, patchSize: 8, width: 32, heads: 2, depth: 1, numClasses: 2, attention: 'softmax', seed: 5 });
