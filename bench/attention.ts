@@ -74,12 +74,13 @@ function newCase(label: string, fields: BenchRecord, flops: number, run: () => P
   return { label, fields, flops, run, times: [], peakExtra: 0 };
 }
 
+const PREDICTOR_INPUTS = ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'];
+
 /** Sparsifiner at one keep rate: the predictor (random weights) and the sparse attention. */
 function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: Tensor[], keepRate: number, coefficientKeep: number, backward: boolean): Case[] {
   const [, H, N, d] = q.shape as [number, number, number, number];
-  const predictorNames = ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'];
   const forward = async () => {
-    const [indices, ...rest] = await runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
+    const [indices, ...rest] = await runAsync('sparsifinerPredict', PREDICTOR_INPUTS, [q, k, ...weights], { keepRate, coefficientKeep });
     rest.forEach((t) => t.dispose());
     const [y, lse] = await runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, indices!]);
     return [y!, lse!, indices!];
@@ -91,7 +92,7 @@ function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: 
   if (keepRate === 0.25) {
     // The two halves alone, on the same inputs: what the predictor and the sparse attention each
     // cost against the softmax forward (their sum is the forward above, less one hand-over).
-    const predictor = async () => runAsync('sparsifinerPredict', predictorNames, [q, k, ...weights], { keepRate, coefficientKeep });
+    const predictor = async () => runAsync('sparsifinerPredict', PREDICTOR_INPUTS, [q, k, ...weights], { keepRate, coefficientKeep });
     let kept: Tensor | null = null; // the predictor's indices, made on the first (warm-up) run
     const sparse = async () => {
       if (!kept) {
@@ -103,6 +104,7 @@ function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: 
     };
     cases.push(newCase(`${label} predictor alone`, { ...fields, pass: 'predictor' }, 0, predictor));
     cases.push(newCase(`${label} sparse attention alone`, { ...fields, pass: 'sparse attention' }, 0, sparse));
+    cases.push(thresholdCase(q, k, v, weights, keepRate, coefficientKeep, fields));
   }
   if (backward) {
     const both = async () => {
@@ -114,6 +116,40 @@ function sparsifinerCases(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, weights: 
     cases.push(newCase(`${label} forward+backward`, { ...fields, pass: 'forward+backward' }, flops + H * attentionFlops('sparsifiner', 'backward', N, d, { keepRate }), both));
   }
   return cases;
+}
+
+/**
+ * The release's threshold selection in place of the top-k, at the same average keep rate: on the
+ * first (warm-up) run a bisection finds the threshold at which the predictor keeps that share of
+ * the keys on these inputs (recorded as thresholdKeepRate); then the forward is timed with it.
+ */
+function thresholdCase(q: Tensor, k: Tensor, v: Tensor, weights: Tensor[], keepRate: number, coefficientKeep: number, fields: BenchRecord): Case {
+  const [, H, N] = q.shape as [number, number, number, number];
+  const predict = (threshold: number) => runAsync('sparsifinerPredict', PREDICTOR_INPUTS, [q, k, ...weights], { mode: 1, threshold, coefficientKeep });
+  const keptShare = async (threshold: number) => {
+    const [indices, ...rest] = await predict(threshold);
+    rest.forEach((t) => t.dispose());
+    const slots = indices!.toFloat32Array();
+    indices!.dispose();
+    return slots.reduce((n, x) => n + (x >= 0 ? 1 : 0), 0) / (H * (N - 1) * N); // row 0 is dense, all -1
+  };
+  const c = newCase(`sparsifiner threshold (keeps ~${keepRate}) coefficients ${coefficientKeep || 'all'} N=${N} forward`, { ...fields, keySelection: 'threshold', pass: 'threshold forward' }, 0, async () => {
+    if (c.fields.threshold === undefined) {
+      let [low, high] = [-100, 100]; // the predicted attention is a convex mix of basis rows
+      for (let i = 0; i < 40; i++) {
+        const mid = (low + high) / 2;
+        if ((await keptShare(mid)) > keepRate) low = mid;
+        else high = mid;
+      }
+      c.fields.threshold = high;
+      c.fields.thresholdKeepRate = await keptShare(high);
+    }
+    const [indices, ...rest] = await predict(Number(c.fields.threshold));
+    rest.forEach((t) => t.dispose());
+    const [y, lse] = await runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [q, k, v, indices!]);
+    return [y!, lse!, indices!];
+  });
+  return c;
 }
 
 /** Softmax (flash) or linear-angular (castling, inference form) attention: forward, and forward+backward. */
@@ -172,7 +208,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
       const rec: BenchRecord = { ...c.fields, ...st, flops: c.flops, macs: c.flops / 2, gflops: c.flops / (st.medianMs * 1e6), peakBytes: c.peakExtra };
       rec.shareOfGemmRate = Number(rec.gflops) / gemmRate;
       if (rec.kind !== 'softmax' && rec.pass === 'forward') rec.speedupOverSoftmax = softmaxForwardMs / st.medianMs;
-      if (rec.pass === 'predictor' || rec.pass === 'sparse attention') rec.shareOfSoftmaxForward = st.medianMs / softmaxForwardMs;
+      if (rec.pass === 'predictor' || rec.pass === 'sparse attention' || rec.pass === 'threshold forward') rec.shareOfSoftmaxForward = st.medianMs / softmaxForwardMs;
       if (rec.kind === 'sparsifiner' && rec.pass === 'forward') rec.flopsSavedVsSoftmax = 1 - c.flops / (H * attentionFlops('softmax', 'forward', N, d));
       records.push(rec);
       log(`${c.label} ${st.medianMs.toFixed(2)} ms`);

@@ -57,6 +57,10 @@ struct SparsifinerKernels {
   // Writes the indices of the `keep` largest entries of row[0, n) to out in ascending order (as
   // floats). Exact: ties go to the lower index; NaN ranks below everything.
   void (*selectTopK)(const float* row, std::int64_t n, std::int64_t keep, float* out, float* scratch);
+  // Writes the indices of the entries of row[0, n) above `threshold` to out, ascending, then -1 up
+  // to n; a row with none above keeps its largest entry alone (the lowest index among equal
+  // maxima; NaN ranks below everything). Scratch: topKScratchFloats(n).
+  void (*selectAboveThreshold)(const float* row, std::int64_t n, float threshold, float* out, float* scratch);
 
   // out[m] = sum over t < count of coeff[t] * rows[which[t] * n + m], for m < n: one row of the
   // approximate attention from the few coefficients the coefficient top-k keeps.

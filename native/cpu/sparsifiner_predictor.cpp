@@ -20,19 +20,6 @@ enum class SelectMode { TopK = 0, Threshold = 1 };
 // Floats of scratch for n values, in whole cache lines.
 std::int64_t scratchFloatsFor(std::int64_t n) { return (n + 15) / 16 * 16; }
 
-// Keeps every key with approx > threshold, in ascending order, padded with -1 to n slots. A row
-// where nothing passes keeps its largest entry (the lowest index among equal maxima), so that
-// every query attends somewhere.
-void selectAboveThreshold(const float* row, std::int64_t n, float threshold, float* out) {
-  std::int64_t written = 0, best = 0;
-  for (std::int64_t m = 0; m < n; ++m) {
-    if (row[m] > threshold) out[written++] = float(m);
-    if (row[m] > row[best]) best = m;
-  }
-  if (written == 0) out[written++] = float(best);
-  std::fill(out + written, out + n, -1.0f);
-}
-
 // The coefficient top-k (the release's BASIS_COEF.TOPK): keeps the `keep` largest coefficients
 // of row c (r of them; ties to the lower index), zeroes the others in place, and lists the kept
 // ones in `which` (ascending). The row of approx then costs keep N multiply-adds instead of r N.
@@ -106,7 +93,7 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
       else if (mode == SelectMode::TopK)
         kt.selectTopK(approxRow, N, kept, out, selectScratch);
       else
-        selectAboveThreshold(approxRow, N, threshold, out);
+        kt.selectAboveThreshold(approxRow, N, threshold, out, selectScratch);
     };
     if (sparseCoefficients) {
       // Row by row: each row of approx is selected from while it is still in L1.

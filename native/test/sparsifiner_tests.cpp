@@ -66,22 +66,22 @@ KeySets keySetsOf(const Dims& s, const std::vector<float>& indices, std::int64_t
   return sets;
 }
 
-// Random valid index rows: between 1 and kept keys each, with -1 padding interleaved anywhere.
+// Random valid index rows: between 1 and kept keys each. A third of the rows full, a third with
+// -1 padding after the keys (the threshold predictor's rows), a third with padding anywhere.
 std::vector<float> randomIndices(const Dims& s, std::int64_t kept) {
   std::vector<float> out(std::size_t(s.heads() * s.N * kept), -1.0f);
   std::vector<int> order(std::size_t(s.N));
   for (std::int64_t row = 0; row < s.heads() * s.N; ++row) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng());
-    // Every other row full (no padding: the kernels' vectorised reading), the rest padded.
-    std::int64_t count = kept == 1 || row % 2 == 0
+    std::int64_t count = kept == 1 || row % 3 == 0
                              ? kept
-                             : std::uniform_int_distribution<std::int64_t>(std::max<std::int64_t>(1, kept / 2), kept)(rng());
+                             : std::uniform_int_distribution<std::int64_t>(std::max<std::int64_t>(1, kept / 4), kept)(rng());
     std::vector<int> keys(order.begin(), order.begin() + count);
     std::sort(keys.begin(), keys.end());
     std::vector<bool> pad(std::size_t(kept), false);
-    std::fill(pad.begin(), pad.begin() + (kept - count), true);
-    std::shuffle(pad.begin(), pad.end(), rng());
+    std::fill(pad.begin() + count, pad.end(), true);  // padding after the keys...
+    if (row % 3 == 2) std::shuffle(pad.begin(), pad.end(), rng());  // ...or anywhere
     std::size_t next = 0;
     for (std::int64_t j = 0; j < kept; ++j)
       if (!pad[std::size_t(j)]) out[std::size_t(row * kept + j)] = float(keys[next++]);
