@@ -25,16 +25,14 @@ std::int64_t scratchFloatsFor(std::int64_t n) { return (n + 15) / 16 * 16; }
 // ones in `which` (ascending). The row of approx then costs keep N multiply-adds instead of r N.
 void keepLargestCoefficients(const SparsifinerKernels& kt, float* c, std::int64_t r, std::int64_t keep,
                              std::int32_t* which, float* picked, float* scratch) {
-  kt.selectTopK(c, r, keep, picked, scratch);
-  std::int64_t next = 0;
-  for (std::int64_t j = 0; j < r; ++j) {
-    if (next < keep && std::int64_t(picked[next]) == j) {
-      which[next++] = std::int32_t(j);
-    } else {
-      c[j] = 0.0f;
-    }
+  kt.selectTopK(c, r, keep, picked, scratch);  // positions, ascending
+  for (std::int64_t t = 0; t < keep; ++t) {
+    which[t] = std::int32_t(picked[t]);
+    picked[t] = c[which[t]];
   }
-  for (std::int64_t t = 0; t < keep; ++t) picked[t] = c[which[t]];
+  // The row zeroed whole and the kept values put back: no branch per coefficient.
+  std::fill(c, c + r, 0.0f);
+  for (std::int64_t t = 0; t < keep; ++t) c[which[t]] = picked[t];
 }
 
 // inputs (q, k, Wq, bq, Wk, bk, P, Bb): q, k (B, H, N, d) with d even; Wq, Wk (d/2, d); bq, bk
