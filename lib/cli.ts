@@ -247,6 +247,10 @@ program
   .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
   .action(async (modelPath: string, out: string, flags: { batch?: number; preset?: string }) => {
     const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
+    if (model.config.attention === 'castling' && !model.castled) {
+      model.dispose();
+      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves`);
+    }
     await model.saveOnnx(out, { batch: flags.batch });
     model.dispose();
     console.log(`wrote ${out} (${model.config.attention} attention, batch ${flags.batch ?? 'free'})`);

@@ -77,6 +77,10 @@ describe('training checkpoints', () => {
     const differ = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--resume', checkpoint, '--batch-size', '5'], { encoding: 'utf8' });
     expect(differ.status).toBe(1);
     expect(differ.stderr).toMatch(/differs from the checkpoint's in batchSize \(5, the checkpoint's 4\)/);
+    // A checkpoint holds the model mid-training: castling's branch still on, so no ONNX of it.
+    const exported = spawnSync(process.execPath, [cli, 'export-onnx', checkpoint, join(root, 'mid.onnx')], { encoding: 'utf8' });
+    expect(exported.status).toBe(1);
+    expect(exported.stderr).toMatch(/holds a castling model whose auxiliary branch is still on \(a training checkpoint/);
     const withFrom = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--resume', checkpoint, '--from', checkpoint], { encoding: 'utf8' });
     expect(withFrom.status).toBe(1);
     expect(withFrom.stderr).toMatch(/--resume continues a run as it was: its model comes from the checkpoint/);
