@@ -169,18 +169,17 @@ const train = program.command('train').description('train a model');
 const digitsCommand = train
   .command('mnist')
   .description('train the digits preset on the images of the mnist package (first 80% of each digit trains, the rest is held out)')
-  .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling');
-withSparsifinerOptions(digitsCommand)
+  .option('--attention <kind>', 'castling, softmax, or sparsifiner (trains softmax, then stage 1 and stage 2)', attentionKind, 'castling')
   .option('--epochs <n>', 'epochs', positiveInt, DIGITS_EPOCHS)
   .option('--batch-size <n>', 'images per step', positiveInt, 64)
   .option('--lr <rate>', 'peak learning rate (sparsifiner: the dense model\'s)', positiveNumber)
   .option('--limit <n>', 'use only this many training images', positiveInt)
   .option('--seed <n>', 'seed of the initialisation, shuffling and augmentation', positiveInt, 1)
   .option('--out <file>', 'where to save the model', 'digits-vit.safetensors')
-  .option('--no-progress', 'no progress bar')
-  .action(async (flags: TrainFlags) => {
-    await trainDigitsCommand(flags);
-  });
+  .option('--no-progress', 'no progress bar');
+withSparsifinerOptions(digitsCommand).action(async (flags: TrainFlags) => {
+  await trainDigitsCommand(flags);
+});
 
 const folderCommand = train
   .command('folder')
@@ -188,12 +187,7 @@ const folderCommand = train
   .argument('<dir>', 'the folder')
   .option('--from <model>', 'start from saved weights (.safetensors; a timm checkpoint needs --preset); a new head when the classes differ')
   .option('--preset <name>', 'the architecture: deitTiny (default for a new model), deitSmall or deitBase')
-  .option(
-    '--attention <kind>',
-    "castling, softmax, or sparsifiner (from a softmax model: --from's, trained on the folder first unless it has the folder's classes, or a new one; then stage 1 and stage 2) (default: the weights' kind, castling for a new model)",
-    attentionKind,
-  );
-withSparsifinerOptions(folderCommand)
+  .option('--attention <kind>', "castling, softmax, or sparsifiner (the Sparsifiner workflow from a softmax model; default: the weights' kind, castling for a new model)", attentionKind)
   .option('--image-size <n>', 'image size (default: the weights\' or the preset\'s; loaded weights get their position embedding resampled)', positiveInt)
   .option('--epochs <n>', 'epochs (default 10)', positiveInt)
   .option('--batch-size <n>', 'images per step (default 32)', positiveInt)
@@ -206,10 +200,10 @@ withSparsifinerOptions(folderCommand)
   .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too)')
   .option('--resume <checkpoint>', "continue the run that wrote this checkpoint from the next epoch (its model, epochs, batch size and learning rate)")
   .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
-  .option('--no-progress', 'no progress bar')
-  .action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
-    await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
-  });
+  .option('--no-progress', 'no progress bar');
+withSparsifinerOptions(folderCommand).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
+  await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
+});
 
 program
   .command('predict')
