@@ -208,7 +208,8 @@ __global__ void __launch_bounds__(kSelectThreads) selectKernel(SelectParams p) {
   }
   __syncthreads();
   if (p.mode == 1) {
-    // Keys with approx > threshold, ascending, then -1; none: the first largest entry.
+    // Keys with approx > threshold, ascending, then -1; none: the first largest entry (in ordered
+    // keys, as the CPU: NaN ranks below everything).
     int written = 0;
     for (std::int64_t base = 0; base < n; base += blockDim.x) {
       const std::int64_t m = base + threadIdx.x;
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(kSelectThreads) selectKernel(SelectParams p) {
     if (written == 0 && threadIdx.x == 0) {
       std::int64_t best = 0;
       for (std::int64_t m = 1; m < n; ++m)
-        if (approx[m] > approx[best]) best = m;
+        if (orderedKey(approx[m]) > orderedKey(approx[best])) best = m;
       out[0] = float(best);
       written = 1;
     }
