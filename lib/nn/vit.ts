@@ -1,6 +1,6 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
-import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { readSafetensors, writeSafetensors, type SafetensorsContent } from '../io/safetensors.js';
 import { exportOnnx, writeOnnx, type OnnxExportOptions } from '../io/onnx/export_vit.js';
 import { checkPreprocessing, defaultPreprocessing, freezePreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
@@ -205,8 +205,16 @@ export class VisionTransformer {
    * Parameters the file lacks are freshly initialised and listed in `model.loadReport`.
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
-    const { tensors, metadata } = await readSafetensors(path);
-    const stored = parseMetadata(metadata, path);
+    return VisionTransformer.fromContent(await readSafetensors(path), path, options);
+  }
+
+  /**
+   * @internal load() from a file's content already read (a training checkpoint takes its
+   * optimizer state from the same read). The content is left as it was.
+   */
+  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}): VisionTransformer {
+    const tensors = new Map(content.tensors);
+    const stored = parseMetadata(content.metadata, path);
     if (!stored.config && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
@@ -224,7 +232,6 @@ export class VisionTransformer {
     if (labels !== undefined) model.classLabels = Object.freeze(checkClassLabels(labels, config.numClasses, `${path}: labels`));
     return model;
   }
-
 
   /**
    * A new model with `overrides` applied to this model's config, holding copies of every

@@ -49,7 +49,8 @@ export async function saveTrainingCheckpoint(path: string, model: VisionTransfor
 
 /** The model and the loop's state from a checkpoint; `options` as for VisionTransformer.load. */
 export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState }> {
-  const { tensors, metadata } = await readSafetensors(path);
+  const content = await readSafetensors(path);
+  const { tensors, metadata } = content;
   if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
   let training: { epoch: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };
   try {
@@ -73,7 +74,7 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
   }
   const order = tensors.get(ORDER_TENSOR);
   if (!order) throw new Error(`${path}: the checkpoint has no '${ORDER_TENSOR}'`);
-  const model = await VisionTransformer.load(path, options);
+  const model = VisionTransformer.fromContent(content, path, options);
   // The optimizer's and the loop's tensors are the checkpoint's own, not tensors the model ignored.
   const own = (name: string) => name === ORDER_TENSOR || name.startsWith(MOMENT_PREFIX.m) || name.startsWith(MOMENT_PREFIX.v);
   model.loadReport = { ...model.loadReport, ignored: model.loadReport.ignored.filter((name) => !own(name)) };
