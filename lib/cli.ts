@@ -60,6 +60,9 @@ function withSparsifinerOptions(command: Command): Command {
     .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3);
 }
 
+/** --preset's help where it names the architecture of a file without a config. */
+const PRESET_HELP = 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase';
+
 /** --preset: the config of a file that has none (a timm checkpoint). */
 function presetConfig(name: string | undefined): VitConfig | undefined {
   const names = ['deitTiny', 'deitSmall', 'deitBase'] as const;
@@ -213,7 +216,7 @@ program
   .option('--top <k>', 'classes shown per image', positiveInt, 3)
   .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
   .option('--json', 'print JSON: one { image, classes: [{ index, label, probability }] } per image')
-  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
     await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
@@ -227,7 +230,7 @@ program
   .option('--top <k>', 'k of the top-k accuracy', positiveInt, 5)
   .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
   .option('--json', 'print JSON: images, top1, topK and per class { class, images, correct }')
-  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .option('--preset <name>', PRESET_HELP)
   .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string }) => {
     await evaluateCommand(modelPath, folder, { ...flags, config: presetConfig(flags.preset) });
   });
@@ -238,7 +241,7 @@ program
   .argument('<model>', 'a .safetensors file')
   .argument('<out>', 'the .onnx file to write (replaced atomically)')
   .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)
-  .option('--preset <name>', 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase')
+  .option('--preset <name>', PRESET_HELP)
   .action(async (modelPath: string, out: string, flags: { batch?: number; preset?: string }) => {
     const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
     if (model.config.attention === 'castling' && !model.castled) {
