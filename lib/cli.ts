@@ -147,7 +147,7 @@ async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
 const program = new Command();
 program
   .name('castling-vit')
-  .description('Vision Transformers with Castling-ViT linear-angular attention and softmax attention, from Node.js')
+  .description('Vision Transformers with Castling-ViT linear-angular, Sparsifiner or softmax attention, from Node.js')
   .option('--threads <n>', 'threads of the native pool (default: CASTLING_THREADS or all CPUs)', positiveInt)
   .hook('preAction', (command) => {
     const threads = command.opts().threads as number | undefined;

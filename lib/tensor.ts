@@ -15,7 +15,7 @@ function checkShape(shape: unknown, what = 'shape'): number[] {
   if (shape.length > MAX_RANK) throw new RangeError(`${what} has ${shape.length} dimensions, expected at most ${MAX_RANK}`);
   shape.forEach((d, i) => {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      throw new TypeError(`${what}[${i}] is ${String(d)}: expected a non-negative integer`);
+      throw new TypeError(`${what}[${i}] is ${typeof d === 'string' ? `'${d}' (a string)` : String(d)}: expected a non-negative integer`);
     }
   });
   return [...(shape as number[])];

@@ -22,10 +22,10 @@ std::int64_t checkedNumel(const Shape& shape, const char* what) {
   }
   std::int64_t total = 1;
   for (std::int64_t d : shape) {
-    if (d < 0) fail(what, " shape ", shapeToString(shape), " has a negative dimension");
+    if (d < 0) fail(what, " ", shapeToString(shape), " has a negative dimension");
     // Multiply with an overflow guard: the bound is checked before it can wrap.
     if (d != 0 && total > kMaxElements / d) {
-      fail(what, " shape ", shapeToString(shape), " has more than ", kMaxElements,
+      fail(what, " ", shapeToString(shape), " has more than ", kMaxElements,
            " elements: too large");
     }
     total *= d;
