@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
-import { DIGIT_SIZE, Tensor, VisionTransformer, digitsPreprocessing, loadDigits, presets, readImages, type ImagePreprocessing } from '../lib/index.js';
+import { DIGIT_SIZE, Tensor, VisionTransformer, digitsPreprocessing, imagenetPreprocessing, loadDigits, presets, readImages, type ImagePreprocessing } from '../lib/index.js';
 import { resizeAndCrop } from '../lib/io/images.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { random } from './helpers.js';
@@ -134,6 +134,18 @@ describe('readImages', () => {
     expect(blue(17)).toBeGreaterThan(0.9);
   });
 
+  it('reads RGB with ImageNet preprocessing when only the size is given', async () => {
+    const pixels = randomPixels(9, 9, 3);
+    const source = [await png(pixels, 9, 9, 3)];
+    const plain = await readImages(source, { size: 9 });
+    const explicit = await readImages(source, { size: 9, channels: 3, preprocessing: imagenetPreprocessing });
+    expect(plain.shape).toEqual([1, 3, 9, 9]);
+    expect(plain.toFloat32Array()).toEqual(explicit.toFloat32Array());
+    const grey = await readImages(source, { size: 9, channels: 1 });
+    expect(grey.shape).toEqual([1, 1, 9, 9]);
+    [plain, explicit, grey].forEach((t) => t.dispose());
+  });
+
   it('names what was wrong with a bad source or option', async () => {
     const p = randomPreprocessing(3);
     const ok = await png(randomPixels(4, 4, 3), 4, 4, 3);
@@ -146,7 +158,9 @@ describe('readImages', () => {
     await expect(read([{ pixels: new Uint8Array(10), width: 2, height: 2, channels: 3 }])).rejects.toThrow(/could not read image 0 \(raw pixels\): raw pixels hold 10 bytes, expected width 2 x height 2 x channels 3 = 12/);
     await expect(read([{ pixels: new Uint8Array(12), width: 2.5, height: 2, channels: 3 }])).rejects.toThrow(/could not read image 0 \(raw pixels\): raw pixels need \{ pixels: Uint8Array/);
     await expect(read([ok], { size: 0 })).rejects.toThrow(/size is 0/);
-    await expect(read([ok], { channels: 4 })).rejects.toThrow(/1 \(grey\) or 3 \(RGB\) channels, not 4/);
+    await expect(read([ok], { channels: 4 })).rejects.toThrow(/channels is 4, expected 1 \(grey\) or 3 \(RGB\)/);
+    await expect(read([ok], { preprocessing: 'imagenet' })).rejects.toThrow(/readImages: preprocessing must be an object/);
+    await expect(readImages([ok], null as never)).rejects.toThrow(/expected options \{ size/);
     await expect(read([ok], { preprocessing: { ...p, std: [1, 0, 1] } })).rejects.toThrow(/std is \[1,0,1\]: expected 3 finite positive/);
     await expect(read([ok], { preprocessing: { ...p, mean: [0.5] } })).rejects.toThrow(/mean is \[0.5\]: expected 3 finite/);
     await expect(read([ok], { preprocessing: { ...p, cropFraction: 0 } })).rejects.toThrow(/cropFraction is 0/);

@@ -41,9 +41,10 @@ export type ImageSource = string | Uint8Array | RawImage;
 export interface ReadImagesOptions {
   /** Output images are size x size. */
   size: number;
-  /** 1 (grey) or 3 (RGB): colour images are made grey, grey ones repeated, alpha dropped. */
-  channels: number;
-  preprocessing: ImagePreprocessing;
+  /** 1 (grey) or 3 (RGB, the default): colour images are made grey, grey ones repeated, alpha dropped. */
+  channels?: number;
+  /** Default: defaultPreprocessing(channels) (ImageNet's for RGB). A model's own: model.readImages. */
+  preprocessing?: ImagePreprocessing;
 }
 
 const INTERPOLATIONS = { bicubic: 'cubic', bilinear: 'linear', nearest: 'nearest' } as const;
@@ -186,10 +187,11 @@ export function readImages(sources: readonly ImageSource[], options: ReadImagesO
  */
 export async function readImagesNumbered(sources: readonly ImageSource[], options: ReadImagesOptions, firstIndex: number, placeFor?: (image: number) => PlaceImage): Promise<Tensor> {
   if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
-  const { size, channels } = options;
+  if (typeof options !== 'object' || options === null) throw new TypeError('readImages: expected options { size, channels?, preprocessing? }');
+  const { size, channels = 3 } = options;
   if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
-  if (channels !== 1 && channels !== 3) throw new RangeError(`readImages: images decode to 1 (grey) or 3 (RGB) channels, not ${channels}`);
-  const p = checkPreprocessing(options.preprocessing, channels);
+  if (channels !== 1 && channels !== 3) throw new RangeError(`readImages: channels is ${channels}, expected 1 (grey) or 3 (RGB)`);
+  const p = checkPreprocessing(options.preprocessing ?? defaultPreprocessing(channels), channels, 'readImages: preprocessing');
   sources.forEach((s, i) => {
     if (!(typeof s === 'string' || s instanceof Uint8Array || (typeof s === 'object' && s !== null && 'pixels' in s))) {
       throw new TypeError(`readImages: image ${firstIndex + i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
