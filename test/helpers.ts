@@ -6,6 +6,8 @@ import { backendInfo, setCpuPath, type CpuPath } from '../lib/index.js';
 
 /** A seeded generator per test run; the seed is printed so that a failure can be replayed. */
 const seed = Number(process.env.CASTLING_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+/** The run's seed, for generators of their own (fast-check). */
+export const testSeed = seed;
 let state = seed >>> 0;
 console.log(`random seed ${seed} (set CASTLING_TEST_SEED to replay)`);
 

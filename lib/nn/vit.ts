@@ -99,6 +99,22 @@ function imagesError(what: string, error: unknown): unknown {
  * Models run on the CPU; device 'cuda' needs a CUDA build and a GPU, and says why not. (The CUDA
  * ops exist, tensors move with .to('cuda'), and running a whole model there is the next step.)
  */
+/**
+ * The config of a file being loaded: its stored config with load()'s over it. A bad value names the
+ * file (a file damaged or edited by hand is otherwise hard to tell from a bad option), keeping the
+ * error's class.
+ */
+function configOfFile(path: string, stored: Partial<VitConfig> | undefined, given: Partial<VitConfig> | undefined): VitConfig {
+  try {
+    return resolveConfig({ ...stored, ...given });
+  } catch (error) {
+    if (!(error instanceof Error) || !stored) throw error; // the config given alone: the caller's own
+    const source = given ? "the file's config with the one given to load() over it" : "the config in the file's metadata";
+    const Kind = error instanceof RangeError ? RangeError : error instanceof TypeError ? TypeError : Error;
+    throw new Kind(`${path}: ${source}: ${error.message}`, { cause: error });
+  }
+}
+
 function requireDevice(config: VitConfig): void {
   if (config.device !== 'cuda') return;
   const cuda = cudaAvailable();
@@ -164,6 +180,7 @@ export class VisionTransformer {
   /**
    * The switch: drops the auxiliary masked softmax branch for good, leaving the linear-angular
    * attention alone (linear in the number of tokens). Exact once the castling schedule has ended.
+   * Softmax and Sparsifiner models have no such branch: for them it changes nothing.
    */
   castle(): void {
     this.live();
@@ -218,7 +235,7 @@ export class VisionTransformer {
     if (!stored.config && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
-    const config = resolveConfig({ ...stored.config, ...options.config });
+    const config = configOfFile(path, stored.config, options.config);
     requireDevice(config);
     const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
