@@ -141,6 +141,14 @@ describe('trainStep', () => {
     const other = VisionTransformer.create(tiny);
     await expect(model.trainStep(images, [0, 1], new AdamW(other.parameters(), { lr: 1e-3 }))).rejects.toThrow(/optimizer was not made from this model's parameters/);
     expect(() => new AdamW(model.parameters(), { lr: -1 })).toThrow(/lr is -1, expected a positive number/);
+    await expect(model.trainStep(images, ['0', 1] as never, opt)).rejects.toThrow(/labels\[0\] is "0" \(string\), expected an integer class/);
+    await expect(model.trainStep(images, undefined as never, opt)).rejects.toThrow(/labels are undefined, expected an array of class indices/);
+    await expect(model.trainStep(images, [0, 1], undefined as never)).rejects.toThrow(/the optimizer is undefined, expected new AdamW/);
+    expect(() => new AdamW(model.parameters(), undefined as never)).toThrow(/AdamW: expected options \{ lr/);
+    expect(() => new AdamW(model.parameters(), { lr: 1e-3, warmupSteps: -1 })).toThrow(/warmupSteps is -1, expected an integer >= 0/);
+    expect(() => new AdamW(model.parameters(), { lr: 1e-3, minLr: 1e-2 })).toThrow(/minLr is 0.01, expected a number from 0 to lr/);
+    expect(() => new AdamW(model.parameters(), { lr: 1e-3, maxGradNorm: Infinity })).toThrow(/maxGradNorm is Infinity/);
+    expect((await model.trainStep(images, Int32Array.from([0, 1]), opt)).loss).toBeGreaterThan(0);
   });
 });
 

@@ -7,6 +7,12 @@ import { SeededRandom } from './random.js';
 
 /** Labels as a [batch] tensor of class indices, validated against the config. */
 export function checkLabels(config: VitConfig, labels: Tensor | ArrayLike<number>, batch: number): Tensor {
+  if (!(labels instanceof Tensor) && !ArrayBuffer.isView(labels)) {
+    if (!Array.isArray(labels)) throw new TypeError(`trainStep: labels are ${labels === null ? 'null' : typeof labels}, expected an array of class indices (or an Int32Array, or a Tensor [batch])`);
+    // Float32Array.from would turn '3' into 3 and true into 1: a caller's bug, not a label.
+    const odd = labels.findIndex((v) => typeof v !== 'number');
+    if (odd >= 0) throw new TypeError(`trainStep: labels[${odd}] is ${JSON.stringify(labels[odd])} (${typeof labels[odd]}), expected an integer class from 0 to ${config.numClasses - 1}`);
+  }
   const values = labels instanceof Tensor ? labels.toFloat32Array() : Float32Array.from(labels as ArrayLike<number>);
   if (values.length !== batch || (labels instanceof Tensor && labels.rank !== 1)) {
     throw new RangeError(`trainStep: got ${values.length} labels${labels instanceof Tensor ? ` of shape [${labels.shape.join(', ')}]` : ''}, expected one per image: [${batch}]`);
@@ -21,6 +27,9 @@ export function checkLabels(config: VitConfig, labels: Tensor | ArrayLike<number
 
 /** Throws unless the optimizer was made from exactly these parameter tensors. */
 export function checkOptimizer(params: Map<string, Tensor>, optimizer: AdamW): void {
+  if (typeof optimizer !== 'object' || optimizer === null || !(optimizer.params instanceof Map)) {
+    throw new TypeError(`trainStep: the optimizer is ${optimizer === null ? 'null' : typeof optimizer}, expected new AdamW(model.parameters(), { lr })`);
+  }
   if (optimizer.disposed) throw new Error('trainStep: the optimizer has been disposed: make a new AdamW(model.parameters(), ...)');
   for (const [name, t] of params) {
     if (optimizer.params.get(name) !== t) throw new Error(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
