@@ -22,12 +22,22 @@ const optimizer = new AdamW(model.parameters(), {
   maxGradNorm: 1,
 });
 
+/** 0 .. n-1 in random order (Fisher-Yates: a sort with a random comparator is biased). */
+function shuffled(n) {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
 const pixels = DIGIT_SIZE * DIGIT_SIZE;
 const [mean] = digitsPreprocessing.mean;
 const [std] = digitsPreprocessing.std;
 const normalise = (v) => (v - mean) / std;
 for (let epoch = 1; epoch <= epochs; epoch++) {
-  const order = Array.from({ length: train.count }, (_, i) => i).sort(() => Math.random() - 0.5);
+  const order = shuffled(train.count);
   let loss = 0;
   for (let step = 0; step < stepsPerEpoch; step++) {
     const images = new Float32Array(batchSize * pixels);
