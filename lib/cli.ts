@@ -269,7 +269,33 @@ program
     await compareAttention({ preset: flags.model, log: console.log });
   });
 
-program.parseAsync(process.argv).catch((error: unknown) => {
+// The benchmarks keep their own options (some, like --threads 1,2, clash with the program's), so
+// `bench` hands everything after it to their runner instead of parsing it here.
+program
+  .command('bench')
+  .description('the benchmarks of `npm run bench`: attention kinds, GEMM, whole models, image files, onnxruntime-node (castling-vit bench --help)')
+  .argument('[name and options...]')
+  .helpOption(false)
+  .allowUnknownOption()
+  .action((args: string[]) => runBench(args));
+
+async function runBench(args: string[]): Promise<void> {
+  // (Loaded only here: the library does not depend on its benchmarks.)
+  const { runBenchmarks } = await import('../bench/runner.js');
+  process.exitCode = await runBenchmarks(args, { command: 'castling-vit bench', repository: false });
+}
+
+const fail = (error: unknown) => {
   console.error(`castling-vit: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
-});
+};
+const benchAt = process.argv.indexOf('bench', 2);
+// `castling-vit [--threads n] bench ...`: only the program's own options may come before it.
+const beforeBench = benchAt >= 2 ? program.parseOptions(process.argv.slice(2, benchAt)) : null;
+if (beforeBench && beforeBench.operands.length === 0 && beforeBench.unknown.length === 0) {
+  const threads = program.opts().threads as number | undefined;
+  if (threads) setThreads(threads);
+  runBench(process.argv.slice(benchAt + 1)).catch(fail);
+} else {
+  program.parseAsync(process.argv).catch(fail);
+}

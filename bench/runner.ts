@@ -1,0 +1,190 @@
+// The one benchmark runner, behind `npm run bench -- <name> [--json FILE] [options]` in this
+// repository (bench/run.ts) and `castling-vit bench <name> ...` where the package is installed.
+// Each benchmark prints a table and, with --json, writes its records in the shared flat JSON shape.
+import { parseArgs } from 'node:util';
+
+import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
+import { benchGemm } from './gemm.js';
+import { benchModel } from './model.js';
+import { benchAttention } from './attention.js';
+import { benchOnnx, type OnnxKind } from './onnx.js';
+import { benchImages } from './images.js';
+import type { AttentionKind, CpuPath } from '../lib/index.js';
+
+/** How the runner was started: its command (for the usage line), and whether from the repository. */
+export interface BenchContext {
+  command: string;
+  /**
+   * In the repository, runs keep their outputs in bench/ unless told otherwise (the attention
+   * chart, the onnx results); elsewhere only --json and --chart write files.
+   */
+  repository: boolean;
+}
+
+interface Bench {
+  describe: string;
+  columns: string[];
+  run(options: Record<string, string | boolean | undefined>, context: BenchContext): Promise<BenchRecord[]>;
+  /** Where the JSON goes without --json (benchmarks whose every run is kept in bench/results/). */
+  defaultJson?: () => string;
+}
+
+const list = (value: unknown) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+const numbers = (value: unknown) => list(value)?.map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected positive integers, got '${s}'`);
+  return n;
+});
+
+const percent = (value: unknown) => {
+  if (typeof value !== 'string') return undefined;
+  const n = Number(value);
+  if (!(n >= 0 && n <= 100)) throw new Error(`expected a percentage from 0 to 100, got '${value}'`);
+  return n;
+};
+
+const benches: Record<string, Bench> = {
+  gemm: {
+    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes (--isa avx512,avx2 --threads 1,2 --repeats N --quick)',
+    columns: ['isa', 'threads', 'M', 'K', 'N', 'medianMs', 'minMs', 'gflops'],
+    run: (o) =>
+      benchGemm({
+        isas: list(o.isa) as CpuPath[] | undefined,
+        threads: numbers(o.threads),
+        repeats: numbers(o.repeats)?.[0],
+        quick: o.quick === true,
+      }),
+  },
+  attention: {
+    describe: 'softmax vs linear-angular (and Sparsifiner) attention, N in 197..12545, H=6, d=64: latency, FLOPs, GFLOP/s, peak memory, speed-up, chart (--chart FILE, --tokens, --quick)',
+    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax'],
+    run: async (o, context) => {
+      const chart = typeof o.chart === 'string' ? o.chart : context.repository ? 'bench/out/attention.svg' : undefined;
+      const writeLineChart = chart ? await chartWriter() : null; // before the run: a missing Vega fails fast
+      const records = await benchAttention({
+        tokens: numbers(o.tokens) ?? (o.quick ? [197, 785] : undefined),
+        repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
+      });
+      if (!chart || !writeLineChart) return records;
+      await writeLineChart(chart, {
+        title: 'Attention latency vs tokens (H=6, d=64, batch 1)',
+        x: { field: 'tokens', title: 'tokens', log: true },
+        y: { field: 'medianMs', title: 'median latency (ms)', log: true },
+        series: 'kind',
+        values: records
+          .filter((r) => r.kind !== 'gemm' && (r.pass === 'forward' || r.pass === 'forward+backward') && (r.kind !== 'sparsifiner' || r.keepRate === 0.25))
+          .map((r) => ({ ...r, kind: r.kind === 'castling' ? 'linear-angular' : r.kind === 'sparsifiner' ? `sparsifiner (keep 0.25, ${r.coefficientKeep ? `top-${r.coefficientKeep} coefficients` : 'all coefficients'})` : 'softmax' })),
+      });
+      console.error(`chart: ${chart}`);
+      return records;
+    },
+  },
+  model: {
+    describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32, in micro-batches whose activations fit --train-budget BYTES, default 12e9), deit-tiny/small x softmax/castling (sparsifiner with --kinds) x 224/448/896, predicts of the kinds interleaved, with the ratio to softmax (--models, --kinds, --images, --batches, --repeats, --quick: deit-tiny, 224)',
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
+    run: (o) =>
+      benchModel({
+        models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
+        images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
+        predictBatches: numbers(o.batches),
+        memoryBudget: typeof o['train-budget'] === 'string' ? Number(o['train-budget']) : undefined,
+        repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
+      }),
+  },
+  images: {
+    describe: 'image files to classes: readImages (decode, resize, normalise) vs predict vs classify (both, chunk by chunk), JPEG 640x480 to 224, images/s (--models deitSmall --kinds castling,softmax --batches 1,8 --repeats)',
+    columns: ['model', 'kind', 'batch', 'pass', 'files', 'medianMs', 'imagesPerSecond', 'ratioToSequential'],
+    run: (o) =>
+      benchImages({
+        model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? (o.quick ? 'deitTiny' : undefined),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
+        batches: numbers(o.batches),
+        repeats: numbers(o.repeats)?.[0] ?? (o.quick ? 2 : undefined),
+        log: (line) => console.error(line),
+      }),
+  },
+  onnx: {
+    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
+    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
+    run: (o) =>
+      benchOnnx({
+        model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? 'deitSmall',
+        kinds: list(o.kinds) as OnnxKind[] | undefined,
+        images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        batches: numbers(o.batches) ?? (o.quick ? [1] : undefined),
+        threads: numbers(o.threads)?.[0],
+        rounds: numbers(o.rounds)?.[0],
+        seconds: numbers(o.seconds)?.[0] ?? (o.quick ? 3 : undefined),
+        profile: o.profile === true,
+        quietBelow: percent(o.quiet),
+        log: (line) => console.error(line),
+      }),
+    defaultJson: () => `bench/results/onnx-${new Date().toISOString().slice(0, 10)}.json`,
+  },
+};
+
+/** The chart writer, loaded only for a chart: Vega is a dev dependency, absent from installs of the package. */
+async function chartWriter(): Promise<typeof import('./chart.js').writeLineChart> {
+  try {
+    return (await import('./chart.js')).writeLineChart;
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw new Error(`--chart needs vega and vega-lite (development dependencies of castling-vit): npm install vega vega-lite (${(error as Error).message})`);
+  }
+}
+
+function usage(context: BenchContext): string {
+  const names = Object.entries(benches).map(([name, b]) => `  ${name.padEnd(10)} ${b.describe}`);
+  return `usage: ${context.command} <name> [--json FILE]\n\nbenchmarks:\n${names.join('\n')}`;
+}
+
+/** Runs the benchmark named by args[0] with the options after it; resolves to the exit code. */
+export async function runBenchmarks(args: string[], context: BenchContext): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      json: { type: 'string' },
+      isa: { type: 'string' },
+      threads: { type: 'string' },
+      repeats: { type: 'string' },
+      quick: { type: 'boolean' },
+      tokens: { type: 'string' },
+      chart: { type: 'string' },
+      models: { type: 'string' },
+      images: { type: 'string' },
+      batches: { type: 'string' },
+      'train-budget': { type: 'string' },
+      kinds: { type: 'string' },
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      profile: { type: 'boolean' },
+      quiet: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  const name = positionals[0];
+  if (!name || values.help) {
+    console.log(usage(context));
+    return name || values.help ? 0 : 2;
+  }
+  const bench = benches[name];
+  if (!bench) {
+    console.error(`unknown benchmark '${name}'\n\n${usage(context)}`);
+    return 2;
+  }
+  const m = machine();
+  console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
+  const results = await bench.run(values, context);
+  printTable(results, bench.columns);
+  // A skipped run (say, onnxruntime-node not installed) leaves bench/results/ alone.
+  const json = values.json ?? (context.repository && results.some((r) => !r.skipped) ? bench.defaultJson?.() : undefined);
+  if (json) {
+    writeJsonAtomic(json, { bench: name, machine: m, commit: commit(), results });
+    console.log(`wrote ${json}`);
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// `castling-vit bench`: the repository's benchmarks where the package is installed, with their own
+// options after the name (even those that share a name with the program's, like --threads 1,2),
+// writing nothing but what --json asks for.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+
+function run(args: string[], cwd: string) {
+  return spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8' });
+}
+
+describe('castling-vit bench', () => {
+  it('runs a benchmark with its own options and writes only the JSON asked for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'castling-cli-bench-'));
+    const result = run(['--threads', '1', 'bench', 'gemm', '--quick', '--isa', 'scalar', '--threads', '1,2', '--repeats', '1', '--json', 'gemm.json'], dir);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/gemm on .*\n[\s\S]*scalar\s+2\s/);
+    const json = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
+    expect(json.bench).toBe('gemm');
+    expect(json.results.map((r: { threads: number }) => r.threads)).toEqual([1, 2]);
+    expect(readdirSync(dir)).toEqual(['gemm.json']);
+  });
+
+  it('lists the benchmarks, and names an unknown one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'castling-cli-bench-'));
+    const help = run(['bench', '--help'], dir);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/usage: castling-vit bench <name>[\s\S]*attention[\s\S]*onnx/);
+    const unknown = run(['bench', 'nope'], dir);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown benchmark 'nope'/);
+    expect(run(['--help'], dir).stdout).toMatch(/bench \[name and options\.\.\.\]/);
+  });
+});
