@@ -50,14 +50,20 @@ function areaRange(value: string): [number, number] {
   return [parts[0]!, parts[1]!];
 }
 
-/** The Sparsifiner workflow's options, shared by `train mnist` and `train folder`. */
-function withSparsifinerOptions(command: Command): Command {
+/**
+ * The Sparsifiner workflow's options, shared by `train mnist` and `train folder`. `train folder`
+ * applies their defaults itself (defaultsInCommand false): a resumed workflow takes its checkpoint's
+ * values unless one is given again.
+ */
+function withSparsifinerOptions(command: Command, defaultsInCommand = true): Command {
+  const withDefault = <T>(value: T) => (defaultsInCommand ? value : undefined);
+  const shown = (text: string, value: unknown) => (defaultsInCommand ? text : `${text} (default ${value})`);
   return command
-    .option('--keep-rate <rate>', 'sparsifiner: fraction of keys each query keeps', fraction, 0.25)
-    .option('--coefficient-keep <n>', 'sparsifiner: basis coefficients each query keeps (0: all)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 0)
-    .option('--shared-basis', 'sparsifiner: one token basis for both sides (P = B)', false)
-    .option('--stage1-epochs <n>', 'sparsifiner: epochs of attention reconstruction', positiveInt, 2)
-    .option('--stage2-epochs <n>', 'sparsifiner: epochs of fine-tuning with sparse attention', positiveInt, 3);
+    .option('--keep-rate <rate>', shown('sparsifiner: fraction of keys each query keeps', 0.25), fraction, withDefault(0.25))
+    .option('--coefficient-keep <n>', shown('sparsifiner: basis coefficients each query keeps (0: all)', 0), (v: string) => (v === '0' ? 0 : positiveInt(v)), withDefault(0))
+    .option('--shared-basis', 'sparsifiner: one token basis for both sides (P = B)', withDefault(false))
+    .option('--stage1-epochs <n>', shown('sparsifiner: epochs of attention reconstruction', 2), positiveInt, withDefault(2))
+    .option('--stage2-epochs <n>', shown('sparsifiner: epochs of fine-tuning with sparse attention', 3), positiveInt, withDefault(3));
 }
 
 /** --preset's help where it names the architecture of a file without a config. */
@@ -200,11 +206,11 @@ const folderCommand = train
   .option('--crop-scale <min,max>', "area of each training image's random-resized crop, as shares of the image (default 0.08,1)", areaRange)
   .option('--no-random-crop', 'train on centre crops, as images are evaluated (no random-resized crop)')
   .option('--seed <n>', 'seed of the initialisation, shuffling, crops and flips', positiveInt, 1)
-  .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too)')
-  .option('--resume <checkpoint>', "continue the run that wrote this checkpoint from the next epoch (its model, epochs, batch size and learning rate)")
+  .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too; with --attention sparsifiner, of every stage)')
+  .option('--resume <checkpoint>', 'continue the run that wrote this checkpoint from the next epoch (its model, epochs, batch size and learning rate; a Sparsifiner workflow: the rest of its stages)')
   .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
   .option('--no-progress', 'no progress bar');
-withSparsifinerOptions(folderCommand).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
+withSparsifinerOptions(folderCommand, false).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
   await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
 });
 

@@ -9,8 +9,8 @@ import { listImageFolder, type ImageFolder } from '../data/image_folder.js';
 import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { loadTrainingCheckpoint } from '../train/checkpoint.js';
-import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
-import { sparsify, type TrainingRun } from '../train/sparsify.js';
+import { trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
+import { sparsifyImageFolder, workflowOfCheckpoint, type WorkflowCheckpoint, type WorkflowSettings } from '../train/sparsify_folder.js';
 import { accuracyText, epochLine } from './format.js';
 import { sparsifySummary } from './sparsify_summary.js';
 
@@ -35,7 +35,7 @@ export interface TrainFolderFlags {
   seed: number;
   out: string;
   progress: boolean;
-  /** Sparsifiner (--attention sparsifiner): see VitConfig and SparsifyOptions. */
+  /** Sparsifiner (--attention sparsifiner): see VitConfig and SparsifyOptions; defaults in sparsifinerSettings. */
   keepRate?: number;
   coefficientKeep?: number;
   sharedBasis?: boolean;
@@ -104,7 +104,7 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
   const model = await startingModel(sparsifying ? { ...flags, attention: flags.from ? undefined : 'softmax' } : flags, folder.classes.length);
   model.labels = folder.classes;
   console.log(describeStart(folder, model, flags));
-  if (sparsifying && model.config.attention === 'softmax') return sparsifinerWorkflow(folder, model, flags);
+  if (sparsifying && model.config.attention === 'softmax') return sparsifinerWorkflow(folder, flags, { dense: model });
   if (sparsifying && model.config.attention !== 'sparsifiner') {
     model.dispose();
     throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
@@ -125,22 +125,31 @@ async function finish(model: VisionTransformer, result: ImageFolderTrainingResul
 /**
  * --resume: the run that wrote the checkpoint, from the epoch after it. Its model, epochs, batch
  * size and learning rate come from the checkpoint (given again, they must agree); it goes on
- * writing checkpoints (to --checkpoint, else over the one it resumed from).
+ * writing checkpoints (to --checkpoint, else over the one it resumed from). A checkpoint of the
+ * Sparsifiner workflow resumes the workflow: the rest of its stage, then the stages after it.
  */
 async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<number> {
   if (flags.from || flags.attention || flags.imageSize) throw new Error('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
   const path = flags.resume!;
-  const { model, state } = await loadTrainingCheckpoint(path, { config: flags.config });
-  const labels = model.labels ?? [];
-  if (labels.join('\n') !== folder.classes.join('\n')) {
+  const loaded = await loadTrainingCheckpoint(path, { config: flags.config });
+  const { model, state } = loaded;
+  let workflow: WorkflowCheckpoint | null = null;
+  try {
+    const labels = model.labels ?? [];
+    if (labels.join('\n') !== folder.classes.join('\n')) throw new Error(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
+    workflow = workflowOfCheckpoint(path, loaded);
+  } catch (error) {
     model.dispose();
-    throw new Error(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
+    throw error;
   }
   const { settings } = state;
-  console.log(`${describeStart(folder, model, flags)}; resuming ${path} after epoch ${state.epoch} of ${settings.epochs}`);
+  const stage = workflow ? ` (the Sparsifiner workflow's ${workflow.stage} stage)` : '';
+  console.log(`${describeStart(folder, model, flags)}; resuming ${path}${stage} after epoch ${state.epoch} of ${settings.epochs}`);
+  const loopFlags = { ...flags, batchSize: flags.batchSize ?? settings.batchSize };
+  if (workflow) return sparsifinerWorkflow(folder, loopFlags, { resume: workflow, checkpoint: flags.checkpoint ?? path });
   try {
     const result = await trainImageFolder({
-      ...loopOptions(folder, { ...flags, batchSize: flags.batchSize ?? settings.batchSize }),
+      ...loopOptions(folder, loopFlags),
       model,
       epochs: flags.epochs ?? settings.epochs,
       lr: flags.lr ?? settings.lr,
@@ -155,43 +164,80 @@ async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<
   }
 }
 
-/**
- * The paper's workflow on the folder from `dense`, a softmax model: trained on the folder for
- * --epochs first unless it was loaded with the folder's classes (and image size), then stage 1
- * and stage 2.
- */
-async function sparsifinerWorkflow(folder: ImageFolder, dense: VisionTransformer, flags: TrainFolderFlags): Promise<number> {
-  if (flags.checkpoint) {
-    dense.dispose();
-    throw new Error('--checkpoint is for single-stage runs; the Sparsifiner workflow runs three (train the dense model with --checkpoint first, then --from it)');
-  }
-  const started = performance.now();
-  const loop = loopOptions(folder, flags);
-  // Loaded with the folder's classes at its own image size: already the dense model of this data.
-  const trained = flags.from !== undefined && !dense.loadReport.initialised.includes('head.weight') && dense.loadReport.resized.length === 0;
-  let denseAccuracy: number;
-  if (trained) {
-    denseAccuracy = await imageAccuracy(dense, folder.val);
-    console.log(`-- dense softmax model: loaded with the folder's ${folder.classes.length} classes, held-out accuracy ${accuracyText(denseAccuracy)} (not trained further)`);
-  } else {
-    console.log('-- dense softmax model');
-    denseAccuracy = (await trainImageFolder({ ...loop, model: dense, epochs: flags.epochs ?? DEFAULT_EPOCHS, lr: learningRate(flags), seed: flags.seed })).valAccuracy;
-  }
-  const onFolder: TrainingRun = async (run) => (await trainImageFolder({ ...loop, ...run })).valAccuracy;
-  const result = await sparsify(dense, onFolder, {
-    keepRate: flags.keepRate,
-    coefficientKeep: flags.coefficientKeep,
-    sharedBasis: flags.sharedBasis,
-    reconstructionEpochs: flags.stage1Epochs,
-    finetuneEpochs: flags.stage2Epochs,
+/** The workflow's settings from the flags; `trained`: the dense model came trained on the folder. */
+function sparsifinerSettings(flags: TrainFolderFlags, trained: boolean): WorkflowSettings {
+  return {
+    denseEpochs: trained ? undefined : (flags.epochs ?? DEFAULT_EPOCHS),
+    denseLr: trained ? undefined : learningRate(flags),
+    keepRate: flags.keepRate ?? 0.25,
+    coefficientKeep: flags.coefficientKeep ?? 0,
+    sharedBasis: flags.sharedBasis ?? false,
+    stage1Epochs: flags.stage1Epochs ?? 2,
+    stage2Epochs: flags.stage2Epochs ?? 3,
     finetuneLr: flags.lr ?? (trained ? 5e-5 : 3e-4),
     seed: flags.seed,
-    onStage: (stage) => console.log(`-- ${stage}`),
+  };
+}
+
+/** A resumed workflow keeps its checkpoint's settings: a flag given again must agree. */
+function checkResumedSettings(flags: TrainFolderFlags, s: WorkflowSettings): void {
+  const given: Array<[string, unknown, unknown]> = [
+    ['--keep-rate', flags.keepRate, s.keepRate],
+    ['--coefficient-keep', flags.coefficientKeep, s.coefficientKeep],
+    ['--shared-basis', flags.sharedBasis, s.sharedBasis],
+    ['--stage1-epochs', flags.stage1Epochs, s.stage1Epochs],
+    ['--stage2-epochs', flags.stage2Epochs, s.stage2Epochs],
+    ['--epochs', flags.epochs, s.denseEpochs],
+    ['--lr', flags.lr, s.finetuneLr],
+  ];
+  const differ = given.filter(([, flag, saved]) => flag !== undefined && flag !== saved);
+  if (differ.length > 0) throw new Error(`resume: the run differs from the checkpoint's workflow in ${differ.map(([name, flag, saved]) => `${name} (${flag}, the checkpoint's ${saved ?? 'none'})`).join(', ')}`);
+}
+
+/**
+ * The paper's workflow on the folder: from `dense`, a softmax model, trained on the folder for
+ * --epochs first unless it was loaded with the folder's classes (and image size), then stage 1
+ * and stage 2; or the rest of a workflow from its checkpoint.
+ */
+async function sparsifinerWorkflow(folder: ImageFolder, flags: TrainFolderFlags, start: { dense: VisionTransformer } | { resume: WorkflowCheckpoint; checkpoint: string }): Promise<number> {
+  const started = performance.now();
+  let settings: WorkflowSettings;
+  let trained: boolean;
+  if ('resume' in start) {
+    settings = start.resume.settings;
+    trained = settings.denseEpochs === undefined;
+    try {
+      checkResumedSettings(flags, settings);
+    } catch (error) {
+      for (const m of [start.resume.model, start.resume.dense]) m?.dispose();
+      throw error;
+    }
+  } else {
+    // Loaded with the folder's classes at its own image size: already the dense model of this data.
+    const { loadReport } = start.dense;
+    trained = flags.from !== undefined && !loadReport.initialised.includes('head.weight') && loadReport.resized.length === 0;
+    settings = sparsifinerSettings(flags, trained);
+  }
+  const result = await sparsifyImageFolder({
+    folder,
+    dense: 'dense' in start ? start.dense : undefined,
+    settings,
+    loop: loopOptions(folder, flags),
+    checkpoint: 'resume' in start ? start.checkpoint : flags.checkpoint,
+    resume: 'resume' in start ? start.resume : undefined,
+    onStage: (stage) =>
+      console.log(
+        stage === 'dense'
+          ? `-- dense softmax model${trained ? `: loaded with the folder's ${folder.classes.length} classes (not trained further)` : ''}`
+          : stage === 'reconstruction'
+            ? '-- stage 1: attention reconstruction (backbone frozen)'
+            : '-- stage 2: fine-tuning with sparse attention',
+      ),
   });
   await result.sparse.save(flags.out);
-  for (const line of sparsifySummary(result, denseAccuracy)) console.log(line);
+  for (const line of sparsifySummary(result, result.denseAccuracy)) console.log(line);
   console.log(`${((performance.now() - started) / 1000).toFixed(1)} s in all; saved ${flags.out} (labels: the class folders)`);
-  dense.dispose();
+  result.dense.dispose();
   result.sparse.dispose();
   return result.sparseAccuracy;
 }

@@ -3,7 +3,7 @@
 // and step, the loop's random generator and image order, the epoch, and the settings that shape
 // the schedule, which a resumed run must share. A run resumed from the checkpoint of epoch e
 // continues exactly as the run that wrote it would have.
-import { readSafetensors } from '../io/safetensors.js';
+import { readSafetensors, type StoredTensor } from '../io/safetensors.js';
 import { SeededRandom } from '../nn/random.js';
 import { VisionTransformer, type LoadOptions } from '../nn/vit.js';
 import type { AdamW } from './adamw.js';
@@ -35,20 +35,33 @@ export interface TrainingState {
   order: number[];
 }
 
+/**
+ * What a caller keeps in a checkpoint beside the loop's state (the Sparsifiner workflow: its stage
+ * and its teacher): tensors under names no model or optimizer uses, and metadata under other keys.
+ */
+export interface CheckpointExtras {
+  tensors?: Map<string, { shape: number[]; data: Float32Array }>;
+  metadata?: Record<string, string>;
+}
+
 /** Writes model + state to `path`, atomically (model.save's format, with the state beside it). */
-export async function saveTrainingCheckpoint(path: string, model: VisionTransformer, optimizer: AdamW, loop: { epoch: number; settings: CheckpointSettings; random: SeededRandom; order: readonly number[] }): Promise<void> {
-  const extra = new Map<string, { shape: number[]; data: Float32Array }>();
+export async function saveTrainingCheckpoint(path: string, model: VisionTransformer, optimizer: AdamW, loop: { epoch: number; settings: CheckpointSettings; random: SeededRandom; order: readonly number[] }, extras: CheckpointExtras = {}): Promise<void> {
+  const extra = new Map<string, { shape: number[]; data: Float32Array }>(extras.tensors);
   for (const [name, { m, v }] of optimizer.moments) {
     extra.set(MOMENT_PREFIX.m + name, { shape: m.shape, data: m.toFloat32Array() });
     extra.set(MOMENT_PREFIX.v + name, { shape: v.shape, data: v.toFloat32Array() });
   }
   extra.set(ORDER_TENSOR, { shape: [loop.order.length], data: Float32Array.from(loop.order) });
   const training = { epoch: loop.epoch, settings: loop.settings, optimizerStep: optimizer.step, random: loop.random.snapshot() };
-  await model.saveWith(path, extra, { [TRAINING_KEY]: JSON.stringify(training) });
+  await model.saveWith(path, extra, { ...extras.metadata, [TRAINING_KEY]: JSON.stringify(training) });
 }
 
-/** The model and the loop's state from a checkpoint; `options` as for VisionTransformer.load. */
-export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState }> {
+/**
+ * The model and the loop's state from a checkpoint; `options` as for VisionTransformer.load.
+ * `extras` holds what saveTrainingCheckpoint was given beside them: the tensors that are neither
+ * the model's nor the optimizer's (so not listed as ignored by the model), and the metadata.
+ */
+export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState; extras: { tensors: Map<string, StoredTensor>; metadata: Record<string, string> } }> {
   const content = await readSafetensors(path);
   const { tensors, metadata } = content;
   if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
@@ -77,8 +90,10 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
   const model = VisionTransformer.fromContent(content, path, options);
   // The optimizer's and the loop's tensors are the checkpoint's own, not tensors the model ignored.
   const own = (name: string) => name === ORDER_TENSOR || name.startsWith(MOMENT_PREFIX.m) || name.startsWith(MOMENT_PREFIX.v);
-  model.loadReport = { ...model.loadReport, ignored: model.loadReport.ignored.filter((name) => !own(name)) };
-  return { model, state: { ...training, moments, order: Array.from(order.data) } };
+  const extraTensors = new Map<string, StoredTensor>();
+  for (const name of model.loadReport.ignored) if (!own(name)) extraTensors.set(name, tensors.get(name)!);
+  model.loadReport = { ...model.loadReport, ignored: [] };
+  return { model, state: { ...training, moments, order: Array.from(order.data) }, extras: { tensors: extraTensors, metadata } };
 }
 
 /**

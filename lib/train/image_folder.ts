@@ -9,7 +9,7 @@ import { SeededRandom } from '../nn/random.js';
 import type { TrainStepOptions, VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
-import { restoreTraining, saveTrainingCheckpoint, type CheckpointSettings, type TrainingState } from './checkpoint.js';
+import { restoreTraining, saveTrainingCheckpoint, type CheckpointExtras, type CheckpointSettings, type TrainingState } from './checkpoint.js';
 import { evaluateImages } from './evaluate.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
@@ -36,6 +36,8 @@ export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
    * writes it, with the optimizer's and the loop's state; loadTrainingCheckpoint reads it).
    */
   checkpoint?: string;
+  /** More to keep in each checkpoint (the Sparsifiner workflow's stage and teacher). */
+  checkpointExtras?: () => CheckpointExtras;
   /**
    * Continues a run from its checkpoint's state (loadTrainingCheckpoint; `model` must be the one
    * loaded with it): the next epoch on, as the interrupted run would have gone. The run's
@@ -140,7 +142,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       o.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
     }
     valAccuracy = await imageAccuracy(model, folder.val);
-    if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, settings, random: rng, order });
+    if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, settings, random: rng, order }, o.checkpointExtras?.());
     o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
   }
   if (firstEpoch > epochs) valAccuracy = await imageAccuracy(model, folder.val); // resumed after the last epoch

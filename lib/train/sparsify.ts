@@ -36,6 +36,12 @@ export interface SparsifyOptions {
   /** Stage 1 trains with seed + 1, stage 2 with seed + 2. */
   seed?: number;
   onStage?: (stage: string) => void;
+  /**
+   * Goes on with a workflow that was interrupted (a training checkpoint of stage 1 or 2): `sparse`
+   * is its Sparsifiner model as checkpointed; stage 1 is skipped when it was done (its accuracy
+   * given). The run of that stage is called as it would have been, to resume from its checkpoint.
+   */
+  resume?: { sparse: VisionTransformer; stage: 'reconstruction' | 'finetune'; reconstructedAccuracy?: number };
 }
 
 export interface SparsifyResult {
@@ -53,9 +59,12 @@ export async function sparsify(dense: VisionTransformer, train: TrainingRun, o: 
   if (dense.config.attention !== 'softmax') throw new Error(`sparsify: a Sparsifiner model is made from a softmax model, not a ${dense.config.attention} one`);
   const seed = o.seed ?? 1;
   const keepRate = o.keepRate ?? 0.25;
-  const sparse = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });
-  o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
-  const reconstructedAccuracy = await train({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: o.reconstructionLr ?? 1e-2, weightDecay: 0, seed: seed + 1 });
+  const sparse = o.resume?.sparse ?? VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });
+  let reconstructedAccuracy = o.resume?.reconstructedAccuracy ?? Number.NaN;
+  if (o.resume?.stage !== 'finetune') {
+    o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
+    reconstructedAccuracy = await train({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: o.reconstructionLr ?? 1e-2, weightDecay: 0, seed: seed + 1 });
+  }
   o.onStage?.('stage 2: fine-tuning with sparse attention');
   const weight = o.distillation ?? 0.5;
   const sparseAccuracy = await train({
@@ -73,6 +82,6 @@ export async function sparsify(dense: VisionTransformer, train: TrainingRun, o: 
     reconstructedAccuracy,
     sparseAccuracy,
     denseAttentionFlops: c.heads * attentionFlops('softmax', 'forward', N, d),
-    sparseAttentionFlops: c.heads * attentionFlops('sparsifiner', 'forward', N, d, { keepRate, coefficientKeep: c.coefficientKeep }),
+    sparseAttentionFlops: c.heads * attentionFlops('sparsifiner', 'forward', N, d, { keepRate: c.keepRate, coefficientKeep: c.coefficientKeep }),
   };
 }
