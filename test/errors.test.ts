@@ -1,8 +1,11 @@
 // Bad input gets a clear error that names what was wrong and what was expected; never a crash.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, add, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, scale, setCpuPath, setThreads, softmax } from '../lib/index.js';
+import { Tensor, add, attention, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, scale, setCpuPath, setThreads, softmax } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { runAsync } from '../lib/ops.js';
+import { testSeed } from './helpers.js';
 
 const t = (shape: number[]) => Tensor.zeros(shape);
 
@@ -95,5 +98,35 @@ describe('op arguments', () => {
     expect((await softmax(t([0, 5]))).shape).toEqual([0, 5]);
     expect((await matmul(t([0, 3]), t([3, 4]))).shape).toEqual([0, 4]);
     expect((await matmul(t([2, 0]), t([0, 4]))).toFloat32Array()).toEqual(new Float32Array(8));
+  });
+
+  it('operands of any generated shapes give a result or an Error naming the op, never a crash', async () => {
+    const shape = fc.array(fc.integer({ min: 0, max: 6 }), { maxLength: 5 });
+    const filled = (dims: number[]) => Tensor.fromArray(new Float32Array(dims.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i)), dims);
+    const ops: Array<[string, (x: Tensor[]) => Promise<unknown>]> = [
+      ['matmul', ([a, b]) => matmul(a!, b!)],
+      ['linear', ([a, b, c]) => linear(a!, b!, { bias: c })],
+      ['add', ([a, b]) => add(a!, b!)],
+      ['layerNorm', ([a, b, c]) => layerNorm(a!, b!, c!)],
+      ['geluBackward', ([a, b]) => backward.geluBackward(a!, b!)],
+      ['attentionSoftmax', ([a, b, c]) => attention.softmax(a!, b!, c!)],
+      ['attentionLinearAngular', ([a, b, c, d]) => attention.linearAngular(a!, b!, c!, d!)],
+      ['sparseAttention', ([a, b, c, d]) => runAsync('sparseAttention', ['q', 'k', 'v', 'indices'], [a!, b!, c!, d!])],
+      ['sparsifinerPredict', ([a, b, c, d]) => runAsync('sparsifinerPredict', ['q', 'k', 'Wq', 'bq', 'Wk', 'bk', 'P', 'Bb'], [a!, b!, c!, d!, c!, d!, a!, b!])],
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...ops), fc.array(shape, { minLength: 4, maxLength: 4 }), async ([name, op], shapes) => {
+        const inputs = shapes.map(filled);
+        try {
+          await op(inputs);
+        } catch (error) {
+          expect(error).toBeInstanceOf(Error);
+          expect((error as Error).message).toMatch(new RegExp(`^${name}: `));
+        } finally {
+          inputs.forEach((x) => x.dispose());
+        }
+      }),
+      { numRuns: 600, seed: testSeed },
+    );
   });
 });
