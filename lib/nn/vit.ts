@@ -271,6 +271,11 @@ export class VisionTransformer {
 
   /** Parameters for `config` from stored tensors, initialising (and listing) the missing ones. */
   private static assemble(config: VitConfig, tensors: Map<string, { shape: number[]; data: Float32Array }>, origin: string): { params: Map<string, Tensor>; report: LoadReport } {
+    // timm's distilled DeiTs carry a second output token (its own head, its own place in pos_embed):
+    // another architecture, which would otherwise fail on pos_embed's length or load without it.
+    if (tensors.has('dist_token')) {
+      throw new Error(`${origin} is a distilled DeiT (it has dist_token and head_dist: a second output token besides the class token); castling-vit's ViTs have the class token alone: load the checkpoint without distillation (e.g. timm's deit_small_patch16_224, not deit_small_distilled_patch16_224)`);
+    }
     const rng = new SeededRandom(config.seed);
     const params = new Map<string, Tensor>();
     const report: LoadReport = { initialised: [], ignored: [], resized: [] };
