@@ -74,6 +74,10 @@ describe('the Sparsifiner workflow on a folder, with checkpoints', () => {
     expect(() => workflowOfCheckpoint('x.safetensors', noTeacher)).toThrow(/x\.safetensors \(the dense model beside it\): expected a softmax model's tensors under 'teacher\.'; missing blocks\.0\.attn\.qkv/);
     const badRecord = { ...loaded, extras: { ...loaded.extras, metadata: { ...loaded.extras.metadata, sparsifinerWorkflow: '{"stage":"stage 3"}' } } };
     expect(() => workflowOfCheckpoint('x.safetensors', badRecord)).toThrow(/not \{ stage, settings, denseConfig \}/);
+    const record = JSON.parse(loaded.extras.metadata.sparsifinerWorkflow!);
+    const noEpochs = { ...loaded, extras: { ...loaded.extras, metadata: { ...loaded.extras.metadata, sparsifinerWorkflow: JSON.stringify({ ...record, settings: { ...record.settings, stage2Epochs: 'two' } }) } } };
+    expect(() => workflowOfCheckpoint('x.safetensors', noEpochs)).toThrow(/not \{ stage, settings, denseConfig \}/);
+    workflowOfCheckpoint('x.safetensors', loaded)!.dense!.dispose(); // the record as written passes
     loaded.model.dispose();
   });
 

@@ -135,7 +135,7 @@ export function workflowOfCheckpoint(path: string, loaded: { model: VisionTransf
     throw new Error(`${path}: the Sparsifiner workflow in the file's metadata is not valid JSON`);
   }
   const stages: WorkflowStage[] = ['dense', 'reconstruction', 'finetune'];
-  if (typeof record !== 'object' || record === null || !stages.includes(record.stage) || typeof record.settings !== 'object' || record.settings === null || typeof record.denseConfig !== 'object') {
+  if (typeof record !== 'object' || record === null || !stages.includes(record.stage) || !validSettings(record.settings) || typeof record.denseConfig !== 'object' || record.denseConfig === null) {
     throw new Error(`${path}: the Sparsifiner workflow in the file's metadata is not { stage, settings, denseConfig } as a workflow checkpoint writes it`);
   }
   const { model, state } = loaded;
@@ -144,6 +144,16 @@ export function workflowOfCheckpoint(path: string, loaded: { model: VisionTransf
   const checkpoint: WorkflowCheckpoint = { path, stage: record.stage, settings: record.settings, model, state, denseAccuracy: record.denseAccuracy, reconstructedAccuracy: record.reconstructedAccuracy };
   if (record.stage !== 'dense') checkpoint.dense = teacherOf(path, loaded.extras.tensors, record.denseConfig, model);
   return checkpoint;
+}
+
+function validSettings(s: unknown): s is WorkflowSettings {
+  if (typeof s !== 'object' || s === null) return false;
+  const v = s as Record<string, unknown>;
+  const positive = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x > 0;
+  const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  const optional = (x: unknown, check: (y: unknown) => boolean) => x === undefined || check(x);
+  return positive(v.keepRate) && count(v.coefficientKeep) && typeof v.sharedBasis === 'boolean' && count(v.stage1Epochs) && count(v.stage2Epochs) &&
+    positive(v.finetuneLr) && count(v.seed) && optional(v.denseEpochs, count) && optional(v.denseLr, positive);
 }
 
 /** The dense model of a stage-1 or stage-2 checkpoint, from its teacher tensors. */
