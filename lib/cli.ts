@@ -206,8 +206,9 @@ const folderCommand = train
   .option('--crop-scale <min,max>', "area of each training image's random-resized crop, as shares of the image (default 0.08,1)", areaRange)
   .option('--no-random-crop', 'train on centre crops, as images are evaluated (no random-resized crop)')
   .option('--seed <n>', 'seed of the initialisation, shuffling, crops and flips', positiveInt, 1)
-  .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too; with --attention sparsifiner, of every stage)')
-  .option('--resume <checkpoint>', 'continue the run that wrote this checkpoint from the next epoch (its model, epochs, batch size and learning rate; a Sparsifiner workflow: the rest of its stages)')
+  .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too; with --attention sparsifiner, of every stage); Ctrl-C then stops after the current step, writing it')
+  .option('--checkpoint-every <steps>', 'also write the checkpoint every this many steps within an epoch', positiveInt)
+  .option('--resume <checkpoint>', 'continue the run that wrote this checkpoint where it ended (its model, epochs, batch size and learning rate; a Sparsifiner workflow: the rest of its stages)')
   .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
   .option('--no-progress', 'no progress bar');
 withSparsifinerOptions(folderCommand, false).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {

@@ -40,6 +40,6 @@ export { trainImageFolder, imageAccuracy, type ImageFolderTrainingOptions, type 
 export { evaluateImages, type ImageEvaluation, type EvaluateOptions } from './train/evaluate.js';
 export { loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainingState, type CheckpointSettings, type CheckpointExtras } from './train/checkpoint.js';
 export { sparsify, type SparsifyOptions, type SparsifyResult, type TrainingRun } from './train/sparsify.js';
-export { sparsifyImageFolder, workflowOfCheckpoint, type SparsifyFolderOptions, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings, type WorkflowStage } from './train/sparsify_folder.js';
+export { sparsifyImageFolder, workflowOfCheckpoint, WorkflowStopped, type SparsifyFolderOptions, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings, type WorkflowStage } from './train/sparsify_folder.js';
 export { checkRandomCrop, randomCropRegion, type RandomCropOptions, type CropRegion } from './train/random_crop.js';
 export { attentionFlops, type AttentionFlopKind, type FlopOptions } from './flops.js';

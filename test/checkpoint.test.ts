@@ -1,7 +1,7 @@
 // Training checkpoints of the folder loop: a run resumed from the checkpoint of an epoch ends with
 // the very weights of the run that was not interrupted; a checkpoint loads as a model; a resumed
 // run must share the checkpoint's settings; and the CLI's --checkpoint / --resume.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +52,53 @@ describe('training checkpoints', () => {
     for (const m of [whole, resumed, again.model]) m.dispose();
   }, 60_000);
 
+  it('within an epoch: a checkpoint every few steps, and a run stopped early, resume to the same weights', async () => {
+    const folder = listImageFolder(join(root, 'folder'), { valFraction: 0.3 });
+    const options: Omit<ImageFolderTrainingOptions, 'model'> = { folder, epochs: 2, batchSize: 2, lr: 3e-3, seed: 4 };
+    const stepsPerEpoch = Math.floor(folder.train.files.length / 2);
+    expect(stepsPerEpoch).toBeGreaterThanOrEqual(3);
+    const whole = smallModel();
+    const wholeLosses: number[] = [];
+    const wholeResult = await trainImageFolder({ ...options, model: whole, onEpoch: ({ loss }) => wholeLosses.push(loss) });
+    expect(wholeResult.stopped).toBeUndefined();
+
+    // Stopped after a step within epoch 2, and after epoch 1's last step (the checkpoint written
+    // first, either way); and the checkpoint that checkpointEvery wrote after epoch 1's first step.
+    const checkpoints: Array<[string, number, number | undefined]> = [];
+    for (const stopAfter of [stepsPerEpoch + 2, stepsPerEpoch]) {
+      const path = join(root, `stopped-${stopAfter}.safetensors`);
+      const everyStep = join(root, `step1-${stopAfter}.safetensors`);
+      const model = smallModel();
+      let steps = 0;
+      const result = await trainImageFolder({
+        ...options,
+        model,
+        checkpoint: path,
+        checkpointEvery: 1,
+        onStep: ({ epoch, step }) => {
+          steps++;
+          if (epoch === 1 && step === 2) copyFileSync(path, everyStep); // (onStep comes first: the file is step 1's)
+        },
+        shouldStop: () => steps === stopAfter,
+      });
+      const [epoch, step] = stopAfter > stepsPerEpoch ? [2, stopAfter - stepsPerEpoch] : [1, stepsPerEpoch];
+      expect(result.stopped).toEqual({ epoch, step });
+      checkpoints.push([path, epoch, step === stepsPerEpoch ? undefined : step], [everyStep, 1, 1]);
+      model.dispose();
+    }
+    for (const [file, epoch, step] of checkpoints) {
+      const { model, state } = await loadTrainingCheckpoint(file);
+      expect([state.epoch, state.step]).toEqual([epoch, step]);
+      const losses: number[] = [];
+      const resumed = await trainImageFolder({ ...options, model, resume: state, onEpoch: ({ loss }) => losses.push(loss) });
+      expect(resumed.valAccuracy).toBe(wholeResult.valAccuracy);
+      expect(losses, `${file}: the epochs' mean losses`).toEqual(wholeLosses.slice(wholeLosses.length - losses.length));
+      for (const [name, t] of whole.parameters()) expect(model.parameters().get(name)!.toFloat32Array(), `${file}: ${name}`).toEqual(t.toFloat32Array());
+      model.dispose();
+    }
+    whole.dispose();
+  }, 60_000);
+
   it('names a file that is not a checkpoint, or a damaged one', async () => {
     const model = smallModel();
     const plain = join(root, 'plain.safetensors');
@@ -84,5 +131,28 @@ describe('training checkpoints', () => {
     const withFrom = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--resume', checkpoint, '--from', checkpoint], { encoding: 'utf8' });
     expect(withFrom.status).toBe(1);
     expect(withFrom.stderr).toMatch(/--resume continues a run as it was: its model comes from the checkpoint/);
+  }, 60_000);
+
+  it('castling-vit train folder: Ctrl-C stops after the current step with the checkpoint written, --resume goes on', async () => {
+    const dir = join(root, 'folder');
+    const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+    const checkpoint = join(root, 'interrupted.safetensors');
+    const common = ['--val-fraction', '0.3', '--no-progress'];
+    const child = spawn(process.execPath, [cli, 'train', 'folder', dir, ...common, '--image-size', '32', '--epochs', '6', '--batch-size', '2', '--checkpoint', checkpoint, '--out', join(root, 'never.safetensors')]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+      if (/epoch +1 /.test(stdout) && !child.killed) child.kill('SIGINT'); // during epoch 2
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(status, stderr).toBe(130);
+    expect(stderr).toMatch(/stopping after this step to write the checkpoint/);
+    expect(stdout).toMatch(/stopped after step \d+ of epoch \d+; .*interrupted\.safetensors holds the run: castling-vit train folder <dir> --resume /);
+    const resumed = spawnSync(process.execPath, [cli, 'train', 'folder', dir, ...common, '--resume', checkpoint, '--out', join(root, 'resumed.safetensors')], { encoding: 'utf8' });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/resuming .*interrupted\.safetensors after (step \d+ of )?epoch \d+/);
+    expect(resumed.stdout).toMatch(/epoch +6 /);
   }, 60_000);
 });

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { VisionTransformer, presets } from '../lib/index.js';
 import { listImageFolder } from '../lib/data/image_folder.js';
 import { loadTrainingCheckpoint } from '../lib/train/checkpoint.js';
-import { sparsifyImageFolder, workflowOfCheckpoint, type WorkflowSettings, type WorkflowStage } from '../lib/train/sparsify_folder.js';
+import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type WorkflowSettings, type WorkflowStage } from '../lib/train/sparsify_folder.js';
 import { writeColourFolder } from './colour_folder.js';
 
 const root = mkdtempSync(join(tmpdir(), 'castling-sparsify-folder-'));
@@ -59,6 +59,28 @@ describe('the Sparsifiner workflow on a folder, with checkpoints', () => {
       resumed.sparse.dispose();
       resumed.dense.dispose();
     }
+    // Stopped within stage 2 (Ctrl-C in the CLI): the checkpoint written then finishes the same run.
+    const stoppedPath = join(root, 'stopped.safetensors');
+    let current: WorkflowStage = 'dense';
+    let stepsInStage2 = 0;
+    const stopping = sparsifyImageFolder({
+      folder,
+      dense: denseModel(),
+      settings,
+      checkpoint: stoppedPath,
+      loop: { batchSize: 4, onStep: () => current === 'finetune' && stepsInStage2++, shouldStop: () => stepsInStage2 === 1 },
+      onStage: (s) => (current = s),
+    });
+    await expect(stopping).rejects.toThrow(WorkflowStopped);
+    await expect(stopping).rejects.toMatchObject({ stage: 'finetune', epoch: 1, step: 1 });
+    const loaded = await loadTrainingCheckpoint(stoppedPath);
+    const workflow = workflowOfCheckpoint(stoppedPath, loaded)!;
+    expect([workflow.stage, workflow.state.epoch, workflow.state.step]).toEqual(['finetune', 1, 1]);
+    const finished = await sparsifyImageFolder({ folder, settings, loop: { batchSize: 4 }, resume: workflow });
+    for (const [name, data] of expected) expect(finished.sparse.parameters().get(name)!.toFloat32Array(), `stopped: ${name}`).toEqual(data);
+    finished.sparse.dispose();
+    finished.dense.dispose();
+
     // A checkpoint of stage 1 or 2 still loads as the Sparsifiner model it holds.
     const asModel = await VisionTransformer.load(copies.get('finetune')!);
     expect(asModel.config.attention).toBe('sparsifiner');

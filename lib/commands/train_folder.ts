@@ -10,7 +10,7 @@ import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { loadTrainingCheckpoint } from '../train/checkpoint.js';
 import { trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
-import { sparsifyImageFolder, workflowOfCheckpoint, type WorkflowCheckpoint, type WorkflowSettings } from '../train/sparsify_folder.js';
+import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings } from '../train/sparsify_folder.js';
 import { accuracyText, epochLine } from './format.js';
 import { sparsifySummary } from './sparsify_summary.js';
 
@@ -43,6 +43,8 @@ export interface TrainFolderFlags {
   stage2Epochs?: number;
   /** Write a training checkpoint here after every epoch. */
   checkpoint?: string;
+  /** Also every this many steps. */
+  checkpointEvery?: number;
   /** Continue the run that wrote this checkpoint. */
   resume?: string;
 }
@@ -60,6 +62,27 @@ async function startingModel(flags: TrainFolderFlags, classes: number): Promise<
   return VisionTransformer.load(flags.from, { config: { ...overrides, numClasses: classes }, freshHead: true });
 }
 
+/**
+ * Ctrl-C during a run that writes checkpoints: the first stops it after the current step (its
+ * checkpoint written: --resume goes on from there), a second quits at once.
+ */
+function stopOnInterrupt(): () => boolean {
+  let stopping = false;
+  process.once('SIGINT', () => {
+    stopping = true;
+    console.error('\ncastling-vit: stopping after this step to write the checkpoint (Ctrl-C again to quit now)');
+    process.once('SIGINT', () => process.exit(130));
+  });
+  return () => stopping;
+}
+
+/** What a run stopped early says, and its exit status (130: interrupted, as a shell reports Ctrl-C). */
+function reportStop(where: string, checkpoint: string): number {
+  console.log(`stopped ${where}; ${checkpoint} holds the run: castling-vit train folder <dir> --resume ${checkpoint}`);
+  process.exitCode = 130;
+  return Number.NaN;
+}
+
 /** The options of every trainImageFolder run of the command but the model, epochs, lr and seed. */
 function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFolderTrainingOptions, 'model'> {
   const bar = flags.progress
@@ -67,6 +90,8 @@ function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFo
     : null;
   return {
     folder,
+    checkpointEvery: flags.checkpointEvery,
+    shouldStop: flags.checkpoint || flags.resume ? stopOnInterrupt() : undefined,
     batchSize: flags.batchSize ?? DEFAULT_BATCH,
     microBatch: flags.microBatch,
     randomCrop: flags.randomCrop && { scale: flags.cropScale },
@@ -115,6 +140,10 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
 
 /** The end of a single-stage run: the switch's figures, the saved model. */
 async function finish(model: VisionTransformer, result: ImageFolderTrainingResult, flags: TrainFolderFlags): Promise<number> {
+  if (result.stopped) {
+    model.dispose();
+    return reportStop(`after step ${result.stopped.step} of epoch ${result.stopped.epoch}`, flags.checkpoint ?? flags.resume!);
+  }
   if (model.config.attention === 'castling') console.log(`castled: held-out accuracy ${accuracyText(result.accuracyBeforeSwitch)} before the switch, ${accuracyText(result.valAccuracy)} after`);
   await model.save(flags.out);
   console.log(`trained in ${result.trainSeconds.toFixed(1)} s; saved ${flags.out} (labels: the class folders)`);
@@ -144,7 +173,8 @@ async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<
   }
   const { settings } = state;
   const stage = workflow ? ` (the Sparsifiner workflow's ${workflow.stage} stage)` : '';
-  console.log(`${describeStart(folder, model, flags)}; resuming ${path}${stage} after epoch ${state.epoch} of ${settings.epochs}`);
+  const after = state.step === undefined ? `after epoch ${state.epoch} of ${settings.epochs}` : `after step ${state.step} of epoch ${state.epoch} (of ${settings.epochs})`;
+  console.log(`${describeStart(folder, model, flags)}; resuming ${path}${stage} ${after}`);
   const loopFlags = { ...flags, batchSize: flags.batchSize ?? settings.batchSize };
   if (workflow) return sparsifinerWorkflow(folder, loopFlags, { resume: workflow, checkpoint: flags.checkpoint ?? path });
   try {
@@ -218,22 +248,30 @@ async function sparsifinerWorkflow(folder: ImageFolder, flags: TrainFolderFlags,
     trained = flags.from !== undefined && !loadReport.initialised.includes('head.weight') && loadReport.resized.length === 0;
     settings = sparsifinerSettings(flags, trained);
   }
-  const result = await sparsifyImageFolder({
-    folder,
-    dense: 'dense' in start ? start.dense : undefined,
-    settings,
-    loop: loopOptions(folder, flags),
-    checkpoint: 'resume' in start ? start.checkpoint : flags.checkpoint,
-    resume: 'resume' in start ? start.resume : undefined,
-    onStage: (stage) =>
-      console.log(
-        stage === 'dense'
-          ? `-- dense softmax model${trained ? `: loaded with the folder's ${folder.classes.length} classes (not trained further)` : ''}`
-          : stage === 'reconstruction'
-            ? '-- stage 1: attention reconstruction (backbone frozen)'
-            : '-- stage 2: fine-tuning with sparse attention',
-      ),
-  });
+  const passed = 'dense' in start ? [start.dense] : [start.resume.model, start.resume.dense];
+  let result: SparsifyFolderResult;
+  try {
+    result = await sparsifyImageFolder({
+      folder,
+      dense: 'dense' in start ? start.dense : undefined,
+      settings,
+      loop: loopOptions(folder, flags),
+      checkpoint: 'resume' in start ? start.checkpoint : flags.checkpoint,
+      resume: 'resume' in start ? start.resume : undefined,
+      onStage: (stage) =>
+        console.log(
+          stage === 'dense'
+            ? `-- dense softmax model${trained ? `: loaded with the folder's ${folder.classes.length} classes (not trained further)` : ''}`
+            : stage === 'reconstruction'
+              ? '-- stage 1: attention reconstruction (backbone frozen)'
+              : '-- stage 2: fine-tuning with sparse attention',
+        ),
+    });
+  } catch (error) {
+    for (const m of passed) m?.dispose();
+    if (!(error instanceof WorkflowStopped)) throw error;
+    return reportStop(`in the ${error.stage} stage after step ${error.step} of epoch ${error.epoch}`, 'resume' in start ? start.checkpoint : flags.checkpoint!);
+  }
   await result.sparse.save(flags.out);
   for (const line of sparsifySummary(result, result.denseAccuracy)) console.log(line);
   console.log(`${((performance.now() - started) / 1000).toFixed(1)} s in all; saved ${flags.out} (labels: the class folders)`);

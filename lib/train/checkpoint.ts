@@ -24,9 +24,16 @@ export interface CheckpointSettings {
   augmentation: string;
 }
 
-/** The loop's state after `epoch`, besides the model. */
+/**
+ * The loop's state, besides the model: after `epoch`, or within it - after `step` of its steps
+ * (a checkpoint every few steps, or a run stopped early), with the sum of those steps' losses.
+ */
 export interface TrainingState {
   epoch: number;
+  /** Steps of `epoch` done; absent when the epoch is complete. */
+  step?: number;
+  /** The loss summed over those steps (for the epoch's mean). */
+  lossSum?: number;
   settings: CheckpointSettings;
   optimizerStep: number;
   moments: Map<string, { m: Float32Array; v: Float32Array }>;
@@ -45,14 +52,15 @@ export interface CheckpointExtras {
 }
 
 /** Writes model + state to `path`, atomically (model.save's format, with the state beside it). */
-export async function saveTrainingCheckpoint(path: string, model: VisionTransformer, optimizer: AdamW, loop: { epoch: number; settings: CheckpointSettings; random: SeededRandom; order: readonly number[] }, extras: CheckpointExtras = {}): Promise<void> {
+export async function saveTrainingCheckpoint(path: string, model: VisionTransformer, optimizer: AdamW, loop: { epoch: number; step?: number; lossSum?: number; settings: CheckpointSettings; random: SeededRandom; order: readonly number[] }, extras: CheckpointExtras = {}): Promise<void> {
   const extra = new Map<string, { shape: number[]; data: Float32Array }>(extras.tensors);
   for (const [name, { m, v }] of optimizer.moments) {
     extra.set(MOMENT_PREFIX.m + name, { shape: m.shape, data: m.toFloat32Array() });
     extra.set(MOMENT_PREFIX.v + name, { shape: v.shape, data: v.toFloat32Array() });
   }
   extra.set(ORDER_TENSOR, { shape: [loop.order.length], data: Float32Array.from(loop.order) });
-  const training = { epoch: loop.epoch, settings: loop.settings, optimizerStep: optimizer.step, random: loop.random.snapshot() };
+  const within = loop.step === undefined ? {} : { step: loop.step, lossSum: loop.lossSum ?? 0 };
+  const training = { epoch: loop.epoch, ...within, settings: loop.settings, optimizerStep: optimizer.step, random: loop.random.snapshot() };
   await model.saveWith(path, extra, { ...extras.metadata, [TRAINING_KEY]: JSON.stringify(training) });
 }
 
@@ -65,7 +73,7 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
   const content = await readSafetensors(path);
   const { tensors, metadata } = content;
   if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
-  let training: { epoch: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };
+  let training: { epoch: number; step?: number; lossSum?: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };
   try {
     training = JSON.parse(metadata[TRAINING_KEY]);
   } catch {
@@ -75,6 +83,7 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
   const s = training?.settings;
   const valid =
     count(training?.epoch) && count(training.optimizerStep) && count(training.random?.state) && (training.random.spare === null || Number.isFinite(training.random.spare)) &&
+    (training.step === undefined || (count(training.step) && training.step > 0 && Number.isFinite(training.lossSum))) &&
     typeof s === 'object' && s !== null && count(s.epochs) && count(s.batchSize) && count(s.trainImages) && Number.isFinite(s.lr) && Number.isFinite(s.weightDecay) && Number.isFinite(s.labelSmoothing) && typeof s.augmentation === 'string';
   if (!valid) throw new Error(`${path}: the training state in the file's metadata is not { epoch, settings, optimizerStep, random } as saveTrainingCheckpoint writes it`);
   const moments = new Map<string, { m: Float32Array; v: Float32Array }>();

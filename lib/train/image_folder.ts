@@ -38,6 +38,13 @@ export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   checkpoint?: string;
   /** More to keep in each checkpoint (the Sparsifiner workflow's stage and teacher). */
   checkpointExtras?: () => CheckpointExtras;
+  /** Also write the checkpoint every this many steps within an epoch (default: at epoch ends only). */
+  checkpointEvery?: number;
+  /**
+   * Asked after every step: true stops the run there (the checkpoint, if any, written first) and
+   * the result says where (`stopped`). A Ctrl-C handler's flag, say.
+   */
+  shouldStop?: () => boolean;
   /**
    * Continues a run from its checkpoint's state (loadTrainingCheckpoint; `model` must be the one
    * loaded with it): the next epoch on, as the interrupted run would have gone. The run's
@@ -53,6 +60,8 @@ export interface ImageFolderTrainingResult {
   valAccuracy: number;
   accuracyBeforeSwitch: number;
   trainSeconds: number;
+  /** Where a run that shouldStop ended early stopped (no switch, no final evaluation). */
+  stopped?: { epoch: number; step: number };
 }
 
 /** Fraction of `list` the model classifies correctly (NaN for an empty list). */
@@ -105,21 +114,35 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     labelSmoothing,
     augmentation: JSON.stringify({ crop, flip }),
   };
+  if (o.checkpointEvery !== undefined && !(Number.isInteger(o.checkpointEvery) && o.checkpointEvery >= 1)) {
+    throw new RangeError(`trainImageFolder: checkpointEvery is ${o.checkpointEvery}, expected a positive number of steps`);
+  }
   let rng = new SeededRandom((o.seed ?? 1) * 7 + 3);
   let order = Array.from({ length: count }, (_, i) => i);
-  let firstEpoch = 1;
+  // Where to start: after a complete epoch, or within one (its order already shuffled).
+  let firstEpoch = 1, firstStep = 0, resumedLossSum = 0;
   if (o.resume) {
     rng = restoreTraining(o.resume, optimizer, settings);
     order = [...o.resume.order];
-    firstEpoch = o.resume.epoch + 1;
+    if (o.resume.step === undefined) {
+      firstEpoch = o.resume.epoch + 1;
+    } else {
+      if (o.resume.step >= stepsPerEpoch) throw new Error(`resume: the checkpoint is after step ${o.resume.step} of epoch ${o.resume.epoch}, which has ${stepsPerEpoch} steps`);
+      firstEpoch = o.resume.epoch;
+      firstStep = o.resume.step;
+      resumedLossSum = o.resume.lossSum ?? 0;
+    }
   }
+  const withinEpoch = (epoch: number, step: number, lossSum: number) =>
+    o.checkpoint ? saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, step, lossSum, settings, random: rng, order }, o.checkpointExtras?.()) : Promise.resolve();
   const started = performance.now();
   let valAccuracy = Number.NaN;
   for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
-    rng.shuffle(order);
-    let lossSum = 0;
-    for (let step = 0; step < stepsPerEpoch; step++) {
+    const resumedHere = epoch === firstEpoch && firstStep > 0;
+    if (!resumedHere) rng.shuffle(order);
+    let lossSum = resumedHere ? resumedLossSum : 0;
+    for (let step = resumedHere ? firstStep : 0; step < stepsPerEpoch; step++) {
       const picked = order.slice(step * batchSize, (step + 1) * batchSize);
       const read = await readTrainingImages(model, picked.map((i) => folder.train.files[i]!), crop, rng);
       let images = read;
@@ -140,10 +163,21 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       images.dispose();
       lossSum += result.loss;
       o.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
+      if (step + 1 === stepsPerEpoch) break; // the epoch's end: its checkpoint below
+      if (o.shouldStop?.()) {
+        await withinEpoch(epoch, step + 1, lossSum);
+        optimizer.dispose();
+        return { valAccuracy: Number.NaN, accuracyBeforeSwitch: Number.NaN, trainSeconds: (performance.now() - started) / 1000, stopped: { epoch, step: step + 1 } };
+      }
+      if (o.checkpointEvery && (step + 1) % o.checkpointEvery === 0) await withinEpoch(epoch, step + 1, lossSum);
     }
     valAccuracy = await imageAccuracy(model, folder.val);
     if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, settings, random: rng, order }, o.checkpointExtras?.());
     o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
+    if (epoch < epochs && o.shouldStop?.()) {
+      optimizer.dispose();
+      return { valAccuracy, accuracyBeforeSwitch: valAccuracy, trainSeconds: (performance.now() - started) / 1000, stopped: { epoch, step: stepsPerEpoch } };
+    }
   }
   if (firstEpoch > epochs) valAccuracy = await imageAccuracy(model, folder.val); // resumed after the last epoch
   optimizer.dispose(); // its moments: twice the parameters' memory

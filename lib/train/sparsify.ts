@@ -61,19 +61,25 @@ export async function sparsify(dense: VisionTransformer, train: TrainingRun, o: 
   const keepRate = o.keepRate ?? 0.25;
   const sparse = o.resume?.sparse ?? VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });
   let reconstructedAccuracy = o.resume?.reconstructedAccuracy ?? Number.NaN;
-  if (o.resume?.stage !== 'finetune') {
-    o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
-    reconstructedAccuracy = await train({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: o.reconstructionLr ?? 1e-2, weightDecay: 0, seed: seed + 1 });
+  let sparseAccuracy: number;
+  try {
+    if (o.resume?.stage !== 'finetune') {
+      o.onStage?.('stage 1: attention reconstruction (backbone frozen)');
+      reconstructedAccuracy = await train({ model: sparse, stage: 'reconstruction', epochs: o.reconstructionEpochs ?? 2, lr: o.reconstructionLr ?? 1e-2, weightDecay: 0, seed: seed + 1 });
+    }
+    o.onStage?.('stage 2: fine-tuning with sparse attention');
+    const weight = o.distillation ?? 0.5;
+    sparseAccuracy = await train({
+      model: sparse,
+      epochs: o.finetuneEpochs ?? 3,
+      lr: o.finetuneLr ?? 3e-4,
+      seed: seed + 2,
+      distillation: weight > 0 ? { teacher: dense, weight, temperature: 2 } : undefined,
+    });
+  } catch (error) {
+    if (!o.resume) sparse.dispose(); // made here (a resumed one is the caller's)
+    throw error;
   }
-  o.onStage?.('stage 2: fine-tuning with sparse attention');
-  const weight = o.distillation ?? 0.5;
-  const sparseAccuracy = await train({
-    model: sparse,
-    epochs: o.finetuneEpochs ?? 3,
-    lr: o.finetuneLr ?? 3e-4,
-    seed: seed + 2,
-    distillation: weight > 0 ? { teacher: dense, weight, temperature: 2 } : undefined,
-  });
   const c = sparse.config;
   const N = tokenCount(c);
   const d = c.width / c.heads;

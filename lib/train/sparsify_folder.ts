@@ -9,7 +9,7 @@ import type { StoredTensor } from '../io/safetensors.js';
 import { resolveConfig, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import type { CheckpointExtras, TrainingState } from './checkpoint.js';
-import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions } from './image_folder.js';
+import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from './image_folder.js';
 import { sparsify, type SparsifyResult, type TrainingRun } from './sparsify.js';
 
 const WORKFLOW_KEY = 'sparsifinerWorkflow';
@@ -70,6 +70,21 @@ export interface SparsifyFolderOptions {
   onStage?: (stage: WorkflowStage) => void;
 }
 
+/**
+ * A workflow stopped early by `loop.shouldStop` (its checkpoint, if any, written): where. The
+ * models passed in are left to the caller; the Sparsifiner model made inside is disposed.
+ */
+export class WorkflowStopped extends Error {
+  constructor(
+    readonly stage: WorkflowStage,
+    readonly epoch: number,
+    readonly step: number,
+  ) {
+    super(`the Sparsifiner workflow stopped in its ${stage} stage, after step ${step} of epoch ${epoch}`);
+    this.name = 'WorkflowStopped';
+  }
+}
+
 export interface SparsifyFolderResult extends SparsifyResult {
   dense: VisionTransformer;
   denseAccuracy: number;
@@ -94,16 +109,20 @@ export async function sparsifyImageFolder(o: SparsifyFolderOptions): Promise<Spa
   const checkpointing = (stage: WorkflowStage) => (o.checkpoint ? { checkpoint: o.checkpoint, checkpointExtras: () => extras(stage) } : {});
   const resumeAt = (stage: WorkflowStage) => (resume?.stage === stage ? resume.state : undefined);
 
+  const accuracyOf = (stage: WorkflowStage, result: ImageFolderTrainingResult) => {
+    if (result.stopped) throw new WorkflowStopped(stage, result.stopped.epoch, result.stopped.step);
+    return result.valAccuracy;
+  };
   if (!resume || resume.stage === 'dense') {
     o.onStage?.('dense');
     denseAccuracy =
       s.denseEpochs === undefined
         ? await imageAccuracy(dense, folder.val)
-        : (await trainImageFolder({ ...o.loop, folder, model: dense, epochs: s.denseEpochs, lr: s.denseLr, seed: s.seed, ...checkpointing('dense'), resume: resumeAt('dense') })).valAccuracy;
+        : accuracyOf('dense', await trainImageFolder({ ...o.loop, folder, model: dense, epochs: s.denseEpochs, lr: s.denseLr, seed: s.seed, ...checkpointing('dense'), resume: resumeAt('dense') }));
   }
   const run: TrainingRun = async (r) => {
     const stage: WorkflowStage = r.stage === 'reconstruction' ? 'reconstruction' : 'finetune';
-    const { valAccuracy } = await trainImageFolder({ ...o.loop, ...r, folder, ...checkpointing(stage), resume: resumeAt(stage) });
+    const valAccuracy = accuracyOf(stage, await trainImageFolder({ ...o.loop, ...r, folder, ...checkpointing(stage), resume: resumeAt(stage) }));
     if (stage === 'reconstruction') reconstructedAccuracy = valAccuracy;
     return valAccuracy;
   };
