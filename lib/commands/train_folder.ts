@@ -88,16 +88,26 @@ function loopOptions(folder: ImageFolder, flags: TrainFolderFlags): Omit<ImageFo
   const bar = flags.progress
     ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
+  let barEpoch = 0; // the epoch the bar shows (a resumed one starts mid-way)
+  const interrupted = flags.checkpoint || flags.resume ? stopOnInterrupt() : null;
   return {
     folder,
     checkpointEvery: flags.checkpointEvery,
-    shouldStop: flags.checkpoint || flags.resume ? stopOnInterrupt() : undefined,
+    shouldStop: interrupted
+      ? () => {
+          if (interrupted()) bar?.stop();
+          return interrupted();
+        }
+      : undefined,
     batchSize: flags.batchSize ?? DEFAULT_BATCH,
     microBatch: flags.microBatch,
     randomCrop: flags.randomCrop && { scale: flags.cropScale },
     onStep: ({ epoch, step, stepsPerEpoch, loss }) => {
       if (!bar) return;
-      if (step === 1) bar.start(stepsPerEpoch, 0, { epoch, loss: loss.toFixed(3) });
+      if (barEpoch !== epoch) {
+        barEpoch = epoch;
+        bar.start(stepsPerEpoch, step - 1, { epoch, loss: loss.toFixed(3) });
+      }
       bar.update(step, { epoch, loss: loss.toFixed(3) });
       if (step === stepsPerEpoch) bar.stop();
     },
