@@ -241,26 +241,22 @@ function checkResumedSettings(flags: TrainFolderFlags, s: WorkflowSettings): voi
  */
 async function sparsifinerWorkflow(folder: ImageFolder, flags: TrainFolderFlags, start: { dense: VisionTransformer } | { resume: WorkflowCheckpoint; checkpoint: string }): Promise<number> {
   const started = performance.now();
-  let settings: WorkflowSettings;
   let trained: boolean;
-  if ('resume' in start) {
-    settings = start.resume.settings;
-    trained = settings.denseEpochs === undefined;
-    try {
-      checkResumedSettings(flags, settings);
-    } catch (error) {
-      for (const m of [start.resume.model, start.resume.dense]) m?.dispose();
-      throw error;
-    }
-  } else {
-    // Loaded with the folder's classes at its own image size: already the dense model of this data.
-    const { loadReport } = start.dense;
-    trained = flags.from !== undefined && !loadReport.initialised.includes('head.weight') && loadReport.resized.length === 0;
-    settings = sparsifinerSettings(flags, trained);
-  }
+  // The models handed in: disposed here when the workflow ends without a result.
   const passed = 'dense' in start ? [start.dense] : [start.resume.model, start.resume.dense];
   let result: SparsifyFolderResult;
   try {
+    let settings: WorkflowSettings;
+    if ('resume' in start) {
+      settings = start.resume.settings;
+      trained = settings.denseEpochs === undefined;
+      checkResumedSettings(flags, settings);
+    } else {
+      // Loaded with the folder's classes at its own image size: already the dense model of this data.
+      const { loadReport } = start.dense;
+      trained = flags.from !== undefined && !loadReport.initialised.includes('head.weight') && loadReport.resized.length === 0;
+      settings = sparsifinerSettings(flags, trained);
+    }
     result = await sparsifyImageFolder({
       folder,
       dense: 'dense' in start ? start.dense : undefined,

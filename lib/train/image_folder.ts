@@ -133,9 +133,15 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       resumedLossSum = o.resume.lossSum ?? 0;
     }
   }
-  const withinEpoch = (epoch: number, step: number, lossSum: number) =>
-    o.checkpoint ? saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, step, lossSum, settings, random: rng, order }, o.checkpointExtras?.()) : Promise.resolve();
+  // The checkpoint after `epoch`, or within it after `within.step` steps.
+  const writeCheckpoint = async (epoch: number, within?: { step: number; lossSum: number }) => {
+    if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, ...within, settings, random: rng, order }, o.checkpointExtras?.());
+  };
   const started = performance.now();
+  const stoppedAt = (epoch: number, step: number, valAccuracy: number): ImageFolderTrainingResult => {
+    optimizer.dispose();
+    return { valAccuracy, accuracyBeforeSwitch: valAccuracy, trainSeconds: (performance.now() - started) / 1000, stopped: { epoch, step } };
+  };
   let valAccuracy = Number.NaN;
   for (let epoch = firstEpoch; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
@@ -165,19 +171,15 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
       o.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
       if (step + 1 === stepsPerEpoch) break; // the epoch's end: its checkpoint below
       if (o.shouldStop?.()) {
-        await withinEpoch(epoch, step + 1, lossSum);
-        optimizer.dispose();
-        return { valAccuracy: Number.NaN, accuracyBeforeSwitch: Number.NaN, trainSeconds: (performance.now() - started) / 1000, stopped: { epoch, step: step + 1 } };
+        await writeCheckpoint(epoch, { step: step + 1, lossSum });
+        return stoppedAt(epoch, step + 1, Number.NaN);
       }
-      if (o.checkpointEvery && (step + 1) % o.checkpointEvery === 0) await withinEpoch(epoch, step + 1, lossSum);
+      if (o.checkpointEvery && (step + 1) % o.checkpointEvery === 0) await writeCheckpoint(epoch, { step: step + 1, lossSum });
     }
     valAccuracy = await imageAccuracy(model, folder.val);
-    if (o.checkpoint) await saveTrainingCheckpoint(o.checkpoint, model, optimizer, { epoch, settings, random: rng, order }, o.checkpointExtras?.());
+    await writeCheckpoint(epoch);
     o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, stepsPerEpoch), valAccuracy, seconds: (performance.now() - epochStart) / 1000 });
-    if (epoch < epochs && o.shouldStop?.()) {
-      optimizer.dispose();
-      return { valAccuracy, accuracyBeforeSwitch: valAccuracy, trainSeconds: (performance.now() - started) / 1000, stopped: { epoch, step: stepsPerEpoch } };
-    }
+    if (epoch < epochs && o.shouldStop?.()) return stoppedAt(epoch, stepsPerEpoch, valAccuracy);
   }
   if (firstEpoch > epochs) valAccuracy = await imageAccuracy(model, folder.val); // resumed after the last epoch
   optimizer.dispose(); // its moments: twice the parameters' memory
