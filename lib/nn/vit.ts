@@ -18,6 +18,7 @@ import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore } from './classify.js';
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
+import { OperationQueue } from './operation_queue.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -136,6 +137,8 @@ export class VisionTransformer {
   loadReport: LoadReport = { initialised: [], ignored: [], resized: [] };
   private imagePreprocessing: Readonly<ImagePreprocessing>;
   private classLabels: readonly string[] | null = null;
+  /** predict, trainStep, save, ... in call order: reads together, updates alone (operation_queue.ts). */
+  private readonly queue = new OperationQueue();
 
   private constructor(config: VitConfig, params: Map<string, Tensor>, castled = false) {
     this.config = config;
@@ -184,6 +187,7 @@ export class VisionTransformer {
    */
   castle(): void {
     this.live();
+    this.queue.requireIdle('castle()');
     this.castledForGood = true;
     this.setAux(null);
   }
@@ -194,6 +198,7 @@ export class VisionTransformer {
    */
   setAuxBranch(aux: AuxBranch | null): void {
     this.live();
+    this.queue.requireIdle('setAuxBranch()');
     if (this.config.attention !== 'castling') throw new Error('setAuxBranch: only castling models have an auxiliary branch');
     if (this.castledForGood && aux) throw new Error('setAuxBranch: the model is castled; the auxiliary branch is gone for good');
     if (aux && !(aux.tau >= 0 && aux.tau < 1 && aux.l1 >= 0)) throw new RangeError(`setAuxBranch: expected tau in [0, 1) and l1 >= 0, got tau=${aux.tau} l1=${aux.l1}`);
@@ -257,6 +262,7 @@ export class VisionTransformer {
    */
   static from(source: VisionTransformer, overrides: Partial<VitConfig>): VisionTransformer {
     source.live();
+    source.queue.requireNoUpdate('VisionTransformer.from');
     const config = resolveConfig({ ...source.config, ...overrides });
     const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
     requireDevice(config);
@@ -311,14 +317,19 @@ export class VisionTransformer {
    */
   async saveWith(path: string, extraTensors: Map<string, { shape: number[]; data: Float32Array }>, extraMetadata: Record<string, string>): Promise<void> {
     this.live();
-    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
-    for (const [name, t] of extraTensors) {
-      if (tensors.has(name)) throw new Error(`save: the extra tensor '${name}' has a parameter's name`);
-      tensors.set(name, t);
+    for (const name of extraTensors.keys()) {
+      if (this.params.has(name)) throw new Error(`save: the extra tensor '${name}' has a parameter's name`);
     }
+    // The labels and preprocessing as they are now; the weights in the call's turn (after every
+    // trainStep called before it).
     const metadata = { ...extraMetadata, ...metadataOf({ config: this.config, castled: this.castledForGood, preprocessing: this.imagePreprocessing, labels: this.classLabels }) };
-    await writeSafetensors(path, tensors, metadata);
+    return this.queue.run('read', 'save', async () => {
+      this.live();
+      const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
+      for (const [name, t] of extraTensors) tensors.set(name, t);
+      await writeSafetensors(path, tensors, metadata);
+    });
   }
 
   /**
@@ -329,13 +340,17 @@ export class VisionTransformer {
    */
   toOnnx(options: OnnxExportOptions = {}): Uint8Array {
     this.live();
+    this.queue.requireNoUpdate('toOnnx()'); // it reads the weights now: a running trainStep would be half applied
     return exportOnnx(this, options);
   }
 
-  /** Writes toOnnx() to `path`, atomically. */
+  /** Writes toOnnx() to `path`, atomically (in its turn: after every trainStep called before it). */
   async saveOnnx(path: string, options: OnnxExportOptions = {}): Promise<void> {
     this.live();
-    await writeOnnx(this, path, options);
+    return this.queue.run('read', 'saveOnnx', async () => {
+      this.live();
+      await writeOnnx(this, path, options);
+    });
   }
 
   /** The parameters by timm name (the model's own tensors: writes to them change the model). */
@@ -352,6 +367,12 @@ export class VisionTransformer {
   /** Logits [batch, numClasses] for images [batch, inChannels, imageSize, imageSize]. */
   async predict(images: Tensor): Promise<Tensor> {
     const batch = this.checkImages(images, 'predict');
+    return this.queue.run('read', 'predict', () => this.predictNow(images, batch));
+  }
+
+  /** predict() without waiting for its turn: for operations already in theirs. */
+  private async predictNow(images: Tensor, batch = this.checkImages(images, 'predict')): Promise<Tensor> {
+    this.live();
     try {
       const [logits] = await this.inferencePlan(batch).run(images);
       return logits!;
@@ -373,7 +394,9 @@ export class VisionTransformer {
   /** Each image's most probable classes (readImages, then predict a chunk at a time). */
   classify(sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
     this.live();
-    return classifyImages(this, sources, options);
+    // One read for the whole list: every chunk is classified by the same weights.
+    const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict: (images: Tensor) => this.predictNow(images) };
+    return this.queue.run('read', 'classify', () => classifyImages(classifier, sources, options));
   }
 
   /**
@@ -384,25 +407,39 @@ export class VisionTransformer {
   async trainStep(images: Tensor, labels: Tensor | ArrayLike<number>, optimizer: AdamW, options: TrainStepOptions = {}): Promise<TrainStepResult> {
     const batch = this.checkImages(images, 'trainStep');
     const labelTensor = checkLabels(this.config, labels, batch);
-    checkOptimizer(this.params, optimizer);
-    const smoothing = options.labelSmoothing ?? 0;
-    if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
-    const micro = checkMicroBatch(options.microBatch, batch);
+    const ownLabels = !(labels instanceof Tensor);
+    try {
+      checkOptimizer(this.params, optimizer);
+      const smoothing = options.labelSmoothing ?? 0;
+      if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
+      const micro = checkMicroBatch(options.microBatch, batch);
+      if (options.castling && this.config.attention === 'castling' && !this.castledForGood && !optimizer.options.totalSteps) {
+        throw new Error('trainStep: a castling schedule needs the optimizer to know totalSteps');
+      }
+      if (options.stage === 'reconstruction' && this.config.attention !== 'sparsifiner') throw new Error("trainStep: the 'reconstruction' stage is for sparsifiner models");
+      const distill = options.distillation;
+      if (distill && options.stage !== 'reconstruction') {
+        if (!(distill.teacher instanceof VisionTransformer)) throw new TypeError('trainStep: distillation.teacher must be a VisionTransformer');
+        if (distill.teacher === this) throw new Error('trainStep: distillation.teacher is the model being trained; the teacher is another model (e.g. the dense model it was made from)');
+        if (distill.teacher.config.numClasses !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${distill.teacher.config.numClasses} classes, this model ${this.config.numClasses}`);
+      }
+      // The arguments are checked now; the step runs in its turn, after every call made before it.
+      return await this.queue.run('update', 'trainStep', () => this.trainStepNow(images, labelTensor, optimizer, options, smoothing, micro));
+    } finally {
+      if (ownLabels) labelTensor.dispose();
+    }
+  }
+
+  /** trainStep() in its turn, its arguments checked. */
+  private async trainStepNow(images: Tensor, labels: Tensor, optimizer: AdamW, options: TrainStepOptions, smoothing: number, micro: number): Promise<TrainStepResult> {
+    this.live();
+    const batch = images.shape[0]!;
     if (options.castling && this.config.attention === 'castling' && !this.castledForGood) {
-      if (!optimizer.options.totalSteps) throw new Error('trainStep: a castling schedule needs the optimizer to know totalSteps');
       const state = castlingAt(optimizer.fraction, options.castling);
       this.setAux(state.active ? { tau: state.tau, l1: state.l1 } : null);
     }
-    if (options.stage === 'reconstruction') {
-      if (this.config.attention !== 'sparsifiner') throw new Error("trainStep: the 'reconstruction' stage is for sparsifiner models");
-      if (!(labels instanceof Tensor)) labelTensor.dispose();
-      return this.reconstructionStep(images, optimizer, micro);
-    }
+    if (options.stage === 'reconstruction') return this.reconstructionStep(images, optimizer, micro);
     const distill = options.distillation;
-    if (distill) {
-      if (!(distill.teacher instanceof VisionTransformer)) throw new TypeError('trainStep: distillation.teacher must be a VisionTransformer');
-      if (distill.teacher.config.numClasses !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${distill.teacher.config.numClasses} classes, this model ${this.config.numClasses}`);
-    }
     const dropScales = dropPathScales(this.config, batch, optimizer.step);
     const stepOptions = { aux: this.auxBranch, smoothing, dropPath: dropScales !== null, distill: distill ? { weight: distill.weight ?? 1, temperature: distill.temperature ?? 1 } : null };
     const key = `train:${batch}:${JSON.stringify(stepOptions)}`;
@@ -410,10 +447,9 @@ export class VisionTransformer {
     if (micro < batch) {
       const teacher = distill ? (chunk: Tensor) => distill.teacher.predict(chunk) : null;
       const context = this.accumulation(`${key}:micro${micro}`, optimizer);
-      const step = await accumulatedTrainingStep(context, images, labelTensor, stepOptions, micro, dropScales, teacher).catch((error: unknown) => {
+      const step = await accumulatedTrainingStep(context, images, labels, stepOptions, micro, dropScales, teacher).catch((error: unknown) => {
         throw imagesError('trainStep', error);
       });
-      if (!(labels instanceof Tensor)) labelTensor.dispose();
       return { loss: step.loss, accuracy: step.correct / batch, lr: step.lr, tau };
     }
     const teacherLogits = distill ? await distill.teacher.predict(images) : null;
@@ -421,12 +457,13 @@ export class VisionTransformer {
     const lr = optimizer.beginStep();
     let outputs: Tensor[];
     try {
-      outputs = await plan.run(images, labelTensor, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []), optimizer.scheduleTensor);
+      outputs = await plan.run(images, labels, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []), optimizer.scheduleTensor);
     } catch (error) {
       optimizer.step -= 1;
       throw imagesError('trainStep', error);
+    } finally {
+      teacherLogits?.dispose();
     }
-    teacherLogits?.dispose();
     const [loss, correct, ...extra] = outputs.map((t) => {
       const v = t.toFloat32Array()[0]!;
       t.dispose();
@@ -435,7 +472,6 @@ export class VisionTransformer {
     // Extra outputs: the distillation loss, then the L1 terms of the auxiliary branch.
     const distillLoss = distill ? extra.shift()! : 0;
     const l1Total = extra.reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
-    if (!(labels instanceof Tensor)) labelTensor.dispose();
     return { loss: loss! + distillLoss + l1Total, accuracy: correct! / batch, lr, tau };
   }
 
@@ -470,6 +506,16 @@ export class VisionTransformer {
   async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
     const batch = this.checkImages(images, 'computeGradients');
     const labelTensor = checkLabels(this.config, labels, batch);
+    try {
+      return await this.queue.run('read', 'computeGradients', () => this.gradientsNow(images, labelTensor, options));
+    } finally {
+      if (!(labels instanceof Tensor)) labelTensor.dispose();
+    }
+  }
+
+  /** computeGradients() in its turn. */
+  private async gradientsNow(images: Tensor, labels: Tensor, options: { labelSmoothing?: number }): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
+    this.live();
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const forwardOptions = { training: true, aux: this.auxBranch };
@@ -478,8 +524,7 @@ export class VisionTransformer {
     const grads = graph.backward(f, dlogits!, forwardOptions);
     // Every parameter with a gradient (a Sparsifiner's predictor has none: its top-k passes none).
     const names = [...this.params.keys()].filter((n) => grads.has(n));
-    const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)]).run(images, labelTensor);
-    if (!(labels instanceof Tensor)) labelTensor.dispose();
+    const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)]).run(images, labels);
     const scalars = outputs.slice(0, 1 + f.auxL1.length).map((t) => t.toFloat32Array()[0]!);
     const l1 = scalars.slice(1).reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
     const gradients = new Map<string, Tensor>();
@@ -496,8 +541,11 @@ export class VisionTransformer {
    */
   async predictProfiled(images: Tensor): Promise<{ logits: Tensor; steps: Array<{ op: string; ms: number }> }> {
     const batch = this.checkImages(images, 'predict');
-    const { outputs, steps } = await this.inferencePlan(batch).runProfiled(images);
-    return { logits: outputs[0]!, steps };
+    return this.queue.run('read', 'predictProfiled', async () => {
+      this.live();
+      const { outputs, steps } = await this.inferencePlan(batch).runProfiled(images);
+      return { logits: outputs[0]!, steps };
+    });
   }
 
   /** Frees the parameters and plans; the model cannot be used afterwards. */
