@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, backendInfo, matmul, setCpuPath, setThreads } from '../lib/index.js';
+import { Tensor, VisionTransformer, backendInfo, matmul, presets, setCpuPath, setThreads } from '../lib/index.js';
 import { randomArray } from './helpers.js';
 
 const indexJs = fileURLToPath(new URL('../dist/lib/index.js', import.meta.url));
@@ -70,6 +70,33 @@ describe('CPU paths and threads', () => {
     const want = (await matmul(a, a)).toFloat32Array();
     const all = await Promise.all(Array.from({ length: 32 }, () => matmul(a, a)));
     for (const c of all) expect(c.toFloat32Array()).toEqual(want);
+  });
+});
+
+describe('setThreads while ops run', () => {
+  it('ops in flight give the same results: a kernel planned for more threads than the pool has left still computes every part', async () => {
+    const model = VisionTransformer.create({ ...presets.digits, attention: 'castling', seed: 1 });
+    const images = Tensor.fromArray(randomArray(16 * 784), [16, 1, 28, 28]);
+    const want = (await model.predict(images)).toFloat32Array();
+    const threadsBefore = backendInfo().threads;
+    let changing = true;
+    const churn = (async () => {
+      for (let i = 0; changing; i++) {
+        setThreads(1 + (i % 3));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    })();
+    try {
+      for (let round = 0; round < 40; round++) {
+        const logits = await Promise.all([model.predict(images), model.predict(images)]);
+        for (const l of logits) expect(l.toFloat32Array()).toEqual(want); // bit for bit: no thread count changes the sums
+      }
+    } finally {
+      changing = false;
+      await churn;
+      setThreads(threadsBefore);
+      model.dispose();
+    }
   });
 });
 

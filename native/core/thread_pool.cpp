@@ -121,13 +121,20 @@ void ThreadPool::run(int workers, const std::function<void(int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> submit(submit_mutex_);
-  workers = std::min(workers, threads_);
-  if (workers <= 1) {
-    fn(0);
+  // Every index runs, even when the pool has fewer threads than the caller planned for (its count
+  // read before setThreads shrank the pool): callers split their work by index, and an index
+  // skipped would leave its part of the output unwritten. Extra indices share the threads.
+  const int lanes = std::min(workers, threads_);
+  if (lanes <= 1) {
+    for (int w = 0; w < workers; ++w) fn(w);
     return;
   }
-  job_ = &fn;
-  job_workers_ = workers;
+  const std::function<void(int)> strided = [&](int lane) {
+    for (int w = lane; w < workers; w += lanes) fn(w);
+  };
+  const std::function<void(int)>& job = lanes < workers ? strided : fn;
+  job_ = &job;
+  job_workers_ = lanes;
   remaining_.store(threads_ - 1, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(wake_mutex_);
@@ -135,7 +142,7 @@ void ThreadPool::run(int workers, const std::function<void(int)>& fn) {
   }
   wake_.notify_all();
   t_inside_job = true;
-  fn(0);
+  job(0);
   t_inside_job = false;
   // Spin briefly (the others usually finish within microseconds of us), then sleep on the
   // counter: when the machine is oversubscribed, spinning would burn the time slice that a

@@ -20,8 +20,9 @@ class ThreadPool {
   // Resizes the pool (1 to kMaxThreads). Waits for a running job to finish first.
   void setThreads(int threads);
 
-  // Calls fn(worker) for worker = 0 .. workers-1, each on its own thread, and returns when all
-  // have finished. `workers` is clamped to [1, threads()]. Nested calls run inline, serially.
+  // Calls fn(worker) once for each worker = 0 .. workers-1 and returns when all have finished:
+  // each on its own thread when the pool has that many, else the threads take several each.
+  // Nested calls run inline, serially.
   void run(int workers, const std::function<void(int worker)>& fn);
 
   // Splits [0, count) into chunks of at least `grain` items and hands them out dynamically:

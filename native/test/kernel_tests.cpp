@@ -1,12 +1,15 @@
 // C++ kernel tests of the core CPU ops against float64 references: runnable without Node.js
 // (`npm run test:cpp`, or ctest on a machine that only has a compiler).
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "../core/op_registry.h"
 #include "../core/storage.h"
 #include "../core/tensor.h"
+#include "../core/thread_pool.h"
 #include "../cpu/cpu_ops.h"
 #include "../cpu/gemm.h"
 #include "op_helpers.h"
@@ -232,6 +235,25 @@ TEST(storage_derived_forms_follow_writes) {
   const Tensor& read_only = reader;
   (void)read_only.data();  // the const accessor is no write
   CHECK(std::as_const(*reader.storage()).derived("k", build) == std::as_const(*reader.storage()).derived("k", build));
+}
+
+// The pool calls every worker index once, however many threads it has: kernels split their
+// work by index, with a worker count read before the call (setThreads from another thread can
+// shrink the pool in between); a skipped index would leave its part of the output unwritten.
+TEST(thread_pool_runs_every_index_once) {
+  ThreadPool& pool = ThreadPool::global();
+  const int before = pool.threads();
+  for (int threads : {1, 2, 3}) {
+    pool.setThreads(threads);
+    for (int workers : {1, 2, 3, 5, 8}) {
+      std::vector<std::atomic<int>> calls(static_cast<std::size_t>(workers));
+      pool.run(workers, [&](int w) { calls[std::size_t(w)].fetch_add(1); });
+      bool once = true;
+      for (auto& c : calls) once = once && c.load() == 1;
+      CHECK(once);
+    }
+  }
+  pool.setThreads(before);
 }
 
 int main() {
