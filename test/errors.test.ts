@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, add, attention, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, scale, setCpuPath, setThreads, softmax } from '../lib/index.js';
+import { AdamW, Tensor, VisionTransformer, add, attention, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, presets, scale, setCpuPath, setThreads, softmax } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
 import { testSeed } from './helpers.js';
@@ -57,6 +57,43 @@ describe('disposed tensors', () => {
     a.dispose();
     const c = await pending;
     expect(c.toFloat32Array()[0]).toBe(512);
+  });
+});
+
+describe('writes into tensors an operation is using', () => {
+  const busy = /Tensor.set: an operation still running reads or writes this tensor .*; await it before writing to the tensor/;
+
+  it('Tensor.set refuses while an async op or plan holds the tensor (or a reshape of it), and works once it has ended', async () => {
+    const a = Tensor.fromArray(new Float32Array(256 * 256).fill(1), [256, 256]);
+    const alias = a.reshape([256 * 256]);
+    const pending = matmul(a, a);
+    expect(() => a.set(new Float32Array(256 * 256).fill(2))).toThrow(busy);
+    expect(() => alias.set(new Float32Array(256 * 256).fill(2))).toThrow(busy);
+    expect((await pending).toFloat32Array()[0]).toBe(256); // the product of the values it was called with
+    a.set(new Float32Array(256 * 256).fill(2));
+    expect((await matmul(a, a)).toFloat32Array()[0]).toBe(1024);
+    // A failed op lets go too.
+    const failing = matmul(a, Tensor.zeros([3, 3]));
+    expect(() => a.set(new Float32Array(256 * 256))).toThrow(busy);
+    await expect(failing).rejects.toThrow(/matmul/);
+    a.set(new Float32Array(256 * 256));
+    // Sync ops hold nothing once they return.
+    matmulSync(a, a).dispose();
+    a.set(new Float32Array(256 * 256));
+  });
+
+  it("a model's weights cannot be written while a predict or trainStep of it runs", async () => {
+    const model = VisionTransformer.create({ ...presets.digits, attention: 'softmax', seed: 1 });
+    const head = model.parameters().get('head.weight')!;
+    const images = Tensor.zeros([2, 1, 28, 28]);
+    const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+    for (const call of [() => model.predict(images), () => model.trainStep(images, [1, 2], optimizer)]) {
+      const running = call();
+      expect(() => head.set(new Float32Array(head.size))).toThrow(busy);
+      await running;
+      head.set(new Float32Array(head.size));
+    }
+    model.dispose();
   });
 });
 

@@ -7,6 +7,15 @@
 // alone, after every call made before it and before every call made after it. Calls made without
 // awaiting each other then give what awaiting each in turn would.
 
+/** The operation's promise; a synchronous throw becomes its rejection. */
+function startNow<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return operation();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /** Whether an operation only reads the model or may change it. */
 export type Access = 'read' | 'update';
 
@@ -21,10 +30,14 @@ export class OperationQueue {
 
   /** Runs `operation` in its turn (see the top of the file); its result or error is the caller's. */
   run<T>(access: Access, name: string, operation: () => Promise<T>): Promise<T> {
-    const turn = access === 'read' ? this.lastUpdate : Promise.all([this.lastUpdate, ...this.readsSince]);
+    // Nothing to wait for: start now, so that the native work has begun (and holds its tensors,
+    // which Tensor.set then refuses to write into) when this call returns.
+    const free = access === 'read' ? this.updatesPending === 0 : this.pending.size === 0;
+    const turn = free ? null : access === 'read' ? this.lastUpdate : Promise.all([this.lastUpdate, ...this.readsSince]);
     this.pending.set(name, (this.pending.get(name) ?? 0) + 1);
     if (access === 'update') this.updatesPending++;
-    const result = turn.then(operation).finally(() => {
+    const started = turn ? turn.then(operation) : startNow(operation);
+    const result = started.finally(() => {
       const left = this.pending.get(name)! - 1;
       if (left === 0) this.pending.delete(name);
       else this.pending.set(name, left);

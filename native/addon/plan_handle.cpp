@@ -1,5 +1,6 @@
 #include "plan_handle.h"
 
+#include "async_uses.h"
 #include "js_convert.h"
 #include "tensor_handle.h"
 
@@ -27,7 +28,7 @@ class PlanWorker : public Napi::AsyncWorker {
  public:
   PlanWorker(Napi::Env env, std::shared_ptr<const Plan> plan, std::vector<std::optional<Tensor>> slots, bool profile)
       : Napi::AsyncWorker(env, "castling-vit:plan"), deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)), slots_(std::move(slots)), profile_(profile) {}
+        plan_(std::move(plan)), slots_(std::move(slots)), uses_(slots_), profile_(profile) {}
   Napi::Promise promise() const { return deferred_.Promise(); }
   void Execute() override {
     try {
@@ -54,6 +55,7 @@ class PlanWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<const Plan> plan_;
   std::vector<std::optional<Tensor>> slots_;
+  AsyncUses uses_;  // until the worker is destroyed, after OnOK / OnError
   bool profile_;
   std::vector<Tensor> outputs_;
   std::vector<double> step_ms_;

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "async_uses.h"
 #include "js_convert.h"
 #include "tensor_handle.h"
 
@@ -53,7 +54,8 @@ Napi::Array wrapAll(Napi::Env env, std::vector<Tensor>& tensors) {
 class OpWorker : public Napi::AsyncWorker {
  public:
   OpWorker(Napi::Env env, OpCall call)
-      : Napi::AsyncWorker(env, "castling-vit:op"), deferred_(Napi::Promise::Deferred::New(env)), call_(std::move(call)) {}
+      : Napi::AsyncWorker(env, "castling-vit:op"), deferred_(Napi::Promise::Deferred::New(env)), call_(std::move(call)),
+        uses_(call_.inputs) {}
   Napi::Promise promise() const { return deferred_.Promise(); }
 
   void Execute() override {
@@ -70,6 +72,7 @@ class OpWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   OpCall call_;
+  AsyncUses uses_;  // until the worker is destroyed, after OnOK / OnError
   std::vector<Tensor> outputs_;
 };
 

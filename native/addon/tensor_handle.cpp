@@ -145,15 +145,19 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
   const Tensor& t = live(env);
   if (info.Length() < 1 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(env, "copyFrom: expected a Float32Array");
+    throw Napi::TypeError::New(env, "Tensor.set: expected a Float32Array");
   }
   auto data = info[0].As<Napi::Float32Array>();
   if (std::int64_t(data.ElementLength()) != t.numel()) {
-    throw Napi::Error::New(env, "copyFrom: got " + std::to_string(data.ElementLength()) +
+    throw Napi::Error::New(env, "Tensor.set: got " + std::to_string(data.ElementLength()) +
                                     " elements, expected " + std::to_string(t.numel()));
   }
+  if (t.storage()->asyncUses() > 0) {
+    throw Napi::Error::New(env, "Tensor.set: an operation still running reads or writes this tensor (an async op, "
+                                "or a model's predict or trainStep); await it before writing to the tensor");
+  }
   if (t.device() != Device::Cpu) {
-    if (t.dtype() != DType::Float32) throw Napi::Error::New(env, "copyFrom: the tensor holds 16-bit values; set() takes float32 tensors");
+    if (t.dtype() != DType::Float32) throw Napi::Error::New(env, "Tensor.set: the tensor holds 16-bit values; set() takes float32 tensors");
     rethrowAsJs(env, [&] {
       requireDevice(t.device(), "copyFrom").copy(Tensor(t).raw(), t.device(), data.Data(), Device::Cpu, data.ByteLength());
     });

@@ -73,6 +73,12 @@ class Storage {
     external_views_.fetch_sub(1);
   }
 
+  // Async ops and plans in flight holding this memory: a write from JavaScript now would race
+  // with them, so Tensor.set refuses while any is (the addon's AsyncUses counts them).
+  void addAsyncUse() { async_uses_.fetch_add(1); }
+  void removeAsyncUse() { async_uses_.fetch_sub(1); }
+  int asyncUses() const { return async_uses_.load(); }
+
   // Bytes currently held by all live host storages: lets tests check that memory stays bounded.
   static std::int64_t liveBytes();
   // The most bytes live at once since the last resetPeak(): benchmarks report a kernel's peak
@@ -95,6 +101,7 @@ class Storage {
   // Set by every possible write, cleared (and the forms dropped) by derived().
   mutable std::atomic<bool> written_{false};
   std::atomic<int> external_views_{0};
+  std::atomic<int> async_uses_{0};
   mutable std::mutex derived_mutex_;
   mutable std::vector<DerivedForm> derived_;
 };
