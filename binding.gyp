@@ -65,7 +65,8 @@
         "native/addon/run_op.cpp",
         "native/addon/backend.cpp",
         "native/addon/bench_timing.cpp",
-        "native/addon/plan_handle.cpp"
+        "native/addon/plan_handle.cpp",
+        "native/addon/off_thread.cpp"
       ]
     }
   ]

@@ -1,6 +1,7 @@
 // CPU dispatch, the thread pool and backendInfo(), including the environment variables read at
 // start-up (checked in child processes, since they are read once per process).
 import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
@@ -101,6 +102,24 @@ describe('setThreads while ops run', () => {
 });
 
 describe('async ops', () => {
+  it("leave libuv's thread pool to fs, dns and image decoding: a readFile is not queued behind predicts", async () => {
+    const model = VisionTransformer.create({ ...presets.deitTiny, attention: 'softmax', seed: 1 });
+    const images = Tensor.zeros([4, 3, 224, 224]);
+    (await model.predict(images)).dispose(); // warm-up: plans recorded, memory cached
+    const start = performance.now();
+    // More passes than libuv has threads (4): on its pool they would hold every thread.
+    const passes = Array.from({ length: 6 }, () => model.predict(images).then((logits) => logits.dispose()));
+    const readStart = performance.now();
+    await readFile(fileURLToPath(import.meta.url));
+    const readMs = performance.now() - readStart;
+    await Promise.all(passes);
+    const totalMs = performance.now() - start;
+    model.dispose();
+    expect(totalMs).toBeGreaterThan(150); // the passes are long enough for the check to mean something
+    expect(readMs).toBeLessThan(Math.min(100, totalMs / 3));
+  });
+
+
   it('run off the JavaScript thread: timers keep firing during a long matmul', async () => {
     const n = 1536;
     const a = Tensor.fromArray(randomArray(n * n), [n, n]);

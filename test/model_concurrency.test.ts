@@ -84,8 +84,9 @@ describe('operations called without awaiting each other', () => {
       const together = await runCalls(source, calls, input, true);
       expect(together.results).toEqual(inTurn.results);
       expect(together.weights).toEqual(inTurn.weights);
-      // Not vacuous: the steps changed the weights, and the predicts around them saw it.
-      expect(inTurn.results[2]).not.toEqual(inTurn.results[0]);
+      // Not vacuous: the steps changed the weights, and the predicts after them saw it (a
+      // Sparsifiner's reconstruction step trains only the predictor, which may keep the same keys).
+      expect(inTurn.results[6]).not.toEqual(inTurn.results[0]);
       expect(inTurn.weights).not.toEqual(weightsOf(source));
       input.dispose();
     });

@@ -2,10 +2,15 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
+
+#include "off_thread.h"
+
 namespace castling::addon {
 
 struct AddonState {
   Napi::FunctionReference tensorConstructor;
+  std::shared_ptr<ResultChannel> results;  // where async calls' results come back (off_thread.h)
   static AddonState& of(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
 };
 

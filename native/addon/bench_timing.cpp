@@ -11,62 +11,41 @@
 #include "../core/storage.h"
 #include "../cpu/gemm.h"
 #include "js_convert.h"
+#include "off_thread.h"
 
 namespace castling::addon {
 
 namespace {
 
-class GemmTimingWorker : public Napi::AsyncWorker {
- public:
-  GemmTimingWorker(Napi::Env env, cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies)
-      : Napi::AsyncWorker(env, "castling-vit:bench"), deferred_(Napi::Promise::Deferred::New(env)),
-        args_(args), isa_(isa), threads_(threads), repeats_(repeats), b_copies_(b_copies) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      const cpu::KernelTable& kt = cpu::kernelsFor(isa_);
-      // b_copies > 1: the repetitions cycle through that many copies of B, so that B comes from
-      // memory rather than cache, as a model's weights do (each layer has its own).
-      Storage a(args_.M * args_.K), b(args_.K * args_.N * b_copies_), c(args_.M * args_.N);
-      std::mt19937 rng(1234);
-      std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-      for (std::int64_t i = 0; i < a.size(); ++i) a.data()[i] = dist(rng);
-      for (std::int64_t i = 0; i < args_.K * args_.N; ++i) b.data()[i] = dist(rng);
-      for (int copy = 1; copy < b_copies_; ++copy)
-        std::copy(b.data(), b.data() + args_.K * args_.N, b.data() + copy * args_.K * args_.N);
-      args_.A = a.data();
-      args_.B = b.data();
-      args_.C = c.data();
-      args_.lda = args_.transA ? args_.M : args_.K;
-      args_.ldb = args_.transB ? args_.K : args_.N;
-      args_.ldc = args_.N;
-      cpu::sgemm(kt, args_, threads_);  // warm-up: packing buffers, caches, thread wake-up
-      for (int r = 0; r < repeats_; ++r) {
-        args_.B = b.data() + (r % b_copies_) * args_.K * args_.N;
-        auto start = std::chrono::steady_clock::now();
-        cpu::sgemm(kt, args_, threads_);
-        auto end = std::chrono::steady_clock::now();
-        times_.push_back(std::chrono::duration<double, std::milli>(end - start).count());
-      }
-    } catch (...) {
-      SetError(currentExceptionMessage());
-    }
+// The wall time of each of `repeats` products (ms), after a warm-up.
+std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies) {
+  const cpu::KernelTable& kt = cpu::kernelsFor(isa);
+  // b_copies > 1: the repetitions cycle through that many copies of B, so that B comes from
+  // memory rather than cache, as a model's weights do (each layer has its own).
+  Storage a(args.M * args.K), b(args.K * args.N * b_copies), c(args.M * args.N);
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (std::int64_t i = 0; i < a.size(); ++i) a.data()[i] = dist(rng);
+  for (std::int64_t i = 0; i < args.K * args.N; ++i) b.data()[i] = dist(rng);
+  for (int copy = 1; copy < b_copies; ++copy)
+    std::copy(b.data(), b.data() + args.K * args.N, b.data() + copy * args.K * args.N);
+  args.A = a.data();
+  args.B = b.data();
+  args.C = c.data();
+  args.lda = args.transA ? args.M : args.K;
+  args.ldb = args.transB ? args.K : args.N;
+  args.ldc = args.N;
+  cpu::sgemm(kt, args, threads);  // warm-up: packing buffers, caches, thread wake-up
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    args.B = b.data() + (r % b_copies) * args.K * args.N;
+    auto start = std::chrono::steady_clock::now();
+    cpu::sgemm(kt, args, threads);
+    auto end = std::chrono::steady_clock::now();
+    times.push_back(std::chrono::duration<double, std::milli>(end - start).count());
   }
-  void OnOK() override {
-    auto out = Napi::Array::New(Env(), times_.size());
-    for (std::size_t i = 0; i < times_.size(); ++i) out.Set(std::uint32_t(i), times_[i]);
-    deferred_.Resolve(out);
-  }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  cpu::GemmArgs args_;
-  Isa isa_;
-  int threads_, repeats_, b_copies_;
-  std::vector<double> times_;
-};
+  return times;
+}
 
 }  // namespace
 
@@ -91,10 +70,14 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
     if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
     if (!isaSupported(isa)) fail("CPU path '", isaName(isa), "' is not supported by this CPU");
   });
-  auto* worker = new GemmTimingWorker(env, args, isa, threads, repeats, b_copies);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  auto times = std::make_shared<std::vector<double>>();
+  return runOffThread(
+      env, [=] { *times = timeProducts(args, isa, threads, repeats, b_copies); },
+      [times](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Array::New(env, times->size());
+        for (std::size_t i = 0; i < times->size(); ++i) out.Set(std::uint32_t(i), (*times)[i]);
+        return out;
+      });
 }
 
 }  // namespace castling::addon

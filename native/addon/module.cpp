@@ -27,6 +27,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   Napi::Function tensor = TensorHandle::define(env);
   state->tensorConstructor = Napi::Persistent(tensor);
+  state->results = openResultChannel(env);
   env.SetInstanceData(state);
 
   exports.Set("NativeTensor", tensor);

@@ -2,6 +2,7 @@
 
 #include "async_uses.h"
 #include "js_convert.h"
+#include "off_thread.h"
 #include "tensor_handle.h"
 
 namespace castling::addon {
@@ -23,43 +24,6 @@ std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
   }
   return out;
 }
-
-class PlanWorker : public Napi::AsyncWorker {
- public:
-  PlanWorker(Napi::Env env, std::shared_ptr<const Plan> plan, std::vector<std::optional<Tensor>> slots, bool profile)
-      : Napi::AsyncWorker(env, "castling-vit:plan"), deferred_(Napi::Promise::Deferred::New(env)),
-        plan_(std::move(plan)), slots_(std::move(slots)), uses_(slots_), profile_(profile) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      outputs_ = plan_->run(std::move(slots_), profile_ ? &step_ms_ : nullptr);
-    } catch (...) {
-      SetError(currentExceptionMessage());
-    }
-    slots_.clear();
-  }
-  void OnOK() override {
-    auto out = Napi::Array::New(Env(), outputs_.size());
-    for (std::size_t i = 0; i < outputs_.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(Env(), std::move(outputs_[i])));
-    if (profile_) {
-      // The per-step wall times ride along as a property of the result array.
-      auto times = Napi::Array::New(Env(), step_ms_.size());
-      for (std::size_t i = 0; i < step_ms_.size(); ++i) times.Set(std::uint32_t(i), step_ms_[i]);
-      out.Set("stepMs", times);
-    }
-    deferred_.Resolve(out);
-  }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<const Plan> plan_;
-  std::vector<std::optional<Tensor>> slots_;
-  AsyncUses uses_;  // until the worker is destroyed, after OnOK / OnError
-  bool profile_;
-  std::vector<Tensor> outputs_;
-  std::vector<double> step_ms_;
-};
 
 }  // namespace
 
@@ -123,10 +87,28 @@ Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
   bool async = info.Length() > 1 && info[1].ToBoolean().Value();
   if (async) {
     bool profile = info.Length() > 2 && info[2].ToBoolean().Value();
-    auto* worker = new PlanWorker(env, plan_, std::move(slots), profile);
-    Napi::Promise promise = worker->promise();
-    worker->Queue();
-    return promise;
+    auto uses = std::make_shared<AsyncUses>(slots);  // until the Promise settles
+    struct Run {
+      std::vector<std::optional<Tensor>> slots;
+      std::vector<Tensor> outputs;
+      std::vector<double> stepMs;
+    };
+    auto run = std::make_shared<Run>();
+    run->slots = std::move(slots);
+    return runOffThread(
+        env,
+        [plan = plan_, run, profile] { run->outputs = plan->run(std::move(run->slots), profile ? &run->stepMs : nullptr); },
+        [run, uses, profile](Napi::Env env) -> Napi::Value {
+          auto out = Napi::Array::New(env, run->outputs.size());
+          for (std::size_t i = 0; i < run->outputs.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(env, std::move(run->outputs[i])));
+          if (profile) {
+            // The per-step wall times ride along as a property of the result array.
+            auto times = Napi::Array::New(env, run->stepMs.size());
+            for (std::size_t i = 0; i < run->stepMs.size(); ++i) times.Set(std::uint32_t(i), run->stepMs[i]);
+            out.Set("stepMs", times);
+          }
+          return out;
+        });
   }
   std::vector<Tensor> outputs;
   rethrowAsJs(env, [&] { outputs = plan_->run(std::move(slots)); });

@@ -1,12 +1,14 @@
 // runOp(name, inputs, attrs, async): the one entry point through which TypeScript runs any op.
 // It converts and validates the arguments, then runs the op here (async = false, for small work)
-// or on a libuv worker thread with a Promise (async = true), so the event loop keeps turning.
+// or on one of the addon's threads with a Promise (async = true, off_thread.h), so the event loop
+// keeps turning.
 #include "run_op.h"
 
 #include <optional>
 
 #include "async_uses.h"
 #include "js_convert.h"
+#include "off_thread.h"
 #include "tensor_handle.h"
 
 namespace castling::addon {
@@ -51,31 +53,6 @@ Napi::Array wrapAll(Napi::Env env, std::vector<Tensor>& tensors) {
   return out;
 }
 
-class OpWorker : public Napi::AsyncWorker {
- public:
-  OpWorker(Napi::Env env, OpCall call)
-      : Napi::AsyncWorker(env, "castling-vit:op"), deferred_(Napi::Promise::Deferred::New(env)), call_(std::move(call)),
-        uses_(call_.inputs) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      outputs_ = call_.info->run(OpInputs(call_.name, call_.inputs), call_.attrs);
-    } catch (...) {
-      SetError(currentExceptionMessage());
-    }
-    call_.inputs.clear();  // release the inputs' storage as soon as the work is done
-  }
-  void OnOK() override { deferred_.Resolve(wrapAll(Env(), outputs_)); }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  OpCall call_;
-  AsyncUses uses_;  // until the worker is destroyed, after OnOK / OnError
-  std::vector<Tensor> outputs_;
-};
-
 }  // namespace
 
 Napi::Value runOp(const Napi::CallbackInfo& info) {
@@ -83,10 +60,16 @@ Napi::Value runOp(const Napi::CallbackInfo& info) {
   OpCall call = parseCall(info);
   bool async = info.Length() > 3 && info[3].ToBoolean().Value();
   if (async) {
-    auto* worker = new OpWorker(env, std::move(call));
-    Napi::Promise promise = worker->promise();
-    worker->Queue();
-    return promise;
+    auto uses = std::make_shared<AsyncUses>(call.inputs);  // until the Promise settles
+    auto shared = std::make_shared<OpCall>(std::move(call));
+    auto outputs = std::make_shared<std::vector<Tensor>>();
+    return runOffThread(
+        env,
+        [shared, outputs] {
+          *outputs = shared->info->run(OpInputs(shared->name, shared->inputs), shared->attrs);
+          shared->inputs.clear();  // release the inputs' storage as soon as the work is done
+        },
+        [outputs, uses](Napi::Env env) -> Napi::Value { return wrapAll(env, *outputs); });
   }
   std::vector<Tensor> outputs;
   rethrowAsJs(env, [&] { outputs = call.info->run(OpInputs(call.name, call.inputs), call.attrs); });

@@ -1,0 +1,15 @@
+import { readFile } from 'node:fs/promises';
+const { VisionTransformer, Tensor, presets } = await import('./dist/lib/index.js');
+const m = VisionTransformer.create({ ...presets.deitTiny, attention: 'softmax', seed: 1 });
+const x = Tensor.zeros([8, 3, 224, 224]);
+(await m.predict(x)).dispose();
+const t0 = performance.now();
+let t1 = 0;
+const ps = [0, 1, 2, 3, 4, 5].map(() => m.predict(x).then((y) => y.dispose()));
+await new Promise((r) => setTimeout(r, 5));
+const r0 = performance.now();
+await readFile('package.json');
+const readMs = performance.now() - r0;
+await Promise.all(ps);
+console.log('6 predicts', (performance.now() - t0).toFixed(0), 'ms; readFile during them took', readMs.toFixed(1), 'ms');
+const r1 = performance.now(); await readFile('package.json'); console.log('readFile idle', (performance.now() - r1).toFixed(2), 'ms');
