@@ -9,6 +9,7 @@ import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
 import { benchOnnx, type OnnxKind } from './onnx.js';
 import { benchImages } from './images.js';
+import { benchServe } from './serve.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 /** How the runner was started: its command (for the usage line), and whether from the repository. */
@@ -106,6 +107,19 @@ const benches: Record<string, Bench> = {
         log: (line) => console.error(line),
       }),
   },
+  serve: {
+    describe: 'a service\'s load, one image per request: bursts of concurrent requests answered by model.predict each vs model.batcher(), interleaved rounds, images/s and request latency (median, p95) (--models, --kinds softmax,castling, --requests 1,8,32, --max-batch 16, --rounds 5, --quick: deit-tiny)',
+    columns: ['model', 'kind', 'requests', 'pass', 'medianMs', 'imagesPerSecond', 'latencyMedianMs', 'latencyP95Ms', 'speedupOverPredict'],
+    run: (o) =>
+      benchServe({
+        models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
+        requests: numbers(o.requests) ?? (o.quick ? [8] : undefined),
+        maxBatch: numbers(o['max-batch'])?.[0],
+        rounds: numbers(o.rounds)?.[0] ?? (o.quick ? 2 : undefined),
+        log: (line) => console.error(line),
+      }),
+  },
   onnx: {
     describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
     columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
@@ -159,6 +173,8 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       batches: { type: 'string' },
       'train-budget': { type: 'string' },
       kinds: { type: 'string' },
+      requests: { type: 'string' },
+      'max-batch': { type: 'string' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       profile: { type: 'boolean' },

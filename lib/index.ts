@@ -31,6 +31,7 @@ export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type Castl
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
 export { readImages, imagenetPreprocessing, defaultPreprocessing, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
+export { PredictBatcher, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
 export { type OnnxExportOptions } from './io/onnx/export_vit.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';
 export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSet } from './data/digits.js';

@@ -19,6 +19,7 @@ import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
+import { PredictBatcher, type BatcherOptions } from './batcher.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -389,6 +390,15 @@ export class VisionTransformer {
     this.live();
     const { imageSize, inChannels } = this.config;
     return readImages(sources, { size: imageSize, channels: inChannels, preprocessing: this.imagePreprocessing });
+  }
+
+  /**
+   * A batcher over this model for services: predict requests that arrive while a pass runs go
+   * together in the next pass (up to options.maxBatch images), with the logits model.predict gives.
+   */
+  batcher(options: BatcherOptions = {}): PredictBatcher {
+    this.live();
+    return new PredictBatcher(this, options);
   }
 
   /** Each image's most probable classes (readImages, then predict a chunk at a time). */
