@@ -5,6 +5,7 @@
 // then go together in one pass, up to maxBatch images. So a lone request pays no delay, and under
 // load the batches fill by themselves (no timer to tune).
 import { Tensor } from '../tensor.js';
+import { signalOf, type AbortOptions } from './abort.js';
 
 /** What the batcher needs of a model (a VisionTransformer). */
 export interface BatchedModel {
@@ -33,6 +34,7 @@ interface Request {
   count: number;
   resolve: (logits: Tensor) => void;
   reject: (error: unknown) => void;
+  signal?: AbortSignal;
 }
 
 export class PredictBatcher {
@@ -55,18 +57,38 @@ export class PredictBatcher {
    * gives them, run together with the other requests waiting when the model is free. (The same
    * values for softmax and Sparsifiner models; castling models split their attention sums by the
    * number of heads in a pass, so batches differ from single images by float rounding, ~1e-6.)
+   * Aborting options.signal rejects the request at once: a waiting one leaves the queue, one
+   * in a running pass is dropped from its results.
    */
-  predict(images: Tensor): Promise<Tensor> {
-    let request: Pick<Request, 'images' | 'count'>;
+  predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+    let request: Pick<Request, 'images' | 'count' | 'signal'>;
     try {
       const count = this.checkedCount(images);
-      request = { images: this.running ? images.toFloat32Array() : images, count };
+      const signal = signalOf(options, 'batcher.predict');
+      signal?.throwIfAborted();
+      request = { images: this.running ? images.toFloat32Array() : images, count, signal };
     } catch (error) {
       return Promise.reject(error);
     }
     this.counts.requests++;
     return new Promise<Tensor>((resolve, reject) => {
-      this.waiting.push({ ...request, resolve, reject });
+      const entry: Request = { ...request, resolve, reject };
+      const signal = request.signal;
+      if (signal) {
+        const onAbort = () => {
+          const at = this.waiting.indexOf(entry);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const settle = <T>(done: (value: T) => void) => (value: T) => {
+          signal.removeEventListener('abort', onAbort);
+          done(value);
+        };
+        entry.resolve = settle(resolve);
+        entry.reject = settle(reject);
+      }
+      this.waiting.push(entry);
       void this.drain();
     });
   }
@@ -115,7 +137,8 @@ export class PredictBatcher {
       const classes = this.model.config.numClasses;
       let row = 0;
       for (const request of batch) {
-        request.resolve(Tensor.fromArray(logits.subarray(row * classes, (row + request.count) * classes), [request.count, classes]));
+        // (An aborted request was rejected already: its rows go nowhere.)
+        if (!request.signal?.aborted) request.resolve(Tensor.fromArray(logits.subarray(row * classes, (row + request.count) * classes), [request.count, classes]));
         row += request.count;
       }
     } catch (error) {
@@ -125,7 +148,7 @@ export class PredictBatcher {
       }
       // One request's images (a NaN, say) fail the whole pass: each again alone, so that the
       // error goes to its own caller and the others get their logits.
-      for (const request of batch) await this.runBatch([request]);
+      for (const request of batch) if (!request.signal?.aborted) await this.runBatch([request]);
     }
   }
 

@@ -28,15 +28,19 @@ export class OperationQueue {
   private readonly pending = new Map<string, number>();
   private updatesPending = 0;
 
-  /** Runs `operation` in its turn (see the top of the file); its result or error is the caller's. */
-  run<T>(access: Access, name: string, operation: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `operation` in its turn (see the top of the file); its result or error is the caller's.
+   * With `signal` aborted by then, it does not run: the call rejects with the signal's reason.
+   */
+  run<T>(access: Access, name: string, operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const start = signal ? () => (signal.aborted ? Promise.reject(signal.reason) : operation()) : operation;
     // Nothing to wait for: start now, so that the native work has begun (and holds its tensors,
     // which Tensor.set then refuses to write into) when this call returns.
     const free = access === 'read' ? this.updatesPending === 0 : this.pending.size === 0;
     const turn = free ? null : access === 'read' ? this.lastUpdate : Promise.all([this.lastUpdate, ...this.readsSince]);
     this.pending.set(name, (this.pending.get(name) ?? 0) + 1);
     if (access === 'update') this.updatesPending++;
-    const started = turn ? turn.then(operation) : startNow(operation);
+    const started = turn ? turn.then(start) : startNow(start);
     const result = started.finally(() => {
       const left = this.pending.get(name)! - 1;
       if (left === 0) this.pending.delete(name);

@@ -20,6 +20,7 @@ import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
+import { abortable, disposeTensor, signalOf, type AbortOptions } from './abort.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -365,10 +366,15 @@ export class VisionTransformer {
     return this.specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
   }
 
-  /** Logits [batch, numClasses] for images [batch, inChannels, imageSize, imageSize]. */
-  async predict(images: Tensor): Promise<Tensor> {
+  /**
+   * Logits [batch, numClasses] for images [batch, inChannels, imageSize, imageSize]. With
+   * options.signal, aborting rejects the call at once with the signal's reason (abort.ts).
+   */
+  async predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
     const batch = this.checkImages(images, 'predict');
-    return this.queue.run('read', 'predict', () => this.predictNow(images, batch));
+    const signal = signalOf(options, 'predict');
+    signal?.throwIfAborted();
+    return abortable(this.queue.run('read', 'predict', () => this.predictNow(images, batch), signal), signal, disposeTensor);
   }
 
   /** predict() without waiting for its turn: for operations already in theirs. */
@@ -404,9 +410,11 @@ export class VisionTransformer {
   /** Each image's most probable classes (readImages, then predict a chunk at a time). */
   classify(sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
     this.live();
+    const signal = signalOf(options, 'classify');
+    if (signal?.aborted) return Promise.reject(signal.reason);
     // One read for the whole list: every chunk is classified by the same weights.
     const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict: (images: Tensor) => this.predictNow(images) };
-    return this.queue.run('read', 'classify', () => classifyImages(classifier, sources, options));
+    return abortable(this.queue.run('read', 'classify', () => classifyImages(classifier, sources, options), signal), signal);
   }
 
   /**
