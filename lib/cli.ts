@@ -67,7 +67,7 @@ function withSparsifinerOptions(command: Command, defaultsInCommand = true): Com
 }
 
 /** --preset's help where it names the architecture of a file without a config. */
-const PRESET_HELP = 'for a file without a castling-vit config (a timm checkpoint): deitTiny, deitSmall or deitBase';
+const PRESET_HELP = 'the architecture of a file without a castling-vit config, over what its tensors say (a timm checkpoint): deitTiny, deitSmall or deitBase';
 
 /** --preset: the config of a file that has none (a timm checkpoint). */
 function presetConfig(name: string | undefined): VitConfig | undefined {
@@ -194,7 +194,7 @@ const folderCommand = train
   .command('folder')
   .description('train on a folder of images, one subfolder per class (train/ and val/ subfolders if present, else the last --val-fraction of each class is held out)')
   .argument('<dir>', 'the folder')
-  .option('--from <model>', 'start from saved weights (.safetensors; a timm checkpoint needs --preset); a new head when the classes differ')
+  .option('--from <model>', 'start from saved weights (.safetensors, ours or timm\'s); a new head when the classes differ')
   .option('--preset <name>', 'the architecture: deitTiny (default for a new model), deitSmall or deitBase')
   .option('--attention <kind>', "castling, softmax, or sparsifiner (the Sparsifiner workflow from a softmax model; default: the weights' kind, castling for a new model)", attentionKind)
   .option('--image-size <n>', 'image size (default: the weights\' or the preset\'s; loaded weights get their position embedding resampled)', positiveInt)

@@ -287,13 +287,19 @@ describe('VisionTransformer and image files', () => {
     await writeSafetensors(timmPath, new Map([...timm.parameters()].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }])));
     const labelsPath = join(dir, 'labels.txt');
     writeFileSync(labelsPath, Array.from({ length: 1000 }, (_, i) => `class ${i}`).join('\n') + '\n');
-    const noConfig = run(timmPath, files[0]!);
-    expect(noConfig.status).toBe(1);
-    expect(noConfig.stderr).toMatch(/no castling-vit config in its metadata/);
     const withPreset = run(timmPath, files[0]!, '--preset', 'deitTiny', '--labels', labelsPath, '--json', '--top', '1');
     expect(withPreset.status, withPreset.stderr).toBe(0);
     const [best] = (await timm.classify([files[0]!], { top: 1 }))[0]!;
     expect(JSON.parse(withPreset.stdout)[0].classes[0]).toEqual({ ...best, label: `class ${best!.index}` });
+    // Without --preset its tensors say the architecture (heads 64 wide, as timm's DeiT-Tiny).
+    const inferred = run(timmPath, files[0]!, '--labels', labelsPath, '--json', '--top', '1');
+    expect(inferred.status, inferred.stderr).toBe(0);
+    expect(inferred.stdout).toBe(withPreset.stdout);
+    const notTimm = join(dir, 'not-timm.safetensors');
+    await writeSafetensors(notTimm, new Map([['weight', { shape: [2], data: new Float32Array(2) }]]));
+    const noConfig = run(notTimm, files[0]!);
+    expect(noConfig.status).toBe(1);
+    expect(noConfig.stderr).toMatch(/no castling-vit config in its metadata and is not a timm ViT checkpoint/);
     expect(run(timmPath, files[0]!, '--preset', 'vitHuge').stderr).toMatch(/--preset must be one of deitTiny, deitSmall, deitBase, got 'vitHuge'/);
     const missing = run(modelPath, join(dir, 'nope.png'));
     expect(missing.status).toBe(1);

@@ -94,10 +94,12 @@ describe('VisionTransformer', () => {
     expect(castling.config.attention).toBe('castling');
     expect(castling.loadReport.initialised).toEqual(['blocks.0.attn.dconv.weight', 'blocks.1.attn.dconv.weight']);
     expect(castling.parameters().get('blocks.1.mlp.fc2.weight')!.toFloat32Array()).toEqual(soft.parameters().get('blocks.1.mlp.fc2.weight')!.toFloat32Array());
-    // A timm file has no config: it needs one from the caller.
+    // A timm file has no config: its tensors say all but the heads, which a width of 24 leaves open.
     const timm = join(dir, 'timm.safetensors');
     await writeSafetensors(timm, new Map([...soft.parameters()].map(([k, t]) => [k, { shape: t.shape, data: t.toFloat32Array() }])));
-    await expect(VisionTransformer.load(timm)).rejects.toThrow(/no castling-vit config in its metadata; pass \{ config \}/);
+    await expect(VisionTransformer.load(timm)).rejects.toThrow(/timm\.safetensors: a timm ViT checkpoint whose heads are in no tensor's shape: its width 24 is not a multiple of 64 .*pass \{ config: \{ heads \} \}/);
+    const withHeads = await VisionTransformer.load(timm, { config: { heads: tiny.heads } });
+    expect({ ...withHeads.config, seed: soft.config.seed }).toEqual(soft.config); // (the seed is in no tensor)
     const fromTimm = await VisionTransformer.load(timm, { config: { ...tiny, attention: 'softmax' } });
     expect(fromTimm.loadReport.initialised).toEqual([]);
     await expect(VisionTransformer.load(timm, { config: { ...tiny, width: 48 } })).rejects.toThrow(/'patch_embed.proj.weight' has shape \[24, 2, 4, 4\], the config needs \[48, 2, 4, 4\]/);

@@ -19,6 +19,7 @@ import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
+import { readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf, type AbortOptions } from './abort.js';
 
@@ -30,6 +31,11 @@ export interface LoadReport {
   ignored: string[];
   /** Tensors resampled to the model's shape: pos_embed from another image size (bicubic, as timm). */
   resized: string[];
+  /**
+   * A file without a castling-vit config (a timm checkpoint) loaded without one given: where its
+   * config came from (timm_checkpoint.ts), and config.json beside it when that was read.
+   */
+  inferred?: string;
 }
 
 export interface LoadOptions {
@@ -99,25 +105,25 @@ function imagesError(what: string, error: unknown): unknown {
 }
 
 /**
- * Models run on the CPU; device 'cuda' needs a CUDA build and a GPU, and says why not. (The CUDA
- * ops exist, tensors move with .to('cuda'), and running a whole model there is the next step.)
- */
-/**
  * The config of a file being loaded: its stored config with load()'s over it. A bad value names the
  * file (a file damaged or edited by hand is otherwise hard to tell from a bad option), keeping the
  * error's class.
  */
-function configOfFile(path: string, stored: Partial<VitConfig> | undefined, given: Partial<VitConfig> | undefined): VitConfig {
+function configOfFile(path: string, stored: Partial<VitConfig> | undefined, given: Partial<VitConfig> | undefined, storedSource = "the config in the file's metadata"): VitConfig {
   try {
     return resolveConfig({ ...stored, ...given });
   } catch (error) {
     if (!(error instanceof Error) || !stored) throw error; // the config given alone: the caller's own
-    const source = given ? "the file's config with the one given to load() over it" : "the config in the file's metadata";
+    const source = given ? `${storedSource} with the one given to load() over it` : storedSource;
     const Kind = error instanceof RangeError ? RangeError : error instanceof TypeError ? TypeError : Error;
     throw new Kind(`${path}: ${source}: ${error.message}`, { cause: error });
   }
 }
 
+/**
+ * Models run on the CPU; device 'cuda' needs a CUDA build and a GPU, and says why not. (The CUDA
+ * ops exist, tensors move with .to('cuda'), and running a whole model there is the next step.)
+ */
 function requireDevice(config: VitConfig): void {
   if (config.device !== 'cuda') return;
   const cuda = cudaAvailable();
@@ -229,30 +235,42 @@ export class VisionTransformer {
    * Parameters the file lacks are freshly initialised and listed in `model.loadReport`.
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
-    return VisionTransformer.fromContent(await readSafetensors(path), path, options);
+    const content = await readSafetensors(path);
+    // timm's config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout).
+    const sidecar = content.metadata.config === undefined ? await readTimmSidecar(path) : null;
+    return VisionTransformer.fromContent(content, path, options, sidecar);
   }
 
   /**
    * @internal load() from a file's content already read (a training checkpoint takes its
    * optimizer state from the same read). The content is left as it was.
    */
-  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}): VisionTransformer {
+  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | null = null): VisionTransformer {
     const tensors = new Map(content.tensors);
     const stored = parseMetadata(content.metadata, path);
-    if (!stored.config && !options.config) {
-      throw new Error(`${path}: the file has no castling-vit config in its metadata; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
+    // A file without our config: a timm checkpoint says most of its config itself, the caller's over it.
+    const inferred = stored.config ? null : timmConfigOf(tensors, path, sidecar);
+    if (inferred?.headsUnknown && options.config?.heads === undefined) throw new Error(inferred.headsUnknown);
+    if (!stored.config && !inferred && !options.config) {
+      throw new Error(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
-    const config = configOfFile(path, stored.config, options.config);
+    const config = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
     requireDevice(config);
     const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
     report.ignored.push(...head);
     const model = new VisionTransformer(config, params, stored.castled);
+    const fromSidecar = inferred && sidecar;
+    if (inferred) {
+      const given = options.config ? ", the one given to load() over it" : '';
+      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}` : ''}`;
+    }
     model.loadReport = report;
-    const preprocessing = { ...model.preprocessing, ...stored.preprocessing, ...options.preprocessing };
+    const preprocessing = { ...model.preprocessing, ...(fromSidecar ? sidecar.preprocessing : {}), ...stored.preprocessing, ...options.preprocessing };
     model.imagePreprocessing = freezePreprocessing(checkPreprocessing(preprocessing, config.inChannels, `${path}: preprocessing`));
     // A fresh head has new classes: the file's labels named the old ones.
-    const labels = options.labels ?? (options.freshHead ? undefined : stored.labels);
+    const fileLabels = stored.labels ?? (fromSidecar && sidecar.labels?.length === config.numClasses ? sidecar.labels : undefined);
+    const labels = options.labels ?? (options.freshHead ? undefined : fileLabels);
     if (labels !== undefined) model.classLabels = Object.freeze(checkClassLabels(labels, config.numClasses, `${path}: labels`));
     return model;
   }
@@ -279,11 +297,9 @@ export class VisionTransformer {
 
   /** Parameters for `config` from stored tensors, initialising (and listing) the missing ones. */
   private static assemble(config: VitConfig, tensors: Map<string, { shape: number[]; data: Float32Array }>, origin: string): { params: Map<string, Tensor>; report: LoadReport } {
-    // timm's distilled DeiTs carry a second output token (its own head, its own place in pos_embed):
-    // another architecture, which would otherwise fail on pos_embed's length or load without it.
-    if (tensors.has('dist_token')) {
-      throw new Error(`${origin} is a distilled DeiT (it has dist_token and head_dist: a second output token besides the class token); castling-vit's ViTs have the class token alone: load the checkpoint without distillation (e.g. timm's deit_small_patch16_224, not deit_small_distilled_patch16_224)`);
-    }
+    // Other ViT architectures (a distilled DeiT, LayerScale, ...) would otherwise fail on a shape or
+    // load with their extra tensors left out.
+    refuseOtherArchitectures(tensors, origin);
     const rng = new SeededRandom(config.seed);
     const params = new Map<string, Tensor>();
     const report: LoadReport = { initialised: [], ignored: [], resized: [] };

@@ -1,0 +1,127 @@
+// A timm ViT or DeiT checkpoint carries no castling-vit config, but its tensors say most of it:
+// width (cls_token), patch size and input channels (patch_embed.proj.weight), image size
+// (pos_embed's grid), depth (the blocks), MLP ratio (fc1), qkv bias and classes (head). The heads
+// are not in any shape: timm's config.json beside the weights (the Hugging Face hub's layout) names
+// the architecture, whose size gives them; without it, heads 64 wide, as every timm ViT and DeiT
+// from tiny to large has. That config.json also gives the preprocessing (pretrained_cfg) and the
+// class names when it lists them. Tensors of architectures this model does not have (LayerScale,
+// register tokens, pooled heads, ...) are refused by name instead of being left out.
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import type { ImagePreprocessing } from '../io/images.js';
+import type { VitConfig } from './config.js';
+
+type StoredTensors = Map<string, { shape: number[]; data: Float32Array }>;
+
+/** What timm's config.json beside a checkpoint says. */
+export interface TimmSidecar {
+  path: string;
+  architecture: string;
+  numClasses?: number;
+  preprocessing: Partial<ImagePreprocessing>;
+  labels?: string[];
+}
+
+/** Heads by the size in a timm ViT / DeiT architecture name (vit_small_patch16_224, deit_tiny_...). */
+const HEADS_BY_SIZE: Record<string, number> = { tiny: 3, small: 6, medium: 8, base: 12, large: 16, huge: 16 };
+const HEAD_WIDTH = 64;
+
+/** Tensors of other ViT architectures: loading without them would give wrong logits, not an error. */
+const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
+  [/^blocks\.\d+\.ls[12]\.gamma$/, 'LayerScale (ls1/ls2.gamma, as DeiT-III and CaiT)'],
+  [/^reg_token$/, 'register tokens (reg_token)'],
+  [/^fc_norm\./, 'a pooled head (fc_norm: global average pooling instead of the class token)'],
+  [/^norm_pre\./, 'a pre-norm before the blocks (norm_pre, as CLIP ViTs)'],
+  [/^blocks\.\d+\.attn\.[qk]_norm\./, 'query/key normalisation (attn.q_norm, k_norm)'],
+  [/^head_dist\./, 'a distillation head (head_dist, as the distilled DeiTs)'],
+];
+
+/** Throws when the tensors belong to a ViT variant with parts this model has not. */
+export function refuseOtherArchitectures(tensors: StoredTensors, origin: string): void {
+  // timm's distilled DeiTs carry a second output token (its own head, its own place in pos_embed).
+  if (tensors.has('dist_token')) {
+    throw new Error(`${origin} is a distilled DeiT (it has dist_token and head_dist: a second output token besides the class token); castling-vit's ViTs have the class token alone: load the checkpoint without distillation (e.g. timm's deit_small_patch16_224, not deit_small_distilled_patch16_224)`);
+  }
+  for (const name of tensors.keys()) {
+    for (const [pattern, what] of OTHER_ARCHITECTURES) {
+      if (pattern.test(name)) throw new Error(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
+    }
+  }
+}
+
+/** timm's config.json in the checkpoint's folder, or null when there is none or it is not timm's. */
+export async function readTimmSidecar(weightsPath: string): Promise<TimmSidecar | null> {
+  const path = join(dirname(weightsPath), 'config.json');
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    return null; // none, unreadable or not JSON: not a timm config to go by
+  }
+  if (typeof json !== 'object' || json === null) return null;
+  const { architecture, num_classes: numClasses, pretrained_cfg: cfg, label_names: topLabels } = json as Record<string, unknown>;
+  if (typeof architecture !== 'string' || typeof cfg !== 'object' || cfg === null) return null;
+  const pretrained = cfg as Record<string, unknown>;
+  const preprocessing: Partial<ImagePreprocessing> = {};
+  const triple = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'number');
+  if (triple(pretrained.mean)) preprocessing.mean = pretrained.mean as number[];
+  if (triple(pretrained.std)) preprocessing.std = pretrained.std as number[];
+  if (typeof pretrained.crop_pct === 'number') preprocessing.cropFraction = pretrained.crop_pct;
+  if (pretrained.interpolation === 'bicubic' || pretrained.interpolation === 'bilinear' || pretrained.interpolation === 'nearest') preprocessing.interpolation = pretrained.interpolation;
+  const names = topLabels ?? pretrained.label_names;
+  const labels = Array.isArray(names) && names.every((n) => typeof n === 'string') ? (names as string[]) : undefined;
+  return { path, architecture, numClasses: typeof numClasses === 'number' ? numClasses : undefined, preprocessing, labels };
+}
+
+/** The heads a timm architecture name implies, or undefined for a name of another form. */
+export function headsOfArchitecture(name: string): number | undefined {
+  const size = /^(?:vit|deit)[a-z0-9]*_(tiny|small|medium|base|large|huge)_/.exec(name)?.[1];
+  return size ? HEADS_BY_SIZE[size] : undefined;
+}
+
+/**
+ * The config of a timm-layout ViT checkpoint from its tensors (and sidecar), with a sentence saying
+ * where it came from, and without heads (headsUnknown saying why) when nothing tells them; null when
+ * the tensors are not a timm ViT's (no cls_token, pos_embed, ...).
+ */
+export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: TimmSidecar | null): { config: Partial<VitConfig>; source: string; headsUnknown?: string } | null {
+  const cls = tensors.get('cls_token');
+  const pos = tensors.get('pos_embed');
+  const patch = tensors.get('patch_embed.proj.weight');
+  const head = tensors.get('head.weight');
+  if (!cls || !pos || !patch || !tensors.has('blocks.0.attn.qkv.weight')) return null;
+  refuseOtherArchitectures(tensors, origin); // (before the shapes: a distilled DeiT's pos_embed has two prefix tokens)
+  const bad = (what: string) => new Error(`${origin}: a timm ViT's tensors, but ${what}: cannot tell its architecture`);
+  const width = cls.shape[2]!;
+  if (cls.shape.length !== 3 || patch.shape.length !== 4 || patch.shape[0] !== width || patch.shape[2] !== patch.shape[3]) throw bad(`cls_token [${cls.shape.join(', ')}] and patch_embed.proj.weight [${patch.shape.join(', ')}] do not fit`);
+  if (!head) throw bad('it has no head.weight (a model without a classifier)');
+  const patchSize = patch.shape[2]!;
+  const grid = Math.round(Math.sqrt((pos.shape[1] ?? 0) - 1));
+  if (pos.shape.length !== 3 || pos.shape[1] !== 1 + grid * grid || pos.shape[2] !== width) throw bad(`pos_embed [${pos.shape.join(', ')}] is not the class token and a square grid of patches`);
+  let depth = 0;
+  while (tensors.has(`blocks.${depth}.attn.qkv.weight`)) depth++;
+  const fc1 = tensors.get('blocks.0.mlp.fc1.weight');
+  if (!fc1) throw bad('blocks.0.mlp.fc1.weight is missing');
+  const named = sidecar ? headsOfArchitecture(sidecar.architecture) : undefined;
+  const heads = named ?? (width % HEAD_WIDTH === 0 ? width / HEAD_WIDTH : undefined);
+  const headsUnknown =
+    heads === undefined
+      ? `${origin}: a timm ViT checkpoint whose heads are in no tensor's shape: its width ${width} is not a multiple of ${HEAD_WIDTH} (timm's head width) and no timm config.json beside it names the architecture; pass { config: { heads } } to load() (the CLI: --preset)`
+      : undefined;
+  const config: Partial<VitConfig> = {
+    imageSize: grid * patchSize,
+    patchSize,
+    inChannels: patch.shape[1]!,
+    numClasses: head.shape[0]!,
+    width,
+    depth,
+    ...(heads === undefined ? {} : { heads }),
+    mlpRatio: fc1.shape[0]! / width,
+    qkvBias: tensors.has('blocks.0.attn.qkv.bias'),
+    attention: 'softmax',
+  };
+  const headsFrom =
+    named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `heads ${HEAD_WIDTH} wide, as timm's ViTs and DeiTs` : 'all but the heads';
+  return { config, source: `the tensors' shapes (${headsFrom})`, headsUnknown };
+}
