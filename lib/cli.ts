@@ -15,6 +15,7 @@ import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 import { predictCommand, type PredictFlags } from './commands/predict.js';
 import { evaluateCommand, type EvaluateFlags } from './commands/evaluate.js';
+import { serveCommand, type ServeFlags } from './commands/serve.js';
 import { epochLine } from './commands/format.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
@@ -218,7 +219,7 @@ withSparsifinerOptions(folderCommand, false).action(async (dir: string, flags: O
 program
   .command('predict')
   .description("classify image files with a saved model (read with the model's preprocessing)")
-  .argument('<model>', 'a .safetensors file written by castling-vit (train mnist, model.save)')
+  .argument('<model>', 'a .safetensors file (castling-vit\'s, or a timm ViT / DeiT checkpoint)')
   .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG), or folders of them (searched recursively)')
   .option('--top <k>', 'classes shown per image', positiveInt, 3)
   .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
@@ -227,6 +228,20 @@ program
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
     await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
+  });
+
+program
+  .command('serve')
+  .description("classify images over HTTP: POST /classify with an image's bytes gives its top classes as JSON (concurrent requests batched), GET /health")
+  .argument('<model>', 'a .safetensors file (castling-vit\'s, or a timm ViT / DeiT checkpoint)')
+  .option('--port <n>', 'the port to listen on (0: any free one)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 8080)
+  .option('--host <address>', 'the address to listen on', '127.0.0.1')
+  .option('--max-batch <n>', 'images per model pass at most (requests waiting for a pass go together)', positiveInt, 16)
+  .option('--top <k>', 'classes per answer unless the request asks (?top=k)', positiveInt, 5)
+  .option('--preset <name>', PRESET_HELP)
+  .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
+  .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string }) => {
+    await serveCommand(modelPath, { ...flags, config: presetConfig(flags.preset) });
   });
 
 program

@@ -1,0 +1,42 @@
+// `castling-vit serve <model>`: the model behind HTTP (lib/serve/server.ts) until Ctrl-C or
+// SIGTERM, which stop new connections and let the requests in flight finish.
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+
+import type { VitConfig } from '../nn/config.js';
+import { VisionTransformer } from '../nn/vit.js';
+import { serveModel } from '../serve/server.js';
+
+export interface ServeFlags {
+  port: number;
+  host: string;
+  maxBatch: number;
+  top: number;
+  /** The config of a file that has none, over what its tensors say (a timm checkpoint). */
+  config?: VitConfig;
+  /** A text file of labels, one per line. */
+  labels?: string;
+}
+
+export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
+  const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
+  const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
+  const server = serveModel(model, { maxBatch: flags.maxBatch, top: flags.top });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(flags.port, flags.host, resolve);
+  });
+  const { address, port } = server.address() as AddressInfo;
+  const { attention, imageSize, numClasses } = model.config;
+  console.log(`castling-vit: serving ${modelPath} (${attention}, ${imageSize}² images, ${numClasses} classes) on http://${address.includes(':') ? `[${address}]` : address}:${port}: POST /classify with an image's bytes, GET /health`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      console.error(`castling-vit: ${signal}: no new connections; finishing the requests in flight`);
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  model.dispose();
+}

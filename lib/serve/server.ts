@@ -1,0 +1,115 @@
+// An HTTP endpoint over a model: POST an image's bytes, get its most probable classes as JSON.
+// Node's own http server, the model's batcher (requests that arrive during a pass go together in
+// the next), and the request's abort (a client that hangs up) passed down, so that its image is not
+// run for nobody. Decoding runs on libuv's pool, which the model's passes leave free.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+import { topClasses } from '../nn/classify.js';
+import type { VisionTransformer } from '../nn/vit.js';
+
+export interface ServeOptions {
+  /** Images per model pass at most (the batcher's maxBatch, default 16). */
+  maxBatch?: number;
+  /** Classes per answer unless the request asks (?top=k), default 5. */
+  top?: number;
+  /** The largest request body taken, in bytes (default 32 MiB); larger ones get 413. */
+  maxBytes?: number;
+}
+
+/** An answer that is the client's doing: its status and message. */
+class RequestError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  if (response.headersSent || response.destroyed) return;
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+/** The request's body, up to maxBytes (else 413). */
+async function readBody(request: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = Number(request.headers['content-length']);
+  if (declared > maxBytes) throw new RequestError(413, `the body is ${declared} bytes, more than the ${maxBytes} this server takes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) throw new RequestError(413, `the body is more than the ${maxBytes} bytes this server takes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) throw new RequestError(400, 'the body is empty: POST the bytes of an image file (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG)');
+  return Buffer.concat(chunks);
+}
+
+function topOf(url: URL, fallback: number, classes: number): number {
+  const asked = url.searchParams.get('top');
+  if (asked === null) return Math.min(fallback, classes);
+  const top = Number(asked);
+  if (!(Number.isInteger(top) && top >= 1)) throw new RequestError(400, `top is '${asked}', expected a positive integer`);
+  return Math.min(top, classes);
+}
+
+/**
+ * An http.Server (not listening yet: call listen) answering
+ *   POST /classify   body: an image file's bytes; ?top=k   -> { classes: [{ index, label, probability }] }
+ *   GET  /health     -> { model: { attention, imageSize, numClasses }, requests, images, passes }
+ * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 413 (too large) or 500.
+ */
+export function serveModel(model: VisionTransformer, options: ServeOptions = {}): Server {
+  const batcher = model.batcher({ maxBatch: options.maxBatch });
+  const defaultTop = options.top ?? 5;
+  const maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
+  const { attention, imageSize, numClasses } = model.config;
+
+  async function classify(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    const top = topOf(url, defaultTop, numClasses);
+    const body = await readBody(request, maxBytes);
+    // A client that hangs up before its answer: its request leaves the batcher's queue.
+    const hungUp = new AbortController();
+    response.once('close', () => {
+      if (!response.writableFinished) hungUp.abort();
+    });
+    let images;
+    try {
+      images = await model.readImages([body]);
+    } catch (error) {
+      // ("readImages: could not read image 0 (N encoded bytes): ..." names the body as the request's)
+      throw new RequestError(400, (error as Error).message.replace(/^readImages: could not read image 0 \((\d+) encoded bytes\)/, 'could not read the body ($1 bytes) as an image'));
+    }
+    try {
+      const logits = await batcher.predict(images, { signal: hungUp.signal });
+      const [classes] = topClasses(logits.toFloat32Array(), numClasses, top, model.labels);
+      logits.dispose();
+      send(response, 200, { classes });
+    } finally {
+      images.dispose();
+    }
+  }
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    try {
+      if (url.pathname === '/classify') {
+        if (request.method !== 'POST') throw new RequestError(405, `${request.method} /classify: POST the image's bytes`);
+        await classify(request, response, url);
+      } else if (url.pathname === '/health') {
+        if (request.method !== 'GET') throw new RequestError(405, `${request.method} /health: use GET`);
+        send(response, 200, { model: { attention, imageSize, numClasses }, ...batcher.stats });
+      } else {
+        throw new RequestError(404, `no ${url.pathname} here: POST /classify, GET /health`);
+      }
+    } catch (error) {
+      if (error instanceof RequestError) send(response, error.status, { error: error.message });
+      else if ((error as Error).name !== 'AbortError') send(response, 500, { error: (error as Error).message });
+    }
+  }
+
+  return createServer((request, response) => void handle(request, response));
+}

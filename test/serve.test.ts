@@ -1,0 +1,115 @@
+// `castling-vit serve` and serveModel: POST /classify answers as model.classify does, concurrent
+// requests go through the batcher, bad requests get their status and a message, and a client that
+// hangs up does not disturb the others. The CLI serves until SIGTERM and then exits cleanly.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { VisionTransformer, presets } from '../lib/index.js';
+import { serveModel } from '../lib/serve/server.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'castling-serve-'));
+const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+let model: VisionTransformer;
+let server: ReturnType<typeof serveModel>;
+let base: string;
+let images: Buffer[];
+
+beforeAll(async () => {
+  model = VisionTransformer.create({ ...presets.digits, attention: 'softmax', seed: 4 });
+  model.labels = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+  images = await Promise.all(
+    [0, 1, 2, 3, 4, 5, 6, 7].map((i) =>
+      sharp({ create: { width: 30 + i, height: 28, channels: 3, background: { r: 30 * i, g: 255 - 30 * i, b: 90 } } })
+        .png()
+        .toBuffer(),
+    ),
+  );
+  server = serveModel(model, { top: 3, maxBytes: 64 * 1024 });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  model.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const post = (body: BodyInit | undefined, query = '') => fetch(`${base}/classify${query}`, { method: 'POST', body });
+
+describe('serveModel', () => {
+  it('answers POST /classify as model.classify does, concurrent requests batched', async () => {
+    const want = await model.classify(images, { top: 3 });
+    const before = (await (await fetch(`${base}/health`)).json()) as { passes: number };
+    const answers = await Promise.all(images.map((image) => post(image)));
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('content-type')).toMatch(/application\/json/);
+      expect(await answer.json()).toEqual({ classes: want[i] });
+    }
+    const health = (await (await fetch(`${base}/health`)).json()) as { model: object; requests: number; passes: number };
+    expect(health.model).toEqual({ attention: 'softmax', imageSize: 28, numClasses: 10 });
+    expect(health.passes - before.passes).toBeLessThan(images.length); // some requests shared a pass
+    const one = (await (await post(images[0], '?top=1')).json()) as { classes: unknown[] };
+    expect(one.classes).toEqual(want[0]!.slice(0, 1));
+  });
+
+  it('names what is wrong with a request, with its status', async () => {
+    const cases: Array<[Promise<Response>, number, RegExp]> = [
+      [post(Buffer.from('not an image')), 400, /could not read the body \(12 bytes\) as an image/],
+      [post(undefined), 400, /the body is empty/],
+      [post(images[0], '?top=0'), 400, /top is '0', expected a positive integer/],
+      [post(Buffer.alloc(100 * 1024)), 413, /more than the 65536 (bytes )?this server takes/],
+      [fetch(`${base}/classify`), 405, /GET \/classify: POST the image's bytes/],
+      [fetch(`${base}/health`, { method: 'DELETE' }), 405, /use GET/],
+      [fetch(`${base}/other`), 404, /no \/other here/],
+    ];
+    for (const [pending, status, message] of cases) {
+      const response = await pending;
+      expect(response.status).toBe(status);
+      expect(((await response.json()) as { error: string }).error).toMatch(message);
+    }
+  });
+
+  it('goes on answering when clients hang up mid-request', async () => {
+    const hungUp = images.map((image) => {
+      const controller = new AbortController();
+      const pending = fetch(`${base}/classify`, { method: 'POST', body: image, signal: controller.signal }).catch((error: Error) => error.name);
+      controller.abort();
+      return pending;
+    });
+    expect(await Promise.all(hungUp)).toEqual(images.map(() => 'AbortError'));
+    expect((await post(images[2])).status).toBe(200);
+  });
+});
+
+describe('castling-vit serve', () => {
+  it('serves a saved model until SIGTERM, then exits 0', async () => {
+    const path = join(dir, 'digits.safetensors');
+    await model.save(path);
+    const child = spawn(process.execPath, [cli, 'serve', path, '--port', '0', '--top', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const port = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+        const m = /http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+    });
+    const answer = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', body: images[1] });
+    expect(answer.status).toBe(200);
+    expect(((await answer.json()) as { classes: unknown[] }).classes).toEqual((await model.classify([images[1]!], { top: 2 }))[0]);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/SIGTERM: no new connections; finishing the requests in flight/);
+  });
+});
