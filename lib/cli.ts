@@ -237,6 +237,7 @@ program
   .option('--port <n>', 'the port to listen on (0: any free one)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 8080)
   .option('--host <address>', 'the address to listen on', '127.0.0.1')
   .option('--max-batch <n>', 'images per model pass at most (requests waiting for a pass go together)', positiveInt, 16)
+  .option('--max-waiting <n>', 'images waiting for a pass at most; requests past it get 503 (Retry-After: 1)', positiveInt, 64)
   .option('--top <k>', 'classes per answer unless the request asks (?top=k)', positiveInt, 5)
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')

@@ -31,7 +31,7 @@ export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type Castl
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
 export { readImages, imagenetPreprocessing, defaultPreprocessing, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
-export { PredictBatcher, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
+export { PredictBatcher, BatcherFullError, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
 export { type AbortOptions } from './nn/abort.js';
 export { serveModel, type ServeOptions } from './serve/server.js';
 export { type OnnxExportOptions } from './io/onnx/export_vit.js';

@@ -3,7 +3,7 @@
 // alone, and the batches hold at most maxBatch images.
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
+import { BatcherFullError, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
 import { expectClose, randomArray } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
@@ -73,6 +73,19 @@ describe('model.batcher', () => {
     reused.set(randomArray(36));
     expect((await pending[1]!).toFloat32Array()).toEqual(want);
     await pending[0];
+  });
+
+  it('refuses requests past maxWaiting at once, and takes them again once the queue has room', async () => {
+    const model = randomized({ ...tiny, attention: 'softmax' });
+    const batcher = model.batcher({ maxWaiting: 3 });
+    const running = batcher.predict(imagesOf(1)); // runs at once: not waiting
+    const waiting = [batcher.predict(imagesOf(2)), batcher.predict(imagesOf(1))];
+    await expect(batcher.predict(imagesOf(1))).rejects.toThrow(BatcherFullError);
+    await expect(batcher.predict(imagesOf(1))).rejects.toThrow(/batcher.predict: 3 images wait for a pass already, the most this batcher holds is 3: try again later/);
+    await Promise.all([running, ...waiting]);
+    expect((await batcher.predict(imagesOf(1))).shape).toEqual([1, 3]);
+    expect(batcher.stats).toMatchObject({ requests: 4, images: 5 });
+    expect(() => model.batcher({ maxWaiting: 0 })).toThrow(/maxWaiting is 0, expected a positive integer/);
   });
 
   it('refuses bad requests and options by name', async () => {

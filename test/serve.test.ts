@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { VisionTransformer, presets } from '../lib/index.js';
+import { PredictBatcher, VisionTransformer, presets, type BatcherOptions, type Tensor } from '../lib/index.js';
 import { serveModel } from '../lib/serve/server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'castling-serve-'));
@@ -85,6 +85,45 @@ describe('serveModel', () => {
     });
     expect(await Promise.all(hungUp)).toEqual(images.map(() => 'AbortError'));
     expect((await post(images[2])).status).toBe(200);
+  });
+});
+
+describe('serveModel under more load than the model takes', () => {
+  it('answers 503 with Retry-After past maxWaiting, and serves again once the queue drains', async () => {
+    // A model whose passes end when the test says: the queue's state is the test's to set.
+    const real = VisionTransformer.create({ ...presets.digits, attention: 'softmax', seed: 4 });
+    let release!: () => void;
+    let passes = 0;
+    const slow = {
+      config: real.config,
+      labels: null,
+      readImages: (sources: Buffer[]) => real.readImages(sources),
+      predict: async (images: Tensor) => {
+        if (passes++ === 0) await new Promise<void>((resolve) => (release = resolve));
+        return real.predict(images);
+      },
+      batcher: (options: BatcherOptions) => new PredictBatcher(slow, options),
+    };
+    const busy = serveModel(slow as unknown as VisionTransformer, { maxWaiting: 1 });
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(busy.address() as AddressInfo).port}/classify`;
+    try {
+      const send = (image: Buffer) => fetch(url, { method: 'POST', body: image });
+      const first = send(images[0]!); // holds the model
+      while (passes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const second = send(images[1]!); // waits: the one place in the queue
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const refused = await send(images[2]!);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(((await refused.json()) as { error: string }).error).toMatch(/1 images wait for a pass already, the most this batcher holds is 1/);
+      release();
+      expect([(await first).status, (await second).status]).toEqual([200, 200]);
+      expect((await send(images[3]!)).status).toBe(200);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+      real.dispose();
+    }
   });
 });
 

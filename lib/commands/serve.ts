@@ -11,6 +11,7 @@ export interface ServeFlags {
   port: number;
   host: string;
   maxBatch: number;
+  maxWaiting: number;
   top: number;
   /** The config of a file that has none, over what its tensors say (a timm checkpoint). */
   config?: VitConfig;
@@ -21,7 +22,7 @@ export interface ServeFlags {
 export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
   const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
-  const server = serveModel(model, { maxBatch: flags.maxBatch, top: flags.top });
+  const server = serveModel(model, { maxBatch: flags.maxBatch, maxWaiting: flags.maxWaiting, top: flags.top });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(flags.port, flags.host, resolve);

@@ -16,6 +16,20 @@ export interface BatchedModel {
 export interface BatcherOptions {
   /** The most images per pass (default 16); a single request larger than this runs alone. */
   maxBatch?: number;
+  /**
+   * The most images waiting for a pass (default: no limit). A request that would go past it is
+   * refused at once with a BatcherFullError: under more load than the model can take, a queue
+   * without end only makes every answer later and holds every waiting image in memory.
+   */
+  maxWaiting?: number;
+}
+
+/** A request refused because options.maxWaiting images wait already (an HTTP server's 503). */
+export class BatcherFullError extends Error {
+  constructor(waiting: number, maxWaiting: number) {
+    super(`batcher.predict: ${waiting} images wait for a pass already, the most this batcher holds is ${maxWaiting}: try again later`);
+    this.name = 'BatcherFullError';
+  }
 }
 
 /** Counts for monitoring: how many passes ran and how many images they held. */
@@ -39,6 +53,7 @@ interface Request {
 
 export class PredictBatcher {
   private readonly maxBatch: number;
+  private readonly maxWaiting: number;
   private waiting: Request[] = [];
   private running = false;
   private readonly counts: BatcherStats = { requests: 0, images: 0, passes: 0 };
@@ -50,6 +65,11 @@ export class PredictBatcher {
     const maxBatch = options.maxBatch ?? 16;
     if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new RangeError(`batcher: maxBatch is ${JSON.stringify(options.maxBatch)}, expected a positive integer`);
     this.maxBatch = maxBatch;
+    const maxWaiting = options.maxWaiting ?? Number.POSITIVE_INFINITY;
+    if (!(maxWaiting === Number.POSITIVE_INFINITY || (Number.isInteger(maxWaiting) && maxWaiting >= 1))) {
+      throw new RangeError(`batcher: maxWaiting is ${JSON.stringify(options.maxWaiting)}, expected a positive integer`);
+    }
+    this.maxWaiting = maxWaiting;
   }
 
   /**
@@ -66,6 +86,8 @@ export class PredictBatcher {
       const count = this.checkedCount(images);
       const signal = signalOf(options, 'batcher.predict');
       signal?.throwIfAborted();
+      const waitingImages = this.waiting.reduce((n, r) => n + r.count, 0);
+      if (this.running && waitingImages + count > this.maxWaiting) throw new BatcherFullError(waitingImages, this.maxWaiting);
       request = { images: this.running ? images.toFloat32Array() : images, count, signal };
     } catch (error) {
       return Promise.reject(error);

@@ -4,6 +4,7 @@
 // run for nobody. Decoding runs on libuv's pool, which the model's passes leave free.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
+import { BatcherFullError } from '../nn/batcher.js';
 import { topClasses } from '../nn/classify.js';
 import type { VisionTransformer } from '../nn/vit.js';
 
@@ -14,6 +15,11 @@ export interface ServeOptions {
   top?: number;
   /** The largest request body taken, in bytes (default 32 MiB); larger ones get 413. */
   maxBytes?: number;
+  /**
+   * The most images waiting for a pass (the batcher's maxWaiting, default 64); requests past it
+   * get 503 with Retry-After, instead of an ever longer wait.
+   */
+  maxWaiting?: number;
 }
 
 /** An answer that is the client's doing: its status and message. */
@@ -26,10 +32,10 @@ class RequestError extends Error {
   }
 }
 
-function send(response: ServerResponse, status: number, body: unknown): void {
+function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (response.headersSent || response.destroyed) return;
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), ...headers });
   response.end(text);
 }
 
@@ -60,10 +66,11 @@ function topOf(url: URL, fallback: number, classes: number): number {
  * An http.Server (not listening yet: call listen) answering
  *   POST /classify   body: an image file's bytes; ?top=k   -> { classes: [{ index, label, probability }] }
  *   GET  /health     -> { model: { attention, imageSize, numClasses }, requests, images, passes }
- * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 413 (too large) or 500.
+ * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 413 (too large), 503 (more
+ * requests waiting than maxWaiting: try again later) or 500.
  */
 export function serveModel(model: VisionTransformer, options: ServeOptions = {}): Server {
-  const batcher = model.batcher({ maxBatch: options.maxBatch });
+  const batcher = model.batcher({ maxBatch: options.maxBatch, maxWaiting: options.maxWaiting ?? 64 });
   const defaultTop = options.top ?? 5;
   const maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
   const { attention, imageSize, numClasses } = model.config;
@@ -107,6 +114,7 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
       }
     } catch (error) {
       if (error instanceof RequestError) send(response, error.status, { error: error.message });
+      else if (error instanceof BatcherFullError) send(response, 503, { error: error.message }, { 'retry-after': '1' });
       else if ((error as Error).name !== 'AbortError') send(response, 500, { error: (error as Error).message });
     }
   }
