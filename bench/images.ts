@@ -22,7 +22,7 @@ const WIDTH = 640;
 const HEIGHT = 480;
 
 /** A JPEG that decodes like a photo: smooth gradients and a little noise, quality 90. */
-async function syntheticPhoto(seed: number): Promise<Buffer> {
+export async function syntheticPhoto(seed: number): Promise<Buffer> {
   const pixels = new Uint8Array(WIDTH * HEIGHT * 3);
   let state = seed * 2654435761;
   for (let y = 0; y < HEIGHT; y++) {

@@ -108,8 +108,8 @@ const benches: Record<string, Bench> = {
       }),
   },
   serve: {
-    describe: 'a service\'s load, one image per request: bursts of concurrent requests answered by model.predict each vs model.batcher(), interleaved rounds, images/s and request latency (median, p95) (--models, --kinds softmax,castling, --requests 1,8,32, --max-batch 16, --rounds 5, --quick: deit-tiny)',
-    columns: ['model', 'kind', 'requests', 'pass', 'medianMs', 'imagesPerSecond', 'latencyMedianMs', 'latencyP95Ms', 'speedupOverPredict'],
+    describe: 'a service\'s load, one image per request: bursts of concurrent requests answered by model.predict each vs model.batcher(), interleaved rounds, images/s and request latency (median, p95) (--models, --kinds softmax,castling, --requests 1,8,32, --max-batch 16, --rounds 5, --quick: deit-tiny; --http: 640x480 JPEGs POSTed to serveModel, a burst at once vs one at a time)',
+    columns: ['model', 'kind', 'requests', 'pass', 'medianMs', 'imagesPerSecond', 'latencyMedianMs', 'latencyP95Ms', 'speedupOverPredict', 'speedupOverSequential'],
     run: (o) =>
       benchServe({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
@@ -117,6 +117,7 @@ const benches: Record<string, Bench> = {
         requests: numbers(o.requests) ?? (o.quick ? [8] : undefined),
         maxBatch: numbers(o['max-batch'])?.[0],
         rounds: numbers(o.rounds)?.[0] ?? (o.quick ? 2 : undefined),
+        http: o.http === true,
         log: (line) => console.error(line),
       }),
   },
@@ -175,6 +176,7 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       kinds: { type: 'string' },
       requests: { type: 'string' },
       'max-batch': { type: 'string' },
+      http: { type: 'boolean' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       profile: { type: 'boolean' },

@@ -2,8 +2,11 @@
 // requests answered by model.predict each (a pass per image) and by model.batcher() (requests
 // waiting for a pass go together in the next), timed in interleaved rounds: images/s, and each
 // request's latency from the burst's start (median and 95th percentile over all rounds).
-import { Tensor, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import type { AddressInfo } from 'node:net';
+
+import { Tensor, VisionTransformer, presets, serveModel, type AttentionKind } from '../lib/index.js';
 import { stats, type BenchRecord } from './common.js';
+import { syntheticPhoto } from './images.js';
 
 export interface ServeBenchOptions {
   models?: Array<'deitTiny' | 'deitSmall'>;
@@ -12,6 +15,11 @@ export interface ServeBenchOptions {
   requests?: number[];
   maxBatch?: number;
   rounds?: number;
+  /**
+   * Through `serveModel` over HTTP instead: 640 x 480 JPEGs POSTed to /classify (decoding
+   * included), a burst of concurrent requests against the same requests sent one after another.
+   */
+  http?: boolean;
   log?: (line: string) => void;
 }
 
@@ -43,6 +51,7 @@ async function burst(images: Tensor[], answer: (image: Tensor) => Promise<Tensor
 }
 
 export async function benchServe(o: ServeBenchOptions = {}): Promise<BenchRecord[]> {
+  if (o.http) return benchHttp(o);
   const log = o.log ?? (() => {});
   const records: BenchRecord[] = [];
   const rounds = o.rounds ?? 5;
@@ -86,6 +95,57 @@ export async function benchServe(o: ServeBenchOptions = {}): Promise<BenchRecord
         }
         for (const image of images) image.dispose();
       }
+      model.dispose();
+    }
+  }
+  return records;
+}
+
+/** bench serve --http: POST /classify of serveModel, a burst at once against one request at a time. */
+async function benchHttp(o: ServeBenchOptions): Promise<BenchRecord[]> {
+  const log = o.log ?? (() => {});
+  const records: BenchRecord[] = [];
+  const rounds = o.rounds ?? 5;
+  const counts = o.requests ?? [1, 8, 32];
+  const photos = await Promise.all(Array.from({ length: Math.max(...counts) }, (_, i) => syntheticPhoto(i)));
+  for (const name of o.models ?? ['deitTiny', 'deitSmall']) {
+    for (const attention of o.attentions ?? ['softmax', 'castling']) {
+      const model = VisionTransformer.create({ ...presets[name], attention });
+      model.castle();
+      const server = serveModel(model, { maxBatch: o.maxBatch, maxWaiting: 1 << 20 });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/classify?top=1`;
+      const classify = async (photo: Buffer) => {
+        const response = await fetch(url, { method: 'POST', body: new Uint8Array(photo) });
+        if (response.status !== 200) throw new Error(`POST /classify: ${response.status} ${await response.text()}`);
+        await response.arrayBuffer();
+      };
+      const ways = {
+        'http concurrent': (batch: Buffer[]) => Promise.all(batch.map(classify)),
+        'http sequential': async (batch: Buffer[]) => {
+          for (const photo of batch) await classify(photo);
+        },
+      };
+      for (const count of counts) {
+        const batch = photos.slice(0, count);
+        const timed = new Map(Object.keys(ways).map((way) => [way, [] as number[]]));
+        for (const run of Object.values(ways)) await run(batch); // warm-up
+        for (let r = 0; r < rounds; r++) {
+          for (const [way, run] of Object.entries(ways)) {
+            const start = performance.now();
+            await run(batch);
+            timed.get(way)!.push(performance.now() - start);
+          }
+        }
+        const sequentialMs = stats(timed.get('http sequential')!).medianMs;
+        for (const [way, times] of timed) {
+          const s = stats(times);
+          const rec: BenchRecord = { kind: attention, model: name, image: model.config.imageSize, requests: count, pass: way, ...s, imagesPerSecond: (1000 * count) / s.medianMs, ...(way === 'http concurrent' ? { speedupOverSequential: sequentialMs / s.medianMs } : {}) };
+          records.push(rec);
+          log(`${name} ${attention} ${count} JPEGs over HTTP, ${way}: ${s.medianMs.toFixed(1)} ms, ${(rec.imagesPerSecond as number).toFixed(1)} img/s`);
+        }
+      }
+      await new Promise((resolve) => server.close(resolve));
       model.dispose();
     }
   }
