@@ -3,27 +3,22 @@
 // alone, and the batches hold at most maxBatch images.
 import { describe, expect, it } from 'vitest';
 
-import { BatcherFullError, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
-import { expectClose, randomArray } from './helpers.js';
+import { BatcherFullError, Tensor, type VitConfig } from '../lib/index.js';
+import { expectClose, randomArray, randomizedModel } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
 
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.5));
-  return model;
-}
 
 const imagesOf = (count: number) => Tensor.fromArray(randomArray(count * 36), [count, 1, 6, 6]);
 
 describe('model.batcher', () => {
   for (const attention of ['softmax', 'castling', 'sparsifiner'] as const) {
     it(`gives each request its own logits, in fewer passes (${attention})`, async () => {
-      const model = randomized({ ...tiny, attention, ...(attention === 'sparsifiner' ? { imageSize: 12, keepRate: 0.5 } : {}) });
+      const model = randomizedModel({ ...tiny, attention, ...(attention === 'sparsifiner' ? { imageSize: 12, keepRate: 0.5 } : {}) });
       const side = model.config.imageSize;
       if (attention === 'castling') model.castle();
       const requests = [1, 3, 1, 2, 1, 1, 4, 1].map((n) => Tensor.fromArray(randomArray(n * side * side), [n, 1, side, side]));
-      const alone = [];
+      const alone: Float32Array[] = [];
       for (const images of requests) alone.push((await model.predict(images)).toFloat32Array());
       const batcher = model.batcher({ maxBatch: 5 });
       const logits = await Promise.all(requests.map((images) => batcher.predict(images)));
@@ -39,7 +34,7 @@ describe('model.batcher', () => {
   }
 
   it('a request larger than maxBatch runs alone; a lone request runs at once', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher({ maxBatch: 2 });
     const big = imagesOf(5);
     const [bigLogits, small] = await Promise.all([batcher.predict(big), batcher.predict(imagesOf(1))]);
@@ -51,7 +46,7 @@ describe('model.batcher', () => {
   });
 
   it('a bad request fails alone: the others in its batch get their logits', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher();
     const good = [imagesOf(1), imagesOf(2), imagesOf(1)];
     const nan = Tensor.fromArray(new Float32Array(36).fill(Number.NaN), [1, 1, 6, 6]);
@@ -64,7 +59,7 @@ describe('model.batcher', () => {
   });
 
   it('takes the images as they were when asked: a caller may reuse its tensor', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher();
     const reused = imagesOf(1);
     const first = imagesOf(1);
@@ -76,7 +71,7 @@ describe('model.batcher', () => {
   });
 
   it('refuses requests past maxWaiting at once, and takes them again once the queue has room', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher({ maxWaiting: 3 });
     const running = batcher.predict(imagesOf(1)); // runs at once: not waiting
     const waiting = [batcher.predict(imagesOf(2)), batcher.predict(imagesOf(1))];
@@ -89,7 +84,7 @@ describe('model.batcher', () => {
   });
 
   it('refuses bad requests and options by name', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher();
     await expect(batcher.predict(Tensor.zeros([1, 1, 5, 6]))).rejects.toThrow(/batcher.predict: images have shape \[1, 1, 5, 6\], expected \[n, 1, 6, 6\] with n >= 1/);
     await expect(batcher.predict('x' as unknown as Tensor)).rejects.toThrow(TypeError);

@@ -2,7 +2,7 @@
 // reports the worst element.
 import { expect } from 'vitest';
 
-import { backendInfo, setCpuPath, type CpuPath } from '../lib/index.js';
+import { VisionTransformer, backendInfo, setCpuPath, type CpuPath, type VitConfig } from '../lib/index.js';
 
 /** A seeded generator per test run; the seed is printed so that a failure can be replayed. */
 const seed = Number(process.env.CASTLING_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -24,6 +24,16 @@ export function randomArray(n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
   return out;
+}
+
+/**
+ * A model with fresh random values in every parameter (the initialisation leaves biases at zero
+ * and norms at one, which would hide mistakes in their use), uniform in [-scale, scale].
+ */
+export function randomizedModel(config: Partial<VitConfig>, scale = 0.5): VisionTransformer {
+  const model = VisionTransformer.create(config);
+  for (const t of model.parameters().values()) t.set(randomArray(t.size, scale));
+  return model;
 }
 
 /** Every CPU path this machine can run (all three on an AVX-512 machine). */

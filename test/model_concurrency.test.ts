@@ -9,15 +9,10 @@ import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type TrainStepOptions, type VitConfig } from '../lib/index.js';
 import { OperationQueue } from '../lib/nn/operation_queue.js';
-import { randomArray } from './helpers.js';
+import { randomArray, randomizedModel } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
 
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.5));
-  return model;
-}
 
 function weightsOf(model: VisionTransformer): Map<string, Float32Array> {
   return new Map([...model.parameters()].map(([name, t]) => [name, t.toFloat32Array()]));
@@ -75,7 +70,7 @@ describe('operations called without awaiting each other', () => {
     ['sparsifiner, both stages', { attention: 'sparsifiner', imageSize: 12, keepRate: 0.5 }, { stage: 'reconstruction' }],
   ] as const) {
     it(`give the results of the same calls awaited in turn (${label})`, async () => {
-      const source = randomized({ ...tiny, ...config });
+      const source = randomizedModel({ ...tiny, ...config });
       const size = source.config.imageSize;
       const input = Tensor.fromArray(randomArray(4 * size * size), [4, 1, size, size]);
       const step = train(options as TrainStepOptions);
@@ -97,7 +92,7 @@ describe('operations called without awaiting each other', () => {
     const paths = ['before', 'after'].map((name) => join(dir, `castling-vit-order-${process.pid}-${name}.safetensors`));
     const onnxPath = join(dir, `castling-vit-order-${process.pid}.onnx`);
     try {
-      const model = randomized({ ...tiny, attention: 'softmax' });
+      const model = randomizedModel({ ...tiny, attention: 'softmax' });
       const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
       const before = weightsOf(model);
       await Promise.all([model.save(paths[0]!), train()(model, optimizer, images), model.save(paths[1]!), model.saveOnnx(onnxPath)]);
@@ -112,7 +107,7 @@ describe('operations called without awaiting each other', () => {
   });
 
   it('a failed call does not hold up the ones after it', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
     const nan = Tensor.fromArray(new Float32Array(4 * 36).fill(Number.NaN), [4, 1, 6, 6]);
     const failing = model.trainStep(nan, labels, optimizer);
@@ -124,7 +119,7 @@ describe('operations called without awaiting each other', () => {
   });
 
   it('changes that cannot wait their turn name what is still running', async () => {
-    const model = randomized({ ...tiny, attention: 'castling', convKernel: 3 });
+    const model = randomizedModel({ ...tiny, attention: 'castling', convKernel: 3 });
     const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
     const step = train()(model, optimizer, images);
     const reading = model.predict(images);
@@ -141,7 +136,7 @@ describe('operations called without awaiting each other', () => {
   });
 
   it('calls queued behind dispose() fail with the dispose error; the running one finishes', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
     const running = model.predict(images);
     const queued = train()(model, optimizer, images);
@@ -156,7 +151,7 @@ describe('operations called without awaiting each other', () => {
   });
 
   it('distillation from the model itself is refused', async () => {
-    const model = randomized({ ...tiny, attention: 'softmax' });
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
     await expect(model.trainStep(images, labels, optimizer, { distillation: { teacher: model } })).rejects.toThrow(/distillation.teacher is the model being trained/);
   });

@@ -17,7 +17,7 @@ const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 let model: VisionTransformer;
 let server: ReturnType<typeof serveModel>;
 let base: string;
-let images: Buffer[];
+let images: Uint8Array<ArrayBuffer>[];
 
 beforeAll(async () => {
   model = VisionTransformer.create({ ...presets.digits, attention: 'softmax', seed: 4 });
@@ -26,7 +26,8 @@ beforeAll(async () => {
     [0, 1, 2, 3, 4, 5, 6, 7].map((i) =>
       sharp({ create: { width: 30 + i, height: 28, channels: 3, background: { r: 30 * i, g: 255 - 30 * i, b: 90 } } })
         .png()
-        .toBuffer(),
+        .toBuffer()
+        .then((png) => new Uint8Array(png)),
     ),
   );
   server = serveModel(model, { top: 3, maxBytes: 64 * 1024 });
@@ -40,7 +41,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const post = (body: BodyInit | undefined, query = '') => fetch(`${base}/classify${query}`, { method: 'POST', body });
+const post = (body: Uint8Array<ArrayBuffer> | undefined, query = '') => fetch(`${base}/classify${query}`, { method: 'POST', body });
 
 describe('serveModel', () => {
   it('answers POST /classify as model.classify does, concurrent requests batched', async () => {
@@ -61,10 +62,10 @@ describe('serveModel', () => {
 
   it('names what is wrong with a request, with its status', async () => {
     const cases: Array<[Promise<Response>, number, RegExp]> = [
-      [post(Buffer.from('not an image')), 400, /could not read the body \(12 bytes\) as an image/],
+      [post(new TextEncoder().encode('not an image')), 400, /could not read the body \(12 bytes\) as an image/],
       [post(undefined), 400, /the body is empty/],
       [post(images[0], '?top=0'), 400, /top is '0', expected a positive integer/],
-      [post(Buffer.alloc(100 * 1024)), 413, /more than the 65536 (bytes )?this server takes/],
+      [post(new Uint8Array(100 * 1024)), 413, /more than the 65536 (bytes )?this server takes/],
       [fetch(`${base}/classify`), 405, /GET \/classify: POST the image's bytes/],
       [fetch(`${base}/health`, { method: 'DELETE' }), 405, /use GET/],
       [fetch(`${base}/other`), 404, /no \/other here/],
@@ -97,7 +98,7 @@ describe('serveModel under more load than the model takes', () => {
     const slow = {
       config: real.config,
       labels: null,
-      readImages: (sources: Buffer[]) => real.readImages(sources),
+      readImages: (sources: Uint8Array[]) => real.readImages(sources),
       predict: async (images: Tensor) => {
         if (passes++ === 0) await new Promise<void>((resolve) => (release = resolve));
         return real.predict(images);
@@ -108,7 +109,7 @@ describe('serveModel under more load than the model takes', () => {
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(busy.address() as AddressInfo).port}/classify`;
     try {
-      const send = (image: Buffer) => fetch(url, { method: 'POST', body: image });
+      const send = (image: Uint8Array<ArrayBuffer>) => fetch(url, { method: 'POST', body: image });
       const first = send(images[0]!); // holds the model
       while (passes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
       const second = send(images[1]!); // waits: the one place in the queue

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, writeSafetensors, type VitConfig } from '../lib/index.js';
-import { randomArray } from './helpers.js';
+import { randomArray, randomizedModel } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'castling-timm-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -26,11 +26,6 @@ async function timmFile(model: VisionTransformer, folder: string, extra: Record<
   return path;
 }
 
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.3));
-  return model;
-}
 
 async function expectSameLogits(a: VisionTransformer, b: VisionTransformer): Promise<void> {
   const { imageSize: s, inChannels: c } = a.config;
@@ -40,7 +35,7 @@ async function expectSameLogits(a: VisionTransformer, b: VisionTransformer): Pro
 
 describe('timm checkpoints without a config', () => {
   it('load with the architecture their tensors give, and the logits of the model they came from', async () => {
-    const source = randomized(small);
+    const source = randomizedModel(small, 0.3);
     const loaded = await VisionTransformer.load(await timmFile(source, 'plain'));
     expect({ ...loaded.config, seed: small.seed }).toEqual(source.config);
     expect(loaded.loadReport).toEqual({ initialised: [], ignored: [], resized: [], inferred: "config from the tensors' shapes (heads 64 wide, as timm's ViTs and DeiTs)" });
@@ -53,7 +48,7 @@ describe('timm checkpoints without a config', () => {
 
   it("take heads, preprocessing and labels from timm's config.json beside them", async () => {
     // 160 wide in 16 heads of 10: no multiple of 64, so only the architecture's name tells.
-    const source = randomized({ ...small, width: 160, heads: 16, mlpRatio: 2 });
+    const source = randomizedModel({ ...small, width: 160, heads: 16, mlpRatio: 2 }, 0.3);
     const path = await timmFile(source, 'huge');
     await expect(VisionTransformer.load(path)).rejects.toThrow(/model\.safetensors: a timm ViT checkpoint whose heads are in no tensor's shape: its width 160 is not a multiple of 64/);
     const labels = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
@@ -80,7 +75,7 @@ describe('timm checkpoints without a config', () => {
   });
 
   it('other ViT architectures are refused by name, with or without a config', async () => {
-    const source = randomized(small);
+    const source = randomizedModel(small, 0.3);
     const cases: Array<[Record<string, number[]>, RegExp]> = [
       [{ 'blocks.0.ls1.gamma': [128] }, /'blocks\.0\.ls1\.gamma' belongs to a ViT with LayerScale/],
       [{ reg_token: [1, 4, 128] }, /'reg_token' belongs to a ViT with register tokens/],
@@ -95,7 +90,7 @@ describe('timm checkpoints without a config', () => {
   });
 
   it('tensors that do not fit a ViT are named', async () => {
-    const source = randomized(small);
+    const source = randomizedModel(small, 0.3);
     const path = await timmFile(source, 'odd-grid');
     const dir = join(path, '..');
     const tensors = new Map([...source.parameters()].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
