@@ -36,6 +36,11 @@ struct ResultChannel {
   bool open = true;
   int pending = 0;  // calls in flight (JavaScript thread only): tsfn keeps the loop alive while > 0
 
+  bool isOpen() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return open;
+  }
+
   // From an addon thread: hands the finished job to the JavaScript thread, or drops it when the
   // environment is gone.
   void send(Job* job) {
@@ -64,7 +69,7 @@ void deliverResult(Napi::Env env, Napi::Function, ResultChannel* channel, Job* j
   } catch (...) {
     // Settling failed too (the environment is shutting down): nothing is left to tell.
   }
-  std::shared_ptr<ResultChannel> keep = owned->channel;
+  std::shared_ptr<ResultChannel> keep = owned->channel;  // (the channel outlives the job)
   owned.reset();  // finish's captures (held tensors) go before the count says the call ended
   if (--channel->pending == 0) channel->tsfn.Unref(env);
 }
@@ -99,6 +104,10 @@ class OffThreadPool {
         ready_.wait(lock, [&] { return !queue_.empty(); });
         job = queue_.front();
         queue_.pop_front();
+      }
+      if (!job->channel->isOpen()) {  // its worker_thread was terminated: nobody awaits the work
+        delete job;
+        continue;
       }
       try {
         job->work();
