@@ -30,6 +30,7 @@ export async function serveCommand(modelPath: string, flags: ServeFlags): Promis
   const { address, port } = server.address() as AddressInfo;
   const { attention, imageSize, numClasses } = model.config;
   console.log(`castling-vit: serving ${modelPath} (${attention}, ${imageSize}² images, ${numClasses} classes) on http://${address.includes(':') ? `[${address}]` : address}:${port}: POST /classify with an image's bytes, GET /health`);
+  if (model.loadReport.inferred) console.log(`castling-vit: ${modelPath} has no castling-vit config: ${model.loadReport.inferred}`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       console.error(`castling-vit: ${signal}: no new connections; finishing the requests in flight`);
