@@ -393,6 +393,27 @@ export class VisionTransformer {
     return abortable(this.queue.run('read', 'predict', () => this.predictNow(images, batch), signal), signal, disposeTensor);
   }
 
+  /**
+   * The embeddings the head classifies: the class token after the final LayerNorm, [batch, width]
+   * (timm's forward_head(pre_logits=True)), for similarity search or a classifier of your own.
+   * In call order with the model's other calls, and with options.signal, as predict.
+   */
+  async embed(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+    const batch = this.checkImages(images, 'embed');
+    const signal = signalOf(options, 'embed');
+    signal?.throwIfAborted();
+    const run = async () => {
+      this.live();
+      try {
+        const [embeddings] = await this.inferencePlan(batch, 'embeddings').run(images);
+        return embeddings!;
+      } catch (error) {
+        throw imagesError('embed', error);
+      }
+    };
+    return abortable(this.queue.run('read', 'embed', run, signal), signal, disposeTensor);
+  }
+
   /** predict() without waiting for its turn: for operations already in theirs. */
   private async predictNow(images: Tensor, batch = this.checkImages(images, 'predict')): Promise<Tensor> {
     this.live();
@@ -634,15 +655,15 @@ export class VisionTransformer {
     return t;
   }
 
-  /** The inference pass for one batch size, recorded once and cached. */
-  private inferencePlan(batch: number): CompiledPlan {
-    const key = `predict:${batch}:${this.auxBranch?.tau ?? 'off'}`;
+  /** The inference pass for one batch size, to the logits or the embeddings, recorded once and cached. */
+  private inferencePlan(batch: number, output: 'logits' | 'embeddings' = 'logits'): CompiledPlan {
+    const key = `predict:${batch}:${this.auxBranch?.tau ?? 'off'}:${output}`;
     const cached = this.plans.get(key);
     if (cached) return cached;
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const f = graph.forward(p.input('images'), { training: false, aux: this.auxBranch });
-    const plan = p.build([f.logits]);
+    const plan = p.build([output === 'logits' ? f.logits : f.cls]);
     this.plans.set(key, plan);
     return plan;
   }
