@@ -3,7 +3,8 @@
 // run as they come, a training step would update the weights while another pass reads them (its
 // gradient taken from a mixture of old and new weights, a micro-batch's sums mixed with another
 // step's), and a save would write half of an update. So the model queues its operations in call
-// order: reads (predict, classify, save, computeGradients) run together, an update (trainStep) runs
+// order: reads (predict, embed, classify, save, saveOnnx, computeGradients) run together, an update
+// (trainStep) runs
 // alone, after every call made before it and before every call made after it. Calls made without
 // awaiting each other then give what awaiting each in turn would.
 
