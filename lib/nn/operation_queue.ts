@@ -4,9 +4,8 @@
 // gradient taken from a mixture of old and new weights, a micro-batch's sums mixed with another
 // step's), and a save would write half of an update. So the model queues its operations in call
 // order: reads (predict, embed, classify, save, saveOnnx, computeGradients) run together, an update
-// (trainStep) runs
-// alone, after every call made before it and before every call made after it. Calls made without
-// awaiting each other then give what awaiting each in turn would.
+// (trainStep) runs alone, after every call made before it and before every call made after it.
+// Calls made without awaiting each other then give what awaiting each in turn would.
 
 /** The operation's promise; a synchronous throw becomes its rejection. */
 function startNow<T>(operation: () => Promise<T>): Promise<T> {
