@@ -1,7 +1,8 @@
 // timm checkpoints without a castling-vit config: the architecture read from the tensors' shapes
 // (and timm's config.json beside them: heads, preprocessing, labels), the same logits as the model
 // they came from, and other ViT architectures refused by name rather than loaded without their
-// extra tensors.
+// extra tensors. (DeiT-III's LayerScale and patch-only pos_embed, folded on load, are checked
+// against PyTorch in torch_reference.test.ts.)
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,7 +78,7 @@ describe('timm checkpoints without a config', () => {
   it('other ViT architectures are refused by name, with or without a config', async () => {
     const source = randomizedModel(small, 0.3);
     const cases: Array<[Record<string, number[]>, RegExp]> = [
-      [{ 'blocks.0.ls1.gamma': [128] }, /'blocks\.0\.ls1\.gamma' belongs to a ViT with LayerScale/],
+      [{ 'blocks_token_only.0.attn.q.weight': [128, 128] }, /'blocks_token_only\.0\.attn\.q\.weight' belongs to a ViT with class-attention layers/],
       [{ reg_token: [1, 4, 128] }, /'reg_token' belongs to a ViT with register tokens/],
       [{ 'fc_norm.weight': [128] }, /'fc_norm\.weight' belongs to a ViT with a pooled head/],
       [{ 'blocks.1.attn.q_norm.weight': [64] }, /query\/key normalisation/],
@@ -87,6 +88,11 @@ describe('timm checkpoints without a config', () => {
       await expect(VisionTransformer.load(path)).rejects.toThrow(message);
       await expect(VisionTransformer.load(path, { config: small })).rejects.toThrow(message);
     }
+  });
+
+  it('any other tensor in a timm file is refused: it belongs to an architecture castling-vit has not', async () => {
+    const path = await timmFile(randomizedModel(small, 0.3), 'unknown', { 'blocks.0.attn.rel_pos_h': [15, 64], 'blocks.1.attn.rel_pos_w': [15, 64] });
+    await expect(VisionTransformer.load(path)).rejects.toThrow(/'blocks\.0\.attn\.rel_pos_h', 'blocks\.1\.attn\.rel_pos_w' have no place in castling-vit's ViT: the checkpoint is of another architecture/);
   });
 
   it('tensors that do not fit a ViT are named', async () => {

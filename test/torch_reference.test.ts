@@ -4,6 +4,8 @@
 // pos_embed resizes alone against torch's antialiased bicubic; and readImages against timm's eval
 // transform run by torchvision and PIL. Independent of our own float64 references: a misread timm
 // convention (qkv split, LayerNorm eps, GELU form, the resize's filter, the crop) would show here.
+// The same for a DeiT-III checkpoint (torch_deit3_reference.py), whose LayerScale and patch-only
+// pos_embed are folded into the plain ViT on load.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -37,6 +39,8 @@ interface TorchTraining {
 }
 
 const reference = JSON.parse(readFileSync(`${fixtures}torch-reference.json`, 'utf8')) as TorchReference;
+/** test/fixtures/torch_deit3_reference.py: DeiT-III's LayerScale and patch-only pos_embed. */
+const deit3 = JSON.parse(readFileSync(`${fixtures}torch-deit3.json`, 'utf8')) as Pick<TorchReference, 'torch' | 'config' | 'cases'>;
 const training = JSON.parse(readFileSync(`${fixtures}torch-training.json`, 'utf8')) as TorchTraining;
 
 /** max |a - b| / max |b|. */
@@ -60,6 +64,23 @@ describe(`PyTorch ${reference.torch} reference`, () => {
         const batch = c.images.length / (3 * c.imageSize * c.imageSize);
         const logits = await model.predict(Tensor.fromArray(Float32Array.from(c.images), [batch, 3, c.imageSize, c.imageSize]));
         expect(relativeError(logits.toFloat32Array(), c.logits)).toBeLessThan(2e-6); // ours: 2.5e-7; LayerNorm eps 1e-5 instead of 1e-6 alone moves them 1.2e-5
+        logits.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  for (const c of deit3.cases) {
+    it(`gives timm's logits for a DeiT-III checkpoint (LayerScale, patch-only pos_embed) at ${c.imageSize}x${c.imageSize}`, async () => {
+      // Its width of 24 leaves the heads to the caller; everything else comes from the file.
+      const model = await VisionTransformer.load(`${fixtures}torch-deit3.safetensors`, { config: { heads: deit3.config.heads, imageSize: c.imageSize } });
+      try {
+        expect(model.config).toMatchObject({ ...deit3.config, imageSize: c.imageSize });
+        expect(model.loadReport.inferred).toMatch(/LayerScale's 4 gammas folded into attn\.proj and mlp\.fc2; pos_embed over the patches alone/);
+        const batch = c.images.length / (3 * c.imageSize * c.imageSize);
+        const logits = await model.predict(Tensor.fromArray(Float32Array.from(c.images), [batch, 3, c.imageSize, c.imageSize]));
+        expect(relativeError(logits.toFloat32Array(), c.logits)).toBeLessThan(2e-6);
         logits.dispose();
       } finally {
         model.dispose();

@@ -4,8 +4,9 @@
 // are not in any shape: timm's config.json beside the weights (the Hugging Face hub's layout) names
 // the architecture, whose size gives them; without it, heads 64 wide, as every timm ViT and DeiT
 // from tiny to large has. That config.json also gives the preprocessing (pretrained_cfg) and the
-// class names when it lists them. Tensors of architectures this model does not have (LayerScale,
-// register tokens, pooled heads, ...) are refused by name instead of being left out.
+// class names when it lists them. DeiT-III's LayerScale and patch-only pos_embed are folded into
+// the plain ViT (foldTimmVariants); tensors of architectures this model does not have (register
+// tokens, pooled heads, class attention, ...) are refused by name instead of being left out.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -29,7 +30,7 @@ const HEAD_WIDTH = 64;
 
 /** Tensors of other ViT architectures: loading without them would give wrong logits, not an error. */
 const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
-  [/^blocks\.\d+\.ls[12]\.gamma$/, 'LayerScale (ls1/ls2.gamma, as DeiT-III and CaiT)'],
+  [/^blocks_token_only\.|^blocks\.\d+\.gamma_[12]$/, 'class-attention layers (blocks_token_only, as CaiT)'],
   [/^reg_token$/, 'register tokens (reg_token)'],
   [/^fc_norm\./, 'a pooled head (fc_norm: global average pooling instead of the class token)'],
   [/^norm_pre\./, 'a pre-norm before the blocks (norm_pre, as CLIP ViTs)'],
@@ -48,6 +49,48 @@ export function refuseOtherArchitectures(tensors: StoredTensors, origin: string)
       if (pattern.test(name)) throw new Error(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
     }
   }
+}
+
+/**
+ * DeiT-III's two differences from the plain ViT, made into it in place, exactly in real arithmetic
+ * (float32 rounding aside): LayerScale multiplies a block's residual branch per channel after its
+ * last linear layer, which is that layer with each output row and bias entry multiplied by the
+ * channel's gamma (ls1: attn.proj, ls2: mlp.fc2); a pos_embed over the patches alone
+ * (no_embed_class) adds nothing to the class token: a zero row in front. Says what it did, or null.
+ */
+export function foldTimmVariants(tensors: StoredTensors, origin: string): string | null {
+  const done: string[] = [];
+  let gammas = 0;
+  for (const [name, gamma] of [...tensors]) {
+    const match = /^blocks\.(\d+)\.ls([12])\.gamma$/.exec(name);
+    if (!match) continue;
+    const layer = `blocks.${match[1]}.${match[2] === '1' ? 'attn.proj' : 'mlp.fc2'}`;
+    const weight = tensors.get(`${layer}.weight`);
+    const bias = tensors.get(`${layer}.bias`);
+    const rows = gamma.shape[0]!;
+    if (!weight || gamma.shape.length !== 1 || weight.shape.length !== 2 || weight.shape[0] !== rows || (bias && bias.shape.join() !== String(rows))) {
+      throw new Error(`${origin}: '${name}' [${gamma.shape.join(', ')}] does not scale the output of '${layer}' [${weight?.shape.join(', ') ?? 'missing'}]`);
+    }
+    const cols = weight.shape[1]!;
+    const scaled = new Float32Array(weight.data.length);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) scaled[r * cols + c] = weight.data[r * cols + c]! * gamma.data[r]!;
+    tensors.set(`${layer}.weight`, { shape: weight.shape, data: scaled });
+    if (bias) tensors.set(`${layer}.bias`, { shape: bias.shape, data: bias.data.map((b, r) => b * gamma.data[r]!) });
+    tensors.delete(name);
+    gammas++;
+  }
+  if (gammas) done.push(`LayerScale's ${gammas} gammas folded into attn.proj and mlp.fc2`);
+  const pos = tensors.get('pos_embed');
+  const length = pos?.shape[1] ?? 0;
+  const square = (n: number) => n >= 1 && Math.round(Math.sqrt(n)) ** 2 === n;
+  if (pos && pos.shape.length === 3 && tensors.has('cls_token') && square(length) && !square(length - 1)) {
+    const width = pos.shape[2]!;
+    const withClass = new Float32Array((length + 1) * width);
+    withClass.set(pos.data, width);
+    tensors.set('pos_embed', { shape: [1, length + 1, width], data: withClass });
+    done.push("pos_embed over the patches alone (no_embed_class): the class token's zero position put in front");
+  }
+  return done.length ? done.join('; ') : null;
 }
 
 /** timm's config.json in the checkpoint's folder, or null when there is none or it is not timm's. */

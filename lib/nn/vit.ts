@@ -19,7 +19,7 @@ import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
-import { readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
+import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf, type AbortOptions } from './abort.js';
 
@@ -248,7 +248,9 @@ export class VisionTransformer {
   static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | null = null): VisionTransformer {
     const tensors = new Map(content.tensors);
     const stored = parseMetadata(content.metadata, path);
-    // A file without our config: a timm checkpoint says most of its config itself, the caller's over it.
+    // A file without our config: a timm checkpoint (DeiT-III's variants folded into the plain ViT)
+    // says most of its config itself, the caller's over it.
+    const folded = stored.config ? null : foldTimmVariants(tensors, path);
     const inferred = stored.config ? null : timmConfigOf(tensors, path, sidecar);
     if (inferred?.headsUnknown && options.config?.heads === undefined) throw new Error(inferred.headsUnknown);
     if (!stored.config && !inferred && !options.config) {
@@ -258,12 +260,17 @@ export class VisionTransformer {
     requireDevice(config);
     const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
+    if (!stored.config && report.ignored.length > 0) {
+      // In a timm checkpoint every tensor has a use: one without a place here is another architecture's.
+      const names = report.ignored.slice(0, 4).map((n) => `'${n}'`).join(', ') + (report.ignored.length > 4 ? `, ... (${report.ignored.length} in all)` : '');
+      throw new Error(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
+    }
     report.ignored.push(...head);
     const model = new VisionTransformer(config, params, stored.castled);
     const fromSidecar = inferred && sidecar;
     if (inferred) {
       const given = options.config ? ", the one given to load() over it" : '';
-      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}` : ''}`;
+      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}` : ''}${folded ? `; ${folded}` : ''}`;
     }
     model.loadReport = report;
     const preprocessing = { ...model.preprocessing, ...(fromSidecar ? sidecar.preprocessing : {}), ...stored.preprocessing, ...options.preprocessing };
