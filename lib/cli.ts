@@ -232,7 +232,7 @@ program
 
 program
   .command('serve')
-  .description("classify images over HTTP: POST /classify with an image's bytes gives its top classes as JSON (concurrent requests batched), GET /health")
+  .description("classify images over HTTP: POST /classify with an image's bytes gives its top classes as JSON, POST /embed its embedding (concurrent requests batched), GET /health")
   .argument('<model>', 'a .safetensors file (castling-vit\'s, or a timm ViT / DeiT checkpoint)')
   .option('--port <n>', 'the port to listen on (0: any free one)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 8080)
   .option('--host <address>', 'the address to listen on', '127.0.0.1')

@@ -33,6 +33,19 @@ describe('model.batcher', () => {
     });
   }
 
+  it("with output 'embeddings', gives each request model.embed's rows", async () => {
+    const model = randomizedModel({ ...tiny, attention: 'softmax' });
+    const requests = [1, 2, 1].map((n) => imagesOf(n));
+    const batcher = model.batcher({ output: 'embeddings' });
+    const rows = await Promise.all(requests.map((images) => batcher.predict(images)));
+    for (const [i, r] of rows.entries()) {
+      expect(r.shape).toEqual([requests[i]!.shape[0], 8]);
+      expect(r.toFloat32Array()).toEqual((await model.embed(requests[i]!)).toFloat32Array());
+    }
+    expect(batcher.stats.passes).toBe(2);
+    expect(() => model.batcher({ output: 'features' as 'logits' })).toThrow(/output is "features", expected 'logits' or 'embeddings'/);
+  });
+
   it('a request larger than maxBatch runs alone; a lone request runs at once', async () => {
     const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher({ maxBatch: 2 });

@@ -46,18 +46,29 @@ const post = (body: Uint8Array<ArrayBuffer> | undefined, query = '') => fetch(`$
 describe('serveModel', () => {
   it('answers POST /classify as model.classify does, concurrent requests batched', async () => {
     const want = await model.classify(images, { top: 3 });
-    const before = (await (await fetch(`${base}/health`)).json()) as { passes: number };
+    const before = (await (await fetch(`${base}/health`)).json()) as { classify: { passes: number } };
     const answers = await Promise.all(images.map((image) => post(image)));
     for (const [i, answer] of answers.entries()) {
       expect(answer.status).toBe(200);
       expect(answer.headers.get('content-type')).toMatch(/application\/json/);
       expect(await answer.json()).toEqual({ classes: want[i] });
     }
-    const health = (await (await fetch(`${base}/health`)).json()) as { model: object; requests: number; passes: number };
-    expect(health.model).toEqual({ attention: 'softmax', imageSize: 28, numClasses: 10 });
-    expect(health.passes - before.passes).toBeLessThan(images.length); // some requests shared a pass
+    const health = (await (await fetch(`${base}/health`)).json()) as { model: object; classify: { passes: number } };
+    expect(health.model).toEqual({ attention: 'softmax', imageSize: 28, numClasses: 10, width: 96 });
+    expect(health.classify.passes - before.classify.passes).toBeLessThan(images.length); // some requests shared a pass
     const one = (await (await post(images[0], '?top=1')).json()) as { classes: unknown[] };
     expect(one.classes).toEqual(want[0]!.slice(0, 1));
+  });
+
+  it('answers POST /embed with model.embed of the image, concurrent requests batched', async () => {
+    const want = await model.embed(await model.readImages(images));
+    const answers = await Promise.all(images.map((image) => fetch(`${base}/embed`, { method: 'POST', body: image })));
+    const rows = await Promise.all(answers.map(async (a) => ((await a.json()) as { embedding: number[] }).embedding));
+    const width = model.config.width;
+    rows.forEach((row, i) => expect(Float32Array.from(row)).toEqual(want.toFloat32Array().subarray(i * width, (i + 1) * width)));
+    const health = (await (await fetch(`${base}/health`)).json()) as { embed: { requests: number; passes: number } };
+    expect(health.embed.requests).toBe(images.length);
+    expect(health.embed.passes).toBeLessThan(images.length);
   });
 
   it('names what is wrong with a request, with its status', async () => {
@@ -68,7 +79,8 @@ describe('serveModel', () => {
       [post(new Uint8Array(100 * 1024)), 413, /more than the 65536 (bytes )?this server takes/],
       [fetch(`${base}/classify`), 405, /GET \/classify: POST the image's bytes/],
       [fetch(`${base}/health`, { method: 'DELETE' }), 405, /use GET/],
-      [fetch(`${base}/other`), 404, /no \/other here/],
+      [fetch(`${base}/other`), 404, /no \/other here: POST \/classify, POST \/embed, GET \/health/],
+      [fetch(`${base}/embed`), 405, /GET \/embed: POST the image's bytes/],
     ];
     for (const [pending, status, message] of cases) {
       const response = await pending;
@@ -103,6 +115,7 @@ describe('serveModel under more load than the model takes', () => {
         if (passes++ === 0) await new Promise<void>((resolve) => (release = resolve));
         return real.predict(images);
       },
+      embed: (images: Tensor) => real.embed(images),
       batcher: (options: BatcherOptions) => new PredictBatcher(slow, options),
     };
     const busy = serveModel(slow as unknown as VisionTransformer, { maxWaiting: 1 });

@@ -29,7 +29,7 @@ export async function serveCommand(modelPath: string, flags: ServeFlags): Promis
   });
   const { address, port } = server.address() as AddressInfo;
   const { attention, imageSize, numClasses } = model.config;
-  console.log(`castling-vit: serving ${modelPath} (${attention}, ${imageSize}² images, ${numClasses} classes) on http://${address.includes(':') ? `[${address}]` : address}:${port}: POST /classify with an image's bytes, GET /health`);
+  console.log(`castling-vit: serving ${modelPath} (${attention}, ${imageSize}² images, ${numClasses} classes) on http://${address.includes(':') ? `[${address}]` : address}:${port}: POST /classify or /embed with an image's bytes, GET /health`);
   if (model.loadReport.inferred) console.log(`castling-vit: ${modelPath} has no castling-vit config: ${model.loadReport.inferred}`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

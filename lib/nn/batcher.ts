@@ -9,13 +9,16 @@ import { signalOf, type AbortOptions } from './abort.js';
 
 /** What the batcher needs of a model (a VisionTransformer). */
 export interface BatchedModel {
-  readonly config: { readonly imageSize: number; readonly inChannels: number; readonly numClasses: number };
+  readonly config: { readonly imageSize: number; readonly inChannels: number; readonly numClasses: number; readonly width: number };
   predict(images: Tensor): Promise<Tensor>;
+  embed(images: Tensor): Promise<Tensor>;
 }
 
 export interface BatcherOptions {
   /** The most images per pass (default 16); a single request larger than this runs alone. */
   maxBatch?: number;
+  /** What each request gets: 'logits' (model.predict's, the default) or 'embeddings' (model.embed's). */
+  output?: 'logits' | 'embeddings';
   /**
    * The most images waiting for a pass (default: no limit). A request that would go past it is
    * refused at once with a BatcherFullError: under more load than the model can take, a queue
@@ -54,6 +57,7 @@ interface Request {
 export class PredictBatcher {
   private readonly maxBatch: number;
   private readonly maxWaiting: number;
+  private readonly output: 'logits' | 'embeddings';
   private waiting: Request[] = [];
   private running = false;
   private readonly counts: BatcherStats = { requests: 0, images: 0, passes: 0 };
@@ -70,11 +74,15 @@ export class PredictBatcher {
       throw new RangeError(`batcher: maxWaiting is ${JSON.stringify(options.maxWaiting)}, expected a positive integer`);
     }
     this.maxWaiting = maxWaiting;
+    const output = options.output ?? 'logits';
+    if (output !== 'logits' && output !== 'embeddings') throw new TypeError(`batcher: output is ${JSON.stringify(options.output)}, expected 'logits' or 'embeddings'`);
+    this.output = output;
   }
 
   /**
    * Logits [n, numClasses] for images [n, inChannels, imageSize, imageSize], as model.predict
-   * gives them, run together with the other requests waiting when the model is free. (The same
+   * gives them (embeddings [n, width] as model.embed, with output 'embeddings'), run together
+   * with the other requests waiting when the model is free. (The same
    * values for softmax and Sparsifiner models; castling models split their attention sums by the
    * number of heads in a pass, so batches differ from single images by float rounding, ~1e-6.)
    * Aborting options.signal rejects the request at once: a waiting one leaves the queue, one
@@ -155,12 +163,12 @@ export class PredictBatcher {
 
   private async runBatch(batch: Request[]): Promise<void> {
     try {
-      const logits = await this.pass(batch);
-      const classes = this.model.config.numClasses;
+      const values = await this.pass(batch);
+      const columns = this.output === 'logits' ? this.model.config.numClasses : this.model.config.width;
       let row = 0;
       for (const request of batch) {
         // (An aborted request was rejected already: its rows go nowhere.)
-        if (!request.signal?.aborted) request.resolve(Tensor.fromArray(logits.subarray(row * classes, (row + request.count) * classes), [request.count, classes]));
+        if (!request.signal?.aborted) request.resolve(Tensor.fromArray(values.subarray(row * columns, (row + request.count) * columns), [request.count, columns]));
         row += request.count;
       }
     } catch (error) {
@@ -174,7 +182,7 @@ export class PredictBatcher {
     }
   }
 
-  /** One model pass over the batch's images: their logits, row after row. */
+  /** One model pass over the batch's images: their logits (or embeddings), row after row. */
   private async pass(batch: Request[]): Promise<Float32Array> {
     const { inChannels: c, imageSize: s } = this.model.config;
     const count = batch.reduce((n, r) => n + r.count, 0);
@@ -196,9 +204,9 @@ export class PredictBatcher {
       images = Tensor.fromArray(pixels, [count, c, s, s]);
     }
     try {
-      const logits = await this.model.predict(images);
-      const values = logits.toFloat32Array();
-      logits.dispose();
+      const out = await (this.output === 'logits' ? this.model.predict(images) : this.model.embed(images));
+      const values = out.toFloat32Array();
+      out.dispose();
       this.counts.passes++;
       this.counts.images += count;
       return values;

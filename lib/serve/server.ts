@@ -4,7 +4,8 @@
 // run for nobody. Decoding runs on libuv's pool, which the model's passes leave free.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-import { BatcherFullError } from '../nn/batcher.js';
+import { BatcherFullError, type PredictBatcher } from '../nn/batcher.js';
+import type { Tensor } from '../tensor.js';
 import { topClasses } from '../nn/classify.js';
 import type { VisionTransformer } from '../nn/vit.js';
 
@@ -65,36 +66,43 @@ function topOf(url: URL, fallback: number, classes: number): number {
 /**
  * An http.Server (not listening yet: call listen) answering
  *   POST /classify   body: an image file's bytes; ?top=k   -> { classes: [{ index, label, probability }] }
- *   GET  /health     -> { model: { attention, imageSize, numClasses }, requests, images, passes }
+ *   POST /embed      body: an image file's bytes            -> { embedding: number[] } (model.embed's)
+ *   GET  /health     -> { model: { attention, imageSize, numClasses, width }, classify, embed } (batcher stats)
  * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 413 (too large), 503 (more
  * requests waiting than maxWaiting: try again later) or 500.
  */
 export function serveModel(model: VisionTransformer, options: ServeOptions = {}): Server {
-  const batcher = model.batcher({ maxBatch: options.maxBatch, maxWaiting: options.maxWaiting ?? 64 });
+  const batching = { maxBatch: options.maxBatch, maxWaiting: options.maxWaiting ?? 64 };
+  const batcher = model.batcher(batching);
+  const embedder = model.batcher({ ...batching, output: 'embeddings' });
   const defaultTop = options.top ?? 5;
   const maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
-  const { attention, imageSize, numClasses } = model.config;
+  const { attention, imageSize, numClasses, width } = model.config;
 
-  async function classify(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
-    const top = topOf(url, defaultTop, numClasses);
+  /** The request's image, read with the model's preprocessing, and a signal of the client hanging up. */
+  async function imageOf(request: IncomingMessage, response: ServerResponse): Promise<{ images: Tensor; hungUp: AbortSignal }> {
     const body = await readBody(request, maxBytes);
     // A client that hangs up before its answer: its request leaves the batcher's queue.
     const hungUp = new AbortController();
     response.once('close', () => {
       if (!response.writableFinished) hungUp.abort();
     });
-    let images;
     try {
-      images = await model.readImages([body]);
+      return { images: await model.readImages([body]), hungUp: hungUp.signal };
     } catch (error) {
       // ("readImages: could not read image 0 (N encoded bytes): ..." names the body as the request's)
       throw new RequestError(400, (error as Error).message.replace(/^readImages: could not read image 0 \((\d+) encoded bytes\)/, 'could not read the body ($1 bytes) as an image'));
     }
+  }
+
+  /** The image's pass through `through`, its result's values, the image and the result freed. */
+  async function passOf(request: IncomingMessage, response: ServerResponse, through: PredictBatcher): Promise<Float32Array> {
+    const { images, hungUp } = await imageOf(request, response);
     try {
-      const logits = await batcher.predict(images, { signal: hungUp.signal });
-      const [classes] = topClasses(logits.toFloat32Array(), numClasses, top, model.labels);
-      logits.dispose();
-      send(response, 200, { classes });
+      const out = await through.predict(images, { signal: hungUp });
+      const values = out.toFloat32Array();
+      out.dispose();
+      return values;
     } finally {
       images.dispose();
     }
@@ -103,14 +111,20 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://localhost');
     try {
-      if (url.pathname === '/classify') {
-        if (request.method !== 'POST') throw new RequestError(405, `${request.method} /classify: POST the image's bytes`);
-        await classify(request, response, url);
+      if (url.pathname === '/classify' || url.pathname === '/embed') {
+        if (request.method !== 'POST') throw new RequestError(405, `${request.method} ${url.pathname}: POST the image's bytes`);
+        if (url.pathname === '/classify') {
+          const top = topOf(url, defaultTop, numClasses);
+          const [classes] = topClasses(await passOf(request, response, batcher), numClasses, top, model.labels);
+          send(response, 200, { classes });
+        } else {
+          send(response, 200, { embedding: Array.from(await passOf(request, response, embedder)) });
+        }
       } else if (url.pathname === '/health') {
         if (request.method !== 'GET') throw new RequestError(405, `${request.method} /health: use GET`);
-        send(response, 200, { model: { attention, imageSize, numClasses }, ...batcher.stats });
+        send(response, 200, { model: { attention, imageSize, numClasses, width }, classify: batcher.stats, embed: embedder.stats });
       } else {
-        throw new RequestError(404, `no ${url.pathname} here: POST /classify, GET /health`);
+        throw new RequestError(404, `no ${url.pathname} here: POST /classify, POST /embed, GET /health`);
       }
     } catch (error) {
       if (error instanceof RequestError) send(response, error.status, { error: error.message });
