@@ -163,8 +163,16 @@ export class PredictBatcher {
 
   private async runBatch(batch: Request[]): Promise<void> {
     try {
-      const values = await this.pass(batch);
-      const columns = this.output === 'logits' ? this.model.config.numClasses : this.model.config.width;
+      const out = await this.pass(batch);
+      if (batch.length === 1) {
+        // The pass's own tensor (or nothing, to an aborted request: it was rejected already).
+        if (batch[0]!.signal?.aborted) out.dispose();
+        else batch[0]!.resolve(out);
+        return;
+      }
+      const values = out.toFloat32Array();
+      out.dispose();
+      const columns = values.length / batch.reduce((n, r) => n + r.count, 0);
       let row = 0;
       for (const request of batch) {
         // (An aborted request was rejected already: its rows go nowhere.)
@@ -183,7 +191,7 @@ export class PredictBatcher {
   }
 
   /** One model pass over the batch's images: their logits (or embeddings), row after row. */
-  private async pass(batch: Request[]): Promise<Float32Array> {
+  private async pass(batch: Request[]): Promise<Tensor> {
     const { inChannels: c, imageSize: s } = this.model.config;
     const count = batch.reduce((n, r) => n + r.count, 0);
     const only = batch.length === 1 ? batch[0]!.images : null;
@@ -205,11 +213,9 @@ export class PredictBatcher {
     }
     try {
       const out = await (this.output === 'logits' ? this.model.predict(images) : this.model.embed(images));
-      const values = out.toFloat32Array();
-      out.dispose();
       this.counts.passes++;
       this.counts.images += count;
-      return values;
+      return out;
     } finally {
       if (images !== only) images.dispose();
     }
