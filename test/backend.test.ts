@@ -104,7 +104,13 @@ describe('setThreads while ops run', () => {
 describe('async ops', () => {
   it("leave libuv's thread pool to fs, dns and image decoding: a readFile is not queued behind predicts", async () => {
     const model = VisionTransformer.create({ ...presets.deitTiny, attention: 'softmax', seed: 1 });
-    const images = Tensor.zeros([4, 3, 224, 224]);
+    // Passes long enough to mean something on any machine: ~60 ms each, from one image's time.
+    const one = Tensor.zeros([1, 3, 224, 224]);
+    (await model.predict(one)).dispose();
+    let oneMs = performance.now();
+    (await model.predict(one)).dispose();
+    oneMs = performance.now() - oneMs;
+    const images = Tensor.zeros([Math.min(32, Math.ceil(60 / oneMs)), 3, 224, 224]);
     (await model.predict(images)).dispose(); // warm-up: plans recorded, memory cached
     const start = performance.now();
     // More passes than libuv has threads (4): on its pool they would hold every thread.

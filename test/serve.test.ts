@@ -116,8 +116,13 @@ describe('serveModel under more load than the model takes', () => {
         return real.predict(images);
       },
       embed: (images: Tensor) => real.embed(images),
-      batcher: (options: BatcherOptions) => new PredictBatcher(slow, options),
+      batcher: (options: BatcherOptions) => {
+        const batcher = new PredictBatcher(slow, options);
+        batchers.push(batcher);
+        return batcher;
+      },
     };
+    const batchers: PredictBatcher[] = [];
     const busy = serveModel(slow as unknown as VisionTransformer, { maxWaiting: 1 });
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(busy.address() as AddressInfo).port}/classify`;
@@ -126,7 +131,7 @@ describe('serveModel under more load than the model takes', () => {
       const first = send(images[0]!); // holds the model
       while (passes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
       const second = send(images[1]!); // waits: the one place in the queue
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      while (batchers[0]!.stats.requests < 2) await new Promise((resolve) => setTimeout(resolve, 5));
       const refused = await send(images[2]!);
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('1');
