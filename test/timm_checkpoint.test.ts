@@ -14,7 +14,7 @@ import { randomArray, randomizedModel } from './helpers.js';
 const root = mkdtempSync(join(tmpdir(), 'castling-timm-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const small: Partial<VitConfig> = { imageSize: 32, patchSize: 8, inChannels: 3, numClasses: 7, width: 128, depth: 2, heads: 2, mlpRatio: 3, qkvBias: false, seed: 5 };
+const small: Partial<VitConfig> = { imageSize: 32, patchSize: 8, inChannels: 3, numClasses: 7, width: 192, depth: 2, heads: 3, mlpRatio: 3, qkvBias: false, seed: 5 };
 
 /** A model's weights as timm writes them (no metadata) in a folder of their own; returns the path. */
 async function timmFile(model: VisionTransformer, folder: string, extra: Record<string, number[]> = {}): Promise<string> {
@@ -39,19 +39,19 @@ describe('timm checkpoints without a config', () => {
     const source = randomizedModel(small, 0.3);
     const loaded = await VisionTransformer.load(await timmFile(source, 'plain'));
     expect({ ...loaded.config, seed: small.seed }).toEqual(source.config);
-    expect(loaded.loadReport).toEqual({ initialised: [], ignored: [], resized: [], inferred: "config from the tensors' shapes (heads 64 wide, as timm's ViTs and DeiTs)" });
+    expect(loaded.loadReport).toEqual({ initialised: [], ignored: [], resized: [], inferred: "config from the tensors' shapes (3 heads, as timm's 192-wide ViTs and DeiTs)" });
     await expectSameLogits(source, loaded);
     // The caller's config goes over what the tensors say: castling attention, another image size.
     const castling = await VisionTransformer.load(await timmFile(source, 'castling'), { config: { attention: 'castling', imageSize: 48 } });
-    expect(castling.config).toMatchObject({ attention: 'castling', imageSize: 48, width: 128, heads: 2, mlpRatio: 3, numClasses: 7 });
+    expect(castling.config).toMatchObject({ attention: 'castling', imageSize: 48, width: 192, heads: 3, mlpRatio: 3, numClasses: 7 });
     expect(castling.loadReport).toMatchObject({ initialised: ['blocks.0.attn.dconv.weight', 'blocks.1.attn.dconv.weight'], resized: ['pos_embed'] });
   });
 
   it("take heads, preprocessing and labels from timm's config.json beside them", async () => {
-    // 160 wide in 16 heads of 10: no multiple of 64, so only the architecture's name tells.
+    // 160 wide in 16 heads of 10: none of timm's widths, so only the architecture's name tells.
     const source = randomizedModel({ ...small, width: 160, heads: 16, mlpRatio: 2 }, 0.3);
     const path = await timmFile(source, 'huge');
-    await expect(VisionTransformer.load(path)).rejects.toThrow(/model\.safetensors: a timm ViT checkpoint whose heads are in no tensor's shape: its width 160 is not a multiple of 64/);
+    await expect(VisionTransformer.load(path)).rejects.toThrow(/model\.safetensors: a timm ViT checkpoint whose heads are in no tensor's shape: its width 160 is none of timm's ViT and DeiT sizes/);
     const labels = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
     const sidecar = { architecture: 'vit_huge_patch14_clip_224', num_classes: 7, label_names: labels, pretrained_cfg: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], crop_pct: 1, interpolation: 'bilinear', crop_mode: 'center' } };
     writeFileSync(join(path, '..', 'config.json'), JSON.stringify(sidecar));
@@ -78,9 +78,9 @@ describe('timm checkpoints without a config', () => {
   it('other ViT architectures are refused by name, with or without a config', async () => {
     const source = randomizedModel(small, 0.3);
     const cases: Array<[Record<string, number[]>, RegExp]> = [
-      [{ 'blocks_token_only.0.attn.q.weight': [128, 128] }, /'blocks_token_only\.0\.attn\.q\.weight' belongs to a ViT with class-attention layers/],
-      [{ reg_token: [1, 4, 128] }, /'reg_token' belongs to a ViT with register tokens/],
-      [{ 'fc_norm.weight': [128] }, /'fc_norm\.weight' belongs to a ViT with a pooled head/],
+      [{ 'blocks_token_only.0.attn.q.weight': [192, 192] }, /'blocks_token_only\.0\.attn\.q\.weight' belongs to a ViT with class-attention layers/],
+      [{ reg_token: [1, 4, 192] }, /'reg_token' belongs to a ViT with register tokens/],
+      [{ 'fc_norm.weight': [192] }, /'fc_norm\.weight' belongs to a ViT with a pooled head/],
       [{ 'blocks.1.attn.q_norm.weight': [64] }, /query\/key normalisation/],
     ];
     for (const [i, [extra, message]] of cases.entries()) {
@@ -100,12 +100,12 @@ describe('timm checkpoints without a config', () => {
     const path = await timmFile(source, 'odd-grid');
     const dir = join(path, '..');
     const tensors = new Map([...source.parameters()].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
-    tensors.set('pos_embed', { shape: [1, 11, 128], data: new Float32Array(11 * 128) });
+    tensors.set('pos_embed', { shape: [1, 11, 192], data: new Float32Array(11 * 192) });
     await writeSafetensors(join(dir, 'grid.safetensors'), tensors);
-    await expect(VisionTransformer.load(join(dir, 'grid.safetensors'))).rejects.toThrow(/grid\.safetensors: a timm ViT's tensors, but pos_embed \[1, 11, 128\] is not the class token and a square grid of patches/);
+    await expect(VisionTransformer.load(join(dir, 'grid.safetensors'))).rejects.toThrow(/grid\.safetensors: a timm ViT's tensors, but pos_embed \[1, 11, 192\] is not the class token and a square grid of patches/);
     tensors.delete('head.weight');
     tensors.delete('head.bias');
-    tensors.set('pos_embed', { shape: [1, 17, 128], data: new Float32Array(17 * 128) });
+    tensors.set('pos_embed', { shape: [1, 17, 192], data: new Float32Array(17 * 192) });
     await writeSafetensors(join(dir, 'headless.safetensors'), tensors);
     await expect(VisionTransformer.load(join(dir, 'headless.safetensors'))).rejects.toThrow(/headless\.safetensors: a timm ViT's tensors, but it has no head\.weight/);
   });

@@ -2,8 +2,8 @@
 // width (cls_token), patch size and input channels (patch_embed.proj.weight), image size
 // (pos_embed's grid), depth (the blocks), MLP ratio (fc1), qkv bias and classes (head). The heads
 // are not in any shape: timm's config.json beside the weights (the Hugging Face hub's layout) names
-// the architecture, whose size gives them; without it, heads 64 wide, as every timm ViT and DeiT
-// from tiny to large has. That config.json also gives the preprocessing (pretrained_cfg) and the
+// the architecture, whose size gives them; without it, the width does for timm's sizes (tiny 192 to
+// gigantic 1664), and another width is the caller's to give. That config.json also gives the preprocessing (pretrained_cfg) and the
 // class names when it lists them. DeiT-III's LayerScale and patch-only pos_embed are folded into
 // the plain ViT (foldTimmVariants); tensors of architectures this model does not have (register
 // tokens, pooled heads, class attention, ...) are refused by name instead of being left out.
@@ -25,8 +25,13 @@ export interface TimmSidecar {
 }
 
 /** Heads by the size in a timm ViT / DeiT architecture name (vit_small_patch16_224, deit_tiny_...). */
-const HEADS_BY_SIZE: Record<string, number> = { tiny: 3, small: 6, medium: 8, base: 12, large: 16, huge: 16 };
-const HEAD_WIDTH = 64;
+const HEADS_BY_SIZE: Record<string, number> = { tiny: 3, small: 6, medium: 8, base: 12, large: 16, huge: 16, giant: 16, gigantic: 16 };
+/**
+ * Heads by width of timm's ViT and DeiT sizes (tiny 192 to large 1024 in heads 64 wide; huge 1280,
+ * giant 1408 and gigantic 1664 in 16 wider ones). Another width does not say: a guess could give
+ * wrong logits without an error, so the caller (or config.json) must.
+ */
+const HEADS_BY_WIDTH: Record<number, number> = { 192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16 };
 
 /** Tensors of other ViT architectures: loading without them would give wrong logits, not an error. */
 const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
@@ -119,7 +124,7 @@ export async function readTimmSidecar(weightsPath: string): Promise<TimmSidecar 
 
 /** The heads a timm architecture name implies, or undefined for a name of another form. */
 export function headsOfArchitecture(name: string): number | undefined {
-  const size = /^(?:vit|deit)[a-z0-9]*_(tiny|small|medium|base|large|huge)_/.exec(name)?.[1];
+  const size = /^(?:vit|deit)[a-z0-9]*_(tiny|small|medium|base|large|huge|giant|gigantic)_/.exec(name)?.[1];
   return size ? HEADS_BY_SIZE[size] : undefined;
 }
 
@@ -147,10 +152,10 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   const fc1 = tensors.get('blocks.0.mlp.fc1.weight');
   if (!fc1) throw bad('blocks.0.mlp.fc1.weight is missing');
   const named = sidecar ? headsOfArchitecture(sidecar.architecture) : undefined;
-  const heads = named ?? (width % HEAD_WIDTH === 0 ? width / HEAD_WIDTH : undefined);
+  const heads = named ?? HEADS_BY_WIDTH[width];
   const headsUnknown =
     heads === undefined
-      ? `${origin}: a timm ViT checkpoint whose heads are in no tensor's shape: its width ${width} is not a multiple of ${HEAD_WIDTH} (timm's head width) and no timm config.json beside it names the architecture; pass { config: { heads } } to load() (the CLI: --preset)`
+      ? `${origin}: a timm ViT checkpoint whose heads are in no tensor's shape: its width ${width} is none of timm's ViT and DeiT sizes (${Object.keys(HEADS_BY_WIDTH).join(', ')}) and no timm config.json beside it names the architecture; pass { config: { heads } } to load() (the CLI: --preset)`
       : undefined;
   const config: Partial<VitConfig> = {
     imageSize: grid * patchSize,
@@ -165,6 +170,6 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
     attention: 'softmax',
   };
   const headsFrom =
-    named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `heads ${HEAD_WIDTH} wide, as timm's ViTs and DeiTs` : 'all but the heads';
+    named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `${heads} heads, as timm's ${width}-wide ViTs and DeiTs` : 'all but the heads';
   return { config, source: `the tensors' shapes (${headsFrom})`, headsUnknown };
 }
