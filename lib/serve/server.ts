@@ -1,7 +1,7 @@
-// An HTTP endpoint over a model: POST an image's bytes, get its most probable classes as JSON.
-// Node's own http server, the model's batcher (requests that arrive during a pass go together in
-// the next), and the request's abort (a client that hangs up) passed down, so that its image is not
-// run for nobody. Decoding runs on libuv's pool, which the model's passes leave free.
+// An HTTP endpoint over a model: POST an image's bytes, get its most probable classes (or its
+// embedding) as JSON. Node's own http server, the model's batchers (requests that arrive during a
+// pass go together in the next), and the request's abort (a client that hangs up) passed down, so
+// that its image is not run for nobody. Decoding runs on libuv's pool, which the passes leave free.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 import { BatcherFullError, type PredictBatcher } from '../nn/batcher.js';
