@@ -1,7 +1,7 @@
-// AbortSignal for a model's reads (predict, embed, classify, the batcher), as fetch and fs take one: a
-// service stops work for a client that went away. Aborted before it starts, the work never runs;
-// aborted while it runs (a native pass cannot be stopped half way), the caller's promise rejects
-// at once with the signal's reason, and the result is disposed when it arrives.
+// AbortSignal for a model's reads (predict, embed, classify, the batcher), as fetch and fs take
+// one: a service stops work for a client that went away. Aborted before it starts, the work never
+// runs; aborted while it runs (a native pass cannot be stopped half way), the caller's promise
+// rejects at once with the signal's reason, and the result is disposed when it arrives.
 
 /** The options of a call that can be abandoned. */
 export interface AbortOptions {
