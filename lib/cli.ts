@@ -264,16 +264,17 @@ program
   .argument('<model>', 'a .safetensors file')
   .argument('<out>', 'the .onnx file to write (replaced atomically)')
   .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)
+  .option('--embeddings', "the graph's output is the embeddings (the class token after the final norm, model.embed's), not the logits")
   .option('--preset <name>', PRESET_HELP)
-  .action(async (modelPath: string, out: string, flags: { batch?: number; preset?: string }) => {
+  .action(async (modelPath: string, out: string, flags: { batch?: number; embeddings?: boolean; preset?: string }) => {
     const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
     if (model.config.attention === 'castling' && !model.castled) {
       model.dispose();
       throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves`);
     }
-    await model.saveOnnx(out, { batch: flags.batch });
+    await model.saveOnnx(out, { batch: flags.batch, output: flags.embeddings ? 'embeddings' : 'logits' });
     model.dispose();
-    console.log(`wrote ${out} (${model.config.attention} attention, batch ${flags.batch ?? 'free'})`);
+    console.log(`wrote ${out} (${model.config.attention} attention, batch ${flags.batch ?? 'free'}, output ${flags.embeddings ? 'embeddings' : 'logits'})`);
   });
 
 program

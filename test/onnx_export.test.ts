@@ -24,11 +24,11 @@ function tiny(overrides: Partial<VitConfig>): VisionTransformer {
   return model;
 }
 
-async function runOnnx(bytes: Uint8Array, images: Float32Array, shape: number[]): Promise<Float32Array> {
+async function runOnnx(bytes: Uint8Array, images: Float32Array, shape: number[], output = 'logits'): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(bytes);
   try {
     const out = await session.run({ images: new ort.Tensor('float32', images, shape) });
-    return out.logits!.data as Float32Array;
+    return out[output]!.data as Float32Array;
   } finally {
     await session.release();
   }
@@ -65,6 +65,17 @@ describe('ONNX export', () => {
     }, 30_000);
   }
 
+  it("output 'embeddings' ends the graph before the head: onnxruntime-web gives model.embed's values", async () => {
+    for (const overrides of [{ attention: 'softmax' }, { attention: 'castling', convKernel: 3 }] as const) {
+      const model = tiny(overrides);
+      const shape = [2, 3, 35, 35];
+      const images = randomArray(2 * 3 * 35 * 35, 2);
+      const ours = await model.embed(Tensor.fromArray(images, shape));
+      expectClose(await runOnnx(model.toOnnx({ output: 'embeddings' }), images, shape, 'embeddings'), ours.toFloat32Array());
+    }
+    expect(() => tiny({ attention: 'softmax' }).toOnnx({ output: 'features' as 'logits' })).toThrow(/output is "features", expected 'logits' or 'embeddings'/);
+  }, 30_000);
+
   it('a fixed batch size, a grey one-channel model, and the file written whole', async () => {
     const model = tiny({ attention: 'softmax', inChannels: 1 });
     const path = join(dir, 'fixed.onnx');
@@ -85,7 +96,7 @@ describe('ONNX export', () => {
     const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
     const run = spawnSync(process.execPath, [cli, 'export-onnx', modelPath, out], { encoding: 'utf8' });
     expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout).toMatch(/wrote .*cli\.onnx \(castling attention, batch free\)/);
+    expect(run.stdout).toMatch(/wrote .*cli\.onnx \(castling attention, batch free, output logits\)/);
     const images = randomArray(2 * 3 * 35 * 35);
     const ours = await model.predict(Tensor.fromArray(images, [2, 3, 35, 35]));
     expectClose(await runOnnx(readFileSync(out), images, [2, 3, 35, 35]), ours.toFloat32Array());

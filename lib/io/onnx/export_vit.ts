@@ -20,6 +20,11 @@ import { encodeModel, type ModelProto } from './schema.js';
 export interface OnnxExportOptions {
   /** A fixed batch size; absent, the batch is a free dimension named 'batch'. */
   batch?: number;
+  /**
+   * The graph's output: 'logits' [batch, numClasses] (the default), or 'embeddings' [batch, width],
+   * the class token after the final norm (model.embed's), the graph ending before the head.
+   */
+  output?: 'logits' | 'embeddings';
 }
 
 /** The ONNX version pair the graph targets: opset 17 has LayerNormalization; IR 8 goes with it. */
@@ -50,6 +55,7 @@ class VitExporter {
     private readonly model: VisionTransformer,
     private readonly params: Map<string, Tensor>,
     batch: number | null,
+    private readonly output: 'logits' | 'embeddings',
   ) {
     const cfg = model.config;
     this.B = batch;
@@ -257,9 +263,14 @@ class VitExporter {
     for (let i = 0; i < cfg.depth; i++) x = this.block(x, i);
     x = this.layerNorm(x, 'norm');
     // x[:, 0] then the head; torch.onnx writes a Linear on 2-D input as Gemm(transB=1).
-    const token = g.op('Gather', [x, g.ints([0], [])], '/Gather', { axis: 1 });
-    g.op('Gemm', [token, this.param('head.weight'), this.param('head.bias')], 'logits', { transB: 1, alpha: { float: 1 }, beta: { float: 1 } });
-    g.output('logits', [batch, cfg.numClasses]);
+    if (this.output === 'embeddings') {
+      g.op('Gather', [x, g.ints([0], [])], 'embeddings', { axis: 1 });
+      g.output('embeddings', [batch, C]);
+    } else {
+      const token = g.op('Gather', [x, g.ints([0], [])], '/Gather', { axis: 1 });
+      g.op('Gemm', [token, this.param('head.weight'), this.param('head.bias')], 'logits', { transB: 1, alpha: { float: 1 }, beta: { float: 1 } });
+      g.output('logits', [batch, cfg.numClasses]);
+    }
     const name = `vit-${cfg.attention}${cfg.attention === 'castling' ? `-${cfg.convForm}` : ''}-${cfg.imageSize}`;
     return g.model({ name, opset: OPSET, irVersion: IR_VERSION, producer: 'castling-vit', version: PRODUCER_VERSION });
   }
@@ -282,7 +293,9 @@ export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): 
   const { attention } = model.config;
   if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
   if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
-  return new VitExporter(model, model.parameters(), o.batch ?? null).build();
+  const output = o.output ?? 'logits';
+  if (output !== 'logits' && output !== 'embeddings') throw new TypeError(`exportOnnx: output is ${JSON.stringify(o.output)}, expected 'logits' or 'embeddings'`);
+  return new VitExporter(model, model.parameters(), o.batch ?? null, output).build();
 }
 
 /** The model as the bytes of an .onnx file. */
