@@ -1,10 +1,9 @@
 // AbortSignal on a model's reads: predict, classify and the batcher. Aborted before its turn the
 // work never runs; aborted while it runs, the call rejects at once and its result is disposed
 // when the pass ends; other calls go on as if it had not been made.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
-import { native } from '../lib/native.js';
 import { randomArray } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3, attention: 'softmax' };
@@ -30,16 +29,27 @@ describe('AbortSignal', () => {
   it('predict: aborted while its pass runs, the call rejects at once and the logits are freed', async () => {
     const model = VisionTransformer.create({ ...tiny, imageSize: 96, patchSize: 8, width: 64, depth: 4 });
     const input = Tensor.fromArray(randomArray(16 * 96 * 96), [16, 1, 96, 96]);
-    for (let i = 0; i < 2; i++) (await model.predict(input)).dispose(); // (the second keeps packed weights)
-    const live = native.memoryStats().liveBytes;
-    const controller = new AbortController();
-    const running = model.predict(input, { signal: controller.signal });
-    controller.abort();
-    await expect(running).rejects.toThrow(/aborted/);
-    (await model.predict(input)).dispose(); // a read is not held up by the abandoned pass
-    // The abandoned pass ends in the background; then its logits are disposed, not left to the GC.
-    for (let i = 0; i < 300 && native.memoryStats().liveBytes !== live; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(native.memoryStats().liveBytes).toBe(live);
+    (await model.predict(input)).dispose();
+    // The tensors disposed from here on, by shape: the abandoned pass's logits must be among them.
+    const disposed: string[] = [];
+    const dispose = Tensor.prototype.dispose;
+    const spy = vi.spyOn(Tensor.prototype, 'dispose').mockImplementation(function (this: Tensor) {
+      if (!this.disposed) disposed.push(this.shape.join('x'));
+      return dispose.call(this);
+    });
+    try {
+      const controller = new AbortController();
+      const running = model.predict(input, { signal: controller.signal });
+      controller.abort();
+      await expect(running).rejects.toThrow(/aborted/);
+      expect(disposed).toEqual([]); // rejected before the pass could end
+      (await model.predict(input)).dispose(); // a read is not held up by the abandoned pass
+      // The abandoned pass ends in the background; then its logits are disposed, not left to the GC.
+      for (let i = 0; i < 300 && disposed.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(disposed).toEqual(['16x3', '16x3']);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('batcher: a waiting request leaves the queue, the others are answered', async () => {
