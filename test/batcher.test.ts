@@ -99,7 +99,7 @@ describe('model.batcher', () => {
   it('refuses bad requests and options by name', async () => {
     const model = randomizedModel({ ...tiny, attention: 'softmax' });
     const batcher = model.batcher();
-    await expect(batcher.predict(Tensor.zeros([1, 1, 5, 6]))).rejects.toThrow(/batcher.predict: images have shape \[1, 1, 5, 6\], expected \[n, 1, 6, 6\] with n >= 1/);
+    await expect(batcher.predict(Tensor.zeros([1, 1, 5, 6]))).rejects.toThrow(/batcher.predict: images have shape \[1, 1, 5, 6\], expected \[batch, 1, 6, 6\] with batch >= 1/);
     await expect(batcher.predict('x' as unknown as Tensor)).rejects.toThrow(TypeError);
     expect(() => model.batcher({ maxBatch: 0 })).toThrow(/maxBatch is 0, expected a positive integer/);
     const gone = imagesOf(1);

@@ -6,6 +6,7 @@
 // load the batches fill by themselves (no timer to tune).
 import { Tensor } from '../tensor.js';
 import { signalOf, type AbortOptions } from './abort.js';
+import { imageBatch } from './training_inputs.js';
 
 /** What the batcher needs of a model (a VisionTransformer). */
 export interface BatchedModel {
@@ -91,7 +92,7 @@ export class PredictBatcher {
   predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
     let request: Pick<Request, 'images' | 'count' | 'signal'>;
     try {
-      const count = this.checkedCount(images);
+      const count = imageBatch(this.model.config, images, 'batcher.predict');
       const signal = signalOf(options, 'batcher.predict');
       signal?.throwIfAborted();
       const waitingImages = this.waiting.reduce((n, r) => n + r.count, 0);
@@ -121,17 +122,6 @@ export class PredictBatcher {
       this.waiting.push(entry);
       void this.drain();
     });
-  }
-
-  /** How many images a request holds, after checking their shape. */
-  private checkedCount(images: Tensor): number {
-    const { inChannels: c, imageSize: s } = this.model.config;
-    if (!(images instanceof Tensor)) throw new TypeError(`batcher.predict: images must be a Tensor [n, ${c}, ${s}, ${s}]`);
-    const shape = images.shape; // (a disposed tensor says so here)
-    if (shape.length !== 4 || shape[1] !== c || shape[2] !== s || shape[3] !== s || shape[0]! < 1) {
-      throw new RangeError(`batcher.predict: images have shape [${shape.join(', ')}], expected [n, ${c}, ${s}, ${s}] with n >= 1`);
-    }
-    return shape[0]!;
   }
 
   /** Requests, images and passes so far. */

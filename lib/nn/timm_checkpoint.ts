@@ -129,7 +129,8 @@ export function headsOfArchitecture(name: string): number | undefined {
 }
 
 /**
- * The config of a timm-layout ViT checkpoint from its tensors (and sidecar), with a sentence saying
+ * The config of a timm-layout ViT checkpoint from its tensors (and sidecar; other architectures
+ * refused already by refuseOtherArchitectures), with a sentence saying
  * where it came from, and without heads (headsUnknown saying why) when nothing tells them; null when
  * the tensors are not a timm ViT's (no cls_token, pos_embed, ...).
  */
@@ -139,7 +140,6 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   const patch = tensors.get('patch_embed.proj.weight');
   const head = tensors.get('head.weight');
   if (!cls || !pos || !patch || !tensors.has('blocks.0.attn.qkv.weight')) return null;
-  refuseOtherArchitectures(tensors, origin); // (before the shapes: a distilled DeiT's pos_embed has two prefix tokens)
   const bad = (what: string) => new Error(`${origin}: a timm ViT's tensors, but ${what}: cannot tell its architecture`);
   const width = cls.shape[2]!;
   if (cls.shape.length !== 3 || patch.shape.length !== 4 || patch.shape[0] !== width || patch.shape[2] !== patch.shape[3]) throw bad(`cls_token [${cls.shape.join(', ')}] and patch_embed.proj.weight [${patch.shape.join(', ')}] do not fit`);

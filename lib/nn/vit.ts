@@ -12,7 +12,7 @@ import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { SeededRandom } from './random.js';
 import { accumulatedReconstructionStep, accumulatedTrainingStep, checkMicroBatch, type AccumulationContext } from './micro_batch.js';
-import { checkLabels, checkOptimizer, dropPathScales } from './training_inputs.js';
+import { checkLabels, checkOptimizer, dropPathScales, imageBatch } from './training_inputs.js';
 import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { VitGraph, dconvView, type AuxBranch } from './vit_graph.js';
 import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore } from './classify.js';
@@ -22,6 +22,9 @@ import { OperationQueue } from './operation_queue.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf, type AbortOptions } from './abort.js';
+
+/** What an inference pass gives: the logits (predict) or the head's input (embed). */
+type InferenceOutput = 'logits' | 'embeddings';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -248,6 +251,9 @@ export class VisionTransformer {
   static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | null = null): VisionTransformer {
     const tensors = new Map(content.tensors);
     const stored = parseMetadata(content.metadata, path);
+    // Other ViT architectures (a distilled DeiT, register tokens, ...) would otherwise fail on a
+    // shape or load with their extra tensors left out.
+    refuseOtherArchitectures(tensors, path);
     // A file without our config: a timm checkpoint (DeiT-III's variants folded into the plain ViT)
     // says most of its config itself, the caller's over it.
     const folded = stored.config ? null : foldTimmVariants(tensors, path);
@@ -304,9 +310,6 @@ export class VisionTransformer {
 
   /** Parameters for `config` from stored tensors, initialising (and listing) the missing ones. */
   private static assemble(config: VitConfig, tensors: Map<string, { shape: number[]; data: Float32Array }>, origin: string): { params: Map<string, Tensor>; report: LoadReport } {
-    // Other ViT architectures (a distilled DeiT, LayerScale, ...) would otherwise fail on a shape or
-    // load with their extra tensors left out.
-    refuseOtherArchitectures(tensors, origin);
     const rng = new SeededRandom(config.seed);
     const params = new Map<string, Tensor>();
     const report: LoadReport = { initialised: [], ignored: [], resized: [] };
@@ -393,11 +396,8 @@ export class VisionTransformer {
    * Logits [batch, numClasses] for images [batch, inChannels, imageSize, imageSize]. With
    * options.signal, aborting rejects the call at once with the signal's reason (abort.ts).
    */
-  async predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
-    const batch = this.checkImages(images, 'predict');
-    const signal = signalOf(options, 'predict');
-    signal?.throwIfAborted();
-    return abortable(this.queue.run('read', 'predict', () => this.predictNow(images, batch), signal), signal, disposeTensor);
+  predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+    return this.inference(images, 'logits', options);
   }
 
   /**
@@ -405,30 +405,27 @@ export class VisionTransformer {
    * (timm's forward_head(pre_logits=True)), for similarity search or a classifier of your own.
    * In call order with the model's other calls, and with options.signal, as predict.
    */
-  async embed(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
-    const batch = this.checkImages(images, 'embed');
-    const signal = signalOf(options, 'embed');
-    signal?.throwIfAborted();
-    const run = async () => {
-      this.live();
-      try {
-        const [embeddings] = await this.inferencePlan(batch, 'embeddings').run(images);
-        return embeddings!;
-      } catch (error) {
-        throw imagesError('embed', error);
-      }
-    };
-    return abortable(this.queue.run('read', 'embed', run, signal), signal, disposeTensor);
+  embed(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+    return this.inference(images, 'embeddings', options);
   }
 
-  /** predict() without waiting for its turn: for operations already in theirs. */
-  private async predictNow(images: Tensor, batch = this.checkImages(images, 'predict')): Promise<Tensor> {
+  /** predict and embed: the inference pass to `output` in the call's turn, abortable. */
+  private async inference(images: Tensor, output: InferenceOutput, options: AbortOptions): Promise<Tensor> {
+    const what = output === 'logits' ? 'predict' : 'embed';
+    const batch = this.checkImages(images, what);
+    const signal = signalOf(options, what);
+    signal?.throwIfAborted();
+    return abortable(this.queue.run('read', what, () => this.inferenceNow(images, batch, output), signal), signal, disposeTensor);
+  }
+
+  /** The inference pass without waiting for its turn: for operations already in theirs (classify). */
+  private async inferenceNow(images: Tensor, batch: number, output: InferenceOutput): Promise<Tensor> {
     this.live();
     try {
-      const [logits] = await this.inferencePlan(batch).run(images);
-      return logits!;
+      const [out] = await this.inferencePlan(batch, output).run(images);
+      return out!;
     } catch (error) {
-      throw imagesError('predict', error);
+      throw imagesError(output === 'logits' ? 'predict' : 'embed', error);
     }
   }
 
@@ -457,7 +454,7 @@ export class VisionTransformer {
     const signal = signalOf(options, 'classify');
     if (signal?.aborted) return Promise.reject(signal.reason);
     // One read for the whole list: every chunk is classified by the same weights.
-    const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict: (images: Tensor) => this.predictNow(images) };
+    const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict: (images: Tensor) => this.inferenceNow(images, this.checkImages(images, 'predict'), 'logits') };
     return abortable(this.queue.run('read', 'classify', () => classifyImages(classifier, sources, options), signal), signal);
   }
 
@@ -623,13 +620,7 @@ export class VisionTransformer {
 
   private checkImages(images: Tensor, what: string): number {
     this.live();
-    if (!(images instanceof Tensor)) throw new TypeError(`${what}: images must be a Tensor [batch, ${this.config.inChannels}, ${this.config.imageSize}, ${this.config.imageSize}]`);
-    const { inChannels: c, imageSize: s } = this.config;
-    const shape = images.shape;
-    if (shape.length !== 4 || shape[1] !== c || shape[2] !== s || shape[3] !== s || shape[0]! < 1) {
-      throw new RangeError(`${what}: images have shape [${shape.join(', ')}], expected [batch, ${c}, ${s}, ${s}] with batch >= 1`);
-    }
-    return shape[0]!;
+    return imageBatch(this.config, images, what);
   }
 
   /** What a step accumulated over micro-batches needs of the model; its plans are the group `group`. */
@@ -663,7 +654,7 @@ export class VisionTransformer {
   }
 
   /** The inference pass for one batch size, to the logits or the embeddings, recorded once and cached. */
-  private inferencePlan(batch: number, output: 'logits' | 'embeddings' = 'logits'): CompiledPlan {
+  private inferencePlan(batch: number, output: InferenceOutput = 'logits'): CompiledPlan {
     const key = `predict:${batch}:${this.auxBranch?.tau ?? 'off'}:${output}`;
     const cached = this.plans.get(key);
     if (cached) return cached;
