@@ -1,12 +1,13 @@
 // `castling-vit predict <model> <images or folders...>`: each image's most probable classes, as a
 // table or JSON, with the model's own preprocessing and labels (or labels from a file).
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 
 import { IMAGE_EXTENSIONS, isImageFileName } from '../data/image_folder.js';
 
 import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
+import { readLabelsFile } from './format.js';
 
 export interface PredictFlags {
   top: number;
@@ -32,7 +33,7 @@ export function imageFiles(paths: string[]): string[] {
 export async function predictCommand(modelPath: string, paths: string[], flags: PredictFlags): Promise<void> {
   const images = imageFiles(paths);
   if (images.length === 0) throw new Error(`no image files in ${paths.join(', ')} (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
-  const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
+  const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
   try {
     const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize });

@@ -1,11 +1,11 @@
 // `castling-vit serve <model>`: the model behind HTTP (lib/serve/server.ts) until Ctrl-C or
 // SIGTERM, which stop new connections and let the requests in flight finish.
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 
 import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { serveModel } from '../serve/server.js';
+import { readLabelsFile } from './format.js';
 
 export interface ServeFlags {
   port: number;
@@ -20,7 +20,7 @@ export interface ServeFlags {
 }
 
 export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
-  const labels = flags.labels ? readFileSync(flags.labels, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : undefined;
+  const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
   const server = serveModel(model, { maxBatch: flags.maxBatch, maxWaiting: flags.maxWaiting, top: flags.top });
   await new Promise<void>((resolve, reject) => {
