@@ -5,16 +5,10 @@
 import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type AdamWOptions, type TrainStepOptions, type VitConfig } from '../lib/index.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, randomizedModel } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
 const sparseTiny: Partial<VitConfig> = { imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 4, width: 16, depth: 2, heads: 2, mlpRatio: 2, seed: 5 };
-
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.5));
-  return model;
-}
 
 // eps = 1 keeps Adam's first step about linear in the gradient (with a small eps it would be
 // lr * sign(g), blind to the gradient's size), so a wrongly weighted sum would show.
@@ -56,7 +50,7 @@ describe('trainStep with microBatch', () => {
   ] as const) {
     for (const maxGradNorm of [0.01, 0]) {
       it(`micro-batches of 1, 2 and 3 give the full batch's update (${label}, ${maxGradNorm ? 'clipped' : 'no clipping'})`, async () => {
-        const source = randomized({ ...tiny, ...extra, dropPathRate: 0.3 });
+        const source = randomizedModel({ ...tiny, ...extra, dropPathRate: 0.3 }, 0.5);
         if (maxGradNorm) {
           // The clipping is active: the batch's gradient norm is well above the limit.
           const { gradients } = await source.computeGradients(images, labels);
@@ -73,14 +67,14 @@ describe('trainStep with microBatch', () => {
   }
 
   it('follows the castling schedule as the full batch does', async () => {
-    const source = randomized({ ...tiny, attention: 'castling', convKernel: 3 });
+    const source = randomizedModel({ ...tiny, attention: 'castling', convKernel: 3 }, 0.5);
     const { full, chunked } = await compare(source, images, labels, 4, { ...adam, totalSteps: 4, maxGradNorm: 0.1 }, { castling: { tau0: 0.1, start: 0.25, end: 0.75, l1: 0.02 } });
     expect(full.results.map((r) => r.tau)).toEqual([0.1, 0.1]);
     expectSameStep(full, chunked);
   });
 
   it('Sparsifiner: stage 1 (reconstruction) and stage 2 with distillation accumulate as the full batch', async () => {
-    const dense = randomized({ ...sparseTiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...sparseTiny, attention: 'softmax' }, 0.5);
     const source = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 0.5 });
     const sparseImages = Tensor.fromArray(randomArray(5 * 144), [5, 1, 12, 12]);
     const sparseLabels = [0, 1, 2, 3, 1];

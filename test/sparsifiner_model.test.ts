@@ -7,19 +7,13 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, randomizedModel } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 4, width: 16, depth: 2, heads: 2, mlpRatio: 2, seed: 5 };
 
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.4));
-  return model;
-}
-
 describe('sparsifiner models', () => {
   it('at keep rate 1 predict and gradients equal the softmax model with the same weights', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const sparse = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 1 });
     expect(sparse.loadReport.initialised).toContain('blocks.1.attn.predictor.P');
     expect(sparse.loadReport.initialised).toHaveLength(2 * 6);
@@ -34,7 +28,7 @@ describe('sparsifiner models', () => {
   });
 
   it('a lower keep rate changes the output, and the token count is fixed by the config', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const sparse = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 0.25 });
     const images = Tensor.fromArray(randomArray(144), [1, 1, 12, 12]);
     expect((await sparse.predict(images)).toFloat32Array()).not.toEqual((await dense.predict(images)).toFloat32Array());
@@ -44,7 +38,7 @@ describe('sparsifiner models', () => {
   });
 
   it('stage 1 trains only the predictors and lowers the reconstruction loss', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const model = VisionTransformer.from(dense, { attention: 'sparsifiner' });
     const backbone = model.parameters().get('blocks.0.mlp.fc1.weight')!.toFloat32Array();
     const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0 });
@@ -59,7 +53,7 @@ describe('sparsifiner models', () => {
   });
 
   it('stage 2 fine-tunes with sparse attention and distillation from the dense model, keeping the predictor', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const model = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 0.5 });
     const predictor = model.parameters().get('blocks.1.attn.predictor.B')!.toFloat32Array();
     const opt = new AdamW(model.parameters(), { lr: 3e-3 });
@@ -73,7 +67,7 @@ describe('sparsifiner models', () => {
   });
 
   it('threshold selection: below every prediction it is dense attention, above all it keeps one key per query', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const images = Tensor.fromArray(randomArray(2 * 144), [2, 1, 12, 12]);
     const all = VisionTransformer.from(dense, { attention: 'sparsifiner', keySelection: 'threshold', selectionThreshold: -1e9 });
     expectClose((await all.predict(images)).toFloat32Array(), (await dense.predict(images)).toFloat32Array(), 1e-5, 1e-4, 'logits');
@@ -85,7 +79,7 @@ describe('sparsifiner models', () => {
   });
 
   it('coefficient top-k and a shared basis train in both stages and survive save and load', async () => {
-    const dense = randomized({ ...tiny, attention: 'softmax' });
+    const dense = randomizedModel({ ...tiny, attention: 'softmax' }, 0.4);
     const model = VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate: 0.5, coefficientKeep: 1, sharedBasis: true });
     expect(model.parameters().has('blocks.0.attn.predictor.P')).toBe(true);
     expect(model.parameters().has('blocks.0.attn.predictor.B')).toBe(false);

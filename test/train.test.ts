@@ -3,16 +3,10 @@
 import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, castlingAt, type VitConfig } from '../lib/index.js';
-import { randomArray } from './helpers.js';
+import { randomArray, randomizedModel } from './helpers.js';
 import { referenceLoss, thresholdMargin, type ReferenceAux } from './vit_reference.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
-
-function randomized(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.5));
-  return model;
-}
 
 /** Worst |analytic - numeric| / (atol + rtol |numeric|) over every parameter element. */
 function checkGradients(model: VisionTransformer, grads: Map<string, Tensor>, images: Float32Array, labels: number[], aux?: ReferenceAux): number {
@@ -46,7 +40,7 @@ describe('gradients', () => {
     ['castling (spatial), branch on with L1', { attention: 'castling', convForm: 'spatial', convKernel: 3 }, { tau: 0.3, l1: 0.05 } as ReferenceAux],
   ] as const) {
     it(`every parameter's gradient matches finite differences of the float64 model (${label})`, async () => {
-      const model = randomized({ ...tiny, ...extra });
+      const model = randomizedModel({ ...tiny, ...extra }, 0.5);
       const images = randomArray(2 * 36);
       const labels = [2, 0];
       if (aux) {
@@ -99,7 +93,7 @@ describe('trainStep', () => {
 
   it('predict after a step uses the updated weights', async () => {
     // The linear layers keep their weights packed between calls: a step must drop that.
-    const model = randomized({ ...tiny, attention: 'castling' });
+    const model = randomizedModel({ ...tiny, attention: 'castling' }, 0.5);
     const opt = new AdamW(model.parameters(), { lr: 1e-2 });
     const images = Tensor.fromArray(randomArray(4 * 36), [4, 1, 6, 6]);
     const before = (await model.predict(images)).toFloat32Array();
@@ -161,7 +155,7 @@ describe('the castling schedule and switch', () => {
   });
 
   it('before the end the branch changes the output; after it, the switch is exact', async () => {
-    const model = randomized({ ...tiny, attention: 'castling', width: 16 });
+    const model = randomizedModel({ ...tiny, attention: 'castling', width: 16 }, 0.5);
     const images = Tensor.fromArray(randomArray(3 * 36), [3, 1, 6, 6]);
     // A low threshold keeps many entries: the branch contributes.
     model.setAuxBranch({ tau: 0.05, l1: 0 });

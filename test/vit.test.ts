@@ -7,19 +7,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets, writeSafetensors, type VitConfig } from '../lib/index.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, randomizedModel } from './helpers.js';
 import { referenceForward, thresholdMargin } from './vit_reference.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 4, inChannels: 2, numClasses: 5, width: 24, depth: 2, heads: 3, mlpRatio: 2, seed: 7 };
 const dir = mkdtempSync(join(tmpdir(), 'castling-vit-'));
-
-function randomizedModel(config: Partial<VitConfig>): VisionTransformer {
-  const model = VisionTransformer.create(config);
-  // Fresh random values everywhere (the initialisation leaves biases at zero and norms at one,
-  // which would hide mistakes in their use).
-  for (const t of model.parameters().values()) t.set(randomArray(t.size, 0.3));
-  return model;
-}
 
 function params(model: VisionTransformer): Map<string, Float32Array> {
   return new Map([...model.parameters()].map(([k, t]) => [k, t.toFloat32Array()]));
@@ -33,7 +25,7 @@ describe('VisionTransformer', () => {
   ] as const) {
     it(`predict matches a float64 reference model (${label})`, async () => {
       const config = { ...tiny, ...extra };
-      const model = randomizedModel(config);
+      const model = randomizedModel(config, 0.3);
       // A castling model runs its auxiliary branch (tau 0.02) until it is castled.
       const states = model.config.attention === 'castling' ? [{ tau: 0.02, l1: 0 }, undefined] : [undefined];
       for (const aux of states) {
@@ -66,7 +58,7 @@ describe('VisionTransformer', () => {
 
   it('concurrent predicts on one model agree with one at a time', async () => {
     // They share the weights' packed forms (built once, under a lock) and the thread pool.
-    const model = randomizedModel({ ...tiny, attention: 'castling', width: 48, heads: 3 });
+    const model = randomizedModel({ ...tiny, attention: 'castling', width: 48, heads: 3 }, 0.3);
     const batches = [1, 3, 2].map((n) => Tensor.fromArray(randomArray(n * 2 * 12 * 12), [n, 2, 12, 12]));
     const together = await Promise.all(batches.map((b) => model.predict(b)));
     for (let i = 0; i < batches.length; i++) {
@@ -75,7 +67,7 @@ describe('VisionTransformer', () => {
   });
 
   it('save then load is bit-exact, and the file keeps the config', async () => {
-    const model = randomizedModel({ ...tiny, attention: 'castling' });
+    const model = randomizedModel({ ...tiny, attention: 'castling' }, 0.3);
     const path = join(dir, 'model.safetensors');
     await model.save(path);
     const again = await VisionTransformer.load(path);
@@ -87,7 +79,7 @@ describe('VisionTransformer', () => {
   });
 
   it('a softmax checkpoint loads as a castling model, with the new weights listed', async () => {
-    const soft = randomizedModel({ ...tiny, attention: 'softmax' });
+    const soft = randomizedModel({ ...tiny, attention: 'softmax' }, 0.3);
     const path = join(dir, 'softmax.safetensors');
     await soft.save(path);
     const castling = await VisionTransformer.load(path, { config: { attention: 'castling' } });
