@@ -2,6 +2,8 @@
 // GIF, TIFF, AVIF, SVG), turned upright by their EXIF orientation, resized and centre-cropped
 // the way timm evaluates (shorter side to floor(size / cropFraction), then the centre size x size),
 // and normalised per channel: (pixel / 255 - mean) / std, channel-first.
+import { stat } from 'node:fs/promises';
+
 import { Tensor } from '../tensor.js';
 
 /** How a model's images were prepared in training, so that files reach it the same way. */
@@ -147,6 +149,14 @@ function centreCrop(size: number, cropFraction: number): PlaceImage {
 /** Decodes one image into size x size x channels bytes. */
 async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing, place: PlaceImage): Promise<Uint8Array> {
   try {
+    // sharp tells a missing file from an undecodable one by libvips' last error message, a buffer
+    // the threads decoding at once share: another image's decode can make a missing file read as
+    // "unsupported image format". Asked here first, a missing file is always named as such.
+    if (typeof source === 'string') {
+      await stat(source).catch((error: NodeJS.ErrnoException) => {
+        throw error.code === 'ENOENT' ? new Error('Input file is missing') : error;
+      });
+    }
     const encoded = typeof source === 'string' || source instanceof Uint8Array;
     const input = encoded ? source : source.pixels;
     const options = encoded ? {} : rawInput(source);
