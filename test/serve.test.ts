@@ -3,7 +3,7 @@
 // hangs up does not disturb the others. The CLI serves until SIGTERM and then exits cleanly.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -87,6 +87,25 @@ describe('serveModel', () => {
       expect(response.status).toBe(status);
       expect(((await response.json()) as { error: string }).error).toMatch(message);
     }
+  });
+
+  it('answers malformed request targets with 400 or 404 and goes on serving', async () => {
+    // Sent raw: fetch would normalise these targets before they reach the server.
+    const { port } = server.address() as AddressInfo;
+    const raw = (target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        let text = '';
+        socket.on('data', (chunk) => (text += String(chunk)));
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+      });
+    for (const target of ['//', '/\\', '//@', 'http://[::1/', '//[::1', 'http://', 'ftp://x/classify']) {
+      const answer = await raw(target);
+      expect(answer, target).toMatch(/^HTTP\/1\.1 (400|404) /);
+      expect(answer, target).toMatch(/"error":"(no .* here|the request target .* is not a path)/);
+    }
+    expect((await post(images[1])).status).toBe(200);
   });
 
   it('goes on answering when clients hang up mid-request', async () => {

@@ -55,6 +55,27 @@ async function readBody(request: IncomingMessage, maxBytes: number): Promise<Buf
   return Buffer.concat(chunks);
 }
 
+/**
+ * The request's target as a URL: origin-form ('/classify?top=3') as clients send it, or
+ * absolute-form ('http://host/classify') as proxies do. Anything else (`//`, `//@`, a broken host)
+ * is the client's error, 400, not an exception.
+ */
+function requestUrl(request: IncomingMessage): URL {
+  const target = request.url ?? '/';
+  try {
+    if (target.startsWith('/')) {
+      // Parsed as a path on a fixed origin: `//x` alone would read as a host named x.
+      const url = new URL(`http://localhost${target}`);
+      if (url.host === 'localhost') return url;
+    } else if (/^https?:\/\//i.test(target)) {
+      return new URL(target);
+    }
+  } catch {
+    // falls through to the 400 below
+  }
+  throw new RequestError(400, `the request target ${JSON.stringify(target.slice(0, 200))} is not a path such as /classify`);
+}
+
 function topOf(url: URL, fallback: number, classes: number): number {
   const asked = url.searchParams.get('top');
   if (asked === null) return Math.min(fallback, classes);
@@ -109,8 +130,8 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://localhost');
     try {
+      const url = requestUrl(request);
       if (url.pathname === '/classify' || url.pathname === '/embed') {
         if (request.method !== 'POST') throw new RequestError(405, `${request.method} ${url.pathname}: POST the image's bytes`);
         if (url.pathname === '/classify') {
@@ -133,5 +154,12 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
     }
   }
 
-  return createServer((request, response) => void handle(request, response));
+  // handle() answers every error itself; the catch keeps a fault in that answer (a socket error
+  // while writing, say) from becoming an unhandled rejection that ends the process.
+  return createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      if (!response.headersSent) send(response, 500, { error: (error as Error).message });
+      else response.destroy();
+    });
+  });
 }
