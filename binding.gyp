@@ -29,7 +29,7 @@
       "target_name": "castling_vit",
       "dependencies": ["castling_isa_avx2", "castling_isa_avx512"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
                   "CASTLING_VERSION=\"<!(node -p \"require('./package.json').version\")\""],
       "sources": [
         "native/core/storage.cpp",
@@ -66,7 +66,8 @@
         "native/addon/backend.cpp",
         "native/addon/bench_timing.cpp",
         "native/addon/plan_handle.cpp",
-        "native/addon/off_thread.cpp"
+        "native/addon/off_thread.cpp",
+        "native/addon/memory_reserve.cpp"
       ]
     }
   ]

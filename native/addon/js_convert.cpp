@@ -58,7 +58,11 @@ std::string currentExceptionMessage() {
   try {
     throw;
   } catch (const std::bad_alloc&) {
-    return "out of memory";
+    releaseMemoryReserve();  // the message and the error built from it need memory
+    return "out of memory: the native allocation failed (free tensors with dispose(), or use smaller batches)";
+  } catch (const OutOfMemory& e) {
+    releaseMemoryReserve();
+    return e.what();
   } catch (const Error& e) {
     return e.what();
   } catch (const std::exception& e) {

@@ -29,12 +29,21 @@ Napi::Function TensorHandle::define(Napi::Env env) {
 // zero-fills; the addon itself passes an External<Tensor> to wrap a tensor an op produced.
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
   Napi::Env env = info.Env();
+  // Whole, so that an allocation failure anywhere here (the shape's vector too) is a JS error.
+  rethrowAsJs(env, [&] { construct(info); });
+  // Only host memory counts as GC pressure on V8's heap.
+  accounted_bytes_ = tensor_.device() == Device::Cpu ? std::int64_t(tensor_.numel()) * std::int64_t(sizeof(float)) : 0;
+  Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
+}
+
+void TensorHandle::construct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   if (info.Length() == 1 && info[0].IsExternal()) {
     tensor_ = *info[0].As<Napi::External<Tensor>>().Data();
   } else {
     if (info.Length() < 1) throw Napi::TypeError::New(env, "NativeTensor: expected (shape, data?)");
     Shape shape = toShape(info[0], "shape");
-    rethrowAsJs(env, [&] { tensor_ = Tensor::zeros(shape); });
+    tensor_ = Tensor::zeros(shape);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         throw Napi::TypeError::New(env, "NativeTensor: data must be a Float32Array");
@@ -48,9 +57,6 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
       std::memcpy(tensor_.data(), data.Data(), data.ByteLength());
     }
   }
-  // Only host memory counts as GC pressure on V8's heap.
-  accounted_bytes_ = tensor_.device() == Device::Cpu ? std::int64_t(tensor_.numel()) * std::int64_t(sizeof(float)) : 0;
-  Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
 }
 
 TensorHandle::~TensorHandle() { release(); }

@@ -20,6 +20,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   ~TensorHandle() override;
 
  private:
+  void construct(const Napi::CallbackInfo& info);
   Napi::Value shape(const Napi::CallbackInfo& info);
   Napi::Value numel(const Napi::CallbackInfo& info);
   Napi::Value disposed(const Napi::CallbackInfo& info);

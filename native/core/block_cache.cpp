@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "storage.h"
@@ -80,9 +81,14 @@ void BlockCache::release(void* block, std::size_t bytes) {
     CacheState& c = state();
     std::lock_guard<std::mutex> lock(c.mutex);
     if (c.cached + std::int64_t(size) <= limit_) {
-      c.free[size].push_back(block);
-      c.cached += std::int64_t(size);
-      return;
+      // Keeping the block needs a list entry, an allocation that can fail when memory has run
+      // out; release runs in destructors, so that failure frees the block instead of throwing.
+      try {
+        c.free[size].push_back(block);
+        c.cached += std::int64_t(size);
+        return;
+      } catch (const std::bad_alloc&) {
+      }
     }
   }
   std::free(block);

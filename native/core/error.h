@@ -12,12 +12,26 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// An allocation that failed. Its own type so that the addon can free its memory reserve before
+// building the JavaScript error (native/addon/memory_reserve.h): the error path needs memory too.
+class OutOfMemory : public Error {
+ public:
+  explicit OutOfMemory(const std::string& message) : Error(message) {}
+};
+
 // Builds a message from any streamable pieces: fail("expected ", a, " got ", b).
 template <typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
   std::ostringstream out;
   (out << ... << parts);
   throw Error(out.str());
+}
+
+template <typename... Parts>
+[[noreturn]] void failOutOfMemory(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  throw OutOfMemory(out.str());
 }
 
 }  // namespace castling

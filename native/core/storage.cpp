@@ -41,7 +41,7 @@ Storage::Storage(std::int64_t count, bool zero) : count_(count), bytes_(std::siz
          maxAllocationBytes(), " bytes (3/4 of physical memory) a single tensor may use");
   }
   data_ = static_cast<float*>(BlockCache::global().allocate(bytes));
-  if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes");
+  if (data_ == nullptr) failOutOfMemory("out of memory allocating ", bytes, " bytes");
   if (zero) std::memset(data_, 0, bytes);
   notePeak(g_live_bytes += std::int64_t(bytes));
 }

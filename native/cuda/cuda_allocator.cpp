@@ -42,7 +42,7 @@ void* CachingAllocator::allocate(std::size_t bytes) {
   if (status != cudaSuccess) {
     cudaGetLastError();
     AllocatorStats s = stats();
-    fail("CUDA out of memory: cudaMalloc(", size, " bytes) failed (", cudaGetErrorString(status), ") with ",
+    failOutOfMemory("CUDA out of memory: cudaMalloc(", size, " bytes) failed (", cudaGetErrorString(status), ") with ",
          s.liveBytes, " bytes live in castling-vit tensors");
   }
   std::lock_guard<std::mutex> lock(mutex_);
