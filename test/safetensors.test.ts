@@ -207,7 +207,7 @@ describe('safetensors', () => {
       return join(dir, name);
     };
     // A data byte (4.0 becomes 4.000001), and a config value of the same length.
-    const flipped = damaged((b) => (b[b.length - 8] ^= 1), 'flipped.safetensors');
+    const flipped = damaged((b) => (b[b.length - 8]! ^= 1), 'flipped.safetensors');
     await expect(readSafetensors(flipped)).rejects.toThrow(/flipped\.safetensors: its content does not match the checksum in its metadata/);
     const edited = damaged((b) => b.write('{\\"depth\\":3}', b.indexOf('{\\"depth\\":2}')), 'edited.safetensors');
     await expect(readSafetensors(edited)).rejects.toThrow(/edited\.safetensors: its content does not match the checksum/);
