@@ -88,6 +88,21 @@ describe('strict model files', () => {
     await expect(VisionTransformer.load(path)).rejects.toThrow(/nan\.safetensors: tensor 'blocks\.0\.attn\.proj\.weight' holds NaN at element 7/);
     const allowed = await VisionTransformer.load(path, { allowNonFinite: true });
     expect(Number.isNaN(allowed.parameters().get('blocks.0.attn.proj.weight')!.toFloat32Array()[7])).toBe(true);
+ 
+    // The CLI: refused, named, and loaded with --allow-non-finite (its NaN probabilities then shown).
+    const grey = randomizedModel({ ...presets.digits, depth: 1 }, 0.3);
+    const digitsPath = await edited(grey, 'nan-digits.safetensors', (tensors) => {
+      tensors.get('head.bias')!.data[0] = Number.NaN;
+    });
+    const image = join(dir, 'grey.png');
+    await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 50, g: 50, b: 50 } } }).png().toFile(image);
+    const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+    const refused = spawnSync(process.execPath, [cli, 'predict', digitsPath, image], { encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/nan-digits\.safetensors: tensor 'head\.bias' holds NaN at element 0.*--allow-non-finite/);
+    const allowedCli = spawnSync(process.execPath, [cli, 'predict', digitsPath, image, '--allow-non-finite', '--json', '--top', '1'], { encoding: 'utf8' });
+    expect(allowedCli.status, allowedCli.stderr).toBe(0);
+    expect(JSON.parse(allowedCli.stdout)[0].classes).toHaveLength(1);
   });
 
   it('save writes a checksum that load verifies: a file damaged since names itself', async () => {
