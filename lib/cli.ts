@@ -226,6 +226,7 @@ program
   .option('--json', 'print JSON: one { image, classes: [{ index, label, probability }] } per image')
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
+  .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then shown as they are')
   .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
     await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
   });
@@ -241,6 +242,7 @@ program
   .option('--top <k>', 'classes per answer unless the request asks (?top=k)', positiveInt, 5)
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
+  .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then answered as they are, not as 500')
   .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string }) => {
     await serveCommand(modelPath, { ...flags, config: presetConfig(flags.preset) });
   });
@@ -254,6 +256,7 @@ program
   .option('--batch-size <n>', 'images per forward pass', positiveInt, 16)
   .option('--json', 'print JSON: images, top1, topK and per class { class, images, correct }')
   .option('--preset <name>', PRESET_HELP)
+  .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training)')
   .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string }) => {
     await evaluateCommand(modelPath, folder, { ...flags, config: presetConfig(flags.preset) });
   });

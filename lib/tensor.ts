@@ -21,6 +21,21 @@ function checkShape(shape: unknown, what = 'shape'): number[] {
   return [...(shape as number[])];
 }
 
+/**
+ * A plain array's values must be numbers: Float32Array.from would make '1' a 1, and undefined, an
+ * object or a hole a NaN, without a word.
+ */
+function checkNumbers(data: readonly unknown[]): number[] {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (typeof v !== 'number') {
+      const got = v === undefined ? (i in data ? 'undefined' : 'a hole (undefined)') : v === null ? 'null' : typeof v === 'string' ? `'${v}' (a string)` : `${typeof v === 'object' ? 'an' : 'a'} ${typeof v}`;
+      throw new TypeError(`Tensor.fromArray: data[${i}] is ${got}, expected a number`);
+    }
+  }
+  return data as number[];
+}
+
 /** Number of elements of a shape. */
 export function shapeSize(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
@@ -40,7 +55,7 @@ export class Tensor {
     const dims = checkShape(shape);
     let values: Float32Array;
     if (data instanceof Float32Array) values = data;
-    else if (Array.isArray(data)) values = Float32Array.from(data as number[]);
+    else if (Array.isArray(data)) values = Float32Array.from(checkNumbers(data));
     else {
       const kind = ArrayBuffer.isView(data) ? (data as object).constructor.name : typeof data;
       throw new TypeError(`Tensor.fromArray: data must be a Float32Array or an array of numbers (dtype float32), got ${kind}`);

@@ -13,6 +13,8 @@ export interface EvaluateFlags {
   json?: boolean;
   /** The config of a file that has none (a timm checkpoint). */
   config?: VitConfig;
+  /** Load NaN or infinite weights (refused by default). */
+  allowNonFinite?: boolean;
 }
 
 /** The folder's images with the model's class indices: by label name, or by order without labels. */
@@ -33,7 +35,7 @@ function labelledImages(dir: string, model: VisionTransformer): { list: ImageLis
 }
 
 export async function evaluateCommand(modelPath: string, dir: string, flags: EvaluateFlags): Promise<number> {
-  const model = await VisionTransformer.load(modelPath, { config: flags.config });
+  const model = await VisionTransformer.load(modelPath, { config: flags.config, allowNonFinite: flags.allowNonFinite });
   try {
     const { list, classes, note } = labelledImages(dir, model);
     const result = await evaluateImages(model, list, { top: flags.top, batchSize: flags.batchSize });

@@ -17,6 +17,8 @@ export interface PredictFlags {
   config?: VitConfig;
   /** A text file of labels, one per line. */
   labels?: string;
+  /** Load NaN or infinite weights (refused by default), and pass on non-finite outputs. */
+  allowNonFinite?: boolean;
 }
 
 /** The image files named: files as given, folders as the image files under them (sorted, recursively). */
@@ -34,9 +36,9 @@ export async function predictCommand(modelPath: string, paths: string[], flags: 
   const images = imageFiles(paths);
   if (images.length === 0) throw new Error(`no image files in ${paths.join(', ')} (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
   const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
-  const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
+  const model = await VisionTransformer.load(modelPath, { config: flags.config, labels, allowNonFinite: flags.allowNonFinite });
   try {
-    const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize });
+    const results = await model.classify(images, { top: flags.top, batchSize: flags.batchSize, nonFinite: flags.allowNonFinite ? 'allow' : 'refuse' });
     if (flags.json) return console.log(JSON.stringify(images.map((image, i) => ({ image, classes: results[i] })), null, 2));
     const width = Math.max(...images.map((i) => i.length));
     images.forEach((image, i) => {

@@ -17,12 +17,14 @@ export interface ServeFlags {
   config?: VitConfig;
   /** A text file of labels, one per line. */
   labels?: string;
+  /** Load NaN or infinite weights (refused by default), and pass on non-finite outputs. */
+  allowNonFinite?: boolean;
 }
 
 export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
   const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
-  const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
-  const server = serveModel(model, { maxBatch: flags.maxBatch, maxWaiting: flags.maxWaiting, top: flags.top });
+  const model = await VisionTransformer.load(modelPath, { config: flags.config, labels, allowNonFinite: flags.allowNonFinite });
+  const server = serveModel(model, { maxBatch: flags.maxBatch, maxWaiting: flags.maxWaiting, top: flags.top, allowNonFinite: flags.allowNonFinite });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(flags.port, flags.host, resolve);

@@ -1,10 +1,20 @@
 // safetensors files (the format of Hugging Face and timm checkpoints): an 8-byte little-endian
 // header length, a JSON header naming each tensor's dtype, shape and byte range, then the data.
-// Reading validates everything before allocating anything large, so a truncated or hostile file
-// gets an error naming the problem, never a crash or a huge allocation. Writing is atomic.
-import { open } from 'node:fs/promises';
+// Reading validates everything before allocating anything large (safetensors_header.ts; the
+// tensors' float32 size against a memory budget), reads in bounded chunks, and refuses NaN and
+// infinite values unless asked not to, so a truncated, damaged or hostile file gets an error naming
+// the problem, never a crash, a huge allocation or weights that are silently wrong. A checksum in
+// the metadata, when the writer put one there, is verified. Writing is atomic.
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 
+import { firstNonFinite, nonFiniteName } from '../finite.js';
+import { budgetText, formatBytes, memoryBudgetOf } from '../memory_budget.js';
+import { MAX_PARAMETER_VALUES } from '../nn/config.js';
 import { writeFileAtomic } from './atomic_write.js';
+import { DTYPE_BYTES, inDataOrder, parseHeader, type DType, type HeaderEntry } from './safetensors_header.js';
+
+export type { DType } from './safetensors_header.js';
 
 /** One tensor as stored: values are always returned as float32. */
 export interface StoredTensor {
@@ -20,11 +30,21 @@ export interface SafetensorsContent {
   metadata: Record<string, string>;
 }
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'F64';
-const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+export interface ReadOptions {
+  /** Accept NaN and infinite values (refused by default: they are how damage usually shows). */
+  allowNonFinite?: boolean;
+  /** The most bytes the tensors may take as float32 (default: half of this machine's memory). */
+  memoryBudget?: number;
+  /** @internal Bytes per read (default READ_CHUNK_BYTES); small ones exercise the chunk edges. */
+  chunkBytes?: number;
+}
 
 /** The largest JSON header accepted (the format's reference implementation uses 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** Bytes per read or write: no single call moves gigabytes (Node aborts on reads past 2 GiB). */
+export const READ_CHUNK_BYTES = 32 * 1024 * 1024;
+/** The metadata key of the content's sha256 (hex), written by writeSafetensors({ checksum: true }). */
+export const CHECKSUM_KEY = 'content_sha256';
 
 export class SafetensorsError extends Error {
   constructor(path: string, message: string, options?: ErrorOptions) {
@@ -33,91 +53,41 @@ export class SafetensorsError extends Error {
   }
 }
 
-interface Entry {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  begin: number;
-  end: number;
+/**
+ * The checksum covers what the file says, not only its data bytes: the metadata (but the checksum
+ * itself) and each tensor's name, dtype, shape and place, then the data region in order. A changed
+ * config value or a renamed tensor then fails the check just as a flipped data byte does.
+ */
+function startChecksum(metadata: Record<string, string>, entries: readonly HeaderEntry[]): Hash {
+  const described = Object.keys(metadata)
+    .filter((key) => key !== CHECKSUM_KEY)
+    .sort()
+    .map((key) => [key, metadata[key]]);
+  const tensors = inDataOrder(entries).map((e) => [e.name, e.dtype, e.shape, e.begin, e.end]);
+  return createHash('sha256').update(JSON.stringify({ metadata: described, tensors }));
 }
 
-/** Parses and validates a header against the size of the data that follows it. */
-function parseHeader(path: string, json: string, dataBytes: number): { entries: Entry[]; metadata: Record<string, string> } {
-  const fail = (message: string): never => {
-    throw new SafetensorsError(path, message);
-  };
-  let header: unknown;
-  try {
-    header = JSON.parse(json);
-  } catch (error) {
-    fail(`the header is not valid JSON (${(error as Error).message})`);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('the header must be a JSON object');
-  const metadata: Record<string, string> = {};
-  const entries: Entry[] = [];
-  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('__metadata__ must be an object of strings');
-      for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(`__metadata__.${key} must be a string, got ${typeof v}`);
-        metadata[key] = v as string;
-      }
-      continue;
-    }
-    const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info !== 'object' || info === null) fail(`tensor '${name}' must be described by an object`);
-    if (typeof info.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
-      fail(`tensor '${name}' has dtype ${JSON.stringify(info.dtype)}, expected one of ${Object.keys(DTYPE_BYTES).join(', ')}`);
-    }
-    const dtype = info.dtype as DType;
-    const shape = info.shape;
-    if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-      fail(`tensor '${name}' has shape ${JSON.stringify(shape)}, expected an array of non-negative integers`);
-    }
-    const offsets = info.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => !Number.isSafeInteger(o) || o < 0)) {
-      fail(`tensor '${name}' has data_offsets ${JSON.stringify(offsets)}, expected [begin, end]`);
-    }
-    const [begin, end] = offsets as [number, number];
-    const elements = (shape as number[]).reduce((n, d) => n * d, 1);
-    if (end < begin || end > dataBytes) {
-      fail(`tensor '${name}' has data_offsets [${begin}, ${end}] outside the ${dataBytes} bytes of data (truncated file?)`);
-    }
-    if (!Number.isSafeInteger(elements) || elements * DTYPE_BYTES[dtype] !== end - begin) {
-      fail(`tensor '${name}' has shape [${(shape as number[]).join(', ')}] of ${dtype} (${elements * DTYPE_BYTES[dtype]} bytes) but data_offsets cover ${end - begin} bytes`);
-    }
-    entries.push({ name, dtype, shape: shape as number[], begin, end });
-  }
-  // Byte ranges must not overlap (two names for one memory would make writes alias).
-  const sorted = [...entries].sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]!.begin < sorted[i - 1]!.end) fail(`tensors '${sorted[i - 1]!.name}' and '${sorted[i]!.name}' overlap in the data`);
-  }
-  return { entries, metadata };
-}
-
-function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
+/** Decodes little-endian values of `dtype` from `bytes` into `out` from element `at`. */
+function decodeInto(bytes: Uint8Array, dtype: DType, out: Float32Array, at: number): void {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
-  const out = new Float32Array(n);
   switch (dtype) {
     case 'F32':
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+      for (let i = 0; i < n; i++) out[at + i] = view.getFloat32(i * 4, true);
       break;
     case 'F64':
-      for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true);
+      for (let i = 0; i < n; i++) out[at + i] = view.getFloat64(i * 8, true);
       break;
     case 'BF16': {
       // bfloat16 is the top half of a float32.
-      const widened = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) widened[i] = view.getUint16(i * 2, true) << 16;
+      const widened = new Uint32Array(out.buffer, out.byteOffset, out.length);
+      for (let i = 0; i < n; i++) widened[at + i] = view.getUint16(i * 2, true) << 16;
       break;
     }
     case 'F16':
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      for (let i = 0; i < n; i++) out[at + i] = halfToFloat(view.getUint16(i * 2, true));
       break;
   }
-  return out;
 }
 
 function halfToFloat(h: number): number {
@@ -129,8 +99,47 @@ function halfToFloat(h: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
+/** Refuses a file whose tensors would not fit the budget as float32, before reading any. */
+function checkBudget(entries: readonly HeaderEntry[], options: ReadOptions, fail: (message: string) => never): void {
+  const budget = memoryBudgetOf(options.memoryBudget, 'readSafetensors');
+  let bytes = 0;
+  for (const e of entries) {
+    if (e.elements > MAX_PARAMETER_VALUES) fail(`tensor '${e.name}' holds ${e.elements} values, more than one tensor can (${MAX_PARAMETER_VALUES})`);
+    bytes += e.elements * 4;
+  }
+  if (bytes > budget) {
+    fail(`its tensors need ${formatBytes(bytes)} as float32, more than ${budgetText(budget, options.memoryBudget !== undefined)}; pass { memoryBudget } to read it`);
+  }
+}
+
+/**
+ * One tensor's values, read `chunkBytes` at a time: float32 straight into the result's memory,
+ * other dtypes through one reused buffer. Every byte read goes into `checksum`, in file order.
+ */
+async function readTensor(file: FileHandle, e: HeaderEntry, dataStart: number, chunkBytes: number, checksum: Hash | null, fail: (message: string) => never): Promise<Float32Array> {
+  const out = new Float32Array(e.elements);
+  const total = e.end - e.begin;
+  // Whole elements per chunk, so that a chunk never splits a value.
+  const step = Math.max(8, chunkBytes - (chunkBytes % 8));
+  const scratch = e.dtype === 'F32' ? null : new Uint8Array(Math.min(step, total));
+  for (let done = 0; done < total; ) {
+    const length = Math.min(step, total - done);
+    const target = scratch ? scratch.subarray(0, length) : new Uint8Array(out.buffer, done, length);
+    const { bytesRead } = await file.read(target, 0, length, dataStart + e.begin + done);
+    if (bytesRead !== length) fail(`tensor '${e.name}' is truncated (the file changed while it was read?)`);
+    checksum?.update(target);
+    if (scratch) decodeInto(target, e.dtype, out, done / DTYPE_BYTES[e.dtype]);
+    done += length;
+  }
+  // Float32Array memory is little-endian on every platform Node supports: read as is.
+  return out;
+}
+
 /** Reads a safetensors file; every tensor comes back as float32. */
-export async function readSafetensors(path: string): Promise<SafetensorsContent> {
+export async function readSafetensors(path: string, options: ReadOptions = {}): Promise<SafetensorsContent> {
+  const fail = (message: string): never => {
+    throw new SafetensorsError(path, message);
+  };
   const file = await open(path, 'r').catch((error: unknown) => {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new SafetensorsError(path, 'no such file', { cause: error });
@@ -139,25 +148,42 @@ export async function readSafetensors(path: string): Promise<SafetensorsContent>
   });
   try {
     const info = await file.stat();
-    if (info.isDirectory()) throw new SafetensorsError(path, 'a folder, not a safetensors file');
+    if (info.isDirectory()) fail('a folder, not a safetensors file');
     const size = info.size;
-    if (size < 8) throw new SafetensorsError(path, `the file has ${size} bytes, too short for a safetensors header`);
+    if (size < 8) fail(`the file has ${size} bytes, too short for a safetensors header`);
     const prefix = Buffer.alloc(8);
     await file.read(prefix, 0, 8, 0);
     const headerBytes = prefix.readBigUInt64LE(0);
     if (headerBytes > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) {
-      throw new SafetensorsError(path, `the header claims ${headerBytes} bytes but at most ${Math.min(MAX_HEADER_BYTES, size - 8)} are possible (truncated or not a safetensors file)`);
+      fail(`the header claims ${headerBytes} bytes but at most ${Math.min(MAX_HEADER_BYTES, size - 8)} are possible (truncated or not a safetensors file)`);
     }
     const header = Buffer.alloc(Number(headerBytes));
     await file.read(header, 0, header.length, 8);
+    let json = '';
+    try {
+      json = new TextDecoder('utf-8', { fatal: true }).decode(header);
+    } catch {
+      fail('the header is not valid UTF-8 text');
+    }
     const dataStart = 8 + header.length;
-    const { entries, metadata } = parseHeader(path, header.toString('utf8'), size - dataStart);
+    const { entries, metadata } = parseHeader(json, size - dataStart, fail);
+    checkBudget(entries, options, fail);
+    const expected = metadata[CHECKSUM_KEY];
+    const checksum = expected === undefined ? null : startChecksum(metadata, entries);
+    const chunkBytes = options.chunkBytes ?? READ_CHUNK_BYTES;
+    const values = new Map<HeaderEntry, Float32Array>();
+    for (const e of inDataOrder(entries)) values.set(e, await readTensor(file, e, dataStart, chunkBytes, checksum, fail));
+    if (checksum && checksum.digest('hex') !== expected) {
+      fail(`its content does not match the checksum in its metadata (${CHECKSUM_KEY}): the file was damaged or changed after it was written`);
+    }
     const tensors = new Map<string, StoredTensor>();
     for (const e of entries) {
-      const bytes = new Uint8Array(e.end - e.begin);
-      const { bytesRead } = await file.read(bytes, 0, bytes.length, dataStart + e.begin);
-      if (bytesRead !== bytes.length) throw new SafetensorsError(path, `tensor '${e.name}' is truncated`);
-      tensors.set(e.name, { shape: e.shape, data: toFloat32(bytes, e.dtype), dtype: e.dtype });
+      const data = values.get(e)!;
+      const bad = options.allowNonFinite ? -1 : firstNonFinite(data);
+      if (bad >= 0) {
+        fail(`tensor '${e.name}' holds ${nonFiniteName(data[bad]!)} at element ${bad}: weights must be finite (a damaged file, or a model whose training diverged); pass { allowNonFinite: true } to read it anyway (the CLI: --allow-non-finite)`);
+      }
+      tensors.set(e.name, { shape: e.shape, data, dtype: e.dtype });
     }
     return { tensors, metadata };
   } finally {
@@ -165,34 +191,52 @@ export async function readSafetensors(path: string): Promise<SafetensorsContent>
   }
 }
 
+export interface WriteOptions {
+  /** Put a sha256 of the content in the metadata (CHECKSUM_KEY), which readSafetensors verifies. */
+  checksum?: boolean;
+}
+
+/** A byte array as pieces of at most READ_CHUNK_BYTES (views, not copies): no write of gigabytes at once. */
+function* pieces(bytes: Uint8Array): Generator<Uint8Array> {
+  for (let at = 0; at < bytes.byteLength; at += READ_CHUNK_BYTES) yield bytes.subarray(at, Math.min(at + READ_CHUNK_BYTES, bytes.byteLength));
+}
+
 /**
  * Writes float32 tensors and string metadata as a safetensors file, atomically (writeFileAtomic:
- * an existing file is replaced whole or not at all).
+ * an existing file is replaced whole or not at all). A checksum key among `metadata` is dropped:
+ * it described other content.
  */
 export async function writeSafetensors(
   path: string,
   tensors: Map<string, { shape: readonly number[]; data: Float32Array }> | Record<string, { shape: readonly number[]; data: Float32Array }>,
   metadata: Record<string, string> = {},
+  options: WriteOptions = {},
 ): Promise<void> {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const { [CHECKSUM_KEY]: _stale, ...meta } = metadata;
+  const described: Record<string, unknown> = {};
+  const entries: HeaderEntry[] = [];
   let offset = 0;
   for (const [name, t] of list) {
     if (name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is not a valid tensor name`);
     const elements = t.shape.reduce((n, d) => n * d, 1);
     if (elements !== t.data.length) throw new Error(`writeSafetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
+    entries.push({ name, dtype: 'F32', shape: [...t.shape], elements, begin: offset, end: offset + t.data.byteLength });
+    described[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
-  let json = JSON.stringify(header);
+  // Float32Array memory is little-endian on every platform Node supports.
+  const data = list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  if (options.checksum) {
+    const checksum = startChecksum(meta, entries);
+    for (const bytes of data) for (const piece of pieces(bytes)) checksum.update(piece);
+    meta[CHECKSUM_KEY] = checksum.digest('hex');
+  }
+  let json = JSON.stringify(Object.keys(meta).length ? { __metadata__: meta, ...described } : described);
   // Pad with spaces so that the data starts 8-byte aligned (allowed by the format).
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-
-  // Float32Array memory is little-endian on every platform Node supports.
-  const data = list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  await writeFileAtomic(path, [prefix, headerBytes, ...data]);
+  await writeFileAtomic(path, [prefix, headerBytes, ...data.flatMap((bytes) => [...pieces(bytes)])]);
 }

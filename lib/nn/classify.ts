@@ -19,6 +19,8 @@ export interface ClassifyOptions {
   batchSize?: number;
   /** Aborting it rejects the call at once; no chunk starts after that (abort.ts). */
   signal?: AbortSignal;
+  /** 'refuse' (the default): NaN or infinite logits are an error, not NaN probabilities; 'allow' passes them on. */
+  nonFinite?: 'allow' | 'refuse';
 }
 
 /** What classify needs of a model. */

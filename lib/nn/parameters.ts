@@ -80,3 +80,19 @@ export function initialValues(spec: ParameterSpec, rng: SeededRandom): Float32Ar
   else for (let i = 0; i < n; i++) out[i] = (rng.next() * 2 - 1) * init.uniform;
   return out;
 }
+
+/**
+ * Parameters and float32 bytes of a model of `config`, from the shapes alone (nothing allocated,
+ * and no spec listed per block: a config of a million blocks is counted as fast as one of two).
+ */
+export function parameterTotals(config: VitConfig): { values: number; tensors: number } {
+  const oneBlock = parameterSpecs({ ...config, depth: 1 });
+  let values = 0;
+  let tensors = 0;
+  for (const spec of oneBlock) {
+    const times = spec.name.startsWith('blocks.0.') ? config.depth : 1;
+    values += times * spec.shape.reduce((a, d) => a * d, 1);
+    tensors += times;
+  }
+  return { values, tensors };
+}

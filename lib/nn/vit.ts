@@ -10,6 +10,8 @@ import { cudaAvailable } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
+import { checkModelMemory } from './model_memory.js';
+import { checkNonFinitePolicy, checkOutputsFinite, type InferenceOptions, type NonFinitePolicy } from './finite_outputs.js';
 import { SeededRandom } from './random.js';
 import { accumulatedReconstructionStep, accumulatedTrainingStep, checkMicroBatch, type AccumulationContext } from './micro_batch.js';
 import { checkLabels, checkOptimizer, dropPathScales, imageBatch } from './training_inputs.js';
@@ -21,7 +23,7 @@ import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
-import { abortable, disposeTensor, signalOf, type AbortOptions } from './abort.js';
+import { abortable, disposeTensor, signalOf } from './abort.js';
 
 /** What an inference pass gives: the logits (predict) or the head's input (embed). */
 type InferenceOutput = 'logits' | 'embeddings';
@@ -53,6 +55,21 @@ export interface LoadOptions {
    * config.numClasses): the file's head.weight and head.bias are listed as ignored.
    */
   freshHead?: boolean;
+  /**
+   * Accept NaN and infinite weights. Refused by default: they come from a damaged file or a
+   * training that diverged, and would give NaN logits without an error.
+   */
+  allowNonFinite?: boolean;
+  /**
+   * The most bytes the file's tensors may take as float32, and the model its parameters (default:
+   * half of this machine's memory): a larger file or config is refused before it is allocated.
+   */
+  memoryBudget?: number;
+}
+
+export interface CreateOptions {
+  /** The most bytes the model's parameters may take (default: half of this machine's memory). */
+  memoryBudget?: number;
 }
 
 export interface TrainStepOptions {
@@ -223,10 +240,14 @@ export class VisionTransformer {
     this.plans.clear(); // recorded with the old branch state
   }
 
-  /** A freshly initialised model (seeded by config.seed). */
-  static create(config: Partial<VitConfig>): VisionTransformer {
+  /**
+   * A freshly initialised model (seeded by config.seed). A config whose parameters would need more
+   * than options.memoryBudget (default: half of this machine's memory) is refused up front.
+   */
+  static create(config: Partial<VitConfig>, options: CreateOptions = {}): VisionTransformer {
     const resolved = resolveConfig(config);
     requireDevice(resolved);
+    checkModelMemory(resolved, options.memoryBudget, 'VisionTransformer.create');
     const rng = new SeededRandom(resolved.seed);
     const params = new Map<string, Tensor>();
     for (const spec of parameterSpecs(resolved)) params.set(spec.name, Tensor.fromArray(initialValues(spec, rng), spec.shape));
@@ -235,10 +256,13 @@ export class VisionTransformer {
 
   /**
    * Loads a safetensors file written by save(), or a timm-named checkpoint with `options.config`.
-   * Parameters the file lacks are freshly initialised and listed in `model.loadReport`.
+   * Parameters the file lacks are freshly initialised and listed in `model.loadReport`, except in
+   * a file of our own: there every parameter of its stored config must be present. A damaged file
+   * (see readSafetensors), a checksum that does not match, NaN or infinite weights (unless
+   * options.allowNonFinite) and a model past options.memoryBudget are errors naming the file.
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
-    const content = await readSafetensors(path);
+    const content = await readSafetensors(path, { allowNonFinite: options.allowNonFinite, memoryBudget: options.memoryBudget });
     // timm's config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout).
     const sidecar = content.metadata.config === undefined ? await readTimmSidecar(path) : null;
     return VisionTransformer.fromContent(content, path, options, sidecar);
@@ -264,6 +288,8 @@ export class VisionTransformer {
     }
     const config = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
     requireDevice(config);
+    checkModelMemory(config, options.memoryBudget, path);
+    if (stored.config) requireOwnParameters(path, stored.config, tensors, options.memoryBudget);
     const head = options.freshHead ? ['head.weight', 'head.bias'].filter((name) => tensors.delete(name)) : [];
     const { params, report } = VisionTransformer.assemble(config, tensors, path);
     if (!stored.config && report.ignored.length > 0) {
@@ -297,6 +323,7 @@ export class VisionTransformer {
     source.live();
     source.queue.requireNoUpdate('VisionTransformer.from');
     const config = resolveConfig({ ...source.config, ...overrides });
+    checkModelMemory(config, undefined, 'VisionTransformer.from');
     const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
     requireDevice(config);
     const { params, report } = VisionTransformer.assemble(config, tensors, 'VisionTransformer.from');
@@ -356,7 +383,8 @@ export class VisionTransformer {
       const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
       for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
       for (const [name, t] of extraTensors) tensors.set(name, t);
-      await writeSafetensors(path, tensors, metadata);
+      // A checksum of the content: load() tells a file damaged since from the model saved.
+      await writeSafetensors(path, tensors, metadata, { checksum: true });
     });
   }
 
@@ -396,7 +424,7 @@ export class VisionTransformer {
    * Logits [batch, numClasses] for images [batch, inChannels, imageSize, imageSize]. With
    * options.signal, aborting rejects the call at once with the signal's reason (abort.ts).
    */
-  predict(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+  predict(images: Tensor, options: InferenceOptions = {}): Promise<Tensor> {
     return this.inference(images, 'logits', options);
   }
 
@@ -405,28 +433,33 @@ export class VisionTransformer {
    * (timm's forward_head(pre_logits=True)), for similarity search or a classifier of your own.
    * In call order with the model's other calls, and with options.signal, as predict.
    */
-  embed(images: Tensor, options: AbortOptions = {}): Promise<Tensor> {
+  embed(images: Tensor, options: InferenceOptions = {}): Promise<Tensor> {
     return this.inference(images, 'embeddings', options);
   }
 
   /** predict and embed: the inference pass to `output` in the call's turn, abortable. */
-  private async inference(images: Tensor, output: InferenceOutput, options: AbortOptions): Promise<Tensor> {
+  private async inference(images: Tensor, output: InferenceOutput, options: InferenceOptions): Promise<Tensor> {
     const what = output === 'logits' ? 'predict' : 'embed';
     const batch = this.checkImages(images, what);
     const signal = signalOf(options, what);
+    const nonFinite = options.nonFinite ?? 'allow';
+    checkNonFinitePolicy(nonFinite, what);
     signal?.throwIfAborted();
-    return abortable(this.queue.run('read', what, () => this.inferenceNow(images, batch, output), signal), signal, disposeTensor);
+    return abortable(this.queue.run('read', what, () => this.inferenceNow(images, batch, output, nonFinite), signal), signal, disposeTensor);
   }
 
   /** The inference pass without waiting for its turn: for operations already in theirs (classify). */
-  private async inferenceNow(images: Tensor, batch: number, output: InferenceOutput): Promise<Tensor> {
+  private async inferenceNow(images: Tensor, batch: number, output: InferenceOutput, nonFinite: NonFinitePolicy): Promise<Tensor> {
     this.live();
+    const what = output === 'logits' ? 'predict' : 'embed';
+    let out: Tensor;
     try {
-      const [out] = await this.inferencePlan(batch, output).run(images);
-      return out!;
+      [out] = (await this.inferencePlan(batch, output).run(images)) as [Tensor];
     } catch (error) {
-      throw imagesError(output === 'logits' ? 'predict' : 'embed', error);
+      throw imagesError(what, error);
     }
+    if (nonFinite === 'refuse') checkOutputsFinite(out, what, output);
+    return out;
   }
 
   /**
@@ -454,7 +487,10 @@ export class VisionTransformer {
     const signal = signalOf(options, 'classify');
     if (signal?.aborted) return Promise.reject(signal.reason);
     // One read for the whole list: every chunk is classified by the same weights.
-    const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict: (images: Tensor) => this.inferenceNow(images, this.checkImages(images, 'predict'), 'logits') };
+    const nonFinite = options.nonFinite ?? 'refuse';
+    checkNonFinitePolicy(nonFinite, 'classify');
+    const predict = (images: Tensor) => this.inferenceNow(images, this.checkImages(images, 'predict'), 'logits', nonFinite);
+    const classifier = { config: this.config, preprocessing: this.imagePreprocessing, labels: this.classLabels, predict };
     return abortable(this.queue.run('read', 'classify', () => classifyImages(classifier, sources, options), signal), signal);
   }
 
@@ -682,4 +718,19 @@ export class VisionTransformer {
     return new VitGraph(p, this.config, param, (name) => this.params.has(name), dconv);
   }
 
+}
+
+/**
+ * A file of our own format (our config in its metadata) holds every parameter of that config: one
+ * missing is damage (a renamed tensor, say), and initialising it would give wrong answers without
+ * an error. Parameters that load()'s config adds (castling's convolution over a softmax file) are
+ * initialised and listed in loadReport, as for a timm file.
+ */
+function requireOwnParameters(path: string, storedConfig: Partial<VitConfig>, tensors: ReadonlyMap<string, unknown>, memoryBudget: number | undefined): void {
+  const own = configOfFile(path, storedConfig, undefined);
+  checkModelMemory(own, memoryBudget, path); // (before listing its parameters: a million blocks are refused here)
+  const missing = parameterSpecs(own).map((spec) => spec.name).filter((name) => !tensors.has(name));
+  if (missing.length === 0) return;
+  const names = missing.slice(0, 3).map((n) => `'${n}'`).join(', ') + (missing.length > 3 ? `, ... (${missing.length} in all)` : '');
+  throw new Error(`${path}: the castling-vit config in the file's metadata has ${names}, which the file does not hold: a damaged or edited model file (every parameter of its config is saved with it)`);
 }

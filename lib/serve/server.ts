@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 
 import { BatcherFullError, type PredictBatcher } from '../nn/batcher.js';
 import type { Tensor } from '../tensor.js';
+import { firstNonFinite } from '../finite.js';
 import { topClasses } from '../nn/classify.js';
 import type { VisionTransformer } from '../nn/vit.js';
 
@@ -21,6 +22,8 @@ export interface ServeOptions {
    * get 503 with Retry-After, instead of an ever longer wait.
    */
   maxWaiting?: number;
+  /** Answer NaN or infinite outputs as they are; by default they are a 500 saying so. */
+  allowNonFinite?: boolean;
 }
 
 /** An answer that is the client's doing: its status and message. */
@@ -123,6 +126,7 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
       const out = await through.predict(images, { signal: hungUp });
       const values = out.toFloat32Array();
       out.dispose();
+      if (!options.allowNonFinite && firstNonFinite(values) >= 0) throw new Error('the model produced non-finite values (NaN or infinity) for this image');
       return values;
     } finally {
       images.dispose();

@@ -70,7 +70,7 @@ export async function saveTrainingCheckpoint(path: string, model: VisionTransfor
  * the model's nor the optimizer's (so not listed as ignored by the model), and the metadata.
  */
 export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState; extras: { tensors: Map<string, StoredTensor>; metadata: Record<string, string> } }> {
-  const content = await readSafetensors(path);
+  const content = await readSafetensors(path, { allowNonFinite: options.allowNonFinite, memoryBudget: options.memoryBudget });
   const { tensors, metadata } = content;
   if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
   let training: { epoch: number; step?: number; lossSum?: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };

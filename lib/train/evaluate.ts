@@ -30,7 +30,8 @@ export async function evaluateImages(model: VisionTransformer, list: ImageList, 
     if (!(Number.isInteger(label) && label >= 0 && label < classes)) throw new RangeError(`evaluateImages: the label of ${list.files[i]} is ${label}, expected a class from 0 to ${classes - 1}`);
   });
   if (list.files.length === 0) return { images: 0, top1: Number.NaN, topK: Number.NaN, top, perClass };
-  const results = await model.classify(list.files, { top, batchSize: options.batchSize });
+  // A diverged model (NaN logits) scores what it scores: a training run reports it and goes on.
+  const results = await model.classify(list.files, { top, batchSize: options.batchSize, nonFinite: 'allow' });
   let inTop = 0;
   results.forEach((scores, i) => {
     const label = list.labels[i]!;

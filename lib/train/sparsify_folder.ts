@@ -7,6 +7,7 @@
 import type { ImageFolder } from '../data/image_folder.js';
 import type { StoredTensor } from '../io/safetensors.js';
 import { resolveConfig, type VitConfig } from '../nn/config.js';
+import { parameterSpecs } from '../nn/parameters.js';
 import { VisionTransformer } from '../nn/vit.js';
 import type { CheckpointExtras, TrainingState } from './checkpoint.js';
 import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from './image_folder.js';
@@ -180,12 +181,13 @@ function teacherOf(path: string, tensors: Map<string, StoredTensor>, config: Vit
   const own = new Map<string, StoredTensor>();
   for (const [name, t] of tensors) if (name.startsWith(TEACHER_PREFIX)) own.set(name.slice(TEACHER_PREFIX.length), t);
   const source = `${path} (the dense model beside it)`;
-  const dense = VisionTransformer.fromContent({ tensors: own, metadata: { config: JSON.stringify(resolveConfig(config)) } }, source);
-  if (dense.config.attention !== 'softmax' || dense.loadReport.initialised.length > 0) {
-    const missing = dense.loadReport.initialised;
-    dense.dispose();
+  const resolved = resolveConfig(config);
+  // Named here as the teacher's, before fromContent would call the file damaged.
+  const missing = resolved.attention === 'softmax' ? parameterSpecs(resolved).map((spec) => spec.name).filter((name) => !own.has(name)) : [];
+  if (resolved.attention !== 'softmax' || missing.length > 0) {
     throw new Error(`${source}: expected a softmax model's tensors under '${TEACHER_PREFIX}'${missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}` : ''}`);
   }
+  const dense = VisionTransformer.fromContent({ tensors: own, metadata: { config: JSON.stringify(resolved) } }, source);
   dense.preprocessing = sparse.preprocessing;
   if (sparse.labels) dense.labels = sparse.labels;
   return dense;
