@@ -40,6 +40,8 @@
         "native/core/cpu_features.cpp",
         "native/core/op_registry.cpp",
         "native/core/plan.cpp",
+        "native/ops/heads_shape.cpp",
+        "native/ops/sparsifiner_inputs.cpp",
         "native/cpu/kernel_table.cpp",
         "native/cpu/isa_scalar.cpp",
         "native/cpu/gemm.cpp",

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "../core/cpu_features.h"
+#include "../ops/conv_form.h"
 
 namespace castling::cpu {
 
@@ -56,7 +57,7 @@ struct FlashBackwardArgs {
 
 // ---- Castling-ViT linear-angular attention ----
 
-enum class ConvForm { Tokens = 0, Spatial = 1 };
+using ops::ConvForm;
 
 // The depthwise convolution of v that is added to the output (one head's kernel).
 struct AngularConv {

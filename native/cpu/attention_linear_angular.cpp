@@ -10,10 +10,12 @@
 #include "../core/thread_pool.h"
 #include "attention_common.h"
 #include "attention_kernels.h"
-#include "attention_linear_angular_shapes.h"
+#include "../ops/attention_linear_angular_shapes.h"
 #include "cpu_ops.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

@@ -10,9 +10,11 @@
 #include "attention_common.h"
 #include "attention_kernels.h"
 #include "cpu_ops.h"
-#include "shape_checks.h"
+#include "../ops/shape_checks.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

@@ -283,7 +283,7 @@ void checkArgs(const GemmArgs& g) {
 
 }  // namespace
 
-std::int64_t packedBFloats(const KernelTable& kt, const GemmLayout& g) { return g.K * roundUp(g.N, kt.nr); }
+std::int64_t packedBFloats(const KernelTable& kt, const ops::GemmLayout& g) { return g.K * roundUp(g.N, kt.nr); }
 
 void packWholeB(const KernelTable& kt, const GemmArgs& g, float* dst) {
   checkArgs(g);

@@ -5,13 +5,13 @@
 #pragma once
 #include <cstdint>
 
-#include "gemm_layout.h"
+#include "../ops/gemm_layout.h"
 #include "kernel_table.h"
 
 namespace castling::cpu {
 
 // The layout (gemm_layout.h: transA, transB, M, N, K, lda, ldb, ldc) and the operands.
-struct GemmArgs : GemmLayout {
+struct GemmArgs : ops::GemmLayout {
   float alpha = 1.0f;
   const float* A = nullptr;
   const float* B = nullptr;
@@ -38,7 +38,7 @@ inline GemmArgs denseGemm(std::int64_t M, std::int64_t N, std::int64_t K, const 
 
 // The floats of op(B) packed whole for `kernels`: each K-slice the GEMM multiplies by, as the
 // NR-column panels it would pack block by block (K x N rounded up to a multiple of NR).
-std::int64_t packedBFloats(const KernelTable& kernels, const GemmLayout& layout);
+std::int64_t packedBFloats(const KernelTable& kernels, const ops::GemmLayout& layout);
 // Packs op(B) of `args` whole into dst (packedBFloats floats, 64-byte aligned) with the pool's
 // threads.
 void packWholeB(const KernelTable& kernels, const GemmArgs& args, float* dst);

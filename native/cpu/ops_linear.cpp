@@ -9,10 +9,12 @@
 
 #include "cpu_ops.h"
 #include "gemm.h"
-#include "shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "../core/thread_pool.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

@@ -7,9 +7,11 @@
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
 #include "kernel_table.h"
-#include "shape_checks.h"
+#include "../ops/shape_checks.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

@@ -8,10 +8,12 @@
 #include "cpu_ops.h"
 #include "gemm.h"
 #include "kernel_table.h"
-#include "shape_checks.h"
-#include "vit_layout_shapes.h"
+#include "../ops/shape_checks.h"
+#include "../ops/vit_layout_shapes.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "../core/thread_pool.h"
-#include "sparse_attention_shapes.h"
+#include "../ops/sparse_attention_shapes.h"
 #include "sparsifiner_common.h"
 #include "sparsifiner_kernels.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

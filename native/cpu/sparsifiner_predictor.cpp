@@ -7,11 +7,13 @@
 #include <cmath>
 #include <vector>
 
-#include "shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "sparsifiner_common.h"
 #include "sparsifiner_kernels.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

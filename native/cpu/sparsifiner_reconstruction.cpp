@@ -12,11 +12,13 @@
 
 #include "../core/thread_pool.h"
 #include "gemm.h"
-#include "shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "sparsifiner_common.h"
 #include "sparsifiner_kernels.h"
 
 namespace castling::cpu {
+
+using namespace ops;
 
 namespace {
 

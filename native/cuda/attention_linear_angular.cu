@@ -12,8 +12,8 @@
 #include <cmath>
 #include <vector>
 
-#include "../cpu/attention_common.h"
-#include "../cpu/attention_linear_angular_shapes.h"
+#include "../ops/attention_linear_angular_shapes.h"
+#include "../ops/heads_shape.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
 #include "cuda_reduce.cuh"
@@ -21,15 +21,15 @@
 
 namespace castling::cuda {
 
-using cpu::AngularAuxSaved;
-using cpu::AngularInputs;
-using cpu::AngularOptions;
-using cpu::AngularSaved;
-using cpu::HeadsShape;
-using cpu::readAngularAuxSaved;
-using cpu::readAngularOptions;
-using cpu::readAngularSaved;
-using cpu::readAngularTensors;
+using ops::AngularAuxSaved;
+using ops::AngularInputs;
+using ops::AngularOptions;
+using ops::AngularSaved;
+using ops::HeadsShape;
+using ops::readAngularAuxSaved;
+using ops::readAngularOptions;
+using ops::readAngularSaved;
+using ops::readAngularTensors;
 
 namespace {
 

@@ -4,17 +4,17 @@
 #include <cmath>
 #include <vector>
 
-#include "../cpu/attention_common.h"
-#include "../cpu/shape_checks.h"
+#include "../ops/heads_shape.h"
+#include "../ops/shape_checks.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
 #include "flash.h"
 
 namespace castling::cuda {
 
-using cpu::expectQkvHeads;
-using cpu::expectShape;
-using cpu::HeadsShape;
+using ops::expectQkvHeads;
+using ops::expectShape;
+using ops::HeadsShape;
 
 namespace {
 

@@ -7,13 +7,13 @@
 #include <cstdint>
 
 #include "../core/device.h"
-#include "../cpu/gemm_layout.h"
+#include "../ops/gemm_layout.h"
 
 namespace castling::cuda {
 
 // The layout (cpu/gemm_layout.h: transA, transB, M, N, K, lda, ldb, ldc), the operands and the
 // batch: each product's A starts strideA elements after the previous one's (B and C alike).
-struct Gemm : cpu::GemmLayout {
+struct Gemm : ops::GemmLayout {
   float alpha = 1.0f, beta = 0.0f;
   const void* A = nullptr;
   const void* B = nullptr;

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "../cpu/shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "cuda_kernels.cuh"
 #include "cuda_math.cuh"
 #include "cuda_ops.h"
@@ -14,10 +14,10 @@
 
 namespace castling::cuda {
 
-using cpu::colsOf;
-using cpu::expectRankAtLeast;
-using cpu::expectShape;
-using cpu::rowsOf;
+using ops::colsOf;
+using ops::expectRankAtLeast;
+using ops::expectShape;
+using ops::rowsOf;
 
 namespace {
 

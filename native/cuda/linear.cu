@@ -4,7 +4,7 @@
 // element types, the same for every input; accumulation in float32 (db too).
 #include <vector>
 
-#include "../cpu/shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.cuh"
 #include "cuda_math.cuh"
@@ -13,9 +13,9 @@
 
 namespace castling::cuda {
 
-using cpu::expectRankAtLeast;
-using cpu::expectShape;
-using cpu::rowsOf;
+using ops::expectRankAtLeast;
+using ops::expectShape;
+using ops::rowsOf;
 
 namespace {
 

@@ -13,10 +13,10 @@
 #include <cmath>
 #include <vector>
 
-#include "../cpu/attention_common.h"
-#include "../cpu/shape_checks.h"
-#include "../cpu/sparse_attention_shapes.h"
-#include "../cpu/sparsifiner_common.h"
+#include "../ops/heads_shape.h"
+#include "../ops/shape_checks.h"
+#include "../ops/sparse_attention_shapes.h"
+#include "../ops/sparsifiner_inputs.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
@@ -24,18 +24,18 @@
 
 namespace castling::cuda {
 
-using cpu::badIndexRow;
-using cpu::basisColumns;
-using cpu::expectHeads;
-using cpu::expectShape;
-using cpu::HeadsShape;
-using cpu::PredictorShape;
-using cpu::predictorScale;  // the attribute rule is the CPU's (default 1/sqrt(H))
-using cpu::readSparseInputs;
-using cpu::readSparseSaved;
-using cpu::SparseInputs;
-using cpu::sparseAttentionScale;
-using cpu::SparseSaved;
+using ops::badIndexRow;
+using ops::basisColumns;
+using ops::expectHeads;
+using ops::expectShape;
+using ops::HeadsShape;
+using ops::PredictorShape;
+using ops::predictorScale;  // default 1/sqrt(H), as the release
+using ops::readSparseInputs;
+using ops::readSparseSaved;
+using ops::SparseInputs;
+using ops::sparseAttentionScale;
+using ops::SparseSaved;
 
 namespace {
 

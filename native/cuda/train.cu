@@ -6,14 +6,14 @@
 #include <cmath>
 #include <vector>
 
-#include "../cpu/shape_checks.h"
+#include "../ops/shape_checks.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
 
 namespace castling::cuda {
 
-using cpu::expectRankAtLeast;
-using cpu::expectShape;
+using ops::expectRankAtLeast;
+using ops::expectShape;
 
 namespace {
 

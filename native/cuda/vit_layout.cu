@@ -5,8 +5,8 @@
 // embedding and token assembly are float32 (their parameters' gradients are summed in float32).
 #include <vector>
 
-#include "../cpu/shape_checks.h"
-#include "../cpu/vit_layout_shapes.h"
+#include "../ops/shape_checks.h"
+#include "../ops/vit_layout_shapes.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
@@ -14,17 +14,17 @@
 
 namespace castling::cuda {
 
-using cpu::expectShape;
+using ops::expectShape;
 
 namespace {
 
 // ---- patch embedding: a p x p, stride p convolution ----
 
-using cpu::PatchGeometry;
+using ops::PatchGeometry;
 
 // The shared checks (cpu/vit_layout_shapes.h), then the element types this file handles.
 PatchGeometry patchGeometry(const char* op, const Tensor& images, const Tensor& weight) {
-  PatchGeometry g = cpu::patchGeometry(op, images, weight);
+  PatchGeometry g = ops::patchGeometry(op, images, weight);
   expectFloat32(op, "images", images);
   expectFloat32(op, "weight", weight);
   return g;
@@ -112,7 +112,7 @@ __global__ void dropClassRowKernel(const float* dx, float* dpatches, std::int64_
 }
 
 std::int64_t tokenDim(const char* op, const Tensor& patches) {
-  std::int64_t D = cpu::tokenDim(op, patches);
+  std::int64_t D = ops::tokenDim(op, patches);
   expectFloat32(op, "patches", patches);
   return D;
 }
@@ -175,7 +175,7 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "splitHeads";
   Tensor x = in.required(0, "x").contiguous();
   // Named copies, not a structured binding: the kernel launch below captures them in a lambda.
-  const cpu::HeadSplit split = cpu::headSplit(op, x, attrs);
+  const ops::HeadSplit split = ops::headSplit(op, x, attrs);
   const std::int64_t B = split.batch, N = split.tokens, H = split.heads, d = split.width, parts = split.parts;
   std::vector<Tensor> out;
   HeadPointers ptrs{};
@@ -195,7 +195,7 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
 
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
   const char* op = "mergeHeads";
-  std::vector<Tensor> parts = cpu::mergeHeadsInputs(op, in);
+  std::vector<Tensor> parts = ops::mergeHeadsInputs(op, in);
   const Tensor& first = parts.front();
   for (std::size_t i = 1; i < parts.size(); ++i) expectSameDType(op, i == 1 ? "b" : "c", parts[i], first.dtype());
   std::int64_t B = first.dim(0), H = first.dim(1), N = first.dim(2), d = first.dim(3);
@@ -217,7 +217,7 @@ std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
 
 std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
   Tensor x = in.required(0, "x").contiguous();
-  const auto [B, N, D, index] = cpu::selectTokenShape(x, attrs);
+  const auto [B, N, D, index] = ops::selectTokenShape(x, attrs);
   Tensor out = deviceEmpty({B, D}, x.dtype());
   std::size_t row = std::size_t(D) * x.elementSize();
   if (B && D) {
@@ -229,7 +229,7 @@ std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
 
 std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs) {
   Tensor dy = in.required(0, "dy").contiguous();
-  const auto [B, N, D, index] = cpu::selectTokenBackwardShape(dy, attrs);
+  const auto [B, N, D, index] = ops::selectTokenBackwardShape(dy, attrs);
   Tensor dx = deviceZeros({B, N, D}, dy.dtype());
   std::size_t row = std::size_t(D) * dy.elementSize();
   if (B && D) {

@@ -19,7 +19,7 @@ using namespace castling;
 using namespace castling::test;
 
 // Element (i, j) of op(A) op(B) in float64, for the transposes and strides of `layout`.
-double referenceProduct(const cpu::GemmLayout& layout, const float* a, const float* b, std::int64_t i, std::int64_t j) {
+double referenceProduct(const ops::GemmLayout& layout, const float* a, const float* b, std::int64_t i, std::int64_t j) {
   double sum = 0;
   for (std::int64_t k = 0; k < layout.K; ++k) {
     double ak = layout.transA ? a[k * layout.lda + i] : a[i * layout.lda + k];
@@ -74,7 +74,7 @@ TEST(gemm_blocking_threads_and_epilogues) {
       auto a = randomVector(std::size_t((ta ? K : M) * lda)), b = randomVector(std::size_t((tb ? N : K) * ldb));
       auto bias = randomVector(std::size_t(N));
       auto c0 = randomVector(std::size_t(M * ldc));
-      cpu::GemmLayout layout;
+      ops::GemmLayout layout;
       layout.transA = ta, layout.transB = tb, layout.K = K, layout.lda = lda, layout.ldb = ldb;
       std::vector<double> want(std::size_t(M * N));
       for (std::int64_t i = 0; i < M; ++i)
@@ -126,7 +126,7 @@ TEST(gemm_linear_shapes_partition) {
       for (std::int64_t K : Ks) {
         auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(N * K));
         auto bias = randomVector(std::size_t(N));
-        cpu::GemmLayout layout;
+        ops::GemmLayout layout;
         layout.setDense(M, N, K, false, true);
         std::vector<double> want(std::size_t(M * N));
         for (std::int64_t i = 0; i < M; ++i)

@@ -9,11 +9,11 @@
 #include <cstdint>
 
 #include "../core/op_registry.h"
-#include "attention_common.h"
-#include "attention_kernels.h"
+#include "conv_form.h"
+#include "heads_shape.h"
 #include "shape_checks.h"
 
-namespace castling::cpu {
+namespace castling::ops {
 
 // The most taps per side of the convolution of v (the CPU kernels keep its weight gradient in a
 // 64 x 64 array).
@@ -137,4 +137,4 @@ inline AngularAuxSaved readAngularAuxSaved(const char* op, const OpInputs& in, c
   return t;
 }
 
-}  // namespace castling::cpu
+}  // namespace castling::ops

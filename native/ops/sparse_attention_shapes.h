@@ -9,10 +9,10 @@
 #include <cstdint>
 
 #include "../core/op_registry.h"
-#include "attention_common.h"
+#include "heads_shape.h"
 #include "shape_checks.h"
 
-namespace castling::cpu {
+namespace castling::ops {
 
 // The attribute scale, default 1/sqrt(d).
 inline float sparseAttentionScale(const char* op, const Attrs& attrs, std::int64_t width) {
@@ -100,4 +100,4 @@ inline SparseSaved readSparseSaved(const char* op, const OpInputs& in, const Hea
   return t;
 }
 
-}  // namespace castling::cpu
+}  // namespace castling::ops

@@ -1,12 +1,13 @@
-// Shape checks shared by the CPU ops; each throws castling::Error with the op, the input's name,
-// what it got and what it expected.
+// Shape checks shared by the ops of every backend; each throws castling::Error with the op, the
+// input's name, what it got and what it expected.
 #pragma once
+#include <algorithm>
 #include <string>
 
 #include "../core/error.h"
 #include "../core/tensor.h"
 
-namespace castling::cpu {
+namespace castling::ops {
 
 inline void expectShape(const std::string& op, const char* name, const Tensor& t,
                         const Shape& expected) {
@@ -29,4 +30,4 @@ inline std::int64_t rowsOf(const Tensor& t) {
 }
 inline std::int64_t colsOf(const Tensor& t) { return t.rank() == 0 ? 1 : t.dim(-1); }
 
-}  // namespace castling::cpu
+}  // namespace castling::ops

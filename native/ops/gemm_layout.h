@@ -1,11 +1,11 @@
 // The sizes and operand layout of a row-major GEMM C[M, N] = op(A) op(B), shared by the CPU GEMM's
-// arguments (gemm.h, GemmArgs) and the CUDA one's (native/cuda/cuda_blas.h, Gemm): each adds its
+// arguments (native/cpu/gemm.h, GemmArgs) and the CUDA one's (native/cuda/cuda_blas.h, Gemm): each adds its
 // operand pointers, scaling and what its backend needs of its own (the CPU an epilogue, CUDA a
 // batch and an element type).
 #pragma once
 #include <cstdint>
 
-namespace castling::cpu {
+namespace castling::ops {
 
 struct GemmLayout {
   bool transA = false;  // A is stored K x M (lda >= M) instead of M x K (lda >= K)
@@ -27,4 +27,4 @@ struct GemmLayout {
   }
 };
 
-}  // namespace castling::cpu
+}  // namespace castling::ops

@@ -15,7 +15,7 @@
 #define CASTLING_HOST_DEVICE
 #endif
 
-namespace castling::cpu {
+namespace castling::ops {
 
 // A p x p, stride p convolution of [batch, channels, height, width] images with a
 // [dim, channels, p, p] weight.
@@ -95,4 +95,4 @@ inline TokenPick selectTokenBackwardShape(const Tensor& dy, const Attrs& attrs) 
   return {dy.dim(0), N, dy.dim(1), attrs.integer("index", 0, 0, N - 1)};
 }
 
-}  // namespace castling::cpu
+}  // namespace castling::ops

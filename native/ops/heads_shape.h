@@ -1,0 +1,25 @@
+// The (B, H, N, d) layout of the attention ops' q, k and v, and its checks: shared by every
+// backend so that all accept the same inputs and name the same faults.
+#pragma once
+#include <cstdint>
+
+#include "../core/tensor.h"
+
+namespace castling::ops {
+
+// A (B, H, N, d) stack of heads.
+struct HeadsShape {
+  std::int64_t batch = 0, heads = 0, tokens = 0, width = 0;
+  std::int64_t count() const { return batch * heads; }  // heads over the whole batch
+  Shape full() const { return {batch, heads, tokens, width}; }
+  Shape perToken() const { return {batch, heads, tokens}; }
+  std::int64_t headFloats() const { return tokens * width; }
+};
+
+// Checks that t is (B, H, N, d) with N >= 1 and d >= 1; the error names the op and the input.
+HeadsShape expectHeads(const char* op, const char* name, const Tensor& t);
+
+// q's (B, H, N, d) shape (expectHeads), after checking that k and v have it too.
+HeadsShape expectQkvHeads(const char* op, const Tensor& q, const Tensor& k, const Tensor& v);
+
+}  // namespace castling::ops
