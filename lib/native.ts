@@ -1,5 +1,6 @@
-// Loads the native addon: a prebuilt binary from prebuilds/ first, else the local build in
-// build/Release (node-gyp-build's order), else an error that says what to run.
+// Loads the native addon: the file CASTLING_ADDON_PATH names when it is set (test builds), else a
+// prebuilt binary from prebuilds/, else the local build in build/Release (node-gyp-build's order),
+// else an error that says what to run.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -84,6 +85,16 @@ function packageRoot(): string {
 
 function load(): NativeAddon {
   const require = createRequire(import.meta.url);
+  // A build of the addon other than the package's own (the sanitizer and CUDA-emulation test
+  // builds): the path of its .node file.
+  const override = process.env.CASTLING_ADDON_PATH;
+  if (override) {
+    try {
+      return require(override) as NativeAddon;
+    } catch (error) {
+      throw new Error(`castling-vit: CASTLING_ADDON_PATH is ${override}, which could not be loaded (${error instanceof Error ? error.message : String(error)})`);
+    }
+  }
   const root = packageRoot();
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
