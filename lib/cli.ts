@@ -239,6 +239,13 @@ program
   .option('--max-batch <n>', 'images per model pass at most (requests waiting for a pass go together)', positiveInt, 16)
   .option('--max-waiting <n>', 'images waiting for a pass at most; requests past it get 503 (Retry-After: 1)', positiveInt, 64)
   .option('--top <k>', 'classes per answer unless the request asks (?top=k)', positiveInt, 5)
+  .option('--max-bytes <n>', 'the largest request body in bytes; larger ones get 413', positiveInt, 32 * 1024 * 1024)
+  .option('--max-in-flight-bytes <n>', 'bytes all uploads in progress may hold together; past it 503 (Retry-After: 1) (default: 4 x --max-bytes)', positiveInt)
+  .option('--max-input-pixels <n>', "an uploaded image's most pixels (width x height), checked before decoding; larger ones get 413 (default: (32 x the model's image size)², at most 16383²)", positiveInt)
+  .option('--headers-timeout <s>', "seconds for a request's headers to arrive; then 408", positiveNumber, 10)
+  .option('--request-timeout <s>', 'seconds for a whole request (headers and body) to arrive; then 408', positiveNumber, 120)
+  .option('--body-timeout <s>', 'the longest pause between two pieces of a body, in seconds; then 408', positiveNumber, 10)
+  .option('--drain-timeout <s>', 'on SIGTERM or Ctrl-C, seconds to answer the requests that had arrived before closing what is left', positiveNumber, 10)
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string }) => {

@@ -29,7 +29,7 @@ export { VisionTransformer, type LoadReport, type LoadOptions, type TrainStepOpt
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from './train/schedule.js';
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
-export { readImages, imagenetPreprocessing, defaultPreprocessing, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
+export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimitError, DEFAULT_MAX_INPUT_PIXELS, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { PredictBatcher, BatcherFullError, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
 export { type AbortOptions } from './nn/abort.js';

@@ -187,6 +187,6 @@ describe('castling-vit serve', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(stderr).toMatch(/SIGTERM: no new connections; finishing the requests in flight/);
+    expect(stderr).toMatch(/SIGTERM: no new connections; answering the requests that arrived/);
   });
 });
