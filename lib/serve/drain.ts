@@ -18,20 +18,38 @@ export interface Drainer {
   readonly draining: boolean;
 }
 
-/**
- * Event-loop turns to let pass before the listening socket closes: connections the kernel had
- * queued before the drain began are accepted in the first, their bytes read in the next (a
- * request whose reading has begun is no longer idle). Closing at once would reset them, with
- * their requests unanswered.
- */
-const SETTLE_TURNS = 3;
-
-function eventLoopTurns(turns: number): Promise<void> {
-  return new Promise((resolve) => {
-    const next = (left: number) => (left === 0 ? resolve() : setImmediate(() => next(left - 1)));
-    next(turns);
-  });
+/** One turn of the event loop: a poll for I/O (accepts and reads) comes before it resolves. */
+function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
+
+/**
+ * Waits until the connections the kernel had queued are accepted, and their first bytes read (a
+ * request whose reading has begun is no longer idle, and http.Server.close spares it). Closing the
+ * listening socket at once would reset them, with their requests unanswered. Node accepts one
+ * queued connection per turn of the event loop, so the queue is empty once turns pass without
+ * one; `limitMs` bounds the wait should new clients keep coming.
+ */
+async function acceptQueued(server: Server, limitMs: number): Promise<void> {
+  let accepted = 0;
+  const count = () => accepted++;
+  server.on('connection', count);
+  const start = Date.now();
+  for (let quietTurns = 0; quietTurns < QUIET_TURNS && Date.now() - start < limitMs; ) {
+    const before = accepted;
+    await eventLoopTurn();
+    quietTurns = accepted === before ? quietTurns + 1 : 0;
+  }
+  server.off('connection', count);
+  // The last connection accepted is read in the next turn.
+  for (let i = 0; i < QUIET_TURNS; i++) await eventLoopTurn();
+}
+
+/** Turns without a new connection taken to mean that none is queued (one would come each turn). */
+const QUIET_TURNS = 3;
+
+/** The longest wait for queued connections: a stop is not held up by a stream of new ones. */
+const ACCEPT_LIMIT_MS = 1000;
 
 export function drainerFor(server: Server): Drainer {
   const sockets = new Set<Socket>();
@@ -45,7 +63,7 @@ export function drainerFor(server: Server): Drainer {
   async function run(timeoutMs: number): Promise<DrainResult> {
     // Answers not begun yet tell their clients that the connection ends with them.
     for (const response of answering) if (!response.headersSent) response.shouldKeepAlive = false;
-    await eventLoopTurns(SETTLE_TURNS);
+    await acceptQueued(server, Math.min(ACCEPT_LIMIT_MS, timeoutMs / 2));
     // http.Server.close stops listening and closes the connections with no request begun;
     // its callback comes once every connection has ended.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
