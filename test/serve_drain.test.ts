@@ -61,7 +61,7 @@ describe('serveModel drain()', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400); // waited for the dripping client up to the deadline
     await dripping.closed; // closed by the server at the deadline
     await expect(rawClient(port)).rejects.toThrow(/ECONNREFUSED/);
-  });
+  }, 20_000);
 
   it('resolves at once with nothing in flight, and once however often it is called', async () => {
     const server = serveModel(model);
@@ -70,7 +70,7 @@ describe('serveModel drain()', () => {
     expect(server.drain()).toBe(first);
     expect(await first).toEqual({ forced: 0 });
     expect(() => serveModel(model, { drainTimeoutMs: -1 })).toThrow(/drainTimeoutMs is -1, expected a positive integer/);
-  });
+  }, 20_000);
 });
 
 describe('castling-vit serve: SIGTERM', () => {
@@ -84,7 +84,7 @@ describe('castling-vit serve: SIGTERM', () => {
     answers.forEach((answer, i) => expect(answer, `request ${i}`).toMatch(/^HTTP\/1\.1 200 [^]*"classes"/));
     expect(await exited).toBe(0);
     expect(stderr()).toMatch(/SIGTERM: no new connections; answering the requests that arrived \(at most 10 s\)/);
-  });
+  }, 20_000);
 
   it('closes a client that drips its request after --drain-timeout, and exits', async () => {
     const { child, port, exited, stderr } = await startCli(cli, [modelPath, '--drain-timeout', '1']);
@@ -95,5 +95,5 @@ describe('castling-vit serve: SIGTERM', () => {
     expect(await exited).toBe(0);
     await dripping.closed;
     expect(stderr()).toMatch(/closed 1 connection\(s\) still open after 1 s/);
-  });
+  }, 20_000);
 });

@@ -52,7 +52,7 @@ describe('serveModel: the bytes all uploads hold at once', () => {
     const answer = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', body: image });
     expect(answer.status).toBe(200);
     expect(await uploadBytes()).toBe(0);
-  });
+  }, 20_000);
 
   it('stops reading a chunked body that grows past the budget and answers 503', async () => {
     const { port, uploadBytes } = await start({ maxBytes: 1024 * 1024, maxInFlightBytes: 100_000 });
@@ -70,7 +70,7 @@ describe('serveModel: the bytes all uploads hold at once', () => {
     await waitFor(async () => (await uploadBytes()) === 80_000, 'the refused upload to give its bytes back');
     holder.socket.destroy();
     await waitFor(async () => (await uploadBytes()) === 0, 'the held upload to give its bytes back');
-  });
+  }, 20_000);
 
   it('gives the bytes of answered and failed requests back', async () => {
     const { port, uploadBytes } = await start({ maxBytes: 64 * 1024, maxInFlightBytes: 100_000 });
@@ -78,12 +78,12 @@ describe('serveModel: the bytes all uploads hold at once', () => {
     const statuses = await Promise.all([post(image), post(new TextEncoder().encode('not an image')), post(image)].map(async (r) => (await r).status));
     expect(statuses).toEqual([200, 400, 200]);
     expect(await uploadBytes()).toBe(0);
-  });
+  }, 20_000);
 
   it('checks its options', () => {
     expect(() => serveModel(model, { maxInFlightBytes: 0 })).toThrow(/maxInFlightBytes is 0, expected a positive integer/);
     expect(() => serveModel(model, { headersTimeoutMs: 5000, requestTimeoutMs: 1000 })).toThrow(/headersTimeoutMs \(5000\) is more than requestTimeoutMs \(1000\)/);
-  });
+  }, 20_000);
 });
 
 describe('serveModel: slow clients', () => {
@@ -92,7 +92,7 @@ describe('serveModel: slow clients', () => {
     const client = await rawClient(port);
     const answer = await drip(client, `${postHead('/classify', { 'content-length': 10 })}`.repeat(50), 40);
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
-  });
+  }, 20_000);
 
   it('answers 408 to a body that stops for longer than bodyTimeoutMs', async () => {
     const { port, uploadBytes } = await start({ bodyTimeoutMs: 300 });
@@ -103,7 +103,7 @@ describe('serveModel: slow clients', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
     expect(answer).toMatch(/no bytes of the body came for 300 ms/);
     expect(await uploadBytes()).toBe(0);
-  });
+  }, 20_000);
 
   it('answers 408 to a body sent a byte at a time for longer than requestTimeoutMs', async () => {
     const { port } = await start({ headersTimeoutMs: 300, requestTimeoutMs: 600, bodyTimeoutMs: 10_000 });
@@ -111,7 +111,7 @@ describe('serveModel: slow clients', () => {
     await client.write(postHead('/classify', { 'content-length': image.length }));
     const answer = await drip(client, 'x'.repeat(image.length), 40);
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
-  });
+  }, 20_000);
 });
 
 describe('the pixel limit of uploaded images', () => {
@@ -123,7 +123,7 @@ describe('the pixel limit of uploaded images', () => {
     expect(answer.status).toBe(413);
     // The default for a 28² model: (32 x 28)² pixels.
     expect(((await answer.json()) as { error: string }).error).toMatch(/the image is 16383 x 16383 = 268402689 pixels, more than the limit of 802816 \(maxInputPixels\)/);
-  });
+  }, 20_000);
 
   it('takes maxInputPixels from serveModel and readImages', async () => {
     const { port } = await start({ maxInputPixels: 29 * 28 });
@@ -140,5 +140,5 @@ describe('the pixel limit of uploaded images', () => {
     }
     await expect(model.readImages([image], { maxInputPixels: 839 })).rejects.toThrow(/more than the limit of 839/);
     await expect(readImages([image], { size: 28, maxInputPixels: 0 })).rejects.toThrow(/maxInputPixels is 0, expected a positive integer/);
-  });
+  }, 20_000);
 });
