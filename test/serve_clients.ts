@@ -40,6 +40,9 @@ export function postHead(path: string, headers: Record<string, string | number>)
   return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
 }
 
+/** The start of a request head that never ends (the blank line never comes), for dripping. */
+export const endlessHead = `POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ${'a'.repeat(2000)}`;
+
 /** Sends `text` one byte every `everyMs` until the connection closes; resolves with what came back. */
 export async function drip(client: RawClient, text: string, everyMs: number): Promise<string> {
   for (const byte of text) {

@@ -2,6 +2,7 @@
 // serve` (the CLI's, in a child process). Requests that had arrived are answered, including ones
 // whose headers were still coming; idle keep-alive connections close; a client that never finishes
 // its request is closed at the deadline instead of holding the stop.
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,13 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VisionTransformer, presets } from '../lib/index.js';
 import { serveModel } from '../lib/serve/server.js';
-import { drip, postHead, rawClient, startCli, waitFor } from './serve_clients.js';
+import { drip, endlessHead, postHead, rawClient, startCli, waitFor } from './serve_clients.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'castling-drain-'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 const modelPath = join(dir, 'digits.safetensors');
 let model: VisionTransformer;
 let image: Buffer;
+const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   model = VisionTransformer.create({ ...presets.digits, attention: 'softmax', seed: 4 });
@@ -26,6 +28,8 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
+  // A failed test may leave its server running.
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   model.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -47,7 +51,7 @@ describe('serveModel drain()', () => {
     await halfway.write(whole.subarray(0, 30));
     // A client sending its head a byte at a time, far slower than the drain's deadline.
     const dripping = await rawClient(port);
-    void drip(dripping, postHead('/classify', { 'content-length': 10 }), 1000);
+    void drip(dripping, endlessHead, 1000);
 
     const started = Date.now();
     const drained = server.drain(1500);
@@ -76,10 +80,14 @@ describe('serveModel drain()', () => {
 describe('castling-vit serve: SIGTERM', () => {
   it('answers every request sent before the signal', async () => {
     const { child, port, exited, stderr } = await startCli(cli, [modelPath]);
-    // Twenty requests whose bytes are all with the server's kernel when the signal is sent.
+    children.push(child);
+    // Stopped, the server cannot take the connections as they come: all twenty wait in the
+    // kernel's queue, their requests sent, when SIGTERM arrives (as under load).
+    child.kill('SIGSTOP');
     const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(port)));
     await Promise.all(clients.map((c) => c.write(request())));
     child.kill('SIGTERM');
+    child.kill('SIGCONT');
     const answers = await Promise.all(clients.map((c) => c.closed));
     answers.forEach((answer, i) => expect(answer, `request ${i}`).toMatch(/^HTTP\/1\.1 200 [^]*"classes"/));
     expect(await exited).toBe(0);
@@ -88,8 +96,9 @@ describe('castling-vit serve: SIGTERM', () => {
 
   it('closes a client that drips its request after --drain-timeout, and exits', async () => {
     const { child, port, exited, stderr } = await startCli(cli, [modelPath, '--drain-timeout', '1']);
+    children.push(child);
     const dripping = await rawClient(port);
-    void drip(dripping, postHead('/classify', { 'content-length': 10 }), 500);
+    void drip(dripping, endlessHead, 500);
     await waitFor(() => dripping.socket.bytesWritten > 3, 'the first bytes');
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

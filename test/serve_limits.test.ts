@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VisionTransformer, presets, readImages, ImagePixelLimitError } from '../lib/index.js';
 import { serveModel, type ModelServer, type ServeOptions } from '../lib/serve/server.js';
-import { drip, hugeBlackPng, postHead, rawClient, waitFor } from './serve_clients.js';
+import { drip, endlessHead, hugeBlackPng, postHead, rawClient, waitFor } from './serve_clients.js';
 
 let model: VisionTransformer;
 let image: Uint8Array<ArrayBuffer>;
@@ -90,7 +90,7 @@ describe('serveModel: slow clients', () => {
   it('answers 408 to headers that arrive a byte at a time for longer than headersTimeoutMs', async () => {
     const { port } = await start({ headersTimeoutMs: 300 });
     const client = await rawClient(port);
-    const answer = await drip(client, `${postHead('/classify', { 'content-length': 10 })}`.repeat(50), 40);
+    const answer = await drip(client, endlessHead, 40);
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
   }, 20_000);
 
