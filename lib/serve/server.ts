@@ -57,6 +57,22 @@ export interface ModelServer extends Server {
 
 const MiB = 1024 * 1024;
 
+/**
+ * How long the rest of a body refused before it was read whole is read and dropped (holding no
+ * memory) before its connection is closed. Closing at once would reset the connection while the
+ * client still sends, and a reset can reach the client before the answer does: it would see the
+ * connection fail instead of its 503 and Retry-After.
+ */
+const LINGER_MS = 2000;
+
+/** After an answer to an unfinished request: Node reads and drops the rest; closed if it goes on too long. */
+function lingerThenClose(request: IncomingMessage): void {
+  const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
+  const done = () => clearTimeout(timer);
+  request.once('end', done);
+  request.once('close', done);
+}
+
 /** Options of serveModel checked, with their defaults for `imageSize`. */
 function settings(options: ServeOptions, imageSize: number) {
   const positive = (name: keyof ServeOptions, fallback: number): number => {
@@ -187,9 +203,7 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
         throw new RequestError(404, `no ${url.pathname} here: POST /classify, POST /embed, GET /health`);
       }
     } catch (error) {
-      // An answer given before the body was read whole ends the connection: the rest of the
-      // body is not read, and would otherwise be taken for the next request.
-      if (!request.complete) response.shouldKeepAlive = false;
+      if (!request.complete) lingerThenClose(request);
       if (error instanceof RequestError) send(response, error.status, { error: error.message }, error.headers);
       else if (error instanceof BatcherFullError) send(response, 503, { error: error.message }, { 'retry-after': '1' });
       else if ((error as Error).name !== 'AbortError') send(response, 500, { error: (error as Error).message });
@@ -210,6 +224,15 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
     handle(request, response, share).catch((error: unknown) => {
       if (!response.headersSent) send(response, 500, { error: (error as Error).message });
       else response.destroy();
+    });
+  });
+  // A client that sends `Expect: 100-continue` (curl does for large bodies) waits for 100 Continue
+  // before its body: a request refused from its headers (413, 503: answered within the microtasks
+  // that follow) gets its answer instead, and sends no body at all.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    server.emit('request', request, response);
+    setImmediate(() => {
+      if (!response.headersSent && !response.destroyed) response.writeContinue();
     });
   });
   const drainer = drainerFor(server);
