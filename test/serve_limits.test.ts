@@ -148,23 +148,23 @@ describe('the pixel limit of uploaded images', () => {
     const answer = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', body: new Uint8Array(png) });
     expect(answer.status).toBe(413);
     // The default for a 28² model: (32 x 28)² pixels.
-    expect(((await answer.json()) as { error: string }).error).toMatch(/the image is 16383 x 16383 = 268402689 pixels, more than the limit of 802816 \(maxInputPixels\)/);
+    expect(((await answer.json()) as { error: string }).error).toMatch(/the image is 16383 x 16383 = 268402689 pixels, more than the pixel limit of 802816 \(maxInputPixels\)/);
   }, 20_000);
 
   it('takes maxInputPixels from serveModel and readImages', async () => {
     const { port } = await start({ maxInputPixels: 29 * 28 });
     const answer = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', body: image });
     expect(answer.status).toBe(413);
-    expect(((await answer.json()) as { error: string }).error).toMatch(/could not read the body \(\d+ bytes\) as an image: the image is 30 x 28 = 840 pixels, more than the limit of 812/);
+    expect(((await answer.json()) as { error: string }).error).toMatch(/could not read the body \(\d+ bytes\) as an image: the image is 30 x 28 = 840 pixels, more than the pixel limit of 812/);
     const refused = readImages([image], { size: 28, maxInputPixels: 839 });
     await expect(refused).rejects.toThrow(ImagePixelLimitError);
-    await expect(refused).rejects.toThrow(/readImages: could not read image 0 \(\d+ encoded bytes\): the image is 30 x 28 = 840 pixels, more than the limit of 839/);
+    await expect(refused).rejects.toThrow(/readImages: could not read image 0 \(\d+ encoded bytes\): the image is 30 x 28 = 840 pixels, more than the pixel limit of 839/);
     for (const read of [readImages([image], { size: 28, maxInputPixels: 840 }), model.readImages([image], { maxInputPixels: 840 })]) {
       const tensor = await read;
       expect(tensor.shape.slice(2)).toEqual([28, 28]);
       tensor.dispose();
     }
-    await expect(model.readImages([image], { maxInputPixels: 839 })).rejects.toThrow(/more than the limit of 839/);
+    await expect(model.readImages([image], { maxInputPixels: 839 })).rejects.toThrow(/more than the pixel limit of 839/);
     await expect(readImages([image], { size: 28, maxInputPixels: 0 })).rejects.toThrow(/maxInputPixels is 0, expected a positive integer/);
   }, 20_000);
 });

@@ -190,7 +190,7 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     const meta = await sharp(input, { ...options, autoOrient: true, limitInputPixels: false }).metadata();
     const pixels = meta.width * meta.height;
     if (pixels > maxInputPixels) {
-      throw new ImagePixelLimitError(`the image is ${meta.width} x ${meta.height} = ${pixels} pixels, more than the limit of ${maxInputPixels} (maxInputPixels)`, pixels, maxInputPixels);
+      throw new ImagePixelLimitError(`the image is ${meta.width} x ${meta.height} = ${pixels} pixels, more than the pixel limit of ${maxInputPixels} (maxInputPixels)`, pixels, maxInputPixels);
     }
     // libvips checks the same limit again while decoding, for what a header may not tell.
     const image = sharp(input, { ...options, autoOrient: true, limitInputPixels: maxInputPixels });
