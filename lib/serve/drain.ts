@@ -13,9 +13,8 @@ export interface DrainResult {
 export interface Drainer {
   /** Called first for every request: answers given while draining close their connection. */
   admit(response: ServerResponse): void;
-  /** Starts the drain (once; later calls get the same promise). */
+  /** Starts the drain (once; later calls get the same promise), closing what is left after timeoutMs. */
   drain(timeoutMs: number): Promise<DrainResult>;
-  readonly draining: boolean;
 }
 
 /** One turn of the event loop: a poll for I/O (accepts and reads) comes before it resolves. */
@@ -63,12 +62,13 @@ export function drainerFor(server: Server): Drainer {
   async function run(timeoutMs: number): Promise<DrainResult> {
     // Answers not begun yet tell their clients that the connection ends with them.
     for (const response of answering) if (!response.headersSent) response.shouldKeepAlive = false;
+    const started = Date.now();
     await acceptQueued(server, Math.min(ACCEPT_LIMIT_MS, timeoutMs / 2));
     // http.Server.close stops listening and closes the connections with no request begun;
     // its callback comes once every connection has ended.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), timeoutMs)));
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), Math.max(0, started + timeoutMs - Date.now()))));
     const outcome = await Promise.race([closed.then(() => 'closed' as const), deadline]);
     clearTimeout(timer);
     if (outcome === 'closed') return { forced: 0 };
@@ -92,9 +92,6 @@ export function drainerFor(server: Server): Drainer {
       if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) return Promise.reject(new RangeError(`drain: the timeout is ${JSON.stringify(timeoutMs)} ms, expected a finite number of ms, 0 or more`));
       drained ??= run(timeoutMs);
       return drained;
-    },
-    get draining() {
-      return drained !== null;
     },
   };
 }

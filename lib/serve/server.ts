@@ -2,6 +2,9 @@
 // embedding) as JSON. Node's own http server, the model's batchers (requests that arrive during a
 // pass go together in the next), and the request's abort (a client that hangs up) passed down, so
 // that its image is not run for nobody. Decoding runs on libuv's pool, which the passes leave free.
+// What a client may cost is bounded: the bytes all uploads hold (byte_budget.ts, body.ts), the time
+// a slow client may take (Node's timeouts, body.ts), the pixels an image may declare; drain.ts
+// stops the server without dropping the requests that had arrived.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 import { DEFAULT_MAX_INPUT_PIXELS, ImagePixelLimitError } from '../io/images.js';
