@@ -29,6 +29,7 @@ export interface ServeFlags {
 }
 
 export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
+  if (flags.headersTimeout > flags.requestTimeout) throw new Error(`--headers-timeout ${flags.headersTimeout} is more than --request-timeout ${flags.requestTimeout}: the headers are part of the request`);
   const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels });
   // The first SIGINT or SIGTERM drains; a second one ends the process at once (Node's default,
