@@ -132,7 +132,7 @@ describe('serveModel: slow clients', () => {
   }, 20_000);
 
   it('answers 408 to a body sent a byte at a time for longer than requestTimeoutMs', async () => {
-    const { port } = await start({ headersTimeoutMs: 300, requestTimeoutMs: 600, bodyTimeoutMs: 10_000 });
+    const { port } = await start({ headersTimeoutMs: 500, requestTimeoutMs: 1000, bodyTimeoutMs: 10_000 });
     const client = await rawClient(port);
     await client.write(postHead('/classify', { 'content-length': image.length }));
     const answer = await drip(client, 'x'.repeat(image.length), 40);
