@@ -33,7 +33,8 @@ export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimi
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { PredictBatcher, BatcherFullError, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
 export { type AbortOptions } from './nn/abort.js';
-export { serveModel, type ServeOptions } from './serve/server.js';
+export { serveModel, type ServeOptions, type ModelServer } from './serve/server.js';
+export { type DrainResult } from './serve/drain.js';
 export { type OnnxExportOptions } from './io/onnx/export_vit.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor } from './io/safetensors.js';
 export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSet } from './data/digits.js';
