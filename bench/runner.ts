@@ -37,6 +37,14 @@ const numbers = (value: unknown) => list(value)?.map((s) => {
   return n;
 });
 
+/** A count that may be 0 (--uploads 0 skips a phase). */
+const count = (value: unknown) => {
+  if (typeof value !== 'string') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`expected an integer, 0 or more, got '${value}'`);
+  return n;
+};
+
 const percent = (value: unknown) => {
   if (typeof value !== 'string') return undefined;
   const n = Number(value);
@@ -108,8 +116,8 @@ const benches: Record<string, Bench> = {
       }),
   },
   serve: {
-    describe: 'a service\'s load, one image per request: bursts of concurrent requests answered by model.predict each vs model.batcher(), interleaved rounds, images/s and request latency (median, p95) (--models, --kinds softmax,castling, --requests 1,8,32, --max-batch 16, --rounds 5, --quick: deit-tiny; --http: 640x480 JPEGs POSTed to serveModel, a burst at once vs one at a time)',
-    columns: ['model', 'kind', 'requests', 'pass', 'medianMs', 'imagesPerSecond', 'latencyMedianMs', 'latencyP95Ms', 'speedupOverPredict', 'speedupOverSequential'],
+    describe: 'a service\'s load, one image per request: bursts of concurrent requests answered by model.predict each vs model.batcher(), interleaved rounds, images/s and request latency (median, p95) (--models, --kinds softmax,castling, --requests 1,8,32, --max-batch 16, --rounds 5, --quick: deit-tiny; --http: 640x480 JPEGs POSTed to serveModel, a burst at once vs one at a time; --load: a steady load on a server in a child process for --seconds 15 from --connections 16 clients, then --uploads 150 bodies of 31 MB at once: requests/s, latency p50/p90/p99, the server\'s peak RSS and its RSS after a quiet pause and after a garbage collection; default deit-tiny softmax)',
+    columns: ['model', 'kind', 'requests', 'pass', 'medianMs', 'imagesPerSecond', 'latencyMedianMs', 'latencyP95Ms', 'speedupOverPredict', 'speedupOverSequential', 'clients', 'requestsPerSecond', 'latencyP50Ms', 'latencyP90Ms', 'latencyP99Ms', 'non200', 'refused503', 'baselineRssMB', 'peakRssMB', 'settledRssMB', 'collectedRssMB'],
     run: (o) =>
       benchServe({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
@@ -118,6 +126,7 @@ const benches: Record<string, Bench> = {
         maxBatch: numbers(o['max-batch'])?.[0],
         rounds: numbers(o.rounds)?.[0] ?? (o.quick ? 2 : undefined),
         http: o.http === true,
+        load: o.load === true ? { seconds: numbers(o.seconds)?.[0], connections: numbers(o.connections)?.[0], uploads: count(o.uploads) } : undefined,
         log: (line) => console.error(line),
       }),
   },
@@ -177,6 +186,9 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       requests: { type: 'string' },
       'max-batch': { type: 'string' },
       http: { type: 'boolean' },
+      load: { type: 'boolean' },
+      connections: { type: 'string' },
+      uploads: { type: 'string' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       profile: { type: 'boolean' },

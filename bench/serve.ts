@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Tensor, VisionTransformer, presets, serveModel, type AttentionKind } from '../lib/index.js';
 import { stats, type BenchRecord } from './common.js';
 import { syntheticPhoto } from './images.js';
+import { benchLoad, type LoadBenchOptions } from './serve_load.js';
 
 export interface ServeBenchOptions {
   models?: Array<'deitTiny' | 'deitSmall'>;
@@ -20,6 +21,8 @@ export interface ServeBenchOptions {
    * included), a burst of concurrent requests against the same requests sent one after another.
    */
   http?: boolean;
+  /** A steady load over HTTP instead, its server in a child process (serve_load.ts). */
+  load?: Omit<LoadBenchOptions, 'models' | 'attentions' | 'log'>;
   log?: (line: string) => void;
 }
 
@@ -51,6 +54,7 @@ async function burst(images: Tensor[], answer: (image: Tensor) => Promise<Tensor
 }
 
 export async function benchServe(o: ServeBenchOptions = {}): Promise<BenchRecord[]> {
+  if (o.load) return benchLoad({ ...o.load, models: o.models, attentions: o.attentions, log: o.log });
   if (o.http) return benchHttp(o);
   const log = o.log ?? (() => {});
   const records: BenchRecord[] = [];

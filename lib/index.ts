@@ -29,12 +29,13 @@ export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOption
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from './train/schedule.js';
 export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
-export { readImages, imagenetPreprocessing, defaultPreprocessing, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
+export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimitError, DEFAULT_MAX_INPUT_PIXELS, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { type InferenceOptions, type NonFinitePolicy } from './nn/finite_outputs.js';
 export { PredictBatcher, BatcherFullError, type BatcherOptions, type BatcherStats } from './nn/batcher.js';
 export { type AbortOptions } from './nn/abort.js';
-export { serveModel, type ServeOptions } from './serve/server.js';
+export { serveModel, type ServeOptions, type ModelServer } from './serve/server.js';
+export { type DrainResult } from './serve/drain.js';
 export { type OnnxExportOptions } from './io/onnx/export_vit.js';
 export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor, type ReadOptions, type WriteOptions } from './io/safetensors.js';
 export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSet } from './data/digits.js';

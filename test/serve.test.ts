@@ -1,7 +1,7 @@
 // `castling-vit serve` and serveModel: POST /classify answers as model.classify does, concurrent
 // requests go through the batcher, bad requests get their status and a message, and a client that
 // hangs up does not disturb the others. The CLI serves until SIGTERM and then exits cleanly.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { PredictBatcher, VisionTransformer, presets, type BatcherOptions, type Tensor } from '../lib/index.js';
 import { serveModel } from '../lib/serve/server.js';
+import { startCli } from './serve_clients.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'castling-serve-'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
@@ -187,6 +188,25 @@ describe('castling-vit serve', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(stderr).toMatch(/SIGTERM: no new connections; finishing the requests in flight/);
+    expect(stderr).toMatch(/SIGTERM: no new connections; answering the requests that arrived/);
+  });
+
+  it('passes its limits to the server, and refuses contradictory timeouts', async () => {
+    const path = join(dir, 'digits-limits.safetensors');
+    await model.save(path);
+    const { child, port, exited } = await startCli(cli, [path, '--max-in-flight-bytes', '100000', '--max-input-pixels', '100']);
+    try {
+      const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { uploads: unknown };
+      expect(health.uploads).toEqual({ bytes: 0, maxInFlightBytes: 100_000 });
+      const answer = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', body: images[1] });
+      expect(answer.status).toBe(413);
+      expect(((await answer.json()) as { error: string }).error).toMatch(/more than the pixel limit of 100 \(maxInputPixels\)/);
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+    const refused = spawnSync(process.execPath, [cli, 'serve', path, '--headers-timeout', '20', '--request-timeout', '5'], { encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/--headers-timeout 20 is more than --request-timeout 5/);
   });
 });

@@ -47,6 +47,31 @@ export interface ReadImagesOptions {
   channels?: number;
   /** Default: defaultPreprocessing(channels) (ImageNet's for RGB). A model's own: model.readImages. */
   preprocessing?: ImagePreprocessing;
+  /**
+   * The most pixels (width x height) an encoded image may have; larger ones are refused from
+   * their header, before any decoding, with an ImagePixelLimitError. Default: libvips' own limit,
+   * 16383 x 16383.
+   */
+  maxInputPixels?: number;
+}
+
+/** libvips' default pixel limit (sharp's limitInputPixels): 16383 x 16383. */
+export const DEFAULT_MAX_INPUT_PIXELS = 16383 * 16383;
+
+/**
+ * An image refused because its header declares more pixels than options.maxInputPixels: a small
+ * file can declare a huge image (a PNG of one colour), whose decoding would cost seconds of CPU
+ * and its full size in memory.
+ */
+export class ImagePixelLimitError extends RangeError {
+  constructor(
+    message: string,
+    readonly pixels: number,
+    readonly maxInputPixels: number,
+  ) {
+    super(message);
+    this.name = 'ImagePixelLimitError';
+  }
 }
 
 const INTERPOLATIONS = { bicubic: 'cubic', bilinear: 'linear', nearest: 'nearest' } as const;
@@ -147,7 +172,7 @@ function centreCrop(size: number, cropFraction: number): PlaceImage {
 }
 
 /** Decodes one image into size x size x channels bytes. */
-async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing, place: PlaceImage): Promise<Uint8Array> {
+async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size: number, channels: number, p: ImagePreprocessing, place: PlaceImage, maxInputPixels: number): Promise<Uint8Array> {
   try {
     // sharp tells a missing file from an undecodable one by libvips' last error message, a buffer
     // the threads decoding at once share: another image's decode can make a missing file read as
@@ -160,9 +185,15 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     const encoded = typeof source === 'string' || source instanceof Uint8Array;
     const input = encoded ? source : source.pixels;
     const options = encoded ? {} : rawInput(source);
-    // autoOrient: the dimensions below are those of the upright image.
-    const image = sharp(input, { ...options, autoOrient: true });
-    const meta = await image.metadata();
+    // The header alone, read without libvips' limit (whose error names no sizes): a huge image is
+    // refused here, before it costs any decoding. autoOrient: the dimensions are the upright image's.
+    const meta = await sharp(input, { ...options, autoOrient: true, limitInputPixels: false }).metadata();
+    const pixels = meta.width * meta.height;
+    if (pixels > maxInputPixels) {
+      throw new ImagePixelLimitError(`the image is ${meta.width} x ${meta.height} = ${pixels} pixels, more than the pixel limit of ${maxInputPixels} (maxInputPixels)`, pixels, maxInputPixels);
+    }
+    // libvips checks the same limit again while decoding, for what a header may not tell.
+    const image = sharp(input, { ...options, autoOrient: true, limitInputPixels: maxInputPixels });
     const upright = meta.autoOrient ?? { width: meta.width, height: meta.height };
     const { region, resize, window } = place(upright.width, upright.height);
     image.removeAlpha();
@@ -177,8 +208,10 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     }
     return data;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`readImages: could not read ${describe(source, index)}: ${message}`);
+    const message = `readImages: could not read ${describe(source, index)}: ${error instanceof Error ? error.message : String(error)}`;
+    // Kept apart from undecodable files: a server answers it 413, not 400.
+    if (error instanceof ImagePixelLimitError) throw new ImagePixelLimitError(message, error.pixels, error.maxInputPixels);
+    throw new Error(message);
   }
 }
 
@@ -201,6 +234,8 @@ export async function readImagesNumbered(sources: readonly ImageSource[], option
   const { size, channels = 3 } = options;
   if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
   if (channels !== 1 && channels !== 3) throw new RangeError(`readImages: channels is ${channels}, expected 1 (grey) or 3 (RGB)`);
+  const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  if (!(Number.isInteger(maxInputPixels) && maxInputPixels >= 1)) throw new RangeError(`readImages: maxInputPixels is ${JSON.stringify(options.maxInputPixels)}, expected a positive integer`);
   const p = checkPreprocessing(options.preprocessing ?? defaultPreprocessing(channels), channels, 'readImages: preprocessing');
   sources.forEach((s, i) => {
     if (!(typeof s === 'string' || s instanceof Uint8Array || (typeof s === 'object' && s !== null && 'pixels' in s))) {
@@ -209,7 +244,7 @@ export async function readImagesNumbered(sources: readonly ImageSource[], option
   });
   const sharp = await loadSharp();
   const centre = centreCrop(size, p.cropFraction);
-  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, firstIndex + i, size, channels, p, placeFor?.(i) ?? centre)));
+  const decoded = await Promise.all(sources.map((s, i) => decodeOne(sharp, s, firstIndex + i, size, channels, p, placeFor?.(i) ?? centre, maxInputPixels)));
   const plane = size * size;
   const out = new Float32Array(sources.length * channels * plane);
   // Interleaved bytes to normalised channel planes through one table per channel:

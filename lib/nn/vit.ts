@@ -2,7 +2,7 @@
 // batch size, and weights on disk as safetensors with the config in the metadata.
 import { readSafetensors, writeSafetensors, type SafetensorsContent } from '../io/safetensors.js';
 import { exportOnnx, writeOnnx, type OnnxExportOptions } from '../io/onnx/export_vit.js';
-import { checkPreprocessing, defaultPreprocessing, freezePreprocessing, readImages, type ImagePreprocessing, type ImageSource } from '../io/images.js';
+import { checkPreprocessing, defaultPreprocessing, freezePreprocessing, readImages, type ImagePreprocessing, type ImageSource, type ReadImagesOptions } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
@@ -464,12 +464,13 @@ export class VisionTransformer {
 
   /**
    * Image files, encoded bytes or raw pixels as a Tensor [images, inChannels, imageSize, imageSize]
-   * for predict or trainStep, prepared by `model.preprocessing`.
+   * for predict or trainStep, prepared by `model.preprocessing`. options.maxInputPixels refuses
+   * larger images from their header (readImages' option; a server sets it from the input size).
    */
-  readImages(sources: readonly ImageSource[]): Promise<Tensor> {
+  readImages(sources: readonly ImageSource[], options: Pick<ReadImagesOptions, 'maxInputPixels'> = {}): Promise<Tensor> {
     this.live();
     const { imageSize, inChannels } = this.config;
-    return readImages(sources, { size: imageSize, channels: inChannels, preprocessing: this.imagePreprocessing });
+    return readImages(sources, { size: imageSize, channels: inChannels, preprocessing: this.imagePreprocessing, maxInputPixels: options?.maxInputPixels });
   }
 
   /**

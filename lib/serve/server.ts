@@ -2,13 +2,21 @@
 // embedding) as JSON. Node's own http server, the model's batchers (requests that arrive during a
 // pass go together in the next), and the request's abort (a client that hangs up) passed down, so
 // that its image is not run for nobody. Decoding runs on libuv's pool, which the passes leave free.
+// What a client may cost is bounded: the bytes all uploads hold (byte_budget.ts, body.ts), the time
+// a slow client may take (Node's timeouts, body.ts), the pixels an image may declare; drain.ts
+// stops the server without dropping the requests that had arrived.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
+import { firstNonFinite } from '../finite.js';
+import { DEFAULT_MAX_INPUT_PIXELS, ImagePixelLimitError } from '../io/images.js';
 import { BatcherFullError, type PredictBatcher } from '../nn/batcher.js';
 import type { Tensor } from '../tensor.js';
-import { firstNonFinite } from '../finite.js';
 import { topClasses } from '../nn/classify.js';
 import type { VisionTransformer } from '../nn/vit.js';
+import { readBody } from './body.js';
+import { ByteBudget, type BudgetShare } from './byte_budget.js';
+import { drainerFor, type DrainResult } from './drain.js';
+import { RequestError } from './request_error.js';
 
 export interface ServeOptions {
   /** Images per model pass at most (the batcher's maxBatch, default 16). */
@@ -22,18 +30,83 @@ export interface ServeOptions {
    * get 503 with Retry-After, instead of an ever longer wait.
    */
   maxWaiting?: number;
+  /**
+   * The bytes all request bodies being read or answered may hold together (default 4 x maxBytes).
+   * A request whose declared length does not fit gets 503 with Retry-After before its body is
+   * read; one without a declared length, once its body grows past what is left.
+   */
+  maxInFlightBytes?: number;
+  /** The most pixels of an uploaded image (default (32 x imageSize)², at most 16383²); larger ones get 413 from their header. */
+  maxInputPixels?: number;
+  /** Time for a request's headers to arrive, in ms (default 10 000); then 408. */
+  headersTimeoutMs?: number;
+  /** Time for a whole request, headers and body, to arrive, in ms (default 120 000); then 408. */
+  requestTimeoutMs?: number;
+  /** The longest pause between two pieces of a body, in ms (default 10 000); then 408. */
+  bodyTimeoutMs?: number;
+  /** How long drain() waits for the requests in flight, in ms (default 10 000). */
+  drainTimeoutMs?: number;
   /** Answer NaN or infinite outputs as they are; by default they are a 500 saying so. */
   allowNonFinite?: boolean;
 }
 
-/** An answer that is the client's doing: its status and message. */
-class RequestError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
+/** An http.Server (not listening yet: call listen) that can be stopped without dropping requests. */
+export interface ModelServer extends Server {
+  /**
+   * Stops the server: no new connections; the requests that had arrived are answered (their
+   * connections closing after the answer), idle keep-alive connections closed; after timeoutMs
+   * (default options.drainTimeoutMs) the remaining connections are closed unanswered. Resolves
+   * once every connection has ended, with the number closed at the deadline.
+   */
+  drain(timeoutMs?: number): Promise<DrainResult>;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * How long the rest of a body refused before it was read whole is read and dropped (holding no
+ * memory) before its connection is closed. Closing at once would reset the connection while the
+ * client still sends, and a reset can reach the client before the answer does: it would see the
+ * connection fail instead of its 503 and Retry-After.
+ */
+const LINGER_MS = 2000;
+
+/** After an answer to an unfinished request: Node reads and drops the rest; closed if it goes on too long. */
+function lingerThenClose(request: IncomingMessage): void {
+  const timer = setTimeout(() => request.socket.destroy(), LINGER_MS);
+  const done = () => clearTimeout(timer);
+  request.once('end', done);
+  request.once('close', done);
+}
+
+/** The options that are counts, sizes or times. */
+type NumericOption = { [K in keyof ServeOptions]-?: ServeOptions[K] extends number | undefined ? K : never }[keyof ServeOptions];
+
+/** Options of serveModel checked, with their defaults for `imageSize`. */
+function settings(options: ServeOptions, imageSize: number) {
+  const positive = (name: NumericOption, fallback: number): number => {
+    const value = options[name] ?? fallback;
+    if (!(Number.isSafeInteger(value) && value >= 1)) throw new RangeError(`serveModel: ${name} is ${JSON.stringify(options[name])}, expected a positive integer`);
+    return value;
+  };
+  const maxBytes = positive('maxBytes', 32 * MiB);
+  const headersTimeoutMs = positive('headersTimeoutMs', 10_000);
+  const requestTimeoutMs = positive('requestTimeoutMs', 120_000);
+  if (headersTimeoutMs > requestTimeoutMs) throw new RangeError(`serveModel: headersTimeoutMs (${headersTimeoutMs}) is more than requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
+  // A side 32 times the input's keeps photos of any camera for a 224² model, and refuses a
+  // 16383² PNG for a 28² one before it costs seconds of decoding.
+  const maxInputPixels = positive('maxInputPixels', Math.min(DEFAULT_MAX_INPUT_PIXELS, (32 * imageSize) ** 2));
+  return {
+    top: positive('top', 5),
+    maxBytes,
+    maxWaiting: positive('maxWaiting', 64),
+    maxInFlightBytes: positive('maxInFlightBytes', 4 * maxBytes),
+    maxInputPixels,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    bodyTimeoutMs: positive('bodyTimeoutMs', 10_000),
+    drainTimeoutMs: positive('drainTimeoutMs', 10_000),
+  };
 }
 
 function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -41,21 +114,6 @@ function send(response: ServerResponse, status: number, body: unknown, headers: 
   const text = JSON.stringify(body);
   response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), ...headers });
   response.end(text);
-}
-
-/** The request's body, up to maxBytes (else 413). */
-async function readBody(request: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(request.headers['content-length']);
-  if (declared > maxBytes) throw new RequestError(413, `the body is ${declared} bytes, more than the ${maxBytes} this server takes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) throw new RequestError(413, `the body is more than the ${maxBytes} bytes this server takes`);
-    chunks.push(chunk as Buffer);
-  }
-  if (size === 0) throw new RequestError(400, 'the body is empty: POST the bytes of an image file (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG)');
-  return Buffer.concat(chunks);
 }
 
 /**
@@ -91,37 +149,40 @@ function topOf(url: URL, fallback: number, classes: number): number {
  * An http.Server (not listening yet: call listen) answering
  *   POST /classify   body: an image file's bytes; ?top=k   -> { classes: [{ index, label, probability }] }
  *   POST /embed      body: an image file's bytes            -> { embedding: number[] } (model.embed's)
- *   GET  /health     -> { model: { attention, imageSize, numClasses, width }, classify, embed } (batcher stats)
- * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 413 (too large), 503 (more
- * requests waiting than maxWaiting: try again later) or 500.
+ *   GET  /health     -> { model: { attention, imageSize, numClasses, width }, classify, embed (batcher stats),
+ *                         uploads: { bytes, maxInFlightBytes } }
+ * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 408 (headers or body too
+ * slow), 413 (body or image too large), 503 (more images waiting than maxWaiting, or the upload
+ * budget spent: try again later, Retry-After: 1) or 500. Its drain() stops it (SIGTERM's job).
  */
-export function serveModel(model: VisionTransformer, options: ServeOptions = {}): Server {
-  const batching = { maxBatch: options.maxBatch, maxWaiting: options.maxWaiting ?? 64 };
+export function serveModel(model: VisionTransformer, options: ServeOptions = {}): ModelServer {
+  const { attention, imageSize, numClasses, width } = model.config;
+  const o = settings(options, imageSize);
+  const batching = { maxBatch: options.maxBatch, maxWaiting: o.maxWaiting };
   const batcher = model.batcher(batching);
   const embedder = model.batcher({ ...batching, output: 'embeddings' });
-  const defaultTop = options.top ?? 5;
-  const maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
-  const { attention, imageSize, numClasses, width } = model.config;
+  const uploads = new ByteBudget(o.maxInFlightBytes);
 
   /** The request's image, read with the model's preprocessing, and a signal of the client hanging up. */
-  async function imageOf(request: IncomingMessage, response: ServerResponse): Promise<{ images: Tensor; hungUp: AbortSignal }> {
-    const body = await readBody(request, maxBytes);
+  async function imageOf(request: IncomingMessage, response: ServerResponse, share: BudgetShare): Promise<{ images: Tensor; hungUp: AbortSignal }> {
+    const body = await readBody(request, { maxBytes: o.maxBytes, share, budgetBytes: o.maxInFlightBytes, idleTimeoutMs: o.bodyTimeoutMs });
     // A client that hangs up before its answer: its request leaves the batcher's queue.
     const hungUp = new AbortController();
     response.once('close', () => {
       if (!response.writableFinished) hungUp.abort();
     });
     try {
-      return { images: await model.readImages([body]), hungUp: hungUp.signal };
+      return { images: await model.readImages([body], { maxInputPixels: o.maxInputPixels }), hungUp: hungUp.signal };
     } catch (error) {
       // ("readImages: could not read image 0 (N encoded bytes): ..." names the body as the request's)
-      throw new RequestError(400, (error as Error).message.replace(/^readImages: could not read image 0 \((\d+) encoded bytes\)/, 'could not read the body ($1 bytes) as an image'));
+      const message = (error as Error).message.replace(/^readImages: could not read image 0 \((\d+) encoded bytes\)/, 'could not read the body ($1 bytes) as an image');
+      throw new RequestError(error instanceof ImagePixelLimitError ? 413 : 400, message);
     }
   }
 
   /** The image's pass through `through`, its result's values, the image and the result freed. */
-  async function passOf(request: IncomingMessage, response: ServerResponse, through: PredictBatcher): Promise<Float32Array> {
-    const { images, hungUp } = await imageOf(request, response);
+  async function passOf(request: IncomingMessage, response: ServerResponse, share: BudgetShare, through: PredictBatcher): Promise<Float32Array> {
+    const { images, hungUp } = await imageOf(request, response, share);
     try {
       const out = await through.predict(images, { signal: hungUp });
       const values = out.toFloat32Array();
@@ -133,37 +194,57 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
     }
   }
 
-  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  async function handle(request: IncomingMessage, response: ServerResponse, share: BudgetShare): Promise<void> {
     try {
       const url = requestUrl(request);
       if (url.pathname === '/classify' || url.pathname === '/embed') {
         if (request.method !== 'POST') throw new RequestError(405, `${request.method} ${url.pathname}: POST the image's bytes`);
         if (url.pathname === '/classify') {
-          const top = topOf(url, defaultTop, numClasses);
-          const [classes] = topClasses(await passOf(request, response, batcher), numClasses, top, model.labels);
+          const top = topOf(url, o.top, numClasses);
+          const [classes] = topClasses(await passOf(request, response, share, batcher), numClasses, top, model.labels);
           send(response, 200, { classes });
         } else {
-          send(response, 200, { embedding: Array.from(await passOf(request, response, embedder)) });
+          send(response, 200, { embedding: Array.from(await passOf(request, response, share, embedder)) });
         }
       } else if (url.pathname === '/health') {
         if (request.method !== 'GET') throw new RequestError(405, `${request.method} /health: use GET`);
-        send(response, 200, { model: { attention, imageSize, numClasses, width }, classify: batcher.stats, embed: embedder.stats });
+        send(response, 200, { model: { attention, imageSize, numClasses, width }, classify: batcher.stats, embed: embedder.stats, uploads: { bytes: uploads.bytes, maxInFlightBytes: o.maxInFlightBytes } });
       } else {
         throw new RequestError(404, `no ${url.pathname} here: POST /classify, POST /embed, GET /health`);
       }
     } catch (error) {
-      if (error instanceof RequestError) send(response, error.status, { error: error.message });
+      if (!request.complete) lingerThenClose(request);
+      if (error instanceof RequestError) send(response, error.status, { error: error.message }, error.headers);
       else if (error instanceof BatcherFullError) send(response, 503, { error: error.message }, { 'retry-after': '1' });
       else if ((error as Error).name !== 'AbortError') send(response, 500, { error: (error as Error).message });
     }
   }
 
-  // handle() answers every error itself; the catch keeps a fault in that answer (a socket error
-  // while writing, say) from becoming an unhandled rejection that ends the process.
-  return createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
+  // Node's own timeouts for slow headers and slow requests (answered 408), checked often enough
+  // for the shortest of them; a stalled body has bodyTimeoutMs (body.ts).
+  const checkEveryMs = Math.max(10, Math.min(1000, Math.floor(Math.min(o.headersTimeoutMs, o.requestTimeoutMs) / 4)));
+  const server = createServer({ headersTimeout: o.headersTimeoutMs, requestTimeout: o.requestTimeoutMs, connectionsCheckingInterval: checkEveryMs }, (request, response) => {
+    drainer.admit(response);
+    // The bytes a request took from the upload budget go back when it ends, however it ends
+    // (answered, failed, or its client gone).
+    const share = uploads.share();
+    response.once('close', () => share.release());
+    // handle() answers every error itself; the catch keeps a fault in that answer (a socket error
+    // while writing, say) from becoming an unhandled rejection that ends the process.
+    handle(request, response, share).catch((error: unknown) => {
       if (!response.headersSent) send(response, 500, { error: (error as Error).message });
       else response.destroy();
     });
   });
+  // A client that sends `Expect: 100-continue` (curl does for large bodies) waits for 100 Continue
+  // before its body: a request refused from its headers (413, 503: answered within the microtasks
+  // that follow) gets its answer instead, and sends no body at all.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    server.emit('request', request, response);
+    setImmediate(() => {
+      if (!response.headersSent && !response.destroyed) response.writeContinue();
+    });
+  });
+  const drainer = drainerFor(server);
+  return Object.assign(server, { drain: (timeoutMs: number = o.drainTimeoutMs) => drainer.drain(timeoutMs) });
 }
