@@ -2,7 +2,7 @@
 // its forward pass (or training step) per input shape; the native side then runs the whole pass
 // on a worker thread, releasing each intermediate right after its last use.
 import { native, type Attrs } from './native.js';
-import { Tensor } from './tensor.js';
+import { Tensor, type Device } from './tensor.js';
 
 /** A value in a plan: an input bound at run time, a constant, or an op's output. */
 export class Slot {
@@ -54,10 +54,14 @@ export class PlanBuilder {
     return outs;
   }
 
-  /** Compiles the plan (validated natively) returning the given slots from each run. */
-  build(keep: Slot[]): CompiledPlan {
+  /**
+   * Compiles the plan (validated natively) returning the given slots from each run. With
+   * options.device, inputs on another device are copied there for each run (a model on the GPU
+   * takes images from host memory); its constants must be there already.
+   */
+  build(keep: Slot[], options: { device?: Device } = {}): CompiledPlan {
     const handle = new native.NativePlan(this.steps, this.labels.length, keep.map((s) => s.index));
-    return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.map((s) => s.op));
+    return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.map((s) => s.op), options.device ?? null);
   }
 }
 
@@ -70,6 +74,8 @@ export class CompiledPlan {
     private readonly constants: Map<number, Tensor>,
     /** The op of each step, in order. */
     readonly ops: string[],
+    /** Where the inputs are moved before a run; null: where they are. */
+    readonly device: Device | null = null,
   ) {}
 
   /** Number of ops in the plan. */
@@ -77,34 +83,57 @@ export class CompiledPlan {
     return this.ops.length;
   }
 
-  private bind(values: Tensor[]): Array<Tensor['handle'] | null> {
+  /** The run's slots, and the copies made of inputs on another device (freed after the run). */
+  private bind(values: Tensor[]): { slots: Array<Tensor['handle'] | null>; copies: Tensor[] } {
     if (values.length !== this.inputs.length) {
       throw new RangeError(`plan: got ${values.length} inputs, expected ${this.inputs.length} (${this.inputs.map((s) => s.label).join(', ')})`);
     }
     const slots: Array<Tensor['handle'] | null> = new Array(this.slotCount).fill(null);
+    const copies: Tensor[] = [];
     for (const [index, tensor] of this.constants) slots[index] = tensor.handle;
-    values.forEach((t, i) => {
-      if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor`);
-      slots[this.inputs[i]!.index] = t.handle;
-    });
-    return slots;
+    try {
+      values.forEach((t, i) => {
+        if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor`);
+        const placed = this.device === null ? t : t.to(this.device);
+        if (placed !== t) copies.push(placed);
+        slots[this.inputs[i]!.index] = placed.handle;
+      });
+    } catch (error) {
+      for (const copy of copies) copy.dispose();
+      throw error;
+    }
+    return { slots, copies };
   }
 
   /** Runs the plan on a worker thread. */
   async run(...values: Tensor[]): Promise<Tensor[]> {
-    const out = await this.handle.run(this.bind(values), true);
-    return out.map((h) => new Tensor(h));
+    const { slots, copies } = this.bind(values);
+    try {
+      return (await this.handle.run(slots, true)).map((h) => new Tensor(h));
+    } finally {
+      for (const copy of copies) copy.dispose();
+    }
   }
 
   /** Runs the plan and reports the wall time of each op (kernel time, without the time around it). */
   async runProfiled(...values: Tensor[]): Promise<{ outputs: Tensor[]; steps: Array<{ op: string; ms: number }> }> {
-    const out = await this.handle.run(this.bind(values), true, true);
-    const ms = out.stepMs ?? [];
-    return { outputs: out.map((h) => new Tensor(h)), steps: this.ops.map((op, i) => ({ op, ms: ms[i] ?? 0 })) };
+    const { slots, copies } = this.bind(values);
+    try {
+      const out = await this.handle.run(slots, true, true);
+      const ms = out.stepMs ?? [];
+      return { outputs: out.map((h) => new Tensor(h)), steps: this.ops.map((op, i) => ({ op, ms: ms[i] ?? 0 })) };
+    } finally {
+      for (const copy of copies) copy.dispose();
+    }
   }
 
   /** Runs the plan on the calling thread. */
   runSync(...values: Tensor[]): Tensor[] {
-    return this.handle.run(this.bind(values), false).map((h) => new Tensor(h));
+    const { slots, copies } = this.bind(values);
+    try {
+      return this.handle.run(slots, false).map((h) => new Tensor(h));
+    } finally {
+      for (const copy of copies) copy.dispose();
+    }
   }
 }

@@ -67,9 +67,15 @@ export class Tensor {
     return new Tensor(new native.NativeTensor(dims, values));
   }
 
-  /** A tensor of zeros. */
-  static zeros(shape: readonly number[]): Tensor {
-    return new Tensor(new native.NativeTensor(checkShape(shape)));
+  /** A tensor of zeros, in host memory or on `device`. */
+  static zeros(shape: readonly number[], device: Device = 'cpu'): Tensor {
+    const host = new Tensor(new native.NativeTensor(checkShape(shape)));
+    if (device === 'cpu') return host;
+    try {
+      return host.to(device);
+    } finally {
+      host.dispose();
+    }
   }
 
   /** A tensor of `value` everywhere. */

@@ -33,7 +33,8 @@ export function checkMicroBatch(value: unknown, batch: number): number {
 /** Images start .. start + count of a [batch, ...] tensor, as a new tensor. */
 function sliceBatch(t: Tensor, start: number, count: number): Tensor {
   const per = t.size / t.shape[0]!;
-  return Tensor.fromArray(t.view().subarray(start * per, (start + count) * per), [count, ...t.shape.slice(1)]);
+  const values = t.device === 'cpu' ? t.view() : t.toFloat32Array(); // (a view is of host memory only)
+  return Tensor.fromArray(values.subarray(start * per, (start + count) * per), [count, ...t.shape.slice(1)]);
 }
 
 /**

@@ -31,8 +31,11 @@ export function parseMetadata(metadata: Record<string, string>, path: string): S
     }
     return value as object | undefined;
   };
+  // Where a model runs is chosen when it is loaded (load()'s config.device, default the CPU), not
+  // by the machine it was saved on: a model trained on a GPU loads anywhere.
+  const { device: _savedOn, ...config } = (object('config', 'of ViT options') ?? {}) as Partial<VitConfig>;
   return {
-    config: object('config', 'of ViT options'),
+    config: metadata.config === undefined ? undefined : config,
     castled: metadata.castled === 'true',
     preprocessing: object('preprocessing', '{ mean, std, cropFraction, interpolation }'),
     labels: parse('labels'),
@@ -42,7 +45,7 @@ export function parseMetadata(metadata: Record<string, string>, path: string): S
 export function metadataOf(s: { config: VitConfig; castled: boolean; preprocessing: Readonly<ImagePreprocessing>; labels: readonly string[] | null }): Record<string, string> {
   const metadata: Record<string, string> = {
     format: METADATA_FORMAT,
-    config: JSON.stringify(s.config),
+    config: JSON.stringify({ ...s.config, device: undefined }), // (see parseMetadata)
     castled: String(s.castled),
     preprocessing: JSON.stringify(s.preprocessing),
   };

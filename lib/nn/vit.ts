@@ -7,7 +7,7 @@ import type { AdamW } from '../train/adamw.js';
 import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
 import { cudaAvailable } from '../backend.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, type Device } from '../tensor.js';
 import { resolveConfig, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { checkModelMemory } from './model_memory.js';
@@ -140,15 +140,21 @@ function configOfFile(path: string, stored: Partial<VitConfig> | undefined, give
   }
 }
 
-/**
- * Models run on the CPU; device 'cuda' needs a CUDA build and a GPU, and says why not. (The CUDA
- * ops exist, tensors move with .to('cuda'), and running a whole model there is the next step.)
- */
+/** device 'cuda' needs a build with the CUDA backend and a GPU: an error says which is missing. */
 function requireDevice(config: VitConfig): void {
   if (config.device !== 'cuda') return;
   const cuda = cudaAvailable();
   if (!cuda.available) throw new Error(`config.device is 'cuda' but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
-  throw new Error("config.device 'cuda': running a whole VisionTransformer on the GPU is not implemented yet; the ops run there (tensor.to('cuda'))");
+}
+
+/** A parameter made in host memory, on the model's device (the host copy freed). */
+function onDevice(tensor: Tensor, device: Device): Tensor {
+  if (device === 'cpu') return tensor;
+  try {
+    return tensor.to(device);
+  } finally {
+    tensor.dispose();
+  }
 }
 
 export class VisionTransformer {
@@ -250,7 +256,7 @@ export class VisionTransformer {
     checkModelMemory(resolved, options.memoryBudget, 'VisionTransformer.create');
     const rng = new SeededRandom(resolved.seed);
     const params = new Map<string, Tensor>();
-    for (const spec of parameterSpecs(resolved)) params.set(spec.name, Tensor.fromArray(initialValues(spec, rng), spec.shape));
+    for (const spec of parameterSpecs(resolved)) params.set(spec.name, onDevice(Tensor.fromArray(initialValues(spec, rng), spec.shape), resolved.device));
     return new VisionTransformer(resolved, params);
   }
 
@@ -345,7 +351,7 @@ export class VisionTransformer {
       const found = tensors.get(spec.name);
       if (!found) {
         report.initialised.push(spec.name);
-        params.set(spec.name, Tensor.fromArray(fresh, spec.shape));
+        params.set(spec.name, onDevice(Tensor.fromArray(fresh, spec.shape), config.device));
         continue;
       }
       let data = found.data;
@@ -355,7 +361,7 @@ export class VisionTransformer {
         data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
         report.resized.push(spec.name);
       }
-      params.set(spec.name, Tensor.fromArray(data, spec.shape));
+      params.set(spec.name, onDevice(Tensor.fromArray(data, spec.shape), config.device));
     }
     for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
     return { params, report };
@@ -620,7 +626,7 @@ export class VisionTransformer {
     const grads = graph.backward(f, dlogits!, forwardOptions);
     // Every parameter with a gradient (a Sparsifiner's predictor has none: its top-k passes none).
     const names = [...this.params.keys()].filter((n) => grads.has(n));
-    const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)]).run(images, labels);
+    const outputs = await p.build([loss!, ...f.auxL1, ...names.map((n) => grads.get(n)!)], this.placement).run(images, labels);
     const scalars = outputs.slice(0, 1 + f.auxL1.length).map((t) => t.toFloat32Array()[0]!);
     const l1 = scalars.slice(1).reduce((a, b) => a + b, 0) * (this.auxBranch?.l1 ?? 0);
     const gradients = new Map<string, Tensor>();
@@ -679,7 +685,7 @@ export class VisionTransformer {
     for (const k of [...this.plans.keys()]) if (stale(k)) this.plans.delete(k);
     this.planOptimizer = optimizer;
     const p = new PlanBuilder();
-    const plan = p.build(record(p, this.graph(p)));
+    const plan = p.build(record(p, this.graph(p)), this.placement);
     this.plans.set(key, plan);
     return plan;
   }
@@ -698,9 +704,14 @@ export class VisionTransformer {
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const f = graph.forward(p.input('images'), { training: false, aux: this.auxBranch });
-    const plan = p.build([output === 'logits' ? f.logits : f.cls]);
+    const plan = p.build([output === 'logits' ? f.logits : f.cls], this.placement);
     this.plans.set(key, plan);
     return plan;
+  }
+
+  /** Plans run where the parameters are: their inputs (images, labels, ...) are moved there. */
+  private get placement(): { device: Device } {
+    return { device: this.config.device };
   }
 
   private graph(p: PlanBuilder): VitGraph {

@@ -52,7 +52,8 @@ export class AdamW {
     if (o.totalSteps !== undefined && !(Number.isInteger(o.totalSteps) && o.totalSteps > 0)) throw new RangeError(`AdamW: totalSteps is ${o.totalSteps}, expected a positive integer`);
     this.options = o;
     this.params = new Map(params);
-    for (const [name, t] of params) this.moments.set(name, { m: Tensor.zeros(t.shape), v: Tensor.zeros(t.shape) });
+    // Beside their parameter (the update runs where the parameters are).
+    for (const [name, t] of params) this.moments.set(name, { m: Tensor.zeros(t.shape, t.device), v: Tensor.zeros(t.shape, t.device) });
   }
 
   /** The learning rate of a 1-based step. */
