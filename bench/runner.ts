@@ -10,6 +10,7 @@ import { benchAttention } from './attention.js';
 import { benchOnnx, type OnnxKind } from './onnx.js';
 import { benchImages } from './images.js';
 import { benchServe } from './serve.js';
+import { benchCuda } from './cuda.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 /** How the runner was started: its command (for the usage line), and whether from the repository. */
@@ -130,6 +131,21 @@ const benches: Record<string, Bench> = {
         log: (line) => console.error(line),
       }),
   },
+  cuda: {
+    describe: "device 'cuda' (a GPU): attention kinds at N up to 16384 (H=6, d=64) and DeiT-S/B predict and trainStep images/s at 224/448/896, every time up to synchronizeCuda(); --torch FILE adds PyTorch's figures from bench/cuda_torch.py on the same GPU (ratioToTorch) (--tokens --models deitSmall,deitBase --images --batches --train-batch --repeats --quick)",
+    columns: ['section', 'model', 'image', 'kind', 'pass', 'tokens', 'batch', 'medianMs', 'gflops', 'imagesPerSecond', 'ratioToSoftmaxForward', 'torchMs', 'ratioToTorch', 'skipped'],
+    run: (o) =>
+      benchCuda({
+        tokens: numbers(o.tokens) ?? (o.quick ? [197, 785] : undefined),
+        models: (list(o.models) as Array<'deitSmall' | 'deitBase'> | undefined) ?? (o.quick ? ['deitSmall'] : undefined),
+        images: numbers(o.images) ?? (o.quick ? [224] : undefined),
+        predictBatches: numbers(o.batches) ?? (o.quick ? [1] : undefined),
+        trainBatch: numbers(o['train-batch'])?.[0] ?? (o.quick ? 2 : undefined),
+        repeats: numbers(o.repeats)?.[0] ?? (o.quick ? 2 : undefined),
+        torch: typeof o.torch === 'string' ? o.torch : undefined,
+        log: (line) => console.error(line),
+      }),
+  },
   onnx: {
     describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
     columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
@@ -182,6 +198,8 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       images: { type: 'string' },
       batches: { type: 'string' },
       'train-budget': { type: 'string' },
+      'train-batch': { type: 'string' },
+      torch: { type: 'string' },
       kinds: { type: 'string' },
       requests: { type: 'string' },
       'max-batch': { type: 'string' },

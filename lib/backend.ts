@@ -68,6 +68,15 @@ export function releaseCachedMemory(): void {
   native.releaseCachedMemory();
 }
 
+/**
+ * Waits until the work queued on the GPU has finished. Ops and model calls on device 'cuda'
+ * resolve once their kernels are queued, and reading a result back waits for them; timing GPU
+ * work needs this call first. Without CUDA it returns at once.
+ */
+export function synchronizeCuda(): void {
+  native.synchronizeCuda();
+}
+
 /** Bytes of native memory alive now: tensors (disposed ones excluded) and kernel scratch. */
 export function nativeMemoryBytes(): number {
   return native.memoryStats().liveBytes;

@@ -24,7 +24,7 @@ export {
 export * as backward from './backward.js';
 export * as attention from './attention.js';
 export { PlanBuilder, CompiledPlan, Slot } from './plan.js';
-export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, releaseCachedMemory, type BackendInfo, type CpuPath, type CudaStatus } from './backend.js';
+export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, releaseCachedMemory, synchronizeCuda, type BackendInfo, type CpuPath, type CudaStatus } from './backend.js';
 export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOptions, type TrainStepOptions, type TrainStepResult } from './nn/vit.js';
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from './train/schedule.js';

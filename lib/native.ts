@@ -64,6 +64,7 @@ export interface NativeAddon {
   /** Live and peak bytes of native memory; `resetPeak` starts a new peak measurement afterwards. */
   memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number; cachedBytes: number };
   releaseCachedMemory(): void;
+  synchronizeCuda(): void;
   timeGemm(
     /** bCopies: cycle through that many copies of B (weights coming from memory, not cache). */
     options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number; bCopies?: number },

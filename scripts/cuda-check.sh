@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The CUDA check on a GPU machine (shared/GPU.md), in one command: configure with CUDA on for
-# sm_90 and the C++ tests, build with all cores, run ctest (the CUDA kernel tests against the CPU
-# and the CPU tests), then the Node smoke test with the carried node binary. Logs go to $OUT (or
-# /tmp/cuda-check), and a short table is printed last.
+# The CUDA check on a GPU machine (one without Node.js or network), in one command: configure with
+# CUDA on for sm_90 and the C++ tests, build with all cores, run ctest (the CUDA kernel tests
+# against the CPU and the CPU tests), the Node smoke test with the carried node binary, then the
+# benchmark (bench cuda, beside PyTorch's bench/cuda_torch.py when python3 has torch), each within
+# CUDA_BENCH_SECONDS (default 240). Logs and JSON go to $OUT (or /tmp/cuda-check), and a short
+# table is printed last.
 #
 # Needs .gpu/ from scripts/prepare-gpu-carry.sh. With the device tool:
 #   run(command="bash scripts/cuda-check.sh", carry=[".gpu"], timeout_s=600)
@@ -58,10 +60,29 @@ else
   result[smoke]="skipped (no build)"
 fi
 
+bench_seconds=${CUDA_BENCH_SECONDS:-240}
+if [ "${result[smoke]}" = passed ] && [ -f .gpu/dist/bench/run.js ]; then
+  torch_json=()
+  if python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
+    timeout "$bench_seconds" python3 bench/cuda_torch.py --out "$out/cuda-torch.json" --repeats 5 > "$out/cuda-torch.log" 2>&1 \
+      && torch_json=(--torch "$out/cuda-torch.json")
+    result[torch]=$([ ${#torch_json[@]} -gt 0 ] && echo passed || echo "failed or timed out (see cuda-torch.log)")
+  else
+    result[torch]="skipped (no python3 with CUDA torch)"
+  fi
+  CASTLING_ADDON_PATH="$PWD/$build/castling_vit.node" timeout "$bench_seconds" "$node" .gpu/dist/bench/run.js cuda --repeats 5 \
+    --json "$out/cuda-bench.json" "${torch_json[@]}" > "$out/cuda-bench.log" 2>&1
+  result[bench]=$([ $? -eq 0 ] && echo passed || echo "failed or timed out (see cuda-bench.log)")
+  tail -40 "$out/cuda-bench.log"
+else
+  result[torch]="skipped (no smoke pass or no .gpu/dist)"
+  result[bench]="skipped (no smoke pass or no .gpu/dist)"
+fi
+
 {
   echo "| step | result |"
   echo "|---|---|"
-  for step in configure build ctest smoke; do echo "| $step | ${result[$step]} |"; done
+  for step in configure build ctest smoke torch bench; do echo "| $step | ${result[$step]} |"; done
   grep -hE "tests: [0-9]+ passed" "$out/ctest.log" 2>/dev/null | sed 's/^[0-9]*: /| ctest line | /; s/$/ |/'
 } | tee "$out/summary.md"
 [[ "${result[ctest]}" == passed && "${result[smoke]}" == passed ]]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ (git-ignored) for scripts/cuda-check.sh on a GPU machine that has CUDA, cuBLAS,
-# CMake and ninja but no Node.js and no network (shared/GPU.md): this machine's node binary
-# (xz-compressed, about 24 MB), the four N-API headers and node-addon-api. Run once here, then
+# CMake and ninja but no Node.js and no network: this machine's node binary (xz-compressed, about
+# 24 MB), the four N-API headers, node-addon-api, and the built TypeScript for the benchmark. Run once here, then
 # name `.gpu` in the device tool's carry list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +18,11 @@ for h in node_api.h node_api_types.h js_native_api.h js_native_api_types.h; do c
 mkdir -p .gpu/node-addon-api
 cp node_modules/node-addon-api/*.h .gpu/node-addon-api/
 node --version > .gpu/node-version.txt
+# The benchmark (npm run bench -- cuda) from the built TypeScript, with the one run-time dependency
+# its imports load (protobufjs, for the ONNX writer the model module imports; sharp is loaded only
+# to read images): .gpu/dist resolves its packages in .gpu/node_modules.
+[ -f dist/bench/run.js ] || { echo "prepare-gpu-carry: build the TypeScript first (npm run build:ts)"; exit 1; }
+cp -r dist .gpu/dist
+mkdir -p .gpu/node_modules
+for package in protobufjs long; do cp -r "node_modules/$package" .gpu/node_modules/; done
 echo "prepare-gpu-carry: .gpu holds node $(cat .gpu/node-version.txt) ($(du -sh .gpu | cut -f1)), headers from $headers"

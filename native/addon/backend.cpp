@@ -90,6 +90,13 @@ Napi::Value releaseCachedMemory(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// synchronizeCuda(): waits until the work queued on the GPU has finished (ops resolve once their
+// kernels are queued); a fault of that work is thrown here. Nothing to wait for without CUDA.
+Napi::Value synchronizeCuda(const Napi::CallbackInfo& info) {
+  if (DeviceBackend* cuda = deviceBackend(Device::Cuda)) rethrowAsJs(info.Env(), [cuda] { cuda->synchronize(); });
+  return info.Env().Undefined();
+}
+
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setThreads: expected a number of threads");

@@ -10,5 +10,6 @@ Napi::Value setThreads(const Napi::CallbackInfo& info);
 Napi::Value setIsa(const Napi::CallbackInfo& info);
 Napi::Value memoryStats(const Napi::CallbackInfo& info);
 Napi::Value releaseCachedMemory(const Napi::CallbackInfo& info);
+Napi::Value synchronizeCuda(const Napi::CallbackInfo& info);
 
 }  // namespace castling::addon

@@ -39,6 +39,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New<setIsa>(env, "setIsa"));
   exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));
   exports.Set("releaseCachedMemory", Napi::Function::New<releaseCachedMemory>(env, "releaseCachedMemory"));
+  exports.Set("synchronizeCuda", Napi::Function::New<synchronizeCuda>(env, "synchronizeCuda"));
   exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
   return exports;
 }
