@@ -70,12 +70,17 @@ function withSparsifinerOptions(command: Command, defaultsInCommand = true): Com
 /** --preset's help where it names the architecture of a file without a config. */
 const PRESET_HELP = 'the architecture of a file without a castling-vit config, over what its tensors say (a timm checkpoint): deitTiny, deitSmall or deitBase';
 
-/** --preset: the config of a file that has none (a timm checkpoint). */
-function presetConfig(name: string | undefined): VitConfig | undefined {
+/**
+ * --preset: an architecture's sizes (of a new model, or of a file that has no config). Not its
+ * attention: the presets say softmax, which would override castling, the default of a new model,
+ * and whatever kind a file's tensors say; --attention chooses that.
+ */
+function presetConfig(name: string | undefined): Partial<VitConfig> | undefined {
   const names = ['deitTiny', 'deitSmall', 'deitBase'] as const;
   if (name === undefined) return undefined;
   if (!names.includes(name as never)) throw new InvalidArgumentError(`--preset must be one of ${names.join(', ')}, got '${name}'`);
-  return presets[name as (typeof names)[number]];
+  const { attention: _attention, ...sizes } = presets[name as (typeof names)[number]];
+  return sizes;
 }
 
 interface TrainFlags {

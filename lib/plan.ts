@@ -3,6 +3,7 @@
 // on a worker thread, releasing each intermediate right after its last use.
 import { native, type Attrs } from './native.js';
 import { Tensor } from './tensor.js';
+import { notATensor } from './tensor_argument.js';
 
 /** A value in a plan: an input bound at run time, a constant, or an op's output. */
 export class Slot {
@@ -84,7 +85,7 @@ export class CompiledPlan {
     const slots: Array<Tensor['handle'] | null> = new Array(this.slotCount).fill(null);
     for (const [index, tensor] of this.constants) slots[index] = tensor.handle;
     values.forEach((t, i) => {
-      if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor`);
+      if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor, ${notATensor(t)}`);
       slots[this.inputs[i]!.index] = t.handle;
     });
     return slots;

@@ -17,7 +17,7 @@ import { sparsifySummary } from './sparsify_summary.js';
 export interface TrainFolderFlags {
   from?: string;
   /** The config: of a new model, or of a weights file that has none. */
-  config?: VitConfig;
+  config?: Partial<VitConfig>;
   /** Default: the file's, or castling for a new model. */
   attention?: AttentionKind;
   imageSize?: number;

@@ -24,6 +24,11 @@ import { OperationQueue } from './operation_queue.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf } from './abort.js';
+import { checkOptionNames } from './option_names.js';
+
+/** The names of predict's and embed's options (InferenceOptions), and of classify's (ClassifyOptions). */
+const INFERENCE_OPTIONS = ['signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof InferenceOptions>;
+const CLASSIFY_OPTIONS = ['top', 'batchSize', 'signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof ClassifyOptions>;
 
 /** What an inference pass gives: the logits (predict) or the head's input (embed). */
 type InferenceOutput = 'logits' | 'embeddings';
@@ -441,6 +446,7 @@ export class VisionTransformer {
   private async inference(images: Tensor, output: InferenceOutput, options: InferenceOptions): Promise<Tensor> {
     const what = output === 'logits' ? 'predict' : 'embed';
     const batch = this.checkImages(images, what);
+    checkOptionNames(options, INFERENCE_OPTIONS, what);
     const signal = signalOf(options, what);
     const nonFinite = options.nonFinite ?? 'allow';
     checkNonFinitePolicy(nonFinite, what);
@@ -484,6 +490,7 @@ export class VisionTransformer {
   /** Each image's most probable classes (readImages, then predict a chunk at a time). */
   classify(sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
     this.live();
+    checkOptionNames(options, CLASSIFY_OPTIONS, 'classify');
     const signal = signalOf(options, 'classify');
     if (signal?.aborted) return Promise.reject(signal.reason);
     // One read for the whole list: every chunk is classified by the same weights.
