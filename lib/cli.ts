@@ -17,6 +17,7 @@ import { predictCommand, type PredictFlags } from './commands/predict.js';
 import { evaluateCommand, type EvaluateFlags } from './commands/evaluate.js';
 import { serveCommand, type ServeFlags } from './commands/serve.js';
 import { epochLine } from './commands/format.js';
+import { refuseToReplace } from './commands/output_file.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
 function positiveInt(value: string): number {
@@ -95,15 +96,25 @@ interface TrainFlags {
   lr?: number;
   limit?: number;
   seed: number;
-  out: string;
+  /** Default: digitsOutput(attention). */
+  out?: string;
+  force?: boolean;
   progress: boolean;
+}
+
+/**
+ * The default model file of `train mnist`: one per attention kind, so that training one kind does
+ * not replace a model of another (castling's keeps the name the README uses).
+ */
+function digitsOutput(attention: TrainFlags['attention']): string {
+  return attention === 'castling' ? 'digits-vit.safetensors' : `digits-${attention}.safetensors`;
 }
 
 const logEpoch = ({ epoch, loss, testAccuracy, seconds }: { epoch: number; loss: number; testAccuracy: number; seconds: number }) =>
   console.log(epochLine(epoch, loss, testAccuracy, seconds));
 
 /** Sparsifiner's workflow on the digits: dense model, stage 1, stage 2, and the comparison. */
-async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
+async function trainSparsifinerCommand(flags: TrainFlags & { out: string }): Promise<number> {
   const result = await sparsifinerDigits({
     keepRate: flags.keepRate,
     coefficientKeep: flags.coefficientKeep,
@@ -125,7 +136,9 @@ async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
 }
 
 /** Trains the digits model with a progress bar and per-epoch lines; returns the held-out accuracy. */
-async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
+async function trainDigitsCommand(given: TrainFlags): Promise<number> {
+  const flags = { ...given, out: given.out ?? digitsOutput(given.attention) };
+  refuseToReplace(flags.out, flags.force, '--out'); // before the training, not after it
   if (flags.attention === 'sparsifiner') return trainSparsifinerCommand(flags);
   console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().isa})`);
   const bar = flags.progress
@@ -190,7 +203,8 @@ const digitsCommand = train
   .option('--lr <rate>', 'peak learning rate (sparsifiner: the dense model\'s)', positiveNumber)
   .option('--limit <n>', 'use only this many training images', positiveInt)
   .option('--seed <n>', 'seed of the initialisation, shuffling and augmentation', positiveInt, 1)
-  .option('--out <file>', 'where to save the model', 'digits-vit.safetensors')
+  .option('--out <file>', 'where to save the model (default: digits-vit.safetensors for castling, digits-softmax.safetensors, digits-sparsifiner.safetensors)')
+  .option('--force', 'replace --out if it exists (refused otherwise)')
   .option('--no-progress', 'no progress bar');
 withSparsifinerOptions(digitsCommand).action(async (flags: TrainFlags) => {
   await trainDigitsCommand(flags);
@@ -215,7 +229,8 @@ const folderCommand = train
   .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too; with --attention sparsifiner, of every stage); Ctrl-C then stops after the current step, writing it')
   .option('--checkpoint-every <steps>', 'also write the checkpoint every this many steps within an epoch', positiveInt)
   .option('--resume <checkpoint>', 'continue the run that wrote this checkpoint where it ended (its model, epochs, batch size and learning rate; a Sparsifiner workflow: the rest of its stages)')
-  .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
+  .option('--out <file>', "where to save the model (default: folder-vit.safetensors; with --resume, the resumed run's)")
+  .option('--force', 'replace --out or --checkpoint if it exists (refused otherwise)')
   .option('--no-progress', 'no progress bar');
 withSparsifinerOptions(folderCommand, false).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
   await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
@@ -294,7 +309,8 @@ program
   .option('--model <preset>', 'preset for the comparison: deitTiny or deitSmall', 'deitSmall')
   .action(async (flags: { epochs: number; skipTraining?: boolean; model: string }) => {
     if (!flags.skipTraining) {
-      await trainDigitsCommand({ attention: 'castling', epochs: flags.epochs, batchSize: 64, seed: 1, out: 'digits-demo.safetensors', progress: process.stdout.isTTY === true });
+      // The demo's own file, made again by every `npm start` (named so that no training command's default meets it).
+      await trainDigitsCommand({ attention: 'castling', epochs: flags.epochs, batchSize: 64, seed: 1, out: 'digits-demo.safetensors', force: true, progress: process.stdout.isTTY === true });
       console.log();
     }
     if (flags.model !== 'deitTiny' && flags.model !== 'deitSmall') throw new InvalidArgumentError(`--model must be deitTiny or deitSmall, got '${flags.model}'`);
