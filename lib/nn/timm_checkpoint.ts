@@ -122,6 +122,29 @@ export async function readTimmSidecar(weightsPath: string): Promise<TimmSidecar 
   return { path, architecture, numClasses: typeof numClasses === 'number' ? numClasses : undefined, preprocessing, labels };
 }
 
+/**
+ * Castling-ViT's release saves its model with timm's names plus each block's depthwise
+ * convolution, a Conv2d weight [heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the
+ * patch grid: the heads, kernel and form of a castling model. Null without one; every block must
+ * have the same.
+ */
+function castlingConvolutionOf(tensors: StoredTensors, origin: string, depth: number): { heads: number; kernel: number; form: 'tokens' | 'spatial' } | null {
+  const first = tensors.get('blocks.0.attn.dconv.weight');
+  if (!first) return null;
+  const [heads, one, kernel, across] = first.shape;
+  if (first.shape.length !== 4 || one !== 1 || !(kernel! % 2 === 1) || (across !== 1 && across !== kernel)) {
+    throw new Error(`${origin}: blocks.0.attn.dconv.weight [${first.shape.join(', ')}] is not a depthwise convolution of Castling-ViT ([heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the patches, K odd)`);
+  }
+  for (let i = 1; i < depth; i++) {
+    const other = tensors.get(`blocks.${i}.attn.dconv.weight`);
+    if (other?.shape.join() !== first.shape.join()) {
+      throw new Error(`${origin}: blocks.${i}.attn.dconv.weight is [${other?.shape.join(', ') ?? 'missing'}], blocks.0's [${first.shape.join(', ')}]: every block of a castling model has the same convolution`);
+    }
+  }
+  // A 1 x 1 kernel is the same in both forms; the tokens form is the default.
+  return { heads: heads!, kernel: kernel!, form: across === kernel && kernel! > 1 ? 'spatial' : 'tokens' };
+}
+
 /** The heads a timm architecture name implies, or undefined for a name of another form. */
 export function headsOfArchitecture(name: string): number | undefined {
   const size = /^(?:vit|deit)[a-z0-9]*_(tiny|small|medium|base|large|huge|giant|gigantic)_/.exec(name)?.[1];
@@ -151,8 +174,9 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   while (tensors.has(`blocks.${depth}.attn.qkv.weight`)) depth++;
   const fc1 = tensors.get('blocks.0.mlp.fc1.weight');
   if (!fc1) throw bad('blocks.0.mlp.fc1.weight is missing');
+  const castling = castlingConvolutionOf(tensors, origin, depth);
   const named = sidecar ? headsOfArchitecture(sidecar.architecture) : undefined;
-  const heads = named ?? HEADS_BY_WIDTH[width];
+  const heads = castling?.heads ?? named ?? HEADS_BY_WIDTH[width];
   const headsUnknown =
     heads === undefined
       ? `${origin}: a timm ViT checkpoint whose heads are in no tensor's shape: its width ${width} is none of timm's ViT and DeiT sizes (${Object.keys(HEADS_BY_WIDTH).join(', ')}) and no timm config.json beside it names the architecture; pass { config: { heads } } to load() (the CLI: --preset)`
@@ -168,8 +192,10 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
     mlpRatio: fc1.shape[0]! / width,
     qkvBias: tensors.has('blocks.0.attn.qkv.bias'),
     attention: 'softmax',
+    ...(castling ? { attention: 'castling', convKernel: castling.kernel, convForm: castling.form } : {}),
   };
-  const headsFrom =
-    named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `${heads} heads, as timm's ${width}-wide ViTs and DeiTs` : 'all but the heads';
+  const headsFrom = castling
+    ? `castling attention, its heads and ${castling.form} convolution of ${castling.kernel} from blocks.0.attn.dconv.weight`
+    : named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `${heads} heads, as timm's ${width}-wide ViTs and DeiTs` : 'all but the heads';
   return { config, source: `the tensors' shapes (${headsFrom})`, headsUnknown };
 }

@@ -303,7 +303,10 @@ export class VisionTransformer {
       throw new Error(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
     }
     report.ignored.push(...head);
-    const model = new VisionTransformer(config, params, stored.castled);
+    // Castling-ViT's own checkpoints (inferred castling, no metadata of ours) are the released
+    // model, which predicts in inference form: the auxiliary branch is part of its training only.
+    const castled = stored.config ? stored.castled : inferred?.config.attention === 'castling';
+    const model = new VisionTransformer(config, params, castled);
     const fromSidecar = inferred && sidecar;
     if (inferred) {
       const given = options.config ? ", the one given to load() over it" : '';
