@@ -5,8 +5,10 @@
 // the architecture, whose size gives them; without it, the width does for timm's sizes (tiny 192 to
 // gigantic 1664), and another width is the caller's to give. That config.json also gives the preprocessing (pretrained_cfg) and the
 // class names when it lists them. DeiT-III's LayerScale and patch-only pos_embed are folded into
-// the plain ViT (foldTimmVariants); tensors of architectures this model does not have (register
-// tokens, pooled heads, class attention, ...) are refused by name instead of being left out.
+// the plain ViT (foldTimmVariants); a distilled DeiT's dist_token and head_dist are its second
+// prefix token and head; Castling-ViT's own checkpoints (timm's names plus attn.dconv) are castling
+// models; tensors of architectures this model does not have (register tokens, pooled heads, class
+// attention, ...) are refused by name instead of being left out.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -40,15 +42,10 @@ const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
   [/^fc_norm\./, 'a pooled head (fc_norm: global average pooling instead of the class token)'],
   [/^norm_pre\./, 'a pre-norm before the blocks (norm_pre, as CLIP ViTs)'],
   [/^blocks\.\d+\.attn\.[qk]_norm\./, 'query/key normalisation (attn.q_norm, k_norm)'],
-  [/^head_dist\./, 'a distillation head (head_dist, as the distilled DeiTs)'],
 ];
 
 /** Throws when the tensors belong to a ViT variant with parts this model has not. */
 export function refuseOtherArchitectures(tensors: StoredTensors, origin: string): void {
-  // timm's distilled DeiTs carry a second output token (its own head, its own place in pos_embed).
-  if (tensors.has('dist_token')) {
-    throw new Error(`${origin} is a distilled DeiT (it has dist_token and head_dist: a second output token besides the class token); castling-vit's ViTs have the class token alone: load the checkpoint without distillation (e.g. timm's deit_small_patch16_224, not deit_small_distilled_patch16_224)`);
-  }
   for (const name of tensors.keys()) {
     for (const [pattern, what] of OTHER_ARCHITECTURES) {
       if (pattern.test(name)) throw new Error(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
@@ -88,7 +85,7 @@ export function foldTimmVariants(tensors: StoredTensors, origin: string): string
   const pos = tensors.get('pos_embed');
   const length = pos?.shape[1] ?? 0;
   const square = (n: number) => n >= 1 && Math.round(Math.sqrt(n)) ** 2 === n;
-  if (pos && pos.shape.length === 3 && tensors.has('cls_token') && square(length) && !square(length - 1)) {
+  if (pos && pos.shape.length === 3 && tensors.has('cls_token') && !tensors.has('dist_token') && square(length) && !square(length - 1)) {
     const width = pos.shape[2]!;
     const withClass = new Float32Array((length + 1) * width);
     withClass.set(pos.data, width);
@@ -168,8 +165,13 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   if (cls.shape.length !== 3 || patch.shape.length !== 4 || patch.shape[0] !== width || patch.shape[2] !== patch.shape[3]) throw bad(`cls_token [${cls.shape.join(', ')}] and patch_embed.proj.weight [${patch.shape.join(', ')}] do not fit`);
   if (!head) throw bad('it has no head.weight (a model without a classifier)');
   const patchSize = patch.shape[2]!;
-  const grid = Math.round(Math.sqrt((pos.shape[1] ?? 0) - 1));
-  if (pos.shape.length !== 3 || pos.shape[1] !== 1 + grid * grid || pos.shape[2] !== width) throw bad(`pos_embed [${pos.shape.join(', ')}] is not the class token and a square grid of patches`);
+  // A distilled DeiT: a second prefix token (dist_token, with its place in pos_embed), and a second head.
+  const distilled = tensors.has('dist_token');
+  const prefix = distilled ? 2 : 1;
+  const grid = Math.round(Math.sqrt((pos.shape[1] ?? 0) - prefix));
+  if (pos.shape.length !== 3 || pos.shape[1] !== prefix + grid * grid || pos.shape[2] !== width) {
+    throw bad(`pos_embed [${pos.shape.join(', ')}] is not the class token${distilled ? ', the distillation token' : ''} and a square grid of patches`);
+  }
   let depth = 0;
   while (tensors.has(`blocks.${depth}.attn.qkv.weight`)) depth++;
   const fc1 = tensors.get('blocks.0.mlp.fc1.weight');
@@ -191,6 +193,8 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
     ...(heads === undefined ? {} : { heads }),
     mlpRatio: fc1.shape[0]! / width,
     qkvBias: tensors.has('blocks.0.attn.qkv.bias'),
+    distillationToken: distilled,
+    distillationHead: tensors.has('head_dist.weight'),
     attention: 'softmax',
     ...(castling ? { attention: 'castling', convKernel: castling.kernel, convForm: castling.form } : {}),
   };

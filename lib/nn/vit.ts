@@ -21,6 +21,7 @@ import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
+import { HF_DEFAULTS, hfFamily, readHfSidecar, renameHfTensors, type HfSidecar } from './hf_checkpoint.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf } from './abort.js';
@@ -268,8 +269,11 @@ export class VisionTransformer {
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
     const content = await readSafetensors(path, { allowNonFinite: options.allowNonFinite, memoryBudget: options.memoryBudget });
-    // timm's config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout).
-    const sidecar = content.metadata.config === undefined ? await readTimmSidecar(path) : null;
+    // The config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout):
+    // timm's, or transformers' for a checkpoint in transformers' layout.
+    const own = content.metadata.config !== undefined;
+    const family = own ? null : hfFamily(content.tensors);
+    const sidecar = own ? null : family ? await readHfSidecar(path) : await readTimmSidecar(path);
     return VisionTransformer.fromContent(content, path, options, sidecar);
   }
 
@@ -277,16 +281,21 @@ export class VisionTransformer {
    * @internal load() from a file's content already read (a training checkpoint takes its
    * optimizer state from the same read). The content is left as it was.
    */
-  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | null = null): VisionTransformer {
+  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | HfSidecar | null = null): VisionTransformer {
     const tensors = new Map(content.tensors);
     const stored = parseMetadata(content.metadata, path);
+    // transformers' layout is timm's under other names: renamed, it loads as a timm checkpoint.
+    const family = stored.config ? null : hfFamily(tensors);
+    const renamed = family ? renameHfTensors(tensors, family, path) : null;
+    const timmSidecar = sidecar && 'architecture' in sidecar ? sidecar : null;
     // Other ViT architectures (a distilled DeiT, register tokens, ...) would otherwise fail on a
     // shape or load with their extra tensors left out.
     refuseOtherArchitectures(tensors, path);
     // A file without our config: a timm checkpoint (DeiT-III's variants folded into the plain ViT)
     // says most of its config itself, the caller's over it.
     const folded = stored.config ? null : foldTimmVariants(tensors, path);
-    const inferred = stored.config ? null : timmConfigOf(tensors, path, sidecar);
+    const fromShapes = stored.config ? null : timmConfigOf(tensors, path, timmSidecar);
+    const inferred = fromShapes && renamed ? withHfConfig(fromShapes, renamed, sidecar && 'config' in sidecar ? sidecar : null) : fromShapes;
     if (inferred?.headsUnknown && options.config?.heads === undefined) throw new Error(inferred.headsUnknown);
     if (!stored.config && !inferred && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
@@ -358,6 +367,9 @@ export class VisionTransformer {
       }
       let data = found.data;
       if (found.shape.join() !== spec.shape.join()) {
+        if (spec.name === 'pos_embed' && config.distillationToken) {
+          throw new Error(`${origin}: 'pos_embed' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]: a model with a distillation token runs at its own image size (its position embedding is not resampled)`);
+        }
         const grids = spec.name === 'pos_embed' ? positionGrids(found.shape, spec.shape) : null;
         if (!grids) throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
         data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
@@ -743,4 +755,18 @@ function requireOwnParameters(path: string, storedConfig: Partial<VitConfig>, te
   if (missing.length === 0) return;
   const names = missing.slice(0, 3).map((n) => `'${n}'`).join(', ') + (missing.length > 3 ? `, ... (${missing.length} in all)` : '');
   throw new Error(`${path}: the castling-vit config in the file's metadata has ${names}, which the file does not hold: a damaged or edited model file (every parameter of its config is saved with it)`);
+}
+
+/**
+ * A transformers checkpoint's config: what its tensors say (timm_checkpoint.ts), with its
+ * config.json's heads and LayerNorm epsilon over it (transformers' default epsilon without one).
+ */
+function withHfConfig(fromShapes: NonNullable<ReturnType<typeof timmConfigOf>>, renamed: string, sidecar: HfSidecar | null): NonNullable<ReturnType<typeof timmConfigOf>> {
+  const config = { ...fromShapes.config, ...(sidecar?.config ?? HF_DEFAULTS) };
+  const from = sidecar ? `heads and LayerNorm epsilon from ${sidecar.path}` : "LayerNorm epsilon 1e-12, transformers' default";
+  return {
+    config,
+    source: `${renamed}; the tensors' shapes, ${from}`,
+    headsUnknown: config.heads === undefined ? fromShapes.headsUnknown : undefined,
+  };
 }
