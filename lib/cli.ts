@@ -18,6 +18,7 @@ import { evaluateCommand, type EvaluateFlags } from './commands/evaluate.js';
 import { serveCommand, type ServeFlags } from './commands/serve.js';
 import { epochLine } from './commands/format.js';
 import { refuseToReplace } from './commands/output_file.js';
+import { modelInfo, modelInfoLines } from './commands/model_info.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
 function positiveInt(value: string): number {
@@ -181,9 +182,17 @@ program
 
 program
   .command('info')
-  .description('the CPU path, threads, version and CUDA availability')
+  .description("the CPU path, threads, version and CUDA availability; with a model file, what it holds and how it runs (a castling model's form: training, with the auxiliary branch, or inference)")
+  .argument('[model]', 'a .safetensors file (ours, timm\'s, Castling-ViT\'s or Hugging Face transformers\')')
   .option('--json', 'print JSON')
-  .action((flags: { json?: boolean }) => {
+  .option('--preset <name>', PRESET_HELP)
+  .action(async (modelPath: string | undefined, flags: { json?: boolean; preset?: string }) => {
+    if (modelPath !== undefined) {
+      const info = await modelInfo(modelPath, presetConfig(flags.preset));
+      if (flags.json) return console.log(JSON.stringify(info, null, 2));
+      for (const line of modelInfoLines(info)) console.log(line);
+      return;
+    }
     const info = backendInfo();
     if (flags.json) return console.log(JSON.stringify(info, null, 2));
     console.log(`castling-vit ${info.version}`);

@@ -72,7 +72,7 @@ describe('VisionTransformer', () => {
     await model.save(path);
     const again = await VisionTransformer.load(path);
     expect(again.config).toEqual(model.config);
-    expect(again.loadReport).toEqual({ initialised: [], ignored: [], resized: [] });
+    expect(again.loadReport).toEqual({ initialised: [], ignored: [], resized: [], castlingForm: expect.stringMatching(/^training form .*: the file was saved before the switch/) });
     for (const [name, t] of model.parameters()) expect(again.parameters().get(name)!.toFloat32Array()).toEqual(t.toFloat32Array());
     const images = Tensor.fromArray(randomArray(2 * 2 * 12 * 12), [2, 2, 12, 12]);
     expect((await again.predict(images)).toFloat32Array()).toEqual((await model.predict(images)).toFloat32Array());

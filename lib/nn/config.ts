@@ -4,6 +4,7 @@
 export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 export type KeySelection = 'topk' | 'threshold';
+export type CastlingForm = 'training' | 'inference';
 
 export interface VitConfig {
   /** Square input images of imageSize x imageSize pixels. */
@@ -35,6 +36,14 @@ export interface VitConfig {
   /** Castling-ViT's depthwise convolution of v: kernel size (odd) and form. */
   convKernel: number;
   convForm: ConvForm;
+  /**
+   * Castling models: 'training' runs the auxiliary masked softmax branch beside the
+   * linear-angular attention (threshold 0.02 until a castling schedule moves it), as the paper
+   * trains, in predict too: other logits than the inference form's, at a cost quadratic in the
+   * tokens. 'inference' is the linear-angular attention alone (castle() switches to it for good).
+   * Ignored by other attention kinds.
+   */
+  castlingForm: CastlingForm;
   /** Sparsifiner: the fraction of keys each query keeps (top-k of the predicted attention). */
   keepRate: number;
   /**
@@ -73,6 +82,7 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   attention: 'softmax',
   convKernel: 9,
   convForm: 'tokens',
+  castlingForm: 'training',
   keepRate: 0.25,
   keySelection: 'topk',
   selectionThreshold: 0,
@@ -136,6 +146,9 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
     throw new RangeError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
   }
   if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new TypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
+  if (config.castlingForm !== 'training' && config.castlingForm !== 'inference') {
+    throw new TypeError(`config.castlingForm is '${String(config.castlingForm)}', expected 'training' (the auxiliary branch on) or 'inference' (castled)`);
+  }
   if (config.convKernel % 2 === 0) throw new RangeError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
   if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');
   if (!(typeof config.layerNormEps === 'number' && config.layerNormEps > 0 && config.layerNormEps < 1)) throw new RangeError(`config.layerNormEps is ${JSON.stringify(config.layerNormEps)}: expected a number in (0, 1)`);

@@ -8,7 +8,7 @@ import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
 import { cudaAvailable } from '../backend.js';
 import { Tensor } from '../tensor.js';
-import { resolveConfig, type VitConfig } from './config.js';
+import { resolveConfig, type CastlingForm, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { checkModelMemory } from './model_memory.js';
 import { checkNonFinitePolicy, checkOutputsFinite, type InferenceOptions, type NonFinitePolicy } from './finite_outputs.js';
@@ -47,6 +47,8 @@ export interface LoadReport {
    * config came from (timm_checkpoint.ts), and config.json beside it when that was read.
    */
   inferred?: string;
+  /** Castling models: the form they loaded in (config.castlingForm), and why. */
+  castlingForm?: string;
 }
 
 export interface LoadOptions {
@@ -158,7 +160,8 @@ function requireDevice(config: VitConfig): void {
 }
 
 export class VisionTransformer {
-  readonly config: VitConfig;
+  /** The config now: castle() moves a castling model's castlingForm to 'inference'. */
+  private currentConfig: VitConfig;
   private readonly params: Map<string, Tensor>;
   private readonly specs: ParameterSpec[];
   private readonly plans = new Map<string, CompiledPlan>();
@@ -174,13 +177,18 @@ export class VisionTransformer {
   /** predict, trainStep, save, ... in call order: reads together, updates alone (operation_queue.ts). */
   private readonly queue = new OperationQueue();
 
-  private constructor(config: VitConfig, params: Map<string, Tensor>, castled = false) {
-    this.config = config;
+  private constructor(config: VitConfig, params: Map<string, Tensor>) {
+    this.currentConfig = config;
     this.params = params;
     this.specs = parameterSpecs(config);
-    this.castledForGood = config.attention !== 'castling' || castled;
+    this.castledForGood = config.attention !== 'castling' || config.castlingForm === 'inference';
     this.auxBranch = this.castledForGood ? null : { tau: 0.02, l1: 0 };
     this.imagePreprocessing = freezePreprocessing(defaultPreprocessing(config.inChannels));
+  }
+
+  /** The model's config, castlingForm included (saved with it, shown by `castling-vit info`). */
+  get config(): VitConfig {
+    return this.currentConfig;
   }
 
   /**
@@ -223,6 +231,7 @@ export class VisionTransformer {
     this.live();
     this.queue.requireIdle('castle()');
     this.castledForGood = true;
+    if (this.currentConfig.attention === 'castling') this.currentConfig = { ...this.currentConfig, castlingForm: 'inference' };
     this.setAux(null);
   }
 
@@ -300,7 +309,9 @@ export class VisionTransformer {
     if (!stored.config && !inferred && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
-    const config = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
+    const read = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
+    const form = castlingFormOnLoad(read, stored.config ? { attention: stored.config.attention ?? 'softmax', castled: stored.castled } : { attention: inferred?.config.attention ?? 'softmax' }, options.config?.castlingForm);
+    const config: VitConfig = { ...read, castlingForm: form.form };
     requireDevice(config);
     checkModelMemory(config, options.memoryBudget, path);
     if (stored.config) requireOwnParameters(path, stored.config, tensors, options.memoryBudget);
@@ -312,10 +323,8 @@ export class VisionTransformer {
       throw new Error(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
     }
     report.ignored.push(...head);
-    // Castling-ViT's own checkpoints (inferred castling, no metadata of ours) are the released
-    // model, which predicts in inference form: the auxiliary branch is part of its training only.
-    const castled = stored.config ? stored.castled : inferred?.config.attention === 'castling';
-    const model = new VisionTransformer(config, params, castled);
+    if (form.reason) report.castlingForm = form.reason;
+    const model = new VisionTransformer(config, params);
     const fromSidecar = inferred && sidecar;
     if (inferred) {
       const given = options.config ? ", the one given to load() over it" : '';
@@ -339,7 +348,9 @@ export class VisionTransformer {
   static from(source: VisionTransformer, overrides: Partial<VitConfig>): VisionTransformer {
     source.live();
     source.queue.requireNoUpdate('VisionTransformer.from');
-    const config = resolveConfig({ ...source.config, ...overrides });
+    // A model made castling starts in training form (the paper's recipe), unless asked otherwise.
+    const converted = source.config.attention !== 'castling' && overrides.attention === 'castling' && overrides.castlingForm === undefined;
+    const config = resolveConfig({ ...source.config, ...overrides, ...(converted ? { castlingForm: 'training' as const } : {}) });
     checkModelMemory(config, undefined, 'VisionTransformer.from');
     const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
     requireDevice(config);
@@ -769,4 +780,22 @@ function withHfConfig(fromShapes: NonNullable<ReturnType<typeof timmConfigOf>>, 
     source: `${renamed}; the tensors' shapes, ${from}`,
     headsUnknown: config.heads === undefined ? fromShapes.headsUnknown : undefined,
   };
+}
+
+/**
+ * The form a castling model loads in, and why (null reason for other kinds): the option's when
+ * given; a file of ours keeps its own (its `castled` metadata); a castling checkpoint from
+ * elsewhere (Castling-ViT's release) is the model it predicts with, the inference form; a model
+ * made castling from a softmax or Sparsifiner checkpoint starts in training form, to be fine-tuned
+ * with the auxiliary branch as the paper trains (castle() at the end).
+ */
+function castlingFormOnLoad(config: VitConfig, file: { attention: string; castled?: boolean }, given: CastlingForm | undefined): { form: CastlingForm; reason: string | null } {
+  const described = (form: CastlingForm, why: string) => ({
+    form,
+    reason: config.attention !== 'castling' ? null : `${form} form (${form === 'training' ? 'the auxiliary masked softmax branch on beside the linear-angular attention, until castle()' : 'the linear-angular attention alone'}): ${why}`,
+  });
+  if (given !== undefined) return described(given, 'as given to load()');
+  if (file.attention !== 'castling') return described('training', `a ${file.attention} checkpoint made castling, to be fine-tuned as the paper trains; { config: { castlingForm: 'inference' } } runs it without the branch`);
+  if (file.castled !== undefined) return described(file.castled ? 'inference' : 'training', file.castled ? 'the file was saved castled' : 'the file was saved before the switch (a training checkpoint, or a model saved mid-training)');
+  return described('inference', "a castling checkpoint without castling-vit's metadata, run as its release predicts; { config: { castlingForm: 'training' } } turns the auxiliary branch on for fine-tuning");
 }
