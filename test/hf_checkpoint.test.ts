@@ -71,6 +71,7 @@ describe(`Hugging Face transformers checkpoints (PyTorch ${hf.torch})`, () => {
     const deit = await VisionTransformer.load(`${fixtures}hf/deit/model.safetensors`);
     expect(deit.preprocessing).toMatchObject({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], interpolation: 'bicubic' });
     expect(deit.preprocessing.cropFraction).toBeCloseTo(16 / 18, 10);
+    expect(deit.loadReport.inferred).toMatch(/labels from .*hf\/deit\/config\.json; preprocessing from .*hf\/deit\/preprocessor_config\.json$/);
     vit.dispose();
     deit.dispose();
   });

@@ -22,6 +22,8 @@ export interface HfSidecar {
   config: Partial<VitConfig>;
   labels?: string[];
   preprocessing: Partial<ImagePreprocessing>;
+  /** preprocessor_config.json, when it was there. */
+  preprocessingPath?: string;
 }
 
 /** Tensor renames from transformers' names (after the vit. / deit. prefix) to timm's. */
@@ -146,7 +148,8 @@ export async function readHfSidecar(weightsPath: string): Promise<HfSidecar | nu
     if (list.every((l) => typeof l === 'string')) labels = list as string[];
   }
   const preprocessing: Partial<ImagePreprocessing> = {};
-  const processor = await readJson(join(dirname(weightsPath), 'preprocessor_config.json'));
+  const processorPath = join(dirname(weightsPath), 'preprocessor_config.json');
+  const processor = await readJson(processorPath);
   if (processor) {
     const triple = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'number');
     if (triple(processor.image_mean)) preprocessing.mean = processor.image_mean as number[];
@@ -158,5 +161,5 @@ export async function readHfSidecar(weightsPath: string): Promise<HfSidecar | nu
     const crop = processor.do_center_crop === true ? sideOf(processor.crop_size) : undefined;
     if (size !== undefined) preprocessing.cropFraction = crop !== undefined && crop <= size ? crop / size : 1;
   }
-  return { path, config, labels, preprocessing };
+  return { path, config, labels, preprocessing, ...(processor ? { preprocessingPath: processorPath } : {}) };
 }

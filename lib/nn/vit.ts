@@ -328,7 +328,7 @@ export class VisionTransformer {
     const fromSidecar = inferred && sidecar;
     if (inferred) {
       const given = options.config ? ", the one given to load() over it" : '';
-      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}` : ''}${folded ? `; ${folded}` : ''}`;
+      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; ${sidecarReading(sidecar)}` : ''}${folded ? `; ${folded}` : ''}`;
     }
     model.loadReport = report;
     const preprocessing = { ...model.preprocessing, ...(fromSidecar ? sidecar.preprocessing : {}), ...stored.preprocessing, ...options.preprocessing };
@@ -798,4 +798,11 @@ function castlingFormOnLoad(config: VitConfig, file: { attention: string; castle
   if (file.attention !== 'castling') return described('training', `a ${file.attention} checkpoint made castling, to be fine-tuned as the paper trains; { config: { castlingForm: 'inference' } } runs it without the branch`);
   if (file.castled !== undefined) return described(file.castled ? 'inference' : 'training', file.castled ? 'the file was saved castled' : 'the file was saved before the switch (a training checkpoint, or a model saved mid-training)');
   return described('inference', "a castling checkpoint without castling-vit's metadata, run as its release predicts; { config: { castlingForm: 'training' } } turns the auxiliary branch on for fine-tuning");
+}
+
+/** What load() took from the files beside a checkpoint besides its config, and from which. */
+function sidecarReading(sidecar: TimmSidecar | HfSidecar): string {
+  if (!('config' in sidecar)) return `preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}`;
+  const read = [sidecar.labels ? `labels from ${sidecar.path}` : null, sidecar.preprocessingPath ? `preprocessing from ${sidecar.preprocessingPath}` : null].filter((x) => x !== null);
+  return read.length ? read.join('; ') : `no labels or preprocessing in ${sidecar.path}`;
 }
