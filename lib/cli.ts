@@ -9,7 +9,7 @@ import cliProgress from 'cli-progress';
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
 import { VisionTransformer } from './nn/vit.js';
-import { presets, type VitConfig } from './nn/config.js';
+import { presets, type CastlingForm, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
@@ -83,6 +83,20 @@ function presetConfig(name: string | undefined): Partial<VitConfig> | undefined 
   if (!names.includes(name as never)) throw new InvalidArgumentError(`--preset must be one of ${names.join(', ')}, got '${name}'`);
   const { attention: _attention, ...sizes } = presets[name as (typeof names)[number]];
   return sizes;
+}
+
+const CASTLING_FORM_HELP = "a castling model's form, over the file's: inference (the linear-angular attention alone) or training (the auxiliary branch on)";
+
+function castlingForm(value: string): CastlingForm {
+  if (value !== 'training' && value !== 'inference') throw new InvalidArgumentError(`expected 'inference' or 'training', got '${value}'`);
+  return value;
+}
+
+/** The config a loading command gives load(): --preset's sizes and --castling-form. */
+function loadConfig(flags: { preset?: string; castlingForm?: CastlingForm }): Partial<VitConfig> | undefined {
+  const preset = presetConfig(flags.preset);
+  if (flags.castlingForm === undefined) return preset;
+  return { ...preset, castlingForm: flags.castlingForm };
 }
 
 interface TrainFlags {
@@ -186,9 +200,10 @@ program
   .argument('[model]', 'a .safetensors file (ours, timm\'s, Castling-ViT\'s or Hugging Face transformers\')')
   .option('--json', 'print JSON')
   .option('--preset <name>', PRESET_HELP)
-  .action(async (modelPath: string | undefined, flags: { json?: boolean; preset?: string }) => {
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string | undefined, flags: { json?: boolean; preset?: string; castlingForm?: CastlingForm }) => {
     if (modelPath !== undefined) {
-      const info = await modelInfo(modelPath, presetConfig(flags.preset));
+      const info = await modelInfo(modelPath, loadConfig(flags));
       if (flags.json) return console.log(JSON.stringify(info, null, 2));
       for (const line of modelInfoLines(info)) console.log(line);
       return;
@@ -256,8 +271,9 @@ program
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then shown as they are')
-  .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
-    await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await predictCommand(modelPath, images, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -272,8 +288,9 @@ program
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then answered as they are, not as 500')
-  .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string }) => {
-    await serveCommand(modelPath, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await serveCommand(modelPath, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -286,8 +303,9 @@ program
   .option('--json', 'print JSON: images, top1, topK and per class { class, images, correct }')
   .option('--preset <name>', PRESET_HELP)
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training)')
-  .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string }) => {
-    await evaluateCommand(modelPath, folder, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await evaluateCommand(modelPath, folder, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -298,11 +316,12 @@ program
   .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)
   .option('--embeddings', "the graph's output is the embeddings (the class token after the final norm, model.embed's), not the logits")
   .option('--preset <name>', PRESET_HELP)
-  .action(async (modelPath: string, out: string, flags: { batch?: number; embeddings?: boolean; preset?: string }) => {
-    const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, out: string, flags: { batch?: number; embeddings?: boolean; preset?: string; castlingForm?: CastlingForm }) => {
+    const model = await VisionTransformer.load(modelPath, { config: loadConfig(flags) });
     if (model.config.attention === 'castling' && !model.castled) {
       model.dispose();
-      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves`);
+      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves; --castling-form inference exports these weights without the branch`);
     }
     await model.saveOnnx(out, { batch: flags.batch, output: flags.embeddings ? 'embeddings' : 'logits' });
     model.dispose();

@@ -84,5 +84,13 @@ describe('castlingForm', () => {
     expect(info.stdout).toMatch(/attention: +castling, tokens convolution of 9; training form \(the auxiliary masked softmax branch on beside the linear-angular attention, until castle\(\)\): the file was saved before the switch/);
     const json = JSON.parse(spawnSync(process.execPath, [cli, 'info', release, '--json'], { encoding: 'utf8' }).stdout) as { config: VitConfig };
     expect(json.config.castlingForm).toBe('inference');
+    // --castling-form chooses on the command line: ONNX of the weights saved before the switch.
+    const chosen = spawnSync(process.execPath, [cli, 'info', before, '--castling-form', 'inference'], { encoding: 'utf8' });
+    expect(chosen.stdout).toMatch(/inference form \(the linear-angular attention alone\): as given to load\(\)/);
+    expect(spawnSync(process.execPath, [cli, 'export-onnx', before, join(root, 'm.onnx')], { encoding: 'utf8' }).stderr).toMatch(/--castling-form inference exports these weights without the branch/);
+    const exported = spawnSync(process.execPath, [cli, 'export-onnx', before, join(root, 'm.onnx'), '--castling-form', 'inference'], { encoding: 'utf8' });
+    expect(exported.status, exported.stderr).toBe(0);
+    const bad = spawnSync(process.execPath, [cli, 'predict', before, 'x.png', '--castling-form', 'eval'], { encoding: 'utf8' });
+    expect(bad.stderr).toMatch(/--castling-form <form>' argument 'eval' is invalid\. expected 'inference' or 'training', got 'eval'/);
   });
 });
