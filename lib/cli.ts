@@ -9,7 +9,7 @@ import cliProgress from 'cli-progress';
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
 import { VisionTransformer } from './nn/vit.js';
-import { presets, type VitConfig } from './nn/config.js';
+import { presets, type CastlingForm, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
@@ -17,6 +17,8 @@ import { predictCommand, type PredictFlags } from './commands/predict.js';
 import { evaluateCommand, type EvaluateFlags } from './commands/evaluate.js';
 import { serveCommand, type ServeFlags } from './commands/serve.js';
 import { epochLine } from './commands/format.js';
+import { refuseToReplace } from './commands/output_file.js';
+import { modelInfo, modelInfoLines } from './commands/model_info.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
 
 function positiveInt(value: string): number {
@@ -70,12 +72,31 @@ function withSparsifinerOptions(command: Command, defaultsInCommand = true): Com
 /** --preset's help where it names the architecture of a file without a config. */
 const PRESET_HELP = 'the architecture of a file without a castling-vit config, over what its tensors say (a timm checkpoint): deitTiny, deitSmall or deitBase';
 
-/** --preset: the config of a file that has none (a timm checkpoint). */
-function presetConfig(name: string | undefined): VitConfig | undefined {
+/**
+ * --preset: an architecture's sizes (of a new model, or of a file that has no config). Not its
+ * attention: the presets say softmax, which would override castling, the default of a new model,
+ * and whatever kind a file's tensors say; --attention chooses that.
+ */
+function presetConfig(name: string | undefined): Partial<VitConfig> | undefined {
   const names = ['deitTiny', 'deitSmall', 'deitBase'] as const;
   if (name === undefined) return undefined;
   if (!names.includes(name as never)) throw new InvalidArgumentError(`--preset must be one of ${names.join(', ')}, got '${name}'`);
-  return presets[name as (typeof names)[number]];
+  const { attention: _attention, ...sizes } = presets[name as (typeof names)[number]];
+  return sizes;
+}
+
+const CASTLING_FORM_HELP = "a castling model's form, over the file's: inference (the linear-angular attention alone) or training (the auxiliary branch on)";
+
+function castlingForm(value: string): CastlingForm {
+  if (value !== 'training' && value !== 'inference') throw new InvalidArgumentError(`expected 'inference' or 'training', got '${value}'`);
+  return value;
+}
+
+/** The config a loading command gives load(): --preset's sizes and --castling-form. */
+function loadConfig(flags: { preset?: string; castlingForm?: CastlingForm }): Partial<VitConfig> | undefined {
+  const preset = presetConfig(flags.preset);
+  if (flags.castlingForm === undefined) return preset;
+  return { ...preset, castlingForm: flags.castlingForm };
 }
 
 interface TrainFlags {
@@ -90,15 +111,25 @@ interface TrainFlags {
   lr?: number;
   limit?: number;
   seed: number;
-  out: string;
+  /** Default: digitsOutput(attention). */
+  out?: string;
+  force?: boolean;
   progress: boolean;
+}
+
+/**
+ * The default model file of `train mnist`: one per attention kind, so that training one kind does
+ * not replace a model of another (castling's keeps the name the README uses).
+ */
+function digitsOutput(attention: TrainFlags['attention']): string {
+  return attention === 'castling' ? 'digits-vit.safetensors' : `digits-${attention}.safetensors`;
 }
 
 const logEpoch = ({ epoch, loss, testAccuracy, seconds }: { epoch: number; loss: number; testAccuracy: number; seconds: number }) =>
   console.log(epochLine(epoch, loss, testAccuracy, seconds));
 
 /** Sparsifiner's workflow on the digits: dense model, stage 1, stage 2, and the comparison. */
-async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
+async function trainSparsifinerCommand(flags: TrainFlags & { out: string }): Promise<number> {
   const result = await sparsifinerDigits({
     keepRate: flags.keepRate,
     coefficientKeep: flags.coefficientKeep,
@@ -120,7 +151,9 @@ async function trainSparsifinerCommand(flags: TrainFlags): Promise<number> {
 }
 
 /** Trains the digits model with a progress bar and per-epoch lines; returns the held-out accuracy. */
-async function trainDigitsCommand(flags: TrainFlags): Promise<number> {
+async function trainDigitsCommand(given: TrainFlags): Promise<number> {
+  const flags = { ...given, out: given.out ?? digitsOutput(given.attention) };
+  refuseToReplace(flags.out, flags.force, '--out'); // before the training, not after it
   if (flags.attention === 'sparsifiner') return trainSparsifinerCommand(flags);
   console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().isa})`);
   const bar = flags.progress
@@ -163,9 +196,18 @@ program
 
 program
   .command('info')
-  .description('the CPU path, threads, version and CUDA availability')
+  .description("the CPU path, threads, version and CUDA availability; with a model file, what it holds and how it runs (a castling model's form: training, with the auxiliary branch, or inference)")
+  .argument('[model]', 'a .safetensors file (ours, timm\'s, Castling-ViT\'s or Hugging Face transformers\')')
   .option('--json', 'print JSON')
-  .action((flags: { json?: boolean }) => {
+  .option('--preset <name>', PRESET_HELP)
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string | undefined, flags: { json?: boolean; preset?: string; castlingForm?: CastlingForm }) => {
+    if (modelPath !== undefined) {
+      const info = await modelInfo(modelPath, loadConfig(flags));
+      if (flags.json) return console.log(JSON.stringify(info, null, 2));
+      for (const line of modelInfoLines(info)) console.log(line);
+      return;
+    }
     const info = backendInfo();
     if (flags.json) return console.log(JSON.stringify(info, null, 2));
     console.log(`castling-vit ${info.version}`);
@@ -185,7 +227,8 @@ const digitsCommand = train
   .option('--lr <rate>', 'peak learning rate (sparsifiner: the dense model\'s)', positiveNumber)
   .option('--limit <n>', 'use only this many training images', positiveInt)
   .option('--seed <n>', 'seed of the initialisation, shuffling and augmentation', positiveInt, 1)
-  .option('--out <file>', 'where to save the model', 'digits-vit.safetensors')
+  .option('--out <file>', 'where to save the model (default: digits-vit.safetensors for castling, digits-softmax.safetensors, digits-sparsifiner.safetensors)')
+  .option('--force', 'replace --out if it exists (refused otherwise)')
   .option('--no-progress', 'no progress bar');
 withSparsifinerOptions(digitsCommand).action(async (flags: TrainFlags) => {
   await trainDigitsCommand(flags);
@@ -210,7 +253,8 @@ const folderCommand = train
   .option('--checkpoint <file>', 'write a training checkpoint here after every epoch (the model, the optimizer and the loop state; loads as a model too; with --attention sparsifiner, of every stage); Ctrl-C then stops after the current step, writing it')
   .option('--checkpoint-every <steps>', 'also write the checkpoint every this many steps within an epoch', positiveInt)
   .option('--resume <checkpoint>', 'continue the run that wrote this checkpoint where it ended (its model, epochs, batch size and learning rate; a Sparsifiner workflow: the rest of its stages)')
-  .option('--out <file>', 'where to save the model', 'folder-vit.safetensors')
+  .option('--out <file>', "where to save the model (default: folder-vit.safetensors; with --resume, the resumed run's)")
+  .option('--force', 'replace --out or --checkpoint if it exists (refused otherwise)')
   .option('--no-progress', 'no progress bar');
 withSparsifinerOptions(folderCommand, false).action(async (dir: string, flags: Omit<TrainFolderFlags, 'config'> & { preset?: string }) => {
   await trainFolderCommand(dir, { ...flags, config: presetConfig(flags.preset) });
@@ -227,8 +271,9 @@ program
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then shown as they are')
-  .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string }) => {
-    await predictCommand(modelPath, images, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, images: string[], flags: Omit<PredictFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await predictCommand(modelPath, images, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -250,8 +295,9 @@ program
   .option('--preset <name>', PRESET_HELP)
   .option('--labels <file>', 'class labels, one per line (overrides the model\'s)')
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training); non-finite outputs are then answered as they are, not as 500')
-  .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string }) => {
-    await serveCommand(modelPath, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, flags: Omit<ServeFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await serveCommand(modelPath, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -264,8 +310,9 @@ program
   .option('--json', 'print JSON: images, top1, topK and per class { class, images, correct }')
   .option('--preset <name>', PRESET_HELP)
   .option('--allow-non-finite', 'load weights with NaN or infinite values (refused by default: a damaged file or a diverged training)')
-  .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string }) => {
-    await evaluateCommand(modelPath, folder, { ...flags, config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, folder: string, flags: Omit<EvaluateFlags, 'config'> & { preset?: string; castlingForm?: CastlingForm }) => {
+    await evaluateCommand(modelPath, folder, { ...flags, config: loadConfig(flags) });
   });
 
 program
@@ -276,11 +323,12 @@ program
   .option('--batch <n>', 'a fixed batch size (default: a free batch dimension)', positiveInt)
   .option('--embeddings', "the graph's output is the embeddings (the class token after the final norm, model.embed's), not the logits")
   .option('--preset <name>', PRESET_HELP)
-  .action(async (modelPath: string, out: string, flags: { batch?: number; embeddings?: boolean; preset?: string }) => {
-    const model = await VisionTransformer.load(modelPath, { config: presetConfig(flags.preset) });
+  .option('--castling-form <form>', CASTLING_FORM_HELP, castlingForm)
+  .action(async (modelPath: string, out: string, flags: { batch?: number; embeddings?: boolean; preset?: string; castlingForm?: CastlingForm }) => {
+    const model = await VisionTransformer.load(modelPath, { config: loadConfig(flags) });
     if (model.config.attention === 'castling' && !model.castled) {
       model.dispose();
-      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves`);
+      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves; --castling-form inference exports these weights without the branch`);
     }
     await model.saveOnnx(out, { batch: flags.batch, output: flags.embeddings ? 'embeddings' : 'logits' });
     model.dispose();
@@ -296,7 +344,8 @@ program
   .option('--model <preset>', 'preset for the comparison: deitTiny or deitSmall', 'deitSmall')
   .action(async (flags: { epochs: number; skipTraining?: boolean; model: string }) => {
     if (!flags.skipTraining) {
-      await trainDigitsCommand({ attention: 'castling', epochs: flags.epochs, batchSize: 64, seed: 1, out: 'digits-demo.safetensors', progress: process.stdout.isTTY === true });
+      // The demo's own file, made again by every `npm start` (named so that no training command's default meets it).
+      await trainDigitsCommand({ attention: 'castling', epochs: flags.epochs, batchSize: 64, seed: 1, out: 'digits-demo.safetensors', force: true, progress: process.stdout.isTTY === true });
       console.log();
     }
     if (flags.model !== 'deitTiny' && flags.model !== 'deitSmall') throw new InvalidArgumentError(`--model must be deitTiny or deitSmall, got '${flags.model}'`);

@@ -28,7 +28,7 @@ export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, 
 export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOptions, type TrainStepOptions, type TrainStepResult } from './nn/vit.js';
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from './train/schedule.js';
-export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type PresetName } from './nn/config.js';
+export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type CastlingForm, type PresetName } from './nn/config.js';
 export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimitError, DEFAULT_MAX_INPUT_PIXELS, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { type InferenceOptions, type NonFinitePolicy } from './nn/finite_outputs.js';

@@ -3,23 +3,19 @@
 // the native op table and errors name the op, the input and what was expected.
 import { native, type Attrs } from './native.js';
 import { Tensor } from './tensor.js';
+import { notATensor } from './tensor_argument.js';
 
 type Input = Tensor | null | undefined;
 
 function handles(op: string, names: string[], inputs: Input[]) {
   return inputs.map((t, i) => {
     if (t === undefined || t === null) return null;
-    if (!(t instanceof Tensor)) throw new TypeError(`${op}: ${names[i]} must be a Tensor, got ${describe(t)}`);
+    if (!(t instanceof Tensor)) throw new TypeError(`${op}: ${names[i]} must be a Tensor, ${notATensor(t)}`);
     if (t.disposed) throw new Error(`${op}: ${names[i]} has been disposed: a tensor cannot be used after dispose()`);
     return t.handle;
   });
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
-  return typeof value;
-}
 
 /** @internal Runs a native op asynchronously. */
 export async function runAsync(op: string, names: string[], inputs: Input[], attrs: Attrs = {}): Promise<Tensor[]> {

@@ -3,6 +3,7 @@
 // on a worker thread, releasing each intermediate right after its last use.
 import { native, type Attrs } from './native.js';
 import { Tensor, type Device } from './tensor.js';
+import { notATensor } from './tensor_argument.js';
 
 /** A value in a plan: an input bound at run time, a constant, or an op's output. */
 export class Slot {
@@ -93,7 +94,7 @@ export class CompiledPlan {
     for (const [index, tensor] of this.constants) slots[index] = tensor.handle;
     try {
       values.forEach((t, i) => {
-        if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor`);
+        if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor, ${notATensor(t)}`);
         const placed = this.device === null ? t : t.to(this.device);
         if (placed !== t) copies.push(placed);
         slots[this.inputs[i]!.index] = placed.handle;

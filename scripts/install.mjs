@@ -6,6 +6,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { installRoute } from './install-route.mjs';
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
@@ -24,7 +26,7 @@ function run(command, args) {
   return result.status === 0;
 }
 
-if (process.env.CASTLING_FORCE_BUILD !== '1' && hasPrebuild()) {
+if (installRoute(process.env, hasPrebuild()) === 'prebuilt') {
   console.log('castling-vit: using the prebuilt native addon');
   process.exit(0);
 }

@@ -121,7 +121,7 @@ describe('training checkpoints', () => {
     const resumed = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--no-progress', '--resume', checkpoint, '--out', join(root, 'b.safetensors')], { encoding: 'utf8' });
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/resuming .*cli-checkpoint\.safetensors after epoch 2 of 2/);
-    const differ = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--resume', checkpoint, '--batch-size', '5'], { encoding: 'utf8' });
+    const differ = spawnSync(process.execPath, [cli, 'train', 'folder', dir, '--val-fraction', '0.3', '--resume', checkpoint, '--batch-size', '5', '--out', join(root, 'c.safetensors')], { encoding: 'utf8' });
     expect(differ.status).toBe(1);
     expect(differ.stderr).toMatch(/differs from the checkpoint's in batchSize \(5, the checkpoint's 4\)/);
     // A checkpoint holds the model mid-training: castling's branch still on, so no ONNX of it.

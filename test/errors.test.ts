@@ -112,7 +112,7 @@ describe('op arguments', () => {
 
   it('wrong types are TypeErrors naming the argument', async () => {
     await expect(gelu([1, 2] as unknown as Tensor)).rejects.toThrow(TypeError);
-    await expect(gelu([1, 2] as unknown as Tensor)).rejects.toThrow(/gelu: x must be a Tensor, got Array/);
+    await expect(gelu([1, 2] as unknown as Tensor)).rejects.toThrow(/gelu: x must be a Tensor, got a plain array of 2 entries: make it a Tensor with Tensor.fromArray/);
     expect(() => linearSync(t([2, 2]), t([2, 2]), { activation: 'relu' as 'gelu' })).toThrow(/activation 'relu' is unknown/);
     await expect(scale(t([2]), Number.NaN)).rejects.toThrow(/finite number/);
     await expect(layerNorm(t([2, 4]), t([4]), t([4]), { eps: -1 })).rejects.toThrow(/eps must be a positive number/);

@@ -116,7 +116,7 @@ describe('the Sparsifiner workflow on a folder, with checkpoints', () => {
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/resuming .*cli-workflow\.safetensors \(the Sparsifiner workflow's finetune stage\) after epoch 1 of 1/);
     expect(resumed.stdout).toMatch(/after stage 2/);
-    const differ = run(['--val-fraction', '0.3', '--resume', checkpoint, '--stage2-epochs', '4', '--keep-rate', '0.25']);
+    const differ = run(['--val-fraction', '0.3', '--resume', checkpoint, '--stage2-epochs', '4', '--keep-rate', '0.25', '--out', join(root, 'w3.safetensors')]);
     expect(differ.status).toBe(1);
     // (--keep-rate 0.25 is the checkpoint's own: not a difference.)
     expect(differ.stderr).toMatch(/differs from the checkpoint's workflow in --stage2-epochs \(4, the checkpoint's 1\)\n/);

@@ -5,7 +5,8 @@
 // transform run by torchvision and PIL. Independent of our own float64 references: a misread timm
 // convention (qkv split, LayerNorm eps, GELU form, the resize's filter, the crop) would show here.
 // The same for a DeiT-III checkpoint (torch_deit3_reference.py), whose LayerScale and patch-only
-// pos_embed are folded into the plain ViT on load.
+// pos_embed are folded into the plain ViT on load. And checkpoints of Castling-ViT's own PyTorch
+// module (torch_castling_reference.py): timm's names plus the depthwise convolutions.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -41,6 +42,12 @@ interface TorchTraining {
 const reference = JSON.parse(readFileSync(`${fixtures}torch-reference.json`, 'utf8')) as TorchReference;
 /** test/fixtures/torch_deit3_reference.py: DeiT-III's LayerScale and patch-only pos_embed. */
 const deit3 = JSON.parse(readFileSync(`${fixtures}torch-deit3.json`, 'utf8')) as Pick<TorchReference, 'torch' | 'config' | 'cases'>;
+/** test/fixtures/torch_castling_reference.py: Castling-ViT's own module, in inference form, per convolution form. */
+const castlingRelease = JSON.parse(readFileSync(`${fixtures}torch-castling.json`, 'utf8')) as {
+  torch: string;
+  config: Partial<VitConfig>;
+  forms: Record<'tokens' | 'spatial', { convKernel: number; images: number[]; logits: number[] }>;
+};
 const training = JSON.parse(readFileSync(`${fixtures}torch-training.json`, 'utf8')) as TorchTraining;
 
 /** max |a - b| / max |b|. */
@@ -80,6 +87,24 @@ describe(`PyTorch ${reference.torch} reference`, () => {
         expect(model.loadReport.inferred).toMatch(/LayerScale's 4 gammas folded into attn\.proj and mlp\.fc2; pos_embed over the patches alone/);
         const batch = c.images.length / (3 * c.imageSize * c.imageSize);
         const logits = await model.predict(Tensor.fromArray(Float32Array.from(c.images), [batch, 3, c.imageSize, c.imageSize]));
+        expect(relativeError(logits.toFloat32Array(), c.logits)).toBeLessThan(2e-6);
+        logits.dispose();
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  for (const [form, c] of Object.entries(castlingRelease.forms)) {
+    it(`gives the logits of Castling-ViT's own module for its checkpoint (${form} convolution), loaded with no options`, async () => {
+      const model = await VisionTransformer.load(`${fixtures}torch-castling-${form}.safetensors`);
+      try {
+        // Heads, kernel and form from the convolution's shape; the release predicts without the auxiliary branch.
+        expect(model.config).toMatchObject({ ...castlingRelease.config, attention: 'castling', convKernel: c.convKernel, convForm: form });
+        expect(model.castled).toBe(true);
+        expect(model.loadReport.inferred).toMatch(/castling attention, its heads and .* convolution of \d from blocks\.0\.attn\.dconv\.weight/);
+        const s = castlingRelease.config.imageSize!;
+        const logits = await model.predict(Tensor.fromArray(Float32Array.from(c.images), [2, 3, s, s]));
         expect(relativeError(logits.toFloat32Array(), c.logits)).toBeLessThan(2e-6);
         logits.dispose();
       } finally {

@@ -176,7 +176,7 @@ describe('the castling schedule and switch', () => {
     expect(castled).toEqual(ended); // bit for bit
     // And the branch did matter before: the same weights with the branch on differ.
     expect(() => model.setAuxBranch({ tau: 0.05, l1: 0 })).toThrow(/castled; the auxiliary branch is gone for good/);
-    const twin = VisionTransformer.create(model.config);
+    const twin = VisionTransformer.create({ ...model.config, castlingForm: 'training' }); // (castled, its config says inference)
     for (const [name, t] of model.parameters()) twin.parameters().get(name)!.set(t.toFloat32Array());
     twin.setAuxBranch({ tau: 0.05, l1: 0 });
     expect((await twin.predict(images)).toFloat32Array()).not.toEqual(castled);

@@ -12,7 +12,7 @@ export interface EvaluateFlags {
   batchSize: number;
   json?: boolean;
   /** The config of a file that has none (a timm checkpoint). */
-  config?: VitConfig;
+  config?: Partial<VitConfig>;
   /** Load NaN or infinite weights (refused by default). */
   allowNonFinite?: boolean;
 }

@@ -14,7 +14,7 @@ export interface PredictFlags {
   batchSize: number;
   json?: boolean;
   /** The config of a file that has none (a timm checkpoint). */
-  config?: VitConfig;
+  config?: Partial<VitConfig>;
   /** A text file of labels, one per line. */
   labels?: string;
   /** Load NaN or infinite weights (refused by default), and pass on non-finite outputs. */

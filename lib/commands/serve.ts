@@ -23,7 +23,7 @@ export interface ServeFlags {
   bodyTimeout: number;
   drainTimeout: number;
   /** The config of a file that has none, over what its tensors say (a timm checkpoint). */
-  config?: VitConfig;
+  config?: Partial<VitConfig>;
   /** A text file of labels, one per line. */
   labels?: string;
   /** Load NaN or infinite weights (refused by default), and pass on non-finite outputs. */

@@ -12,12 +12,13 @@ import { loadTrainingCheckpoint } from '../train/checkpoint.js';
 import { trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
 import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings } from '../train/sparsify_folder.js';
 import { accuracyText, epochLine } from './format.js';
+import { OUTPUT_KEY, outputOfCheckpoint, refuseToReplace } from './output_file.js';
 import { sparsifySummary } from './sparsify_summary.js';
 
 export interface TrainFolderFlags {
   from?: string;
   /** The config: of a new model, or of a weights file that has none. */
-  config?: VitConfig;
+  config?: Partial<VitConfig>;
   /** Default: the file's, or castling for a new model. */
   attention?: AttentionKind;
   imageSize?: number;
@@ -33,7 +34,10 @@ export interface TrainFolderFlags {
   /** Their area range, as shares of an image (default [0.08, 1]). */
   cropScale?: [number, number];
   seed: number;
-  out: string;
+  /** Where the model goes (default: folder-vit.safetensors; a resumed run: its own run's). */
+  out?: string;
+  /** Replace an existing --out or --checkpoint file. */
+  force?: boolean;
   progress: boolean;
   /** Sparsifiner (--attention sparsifiner): see VitConfig and SparsifyOptions; defaults in sparsifinerSettings. */
   keepRate?: number;
@@ -51,6 +55,14 @@ export interface TrainFolderFlags {
 
 const DEFAULT_EPOCHS = 10;
 const DEFAULT_BATCH = 32;
+const DEFAULT_OUT = 'folder-vit.safetensors';
+
+/** The flags with the output decided; what the checkpoints of the run keep of it. */
+type DecidedFlags = TrainFolderFlags & { out: string };
+
+function outputMetadata(flags: DecidedFlags): Record<string, string> {
+  return { [OUTPUT_KEY]: flags.out };
+}
 
 /** The model to train: loaded (with a fresh head when the classes differ) or created. */
 async function startingModel(flags: TrainFolderFlags, classes: number): Promise<VisionTransformer> {
@@ -130,9 +142,13 @@ function learningRate(flags: TrainFolderFlags): number {
   return flags.lr ?? (flags.from ? 5e-5 : 5e-4);
 }
 
-export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): Promise<number> {
-  const folder = listImageFolder(dir, { valFraction: flags.valFraction });
-  if (flags.resume) return resumeRun(folder, flags);
+export async function trainFolderCommand(dir: string, given: TrainFolderFlags): Promise<number> {
+  const folder = listImageFolder(dir, { valFraction: given.valFraction });
+  if (given.resume) return resumeRun(folder, given);
+  const flags: DecidedFlags = { ...given, out: given.out ?? DEFAULT_OUT };
+  // Refused before any training: the files a run would write over.
+  refuseToReplace(flags.out, flags.force, '--out');
+  if (flags.checkpoint) refuseToReplace(flags.checkpoint, flags.force, '--checkpoint');
   // --attention sparsifiner starts from the file's own kind (or a new softmax model): a softmax
   // model goes through the Sparsifiner workflow, a Sparsifiner model trains on as it is.
   const sparsifying = flags.attention === 'sparsifiner';
@@ -144,12 +160,20 @@ export async function trainFolderCommand(dir: string, flags: TrainFolderFlags): 
     model.dispose();
     throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
   }
-  const result = await trainImageFolder({ ...loopOptions(folder, flags), model, epochs: flags.epochs ?? DEFAULT_EPOCHS, lr: learningRate(flags), seed: flags.seed, checkpoint: flags.checkpoint });
+  const result = await trainImageFolder({
+    ...loopOptions(folder, flags),
+    model,
+    epochs: flags.epochs ?? DEFAULT_EPOCHS,
+    lr: learningRate(flags),
+    seed: flags.seed,
+    checkpoint: flags.checkpoint,
+    checkpointExtras: () => ({ metadata: outputMetadata(flags) }),
+  });
   return finish(model, result, flags);
 }
 
 /** The end of a single-stage run: the switch's figures, the saved model. */
-async function finish(model: VisionTransformer, result: ImageFolderTrainingResult, flags: TrainFolderFlags): Promise<number> {
+async function finish(model: VisionTransformer, result: ImageFolderTrainingResult, flags: DecidedFlags): Promise<number> {
   if (result.stopped) {
     model.dispose();
     return reportStop(`after step ${result.stopped.step} of epoch ${result.stopped.epoch}`, flags.checkpoint ?? flags.resume!);
@@ -167,13 +191,18 @@ async function finish(model: VisionTransformer, result: ImageFolderTrainingResul
  * writing checkpoints (to --checkpoint, else over the one it resumed from). A checkpoint of the
  * Sparsifiner workflow resumes the workflow: the rest of its stage, then the stages after it.
  */
-async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<number> {
-  if (flags.from || flags.attention || flags.imageSize) throw new Error('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
-  const path = flags.resume!;
-  const loaded = await loadTrainingCheckpoint(path, { config: flags.config });
+async function resumeRun(folder: ImageFolder, given: TrainFolderFlags): Promise<number> {
+  if (given.from || given.attention || given.imageSize) throw new Error('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
+  const path = given.resume!;
+  if (given.checkpoint && given.checkpoint !== path) refuseToReplace(given.checkpoint, given.force, '--checkpoint');
+  const loaded = await loadTrainingCheckpoint(path, { config: given.config });
   const { model, state } = loaded;
   let workflow: WorkflowCheckpoint | null = null;
+  // The output the run was started with, unless another is given (a checkpoint from before outputs
+  // were kept: the default).
+  const flags: DecidedFlags = { ...given, out: given.out ?? outputOfCheckpoint(loaded.extras.metadata) ?? DEFAULT_OUT };
   try {
+    refuseToReplace(flags.out, flags.force, given.out ? '--out' : `the output of the run ${path} holds`);
     const labels = model.labels ?? [];
     if (labels.join('\n') !== folder.classes.join('\n')) throw new Error(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
     workflow = workflowOfCheckpoint(path, loaded);
@@ -196,6 +225,7 @@ async function resumeRun(folder: ImageFolder, flags: TrainFolderFlags): Promise<
       weightDecay: settings.weightDecay,
       resume: state,
       checkpoint: flags.checkpoint ?? path,
+      checkpointExtras: () => ({ metadata: outputMetadata(flags) }),
     });
     return await finish(model, result, flags);
   } catch (error) {
@@ -239,7 +269,7 @@ function checkResumedSettings(flags: TrainFolderFlags, s: WorkflowSettings): voi
  * --epochs first unless it was loaded with the folder's classes (and image size), then stage 1
  * and stage 2; or the rest of a workflow from its checkpoint.
  */
-async function sparsifinerWorkflow(folder: ImageFolder, flags: TrainFolderFlags, start: { dense: VisionTransformer } | { resume: WorkflowCheckpoint; checkpoint: string }): Promise<number> {
+async function sparsifinerWorkflow(folder: ImageFolder, flags: DecidedFlags, start: { dense: VisionTransformer } | { resume: WorkflowCheckpoint; checkpoint: string }): Promise<number> {
   const started = performance.now();
   let trained: boolean;
   // The models handed in: disposed here when the workflow ends without a result.
@@ -263,6 +293,7 @@ async function sparsifinerWorkflow(folder: ImageFolder, flags: TrainFolderFlags,
       settings,
       loop: loopOptions(folder, flags),
       checkpoint: 'resume' in start ? start.checkpoint : flags.checkpoint,
+      checkpointMetadata: outputMetadata(flags),
       resume: 'resume' in start ? start.resume : undefined,
       onStage: (stage) =>
         console.log(

@@ -4,6 +4,7 @@
 export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 export type KeySelection = 'topk' | 'threshold';
+export type CastlingForm = 'training' | 'inference';
 
 export interface VitConfig {
   /** Square input images of imageSize x imageSize pixels. */
@@ -18,10 +19,31 @@ export interface VitConfig {
   /** MLP hidden width = mlpRatio * width. */
   mlpRatio: number;
   qkvBias: boolean;
+  /** The epsilon of every LayerNorm: 1e-6 in timm's ViTs, 1e-12 in Hugging Face transformers'. */
+  layerNormEps: number;
+  /**
+   * A distillation token after the class token (DeiT's distilled models: two prefix tokens, both
+   * with a place in pos_embed). Softmax attention only, and inference only.
+   */
+  distillationToken: boolean;
+  /**
+   * A second head (head_dist) on the distillation token, its logits averaged with the class
+   * token's at inference as timm does; without it the class token's head alone gives the logits
+   * (Hugging Face's DeiTForImageClassification).
+   */
+  distillationHead: boolean;
   attention: AttentionKind;
   /** Castling-ViT's depthwise convolution of v: kernel size (odd) and form. */
   convKernel: number;
   convForm: ConvForm;
+  /**
+   * Castling models: 'training' runs the auxiliary masked softmax branch beside the
+   * linear-angular attention (threshold 0.02 until a castling schedule moves it), as the paper
+   * trains, in predict too: other logits than the inference form's, at a cost quadratic in the
+   * tokens. 'inference' is the linear-angular attention alone (castle() switches to it for good).
+   * Ignored by other attention kinds.
+   */
+  castlingForm: CastlingForm;
   /** Sparsifiner: the fraction of keys each query keeps (top-k of the predicted attention). */
   keepRate: number;
   /**
@@ -54,9 +76,13 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   depth: 12,
   mlpRatio: 4,
   qkvBias: true,
+  layerNormEps: 1e-6,
+  distillationToken: false,
+  distillationHead: false,
   attention: 'softmax',
   convKernel: 9,
   convForm: 'tokens',
+  castlingForm: 'training',
   keepRate: 0.25,
   keySelection: 'topk',
   selectionThreshold: 0,
@@ -120,13 +146,37 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
     throw new RangeError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
   }
   if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new TypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
+  if (config.castlingForm !== 'training' && config.castlingForm !== 'inference') {
+    throw new TypeError(`config.castlingForm is '${String(config.castlingForm)}', expected 'training' (the auxiliary branch on) or 'inference' (castled)`);
+  }
   if (config.convKernel % 2 === 0) throw new RangeError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
   if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');
+  if (!(typeof config.layerNormEps === 'number' && config.layerNormEps > 0 && config.layerNormEps < 1)) throw new RangeError(`config.layerNormEps is ${JSON.stringify(config.layerNormEps)}: expected a number in (0, 1)`);
+  checkDistillation(config);
   if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
   if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
   if (config.device !== 'cpu' && config.device !== 'cuda') throw new TypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
   checkParameterSizes(config);
   return config;
+}
+
+/**
+ * A distillation token is a second prefix token: the softmax attention treats it as any token,
+ * but Sparsifiner's predictor and the spatial convolution are laid out for the class token alone,
+ * and castling models are made to be trained, which a distilled model cannot be here.
+ */
+function checkDistillation(config: VitConfig): void {
+  if (typeof config.distillationToken !== 'boolean' || typeof config.distillationHead !== 'boolean') throw new TypeError('config.distillationToken and config.distillationHead must be booleans');
+  if (config.distillationHead && !config.distillationToken) throw new RangeError('config.distillationHead needs config.distillationToken: the second head classifies the distillation token');
+  if (config.distillationToken && config.attention !== 'softmax') {
+    throw new RangeError(
+      `config: a distillation token (a distilled DeiT) with ${config.attention} attention is not supported: ` +
+        (config.attention === 'sparsifiner'
+          ? "Sparsifiner's predictor keeps the class token's row dense and no other prefix token's"
+          : 'castling models are trained (the auxiliary branch, then the switch), and models with a distillation token run inference only') +
+        '; load it as softmax, or start from the non-distilled checkpoint',
+    );
+  }
 }
 
 /** The most values one parameter may hold: what a Float32Array can on every supported Node. */
@@ -150,7 +200,12 @@ function checkParameterSizes(config: VitConfig): void {
   }
 }
 
-/** Tokens per image: patches plus the class token. */
+/** Prefix tokens before the patches: the class token, and the distillation token when there is one. */
+export function prefixTokens(config: Pick<VitConfig, 'distillationToken'>): number {
+  return config.distillationToken ? 2 : 1;
+}
+
+/** Tokens per image: patches plus the prefix tokens. */
 export function tokenCount(config: VitConfig): number {
-  return (config.imageSize / config.patchSize) ** 2 + 1;
+  return (config.imageSize / config.patchSize) ** 2 + prefixTokens(config);
 }

@@ -36,6 +36,7 @@ export function parameterSpecs(config: VitConfig): ParameterSpec[] {
   add('patch_embed.proj.weight', [C, config.inChannels, p, p], { truncNormal: 0.02 });
   add('patch_embed.proj.bias', [C], 'zeros', true);
   add('cls_token', [1, 1, C], { normal: 1e-6 }, true);
+  if (config.distillationToken) add('dist_token', [1, 1, C], { normal: 1e-6 }, true);
   add('pos_embed', [1, tokenCount(config), C], { truncNormal: 0.02 }, true);
   for (let i = 0; i < config.depth; i++) {
     const b = `blocks.${i}`;
@@ -65,6 +66,7 @@ export function parameterSpecs(config: VitConfig): ParameterSpec[] {
   }
   norm('norm');
   linear('head', config.numClasses, C);
+  if (config.distillationHead) linear('head_dist', config.numClasses, C);
   return specs;
 }
 

@@ -5,8 +5,10 @@
 // the architecture, whose size gives them; without it, the width does for timm's sizes (tiny 192 to
 // gigantic 1664), and another width is the caller's to give. That config.json also gives the preprocessing (pretrained_cfg) and the
 // class names when it lists them. DeiT-III's LayerScale and patch-only pos_embed are folded into
-// the plain ViT (foldTimmVariants); tensors of architectures this model does not have (register
-// tokens, pooled heads, class attention, ...) are refused by name instead of being left out.
+// the plain ViT (foldTimmVariants); a distilled DeiT's dist_token and head_dist are its second
+// prefix token and head; Castling-ViT's own checkpoints (timm's names plus attn.dconv) are castling
+// models; tensors of architectures this model does not have (register tokens, pooled heads, class
+// attention, ...) are refused by name instead of being left out.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -40,15 +42,10 @@ const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
   [/^fc_norm\./, 'a pooled head (fc_norm: global average pooling instead of the class token)'],
   [/^norm_pre\./, 'a pre-norm before the blocks (norm_pre, as CLIP ViTs)'],
   [/^blocks\.\d+\.attn\.[qk]_norm\./, 'query/key normalisation (attn.q_norm, k_norm)'],
-  [/^head_dist\./, 'a distillation head (head_dist, as the distilled DeiTs)'],
 ];
 
 /** Throws when the tensors belong to a ViT variant with parts this model has not. */
 export function refuseOtherArchitectures(tensors: StoredTensors, origin: string): void {
-  // timm's distilled DeiTs carry a second output token (its own head, its own place in pos_embed).
-  if (tensors.has('dist_token')) {
-    throw new Error(`${origin} is a distilled DeiT (it has dist_token and head_dist: a second output token besides the class token); castling-vit's ViTs have the class token alone: load the checkpoint without distillation (e.g. timm's deit_small_patch16_224, not deit_small_distilled_patch16_224)`);
-  }
   for (const name of tensors.keys()) {
     for (const [pattern, what] of OTHER_ARCHITECTURES) {
       if (pattern.test(name)) throw new Error(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
@@ -88,7 +85,7 @@ export function foldTimmVariants(tensors: StoredTensors, origin: string): string
   const pos = tensors.get('pos_embed');
   const length = pos?.shape[1] ?? 0;
   const square = (n: number) => n >= 1 && Math.round(Math.sqrt(n)) ** 2 === n;
-  if (pos && pos.shape.length === 3 && tensors.has('cls_token') && square(length) && !square(length - 1)) {
+  if (pos && pos.shape.length === 3 && tensors.has('cls_token') && !tensors.has('dist_token') && square(length) && !square(length - 1)) {
     const width = pos.shape[2]!;
     const withClass = new Float32Array((length + 1) * width);
     withClass.set(pos.data, width);
@@ -122,6 +119,29 @@ export async function readTimmSidecar(weightsPath: string): Promise<TimmSidecar 
   return { path, architecture, numClasses: typeof numClasses === 'number' ? numClasses : undefined, preprocessing, labels };
 }
 
+/**
+ * Castling-ViT's release saves its model with timm's names plus each block's depthwise
+ * convolution, a Conv2d weight [heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the
+ * patch grid: the heads, kernel and form of a castling model. Null without one; every block must
+ * have the same.
+ */
+function castlingConvolutionOf(tensors: StoredTensors, origin: string, depth: number): { heads: number; kernel: number; form: 'tokens' | 'spatial' } | null {
+  const first = tensors.get('blocks.0.attn.dconv.weight');
+  if (!first) return null;
+  const [heads, one, kernel, across] = first.shape;
+  if (first.shape.length !== 4 || one !== 1 || !(kernel! % 2 === 1) || (across !== 1 && across !== kernel)) {
+    throw new Error(`${origin}: blocks.0.attn.dconv.weight [${first.shape.join(', ')}] is not a depthwise convolution of Castling-ViT ([heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the patches, K odd)`);
+  }
+  for (let i = 1; i < depth; i++) {
+    const other = tensors.get(`blocks.${i}.attn.dconv.weight`);
+    if (other?.shape.join() !== first.shape.join()) {
+      throw new Error(`${origin}: blocks.${i}.attn.dconv.weight is [${other?.shape.join(', ') ?? 'missing'}], blocks.0's [${first.shape.join(', ')}]: every block of a castling model has the same convolution`);
+    }
+  }
+  // A 1 x 1 kernel is the same in both forms; the tokens form is the default.
+  return { heads: heads!, kernel: kernel!, form: across === kernel && kernel! > 1 ? 'spatial' : 'tokens' };
+}
+
 /** The heads a timm architecture name implies, or undefined for a name of another form. */
 export function headsOfArchitecture(name: string): number | undefined {
   const size = /^(?:vit|deit)[a-z0-9]*_(tiny|small|medium|base|large|huge|giant|gigantic)_/.exec(name)?.[1];
@@ -145,14 +165,20 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   if (cls.shape.length !== 3 || patch.shape.length !== 4 || patch.shape[0] !== width || patch.shape[2] !== patch.shape[3]) throw bad(`cls_token [${cls.shape.join(', ')}] and patch_embed.proj.weight [${patch.shape.join(', ')}] do not fit`);
   if (!head) throw bad('it has no head.weight (a model without a classifier)');
   const patchSize = patch.shape[2]!;
-  const grid = Math.round(Math.sqrt((pos.shape[1] ?? 0) - 1));
-  if (pos.shape.length !== 3 || pos.shape[1] !== 1 + grid * grid || pos.shape[2] !== width) throw bad(`pos_embed [${pos.shape.join(', ')}] is not the class token and a square grid of patches`);
+  // A distilled DeiT: a second prefix token (dist_token, with its place in pos_embed), and a second head.
+  const distilled = tensors.has('dist_token');
+  const prefix = distilled ? 2 : 1;
+  const grid = Math.round(Math.sqrt((pos.shape[1] ?? 0) - prefix));
+  if (pos.shape.length !== 3 || pos.shape[1] !== prefix + grid * grid || pos.shape[2] !== width) {
+    throw bad(`pos_embed [${pos.shape.join(', ')}] is not the class token${distilled ? ', the distillation token' : ''} and a square grid of patches`);
+  }
   let depth = 0;
   while (tensors.has(`blocks.${depth}.attn.qkv.weight`)) depth++;
   const fc1 = tensors.get('blocks.0.mlp.fc1.weight');
   if (!fc1) throw bad('blocks.0.mlp.fc1.weight is missing');
+  const castling = castlingConvolutionOf(tensors, origin, depth);
   const named = sidecar ? headsOfArchitecture(sidecar.architecture) : undefined;
-  const heads = named ?? HEADS_BY_WIDTH[width];
+  const heads = castling?.heads ?? named ?? HEADS_BY_WIDTH[width];
   const headsUnknown =
     heads === undefined
       ? `${origin}: a timm ViT checkpoint whose heads are in no tensor's shape: its width ${width} is none of timm's ViT and DeiT sizes (${Object.keys(HEADS_BY_WIDTH).join(', ')}) and no timm config.json beside it names the architecture; pass { config: { heads } } to load() (the CLI: --preset)`
@@ -167,9 +193,13 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
     ...(heads === undefined ? {} : { heads }),
     mlpRatio: fc1.shape[0]! / width,
     qkvBias: tensors.has('blocks.0.attn.qkv.bias'),
+    distillationToken: distilled,
+    distillationHead: tensors.has('head_dist.weight'),
     attention: 'softmax',
+    ...(castling ? { attention: 'castling', convKernel: castling.kernel, convForm: castling.form } : {}),
   };
-  const headsFrom =
-    named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `${heads} heads, as timm's ${width}-wide ViTs and DeiTs` : 'all but the heads';
+  const headsFrom = castling
+    ? `castling attention, its heads and ${castling.form} convolution of ${castling.kernel} from blocks.0.attn.dconv.weight`
+    : named !== undefined ? `heads from ${sidecar!.path}'s architecture ${sidecar!.architecture}` : heads !== undefined ? `${heads} heads, as timm's ${width}-wide ViTs and DeiTs` : 'all but the heads';
   return { config, source: `the tensors' shapes (${headsFrom})`, headsUnknown };
 }

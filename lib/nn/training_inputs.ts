@@ -2,13 +2,14 @@
 // the drop-path scales.
 import type { AdamW } from '../train/adamw.js';
 import { Tensor } from '../tensor.js';
+import { notATensor } from '../tensor_argument.js';
 import type { VitConfig } from './config.js';
 import { SeededRandom } from './random.js';
 
 /** The batch size of images [batch, inChannels, imageSize, imageSize], after checking their shape. */
 export function imageBatch(config: Pick<VitConfig, 'inChannels' | 'imageSize'>, images: Tensor, what: string): number {
   const { inChannels: c, imageSize: s } = config;
-  if (!(images instanceof Tensor)) throw new TypeError(`${what}: images must be a Tensor [batch, ${c}, ${s}, ${s}]`);
+  if (!(images instanceof Tensor)) throw new TypeError(`${what}: images must be a Tensor [batch, ${c}, ${s}, ${s}], ${notATensor(images, `[batch, ${c}, ${s}, ${s}]`)}`);
   const shape = images.shape; // (a disposed tensor says so here)
   if (shape.length !== 4 || shape[1] !== c || shape[2] !== s || shape[3] !== s || shape[0]! < 1) {
     throw new RangeError(`${what}: images have shape [${shape.join(', ')}], expected [batch, ${c}, ${s}, ${s}] with batch >= 1`);

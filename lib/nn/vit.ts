@@ -8,7 +8,7 @@ import { castlingAt, type CastlingSchedule } from '../train/schedule.js';
 import { PlanBuilder, type CompiledPlan, type Slot } from '../plan.js';
 import { cudaAvailable } from '../backend.js';
 import { Tensor, type Device } from '../tensor.js';
-import { resolveConfig, type VitConfig } from './config.js';
+import { resolveConfig, type CastlingForm, type VitConfig } from './config.js';
 import { initialValues, parameterSpecs, type ParameterSpec } from './parameters.js';
 import { checkModelMemory } from './model_memory.js';
 import { checkNonFinitePolicy, checkOutputsFinite, type InferenceOptions, type NonFinitePolicy } from './finite_outputs.js';
@@ -21,9 +21,15 @@ import { checkClassLabels, classifyImages, type ClassifyOptions, type ClassScore
 import { metadataOf, parseMetadata } from './model_file.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { OperationQueue } from './operation_queue.js';
+import { HF_DEFAULTS, hfFamily, readHfSidecar, renameHfTensors, type HfSidecar } from './hf_checkpoint.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf } from './abort.js';
+import { checkOptionNames } from './option_names.js';
+
+/** The names of predict's and embed's options (InferenceOptions), and of classify's (ClassifyOptions). */
+const INFERENCE_OPTIONS = ['signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof InferenceOptions>;
+const CLASSIFY_OPTIONS = ['top', 'batchSize', 'signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof ClassifyOptions>;
 
 /** What an inference pass gives: the logits (predict) or the head's input (embed). */
 type InferenceOutput = 'logits' | 'embeddings';
@@ -41,6 +47,8 @@ export interface LoadReport {
    * config came from (timm_checkpoint.ts), and config.json beside it when that was read.
    */
   inferred?: string;
+  /** Castling models: the form they loaded in (config.castlingForm), and why. */
+  castlingForm?: string;
 }
 
 export interface LoadOptions {
@@ -158,7 +166,8 @@ function onDevice(tensor: Tensor, device: Device): Tensor {
 }
 
 export class VisionTransformer {
-  readonly config: VitConfig;
+  /** The config now: castle() moves a castling model's castlingForm to 'inference'. */
+  private currentConfig: VitConfig;
   private readonly params: Map<string, Tensor>;
   private readonly specs: ParameterSpec[];
   private readonly plans = new Map<string, CompiledPlan>();
@@ -174,13 +183,18 @@ export class VisionTransformer {
   /** predict, trainStep, save, ... in call order: reads together, updates alone (operation_queue.ts). */
   private readonly queue = new OperationQueue();
 
-  private constructor(config: VitConfig, params: Map<string, Tensor>, castled = false) {
-    this.config = config;
+  private constructor(config: VitConfig, params: Map<string, Tensor>) {
+    this.currentConfig = config;
     this.params = params;
     this.specs = parameterSpecs(config);
-    this.castledForGood = config.attention !== 'castling' || castled;
+    this.castledForGood = config.attention !== 'castling' || config.castlingForm === 'inference';
     this.auxBranch = this.castledForGood ? null : { tau: 0.02, l1: 0 };
     this.imagePreprocessing = freezePreprocessing(defaultPreprocessing(config.inChannels));
+  }
+
+  /** The model's config, castlingForm included (saved with it, shown by `castling-vit info`). */
+  get config(): VitConfig {
+    return this.currentConfig;
   }
 
   /**
@@ -223,6 +237,7 @@ export class VisionTransformer {
     this.live();
     this.queue.requireIdle('castle()');
     this.castledForGood = true;
+    if (this.currentConfig.attention === 'castling') this.currentConfig = { ...this.currentConfig, castlingForm: 'inference' };
     this.setAux(null);
   }
 
@@ -269,8 +284,11 @@ export class VisionTransformer {
    */
   static async load(path: string, options: LoadOptions = {}): Promise<VisionTransformer> {
     const content = await readSafetensors(path, { allowNonFinite: options.allowNonFinite, memoryBudget: options.memoryBudget });
-    // timm's config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout).
-    const sidecar = content.metadata.config === undefined ? await readTimmSidecar(path) : null;
+    // The config.json beside a checkpoint without a config of ours (the Hugging Face hub's layout):
+    // timm's, or transformers' for a checkpoint in transformers' layout.
+    const own = content.metadata.config !== undefined;
+    const family = own ? null : hfFamily(content.tensors);
+    const sidecar = own ? null : family ? await readHfSidecar(path) : await readTimmSidecar(path);
     return VisionTransformer.fromContent(content, path, options, sidecar);
   }
 
@@ -278,21 +296,28 @@ export class VisionTransformer {
    * @internal load() from a file's content already read (a training checkpoint takes its
    * optimizer state from the same read). The content is left as it was.
    */
-  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | null = null): VisionTransformer {
+  static fromContent(content: SafetensorsContent, path: string, options: LoadOptions = {}, sidecar: TimmSidecar | HfSidecar | null = null): VisionTransformer {
     const tensors = new Map(content.tensors);
     const stored = parseMetadata(content.metadata, path);
+    // transformers' layout is timm's under other names: renamed, it loads as a timm checkpoint.
+    const family = stored.config ? null : hfFamily(tensors);
+    const renamed = family ? renameHfTensors(tensors, family, path) : null;
+    const timmSidecar = sidecar && 'architecture' in sidecar ? sidecar : null;
     // Other ViT architectures (a distilled DeiT, register tokens, ...) would otherwise fail on a
     // shape or load with their extra tensors left out.
     refuseOtherArchitectures(tensors, path);
     // A file without our config: a timm checkpoint (DeiT-III's variants folded into the plain ViT)
     // says most of its config itself, the caller's over it.
     const folded = stored.config ? null : foldTimmVariants(tensors, path);
-    const inferred = stored.config ? null : timmConfigOf(tensors, path, sidecar);
+    const fromShapes = stored.config ? null : timmConfigOf(tensors, path, timmSidecar);
+    const inferred = fromShapes && renamed ? withHfConfig(fromShapes, renamed, sidecar && 'config' in sidecar ? sidecar : null) : fromShapes;
     if (inferred?.headsUnknown && options.config?.heads === undefined) throw new Error(inferred.headsUnknown);
     if (!stored.config && !inferred && !options.config) {
       throw new Error(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
-    const config = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
+    const read = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
+    const form = castlingFormOnLoad(read, stored.config ? { attention: stored.config.attention ?? 'softmax', castled: stored.castled } : { attention: inferred?.config.attention ?? 'softmax' }, options.config?.castlingForm);
+    const config: VitConfig = { ...read, castlingForm: form.form };
     requireDevice(config);
     checkModelMemory(config, options.memoryBudget, path);
     if (stored.config) requireOwnParameters(path, stored.config, tensors, options.memoryBudget);
@@ -304,11 +329,12 @@ export class VisionTransformer {
       throw new Error(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
     }
     report.ignored.push(...head);
-    const model = new VisionTransformer(config, params, stored.castled);
+    if (form.reason) report.castlingForm = form.reason;
+    const model = new VisionTransformer(config, params);
     const fromSidecar = inferred && sidecar;
     if (inferred) {
       const given = options.config ? ", the one given to load() over it" : '';
-      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}` : ''}${folded ? `; ${folded}` : ''}`;
+      report.inferred = `config from ${inferred.source}${given}${fromSidecar ? `; ${sidecarReading(sidecar)}` : ''}${folded ? `; ${folded}` : ''}`;
     }
     model.loadReport = report;
     const preprocessing = { ...model.preprocessing, ...(fromSidecar ? sidecar.preprocessing : {}), ...stored.preprocessing, ...options.preprocessing };
@@ -328,7 +354,9 @@ export class VisionTransformer {
   static from(source: VisionTransformer, overrides: Partial<VitConfig>): VisionTransformer {
     source.live();
     source.queue.requireNoUpdate('VisionTransformer.from');
-    const config = resolveConfig({ ...source.config, ...overrides });
+    // A model made castling starts in training form (the paper's recipe), unless asked otherwise.
+    const converted = source.config.attention !== 'castling' && overrides.attention === 'castling' && overrides.castlingForm === undefined;
+    const config = resolveConfig({ ...source.config, ...overrides, ...(converted ? { castlingForm: 'training' as const } : {}) });
     checkModelMemory(config, undefined, 'VisionTransformer.from');
     const tensors = new Map([...source.params].map(([name, t]) => [name, { shape: t.shape, data: t.toFloat32Array() }]));
     requireDevice(config);
@@ -356,6 +384,9 @@ export class VisionTransformer {
       }
       let data = found.data;
       if (found.shape.join() !== spec.shape.join()) {
+        if (spec.name === 'pos_embed' && config.distillationToken) {
+          throw new Error(`${origin}: 'pos_embed' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]: a model with a distillation token runs at its own image size (its position embedding is not resampled)`);
+        }
         const grids = spec.name === 'pos_embed' ? positionGrids(found.shape, spec.shape) : null;
         if (!grids) throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
         data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
@@ -447,6 +478,7 @@ export class VisionTransformer {
   private async inference(images: Tensor, output: InferenceOutput, options: InferenceOptions): Promise<Tensor> {
     const what = output === 'logits' ? 'predict' : 'embed';
     const batch = this.checkImages(images, what);
+    checkOptionNames(options, INFERENCE_OPTIONS, what);
     const signal = signalOf(options, what);
     const nonFinite = options.nonFinite ?? 'allow';
     checkNonFinitePolicy(nonFinite, what);
@@ -491,6 +523,7 @@ export class VisionTransformer {
   /** Each image's most probable classes (readImages, then predict a chunk at a time). */
   classify(sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
     this.live();
+    checkOptionNames(options, CLASSIFY_OPTIONS, 'classify');
     const signal = signalOf(options, 'classify');
     if (signal?.aborted) return Promise.reject(signal.reason);
     // One read for the whole list: every chunk is classified by the same weights.
@@ -745,4 +778,43 @@ function requireOwnParameters(path: string, storedConfig: Partial<VitConfig>, te
   if (missing.length === 0) return;
   const names = missing.slice(0, 3).map((n) => `'${n}'`).join(', ') + (missing.length > 3 ? `, ... (${missing.length} in all)` : '');
   throw new Error(`${path}: the castling-vit config in the file's metadata has ${names}, which the file does not hold: a damaged or edited model file (every parameter of its config is saved with it)`);
+}
+
+/**
+ * A transformers checkpoint's config: what its tensors say (timm_checkpoint.ts), with its
+ * config.json's heads and LayerNorm epsilon over it (transformers' default epsilon without one).
+ */
+function withHfConfig(fromShapes: NonNullable<ReturnType<typeof timmConfigOf>>, renamed: string, sidecar: HfSidecar | null): NonNullable<ReturnType<typeof timmConfigOf>> {
+  const config = { ...fromShapes.config, ...(sidecar?.config ?? HF_DEFAULTS) };
+  const from = sidecar ? `heads and LayerNorm epsilon from ${sidecar.path}` : "LayerNorm epsilon 1e-12, transformers' default";
+  return {
+    config,
+    source: `${renamed}; the tensors' shapes, ${from}`,
+    headsUnknown: config.heads === undefined ? fromShapes.headsUnknown : undefined,
+  };
+}
+
+/**
+ * The form a castling model loads in, and why (null reason for other kinds): the option's when
+ * given; a file of ours keeps its own (its `castled` metadata); a castling checkpoint from
+ * elsewhere (Castling-ViT's release) is the model it predicts with, the inference form; a model
+ * made castling from a softmax or Sparsifiner checkpoint starts in training form, to be fine-tuned
+ * with the auxiliary branch as the paper trains (castle() at the end).
+ */
+function castlingFormOnLoad(config: VitConfig, file: { attention: string; castled?: boolean }, given: CastlingForm | undefined): { form: CastlingForm; reason: string | null } {
+  const described = (form: CastlingForm, why: string) => ({
+    form,
+    reason: config.attention !== 'castling' ? null : `${form} form (${form === 'training' ? 'the auxiliary masked softmax branch on beside the linear-angular attention, until castle()' : 'the linear-angular attention alone'}): ${why}`,
+  });
+  if (given !== undefined) return described(given, 'as given to load()');
+  if (file.attention !== 'castling') return described('training', `a ${file.attention} checkpoint made castling, to be fine-tuned as the paper trains; { config: { castlingForm: 'inference' } } runs it without the branch`);
+  if (file.castled !== undefined) return described(file.castled ? 'inference' : 'training', file.castled ? 'the file was saved castled' : 'the file was saved before the switch (a training checkpoint, or a model saved mid-training)');
+  return described('inference', "a castling checkpoint without castling-vit's metadata, run as its release predicts; { config: { castlingForm: 'training' } } turns the auxiliary branch on for fine-tuning");
+}
+
+/** What load() took from the files beside a checkpoint besides its config, and from which. */
+function sidecarReading(sidecar: TimmSidecar | HfSidecar): string {
+  if (!('config' in sidecar)) return `preprocessing${sidecar.labels ? ' and labels' : ''} from ${sidecar.path}`;
+  const read = [sidecar.labels ? `labels from ${sidecar.path}` : null, sidecar.preprocessingPath ? `preprocessing from ${sidecar.preprocessingPath}` : null].filter((x) => x !== null);
+  return read.length ? read.join('; ') : `no labels or preprocessing in ${sidecar.path}`;
 }

@@ -3,7 +3,7 @@
 // needs (LayerNorm statistics, pre-activations, attention state), and the plan frees each of
 // these right after the backward has read it.
 import type { PlanBuilder, Slot } from '../plan.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import type { VitConfig } from './config.js';
 
 export interface AuxBranch {
@@ -77,14 +77,14 @@ export class VitGraph {
     const w = this.param;
     p.op('checkFinite', [images], {}, 0);
     const patches = this.one('patchEmbed', [images, w('patch_embed.proj.weight'), w('patch_embed.proj.bias')]);
-    let x = this.one('assembleTokens', [patches, w('cls_token'), w('pos_embed')]);
+    let x = this.tokens(patches);
     const blocks: BlockRecord[] = [];
     const auxL1: Slot[] = [];
     const lnOutputs = o.training ? 3 : 1;
     for (let i = 0; i < cfg.depth; i++) {
       const b = `blocks.${i}`;
       const x0 = x;
-      const [h1, mean1, rstd1] = p.op('layerNorm', [x0, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: 1e-6 }, lnOutputs);
+      const [h1, mean1, rstd1] = p.op('layerNorm', [x0, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: cfg.layerNormEps }, lnOutputs);
       const qkv = this.one('linear', [h1!, w(`${b}.attn.qkv.weight`), this.has(`${b}.attn.qkv.bias`) ? w(`${b}.attn.qkv.bias`) : null]);
       const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
       let attnOut: Slot[];
@@ -106,7 +106,7 @@ export class VitGraph {
       const x1 = scales
         ? this.one('add', [x0, this.one('scaleBatch', [this.one('linear', [a, w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`)]), scales[0]])])
         : this.one('linear', [a, w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x0]);
-      const [h2, mean2, rstd2] = p.op('layerNorm', [x1, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 }, lnOutputs);
+      const [h2, mean2, rstd2] = p.op('layerNorm', [x1, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: cfg.layerNormEps }, lnOutputs);
       let pre: Slot;
       let m: Slot;
       if (o.training) {
@@ -120,10 +120,31 @@ export class VitGraph {
         : this.one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`), x1]);
       blocks.push({ x0, h1: h1!, mean1: mean1!, rstd1: rstd1!, q, k, v, attnSaved: attnOut, a, x1, h2: h2!, mean2: mean2!, rstd2: rstd2!, pre, m });
     }
-    const [xf, meanF, rstdF] = p.op('layerNorm', [x, w('norm.weight'), w('norm.bias')], { eps: 1e-6 }, lnOutputs);
-    const cls = this.one('selectToken', [xf!]);
-    const logits = this.one('linear', [cls, w('head.weight'), w('head.bias')]);
+    const [xf, meanF, rstdF] = p.op('layerNorm', [x, w('norm.weight'), w('norm.bias')], { eps: cfg.layerNormEps }, lnOutputs);
+    let cls = this.one('selectToken', [xf!]);
+    let logits = this.one('linear', [cls, w('head.weight'), w('head.bias')]);
+    if (cfg.distillationHead) {
+      // timm's distilled DeiT at inference: the two heads' logits averaged, and so the embeddings.
+      const dist = this.one('selectToken', [xf!], { index: 1 });
+      const distLogits = this.one('linear', [dist, w('head_dist.weight'), w('head_dist.bias')]);
+      logits = this.one('scale', [this.one('add', [logits, distLogits])], { scale: 0.5 });
+      cls = this.one('scale', [this.one('add', [cls, dist])], { scale: 0.5 });
+    }
     return { logits, auxL1, blocks, xLast: x, meanF: meanF!, rstdF: rstdF!, cls, images, patches };
+  }
+
+  /**
+   * The tokens the blocks take: the class token, the patches, and pos_embed added. A distillation
+   * token goes between them in two assemblies: first in front of the patches (with nothing added),
+   * then the class token in front of both, with pos_embed over all.
+   */
+  private tokens(patches: Slot): Slot {
+    const w = this.param;
+    if (!this.config.distillationToken) return this.one('assembleTokens', [patches, w('cls_token'), w('pos_embed')]);
+    const patchCount = (this.config.imageSize / this.config.patchSize) ** 2;
+    const nothing = this.p.constant(Tensor.zeros([1, patchCount + 1, this.config.width]), 'no position');
+    const withDistillation = this.one('assembleTokens', [patches, w('dist_token'), nothing]);
+    return this.one('assembleTokens', [withDistillation, w('cls_token'), w('pos_embed')]);
   }
 
   /** The predictor's parameters of a block, in the order the Sparsifiner ops take them (P twice when shared). */
@@ -156,7 +177,7 @@ export class VitGraph {
     let x = this.one('assembleTokens', [this.one('patchEmbed', [images, w('patch_embed.proj.weight'), w('patch_embed.proj.bias')]), w('cls_token'), w('pos_embed')]);
     for (let i = 0; i < cfg.depth; i++) {
       const b = `blocks.${i}`;
-      const h = this.one('layerNorm', [x, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: 1e-6 });
+      const h = this.one('layerNorm', [x, w(`${b}.norm1.weight`), w(`${b}.norm1.bias`)], { eps: cfg.layerNormEps });
       const qkv = this.one('linear', [h, w(`${b}.attn.qkv.weight`), this.has(`${b}.attn.qkv.bias`) ? w(`${b}.attn.qkv.bias`) : null]);
       const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
       const [y, lse] = p.op('attentionSoftmax', [q, k, v], {}, 2) as [Slot, Slot];
@@ -168,7 +189,7 @@ export class VitGraph {
       else ['P', 'B'].forEach((n, j) => grads.set(`${b}.attn.predictor.${n}`, g[4 + j]!));
       if (i === cfg.depth - 1) break; // the last block's output feeds no predictor
       x = this.one('linear', [this.one('mergeHeads', [y]), w(`${b}.attn.proj.weight`), w(`${b}.attn.proj.bias`), x]);
-      const h2 = this.one('layerNorm', [x, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: 1e-6 });
+      const h2 = this.one('layerNorm', [x, w(`${b}.norm2.weight`), w(`${b}.norm2.bias`)], { eps: cfg.layerNormEps });
       const m = this.one('linear', [h2, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true });
       x = this.one('linear', [m, w(`${b}.mlp.fc2.weight`), w(`${b}.mlp.fc2.bias`), x]);
     }
@@ -178,6 +199,7 @@ export class VitGraph {
   /** Records the backward pass from dlogits; returns the gradient slot of every parameter. */
   backward(f: ForwardRecord, dlogits: Slot, o: ForwardOptions): Map<string, Slot> {
     const { p, config: cfg } = this;
+    if (cfg.distillationToken) throw new Error('training a model with a distillation token (a distilled DeiT) is not supported: it runs inference only; to fine-tune, start from the non-distilled checkpoint');
     const w = this.param;
     const grads = new Map<string, Slot>();
     const linearBackward = (x: Slot, name: string, dy: Slot, inputGrad = true): Slot => {

@@ -66,6 +66,8 @@ export interface SparsifyFolderOptions {
   loop: Omit<ImageFolderTrainingOptions, 'folder' | 'model' | 'epochs' | 'lr' | 'weightDecay' | 'seed' | 'stage' | 'distillation' | 'checkpoint' | 'checkpointExtras' | 'resume'>;
   /** Write a checkpoint of the workflow here after every epoch. */
   checkpoint?: string;
+  /** More metadata for every checkpoint (the command's output file, which a resumed run saves to). */
+  checkpointMetadata?: Record<string, string>;
   resume?: WorkflowCheckpoint;
   /** Each stage as it starts ('dense' also when the dense model is only evaluated). */
   onStage?: (stage: WorkflowStage) => void;
@@ -105,7 +107,7 @@ export async function sparsifyImageFolder(o: SparsifyFolderOptions): Promise<Spa
   const extras = (stage: WorkflowStage): CheckpointExtras => {
     const record: WorkflowRecord = { stage, settings: s, denseConfig: dense.config, denseAccuracy, reconstructedAccuracy };
     if (stage !== 'dense') teacher ??= new Map([...dense.parameters()].map(([name, t]) => [TEACHER_PREFIX + name, { shape: t.shape, data: t.toFloat32Array() }]));
-    return { metadata: { [WORKFLOW_KEY]: JSON.stringify(record) }, tensors: stage === 'dense' ? undefined : teacher! };
+    return { metadata: { ...o.checkpointMetadata, [WORKFLOW_KEY]: JSON.stringify(record) }, tensors: stage === 'dense' ? undefined : teacher! };
   };
   const checkpointing = (stage: WorkflowStage) => (o.checkpoint ? { checkpoint: o.checkpoint, checkpointExtras: () => extras(stage) } : {});
   const resumeAt = (stage: WorkflowStage) => (resume?.stage === stage ? resume.state : undefined);

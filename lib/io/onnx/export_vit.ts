@@ -32,7 +32,6 @@ export const OPSET = 17;
 const IR_VERSION = 8;
 const PRODUCER_VERSION = '0.1.0';
 
-const LN_EPS = 1e-6; // every LayerNorm of the ViT (ALGORITHMS.md section 5)
 const NORM_EPS = 1e-12; // normalize(a) = a / max(|a|, 1e-12) (section 2)
 
 /** (out, in) as PyTorch stores a linear weight -> (in, out), the MatMul operand the exporter writes. */
@@ -87,7 +86,7 @@ class VitExporter {
   }
 
   private layerNorm(x: string, name: string): string {
-    return this.g.op('LayerNormalization', [x, this.param(`${name}.weight`), this.param(`${name}.bias`)], `/${name}/LayerNormalization`, { axis: -1, epsilon: { float: LN_EPS } });
+    return this.g.op('LayerNormalization', [x, this.param(`${name}.weight`), this.param(`${name}.bias`)], `/${name}/LayerNormalization`, { axis: -1, epsilon: { float: this.model.config.layerNormEps } });
   }
 
   /** Exact GELU as torch.onnx writes it at opset < 20: x * 0.5 * (1 + erf(x / sqrt 2)). */
@@ -292,6 +291,9 @@ class VitExporter {
 export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
   if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
+  if (model.config.distillationToken) {
+    throw new Error('exportOnnx: a model with a distillation token (a distilled DeiT) is not exported: the graph writes one prefix token and one head; predict runs it, or export the non-distilled checkpoint');
+  }
   if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
   const output = o.output ?? 'logits';
   if (output !== 'logits' && output !== 'embeddings') throw new TypeError(`exportOnnx: output is ${JSON.stringify(o.output)}, expected 'logits' or 'embeddings'`);
