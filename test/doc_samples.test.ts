@@ -23,6 +23,10 @@ npx() {
 }
 `;
 
+// Generous limits: a loaded machine runs the samples several times slower than an idle one.
+const SAMPLE_TIMEOUT_MS = 180_000;
+const GUIDE_TIMEOUT_MS = 600_000;
+
 const scratch: string[] = [];
 afterAll(() => {
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
@@ -45,11 +49,11 @@ function runSample(sample: Sample, cwd: string): { status: number | null; output
   const env = { ...process.env, CASTLING_CLI: cli, CASTLING_TINY: sample.language === 'sh' ? (sample.tiny ?? '') : '' };
   const result =
     sample.language === 'sh'
-      ? spawnSync('bash', ['-c', shellPrelude + sample.code], { cwd, env, encoding: 'utf8', timeout: 60_000 })
+      ? spawnSync('bash', ['-c', shellPrelude + sample.code], { cwd, env, encoding: 'utf8', timeout: SAMPLE_TIMEOUT_MS })
       : (() => {
           const file = join(cwd, `sample-${sample.line}.mjs`);
           writeFileSync(file, applyTinyValues(sample));
-          return spawnSync(process.execPath, [file], { cwd, env, encoding: 'utf8', timeout: 60_000 });
+          return spawnSync(process.execPath, [file], { cwd, env, encoding: 'utf8', timeout: SAMPLE_TIMEOUT_MS });
         })();
   return { status: result.status, output: `${result.stdout}${result.stderr}${result.error ? String(result.error) : ''}` };
 }
@@ -65,7 +69,7 @@ describe('code samples of the guides', () => {
         // The message names the sample and shows what it printed: that is what a reader fixes.
         expect(status, `${sample.file}:${sample.line} (${sample.language}) failed:\n${output}`).toBe(0);
       }
-    });
+    }, GUIDE_TIMEOUT_MS);
   }
 
   it('keeps the samples that do not run few', () => {
