@@ -1,5 +1,5 @@
 // What every benchmark shares: the machine description, statistics over repeated timings, the
-// table printer and the JSON file in the one flat shape all benchmarks use (see DESIGN.md).
+// table printer and the JSON file in the one flat shape all benchmarks use (docs/benchmarks.md).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';

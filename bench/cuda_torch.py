@@ -2,7 +2,7 @@
 `npm run bench -- cuda --torch FILE` puts beside our figures (ratioToTorch).
 
 Softmax attention is torch's scaled_dot_product_attention (its flash kernel where it has one);
-linear-angular attention is written with torch ops as the release computes it (ALGORITHMS.md
+linear-angular attention is written with torch ops as the release computes it (docs/algorithms.md
 section 2: normalised q and k, S = k^T v, z = 0.5 v + q S / pi, y = normalize(z) + a depthwise
 convolution of v along the tokens); the ViT is DeiT's (patch embedding, class token, pre-norm
 blocks, GELU MLP, final norm, head). float32 throughout: TF32 is switched off, as our kernels

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 
 import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
+import { machineName, readCpuId } from './machine_name.js';
 import { benchGemm } from './gemm.js';
 import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
@@ -27,7 +28,10 @@ interface Bench {
   describe: string;
   columns: string[];
   run(options: Record<string, string | boolean | undefined>, context: BenchContext): Promise<BenchRecord[]>;
-  /** Where the JSON goes without --json (benchmarks whose every run is kept in bench/results/). */
+  /**
+   * Where the JSON goes without --json: bench/results/, named by benchmark and machine, so that a
+   * new run on the same machine replaces the figures it supersedes.
+   */
   defaultJson?: () => string;
 }
 
@@ -162,7 +166,7 @@ const benches: Record<string, Bench> = {
         quietBelow: percent(o.quiet),
         log: (line) => console.error(line),
       }),
-    defaultJson: () => `bench/results/onnx-${new Date().toISOString().slice(0, 10)}.json`,
+    defaultJson: () => `bench/results/onnx-${machineName(machine().cpu, readCpuId())}.json`,
   },
 };
 

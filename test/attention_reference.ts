@@ -1,4 +1,4 @@
-// Float64 references for the attention kernels (ALGORITHMS.md sections 1-3), one head at a time:
+// Float64 references for the attention kernels (docs/algorithms.md sections 1-3), one head at a time:
 // q, k, v are N x d row-major. Written for obviousness: full N x N matrices are fine here.
 // Every backward here is itself checked against finite differences (attention_reference.test.ts).
 

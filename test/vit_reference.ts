@@ -1,5 +1,5 @@
 // A float64 Vision Transformer forward pass built from the float64 op references, to check the
-// native model end to end (ALGORITHMS.md section 5, timm's layout).
+// native model end to end (docs/algorithms.md section 5, timm's layout).
 import type { VitConfig } from '../lib/index.js';
 import * as att from './attention_reference.js';
 import * as ref from './reference.js';

@@ -48,7 +48,7 @@ export function parameterSpecs(config: VitConfig): ParameterSpec[] {
       add(`${b}.attn.dconv.weight`, dconvShape(config), { uniform: 1 / Math.sqrt(taps) });
     }
     if (config.attention === 'sparsifiner') {
-      // The connectivity predictor (ALGORITHMS.md section 4), shared by the heads of a block:
+      // The connectivity predictor (docs/algorithms.md section 4), shared by the heads of a block:
       // q' = q Wqᵀ + bq and k' = k Wkᵀ + bk (d -> d/2), and the token bases P, B (N x r; P
       // alone when shared).
       const d = C / config.heads;

@@ -1,5 +1,5 @@
 // Records whole training steps as plans: forward, loss, backward and the AdamW updates in one
-// native pass (ALGORITHMS.md sections 3-5), and Sparsifiner's reconstruction stage.
+// native pass (docs/algorithms.md sections 3-5), and Sparsifiner's reconstruction stage.
 import { decays, type AdamW } from '../train/adamw.js';
 import type { PlanBuilder, Slot } from '../plan.js';
 import type { Tensor } from '../tensor.js';

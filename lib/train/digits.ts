@@ -44,10 +44,9 @@ export interface DigitsResult {
 }
 
 /**
- * Epochs of `castling-vit train mnist`: about 4 minutes on 2 threads (~5.2 s an epoch with the
- * session-4 kernels), for 98.25% held out after the switch (seed 1; seeds 2 and 3: 97.65%,
- * 98.00%). 36 epochs gave 98.10% with the older kernels and 97.75% with these: one seed's result
- * moves by a few tenths with the rounding of the kernels, so the margin over 98% is kept here.
+ * Epochs of `castling-vit train mnist`: about 4 minutes on 2 threads (~5.2 s an epoch), for
+ * 98.25% held out after the switch (seed 1; seeds 2 and 3: 97.65%, 98.00%). At 36 epochs one seed
+ * read 98.10% or 97.75% depending only on the kernels' rounding, so the margin over 98% is kept.
  */
 export const DIGITS_EPOCHS = 48;
 

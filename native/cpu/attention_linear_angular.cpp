@@ -1,4 +1,4 @@
-// Castling-ViT linear-angular attention (ALGORITHMS.md sections 2 and 3), forward and backward:
+// Castling-ViT linear-angular attention (docs/algorithms.md sections 2 and 3), forward and backward:
 //   z = 0.5 v + (1/pi) qhat S [+ (M . A) v],  u = normalize(z),  y = u + dconv(v)
 // with S = sum_n khat_n^T v_n per head. Two passes over the tokens (build S, then apply it), each
 // parallel over heads and token ranges, O(N d) extra memory. The optional auxiliary masked

@@ -1,5 +1,5 @@
 // Softmax attention, y = softmax(scale q k^T) v per head, the baseline the linear-angular
-// attention is compared with (ALGORITHMS.md section 1). Flash style: the kernels
+// attention is compared with (docs/algorithms.md section 1). Flash style: the kernels
 // (attention_flash.inc) walk key blocks with an online softmax and never hold an N x N matrix;
 // the forward saves each row's log-sum-exp so that the backward recomputes the probabilities
 // tile by tile. Forward and backward side by side.

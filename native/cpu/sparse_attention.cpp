@@ -1,4 +1,4 @@
-// Sparsifiner's sparse attention (ALGORITHMS.md section 4): each query row n >= 1 attends only to
+// Sparsifiner's sparse attention (docs/algorithms.md section 4): each query row n >= 1 attends only to
 // the keys its connectivity mask keeps, given as a list of key indices per row; row 0 (the class
 // token) attends to every key. The kernels gather the kept keys per query, so the cost is
 // O(N kept d) instead of O(N^2 d). Forward and backward side by side; the backward recomputes

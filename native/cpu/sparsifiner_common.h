@@ -1,4 +1,4 @@
-// What the CPU Sparsifiner ops share (ALGORITHMS.md section 4): the low-rank basis every predictor
+// What the CPU Sparsifiner ops share (docs/algorithms.md section 4): the low-rank basis every predictor
 // op starts from (the inputs and their checks are every backend's: native/ops/sparsifiner_inputs.h):
 //   qp = q Wq^T + bq,  kp = k Wk^T + bk        (d -> d/2; weights shared by all heads)
 //   Kp = kp^T P                                 (d/2 x r per head; P is N x r, r = max(1, N/8))

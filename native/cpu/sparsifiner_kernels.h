@@ -1,4 +1,4 @@
-// The table of Sparsifiner kernels (ALGORITHMS.md section 4), one instance per instruction set,
+// The table of Sparsifiner kernels (docs/algorithms.md section 4), one instance per instruction set,
 // like attention_kernels.h: the ops (sparse_attention.cpp, sparsifiner_predictor.cpp,
 // sparsifiner_reconstruction.cpp) own shapes, threads and buffers; the per-row inner loops live
 // in sparsifiner_kernels.inc, compiled once per ISA in sparsifiner_isa_<name>.cpp.

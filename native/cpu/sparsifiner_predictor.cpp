@@ -1,4 +1,4 @@
-// Sparsifiner's connectivity predictor (ALGORITHMS.md section 4): from the low-rank approximate
+// Sparsifiner's connectivity predictor (docs/algorithms.md section 4): from the low-rank approximate
 // attention approx = C Bb^T it picks, per query row, the keys the sparse attention will use. The
 // approximation exists one block of rows at a time (rows x N floats per worker), never N x N.
 // The mask carries no gradient, so there is no backward op: the predictor learns through

@@ -1,4 +1,4 @@
-// Sparsifiner training stage 1, attention reconstruction (ALGORITHMS.md section 4): with the
+// Sparsifiner training stage 1, attention reconstruction (docs/algorithms.md section 4): with the
 // backbone frozen, the predictor learns from
 //   L = sum over batch, heads and rows n >= 1 of sum_m (approx_nm - A_nm)^2,
 //   A_nm = exp(attnScale q_n . k_m - lse_n)    (the dense softmax attention, lse from attentionSoftmax)

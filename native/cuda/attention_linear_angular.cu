@@ -1,5 +1,5 @@
 // Castling-ViT linear-angular attention on the GPU (the CPU's attention_linear_angular.cpp and
-// attention_angular.inc; ALGORITHMS.md sections 2 and 3), forward and backward:
+// attention_angular.inc; docs/algorithms.md sections 2 and 3), forward and backward:
 //   z = 0.5 v + (1/pi) qhat S [+ (M . A) v],  u = normalize(z),  y = u + dconv(v)
 // with S = sum_n khat_n^T v_n per head. Kernels:
 //   outer sums  S = sum khat^T v (and dS = (1/pi) sum qhat^T dz): a block per (head, chunk of

@@ -1,5 +1,5 @@
 // Sparsifiner on the GPU (the CPU's sparsifiner_common.cpp, sparsifiner_predictor.cpp,
-// sparse_attention.cpp, sparsifiner_reconstruction.cpp; ALGORITHMS.md section 4):
+// sparse_attention.cpp, sparsifiner_reconstruction.cpp; docs/algorithms.md section 4):
 //   basis          qp, kp (cuBLAS + bias), Kp = kp^T P and C = softmax(scale qp Kp) (batched cuBLAS)
 //   predict        a block per query row: the row of approx = C Bb^T in shared memory, then the
 //                  exact top-k as on the CPU (the k-th largest key found bit by bit, ties to the

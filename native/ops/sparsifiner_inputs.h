@@ -1,4 +1,4 @@
-// The inputs of Sparsifiner's connectivity predictor and their checks (ALGORITHMS.md section 4),
+// The inputs of Sparsifiner's connectivity predictor and their checks (docs/algorithms.md section 4),
 // shared by every backend so that all accept the same inputs and name the same faults:
 //   qp = q Wq^T + bq,  kp = k Wk^T + bk        (d -> d/2; weights shared by all heads)
 //   Kp = kp^T P                                 (d/2 x r per head; P is N x r, r = max(1, N/8))

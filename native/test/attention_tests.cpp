@@ -1,5 +1,5 @@
 // C++ tests of the attention ops (attention_softmax.cpp, attention_linear_angular.cpp) against
-// float64 references written out here from ALGORITHMS.md sections 1-3; the references' own
+// float64 references written out here from docs/algorithms.md sections 1-3; the references' own
 // gradients are checked against finite differences of their forward. Every case runs on every
 // ISA the CPU supports (test_util.h).
 #include <algorithm>

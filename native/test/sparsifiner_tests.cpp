@@ -1,6 +1,6 @@
 // C++ tests of the Sparsifiner ops (sparse_attention.cpp, sparsifiner_predictor.cpp,
 // sparsifiner_reconstruction.cpp) against float64 references written out here from
-// ALGORITHMS.md section 4; the references' own gradients are checked against finite differences
+// docs/algorithms.md section 4; the references' own gradients are checked against finite differences
 // of their forward. Every case runs on every ISA the CPU supports (test_util.h).
 #include <algorithm>
 #include <cstring>

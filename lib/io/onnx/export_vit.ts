@@ -6,7 +6,7 @@
 // LayerNormalization, Gather of the class token and a Gemm head.
 //
 // Castling models are exported in their inference form (after model.castle()): the
-// linear-angular attention of ALGORITHMS.md section 2 with plain ONNX operators and the
+// linear-angular attention of docs/algorithms.md section 2 with plain ONNX operators and the
 // depthwise convolution of v as a grouped Conv ('tokens': along the token axis, 'spatial': over
 // the patch grid, the class token unconvolved). Sparsifiner models are exported as dense
 // operators under the predicted mask (TopK of the approximate attention). The batch size is the
@@ -129,7 +129,7 @@ class VitExporter {
   }
 
   /**
-   * Sparsifiner (ALGORITHMS.md section 4) as dense operators: the predictor's approximate
+   * Sparsifiner (docs/algorithms.md section 4) as dense operators: the predictor's approximate
    * attention, its TopK per row (ONNX keeps the lower index among equal values, as our op does)
    * scattered into a mask of 0 and -inf, and softmax attention under that mask; the class-token
    * row unmasked. Same keys, same outputs; no sparse speed-up in the other runtime.
@@ -180,7 +180,7 @@ class VitExporter {
     return g.op('MatMul', [probs, v], `/${b}/attn/MatMul_1`);
   }
 
-  /** ALGORITHMS.md section 2, per batch item and head, on q, k, v of shape (B, H, N, d). */
+  /** docs/algorithms.md section 2, per batch item and head, on q, k, v of shape (B, H, N, d). */
   private linearAngularAttention(q: string, k: string, v: string, b: string): string {
     const g = this.g;
     const qh = this.normalize(q, `${b}/attn/q_norm`);

@@ -1,4 +1,4 @@
-// The subset of ONNX's onnx.proto3 (https://github.com/onnx/onnx, onnx/onnx.proto3) this
+// The subset of ONNX's onnx.proto3 (the ONNX project's protobuf schema) this
 // package writes and reads: enough for a graph of standard operators with float32 raw_data
 // initializers, and for counting the operator types of the model onnxruntime saves after its
 // graph optimizations. Field numbers are the official ones: a reader of real ONNX files
