@@ -7,10 +7,10 @@ import { existsSync } from 'node:fs';
 /** The metadata key of a checkpoint that holds its run's output file. */
 export const OUTPUT_KEY = 'trainOutput';
 
-/** Throws when `path` exists and `force` is not set, naming the flag that chose it. */
-export function refuseToReplace(path: string, force: boolean | undefined, flag: string): void {
+/** Throws when `path` exists and `force` is not set, saying what chose the path. */
+export function refuseToReplace(path: string, force: boolean | undefined, chosenBy: string): void {
   if (force || !existsSync(path)) return;
-  throw new Error(`${path} exists already (${flag}): training would replace it; give another ${flag}, or --force to replace it`);
+  throw new Error(`${path} exists already (${chosenBy}): training would replace it; give another --out, or --force to replace it`);
 }
 
 /** The output a checkpoint's run was given, from its metadata (absent in older checkpoints). */
