@@ -121,7 +121,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (!prop) return record(cudaErrorInvalidValue);
   if (device != 0) return record(cudaErrorInvalidDevice);
   std::memset(prop, 0, sizeof *prop);
-  std::strncpy(prop->name, "castling-vit CUDA emulator (sm_90, CPU)", sizeof prop->name - 1);
+  std::strncpy(prop->name, "castling-vit CUDA emulator on the CPU", sizeof prop->name - 1);
   prop->totalGlobalMem = std::size_t(16) << 30;
   prop->sharedMemPerBlock = 48 * 1024;
   prop->sharedMemPerBlockOptin = 227 * 1024;
