@@ -499,8 +499,10 @@ TEST(copies_outside_device_memory_fail) {
 }
 
 #if defined(__SANITIZE_ADDRESS__)
-// Under AddressSanitizer a shared-memory overrun stops the process with a report: run it in a
-// child and read what it printed.
+// Under the sanitizers an out-of-bounds access stops the process with a report: run the launch in
+// a child and read what it printed. A static shared array's overrun is seen by
+// UndefinedBehaviorSanitizer (the array bound is in its type); dynamic shared memory's, through
+// a pointer, by AddressSanitizer (the block is exactly the launch's byte count).
 __global__ void copyWithTileOverrun(const float* in, float* out) {
   CASTLING_SHARED(float, tile, [32]);
   tile[threadIdx.x + 1] = in[threadIdx.x];  // one past the end for the last thread
@@ -508,15 +510,21 @@ __global__ void copyWithTileOverrun(const float* in, float* out) {
   out[threadIdx.x] = tile[threadIdx.x];
 }
 
-TEST(sanitizer_sees_a_shared_memory_overrun) {
+__global__ void copyWithDynamicOverrun(const float* in, float* out) {
+  CASTLING_DYNAMIC_SHARED(float, tile);
+  tile[threadIdx.x + 1] = in[threadIdx.x];
+  __syncthreads();
+  out[threadIdx.x] = tile[threadIdx.x];
+}
+
+// Runs fn in a child process; returns what it wrote to stderr, and whether it failed.
+std::string childReport(const std::function<void()>& fn, bool& childFailed) {
   int pipeEnds[2];
-  CHECK(pipe(pipeEnds) == 0);
+  if (pipe(pipeEnds) != 0) return "pipe failed";
   pid_t child = fork();
   if (child == 0) {
     dup2(pipeEnds[1], 2);
-    DeviceBuffer<float> a(32), b(32);
-    cudaMemset(a.p, 0, 32 * sizeof(float));
-    launch(copyWithTileOverrun, 1, 32, 0, nullptr, a.p, b.p);
+    fn();
     _exit(0);
   }
   close(pipeEnds[1]);
@@ -526,9 +534,31 @@ TEST(sanitizer_sees_a_shared_memory_overrun) {
   close(pipeEnds[0]);
   int status = 0;
   waitpid(child, &status, 0);
-  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  childFailed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return report;
+}
+
+TEST(sanitizer_sees_a_static_shared_overrun) {
+  bool failed = false;
+  std::string report = childReport([] {
+    DeviceBuffer<float> a(32), b(32);
+    cudaMemset(a.p, 0, 32 * sizeof(float));
+    launch(copyWithTileOverrun, 1, 32, 0, nullptr, a.p, b.p);
+  }, failed);
+  CHECK(failed);
+  CHECK(report.find("index 32 out of bounds for type 'float [32]'") != std::string::npos);
+}
+
+TEST(sanitizer_sees_a_dynamic_shared_overrun) {
+  bool failed = false;
+  std::string report = childReport([] {
+    DeviceBuffer<float> a(32), b(32);
+    cudaMemset(a.p, 0, 32 * sizeof(float));
+    launch(copyWithDynamicOverrun, 1, 32, 32 * sizeof(float), nullptr, a.p, b.p);
+  }, failed);
+  CHECK(failed);
   CHECK(report.find("heap-buffer-overflow") != std::string::npos);
-  CHECK(report.find("copyWithTileOverrun") != std::string::npos);
+  CHECK(report.find("copyWithDynamicOverrun") != std::string::npos);
 }
 #endif
 

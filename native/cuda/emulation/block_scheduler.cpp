@@ -90,20 +90,24 @@ std::string threadName(const Thread& t) {
   return out.str();
 }
 
-// Inside a fiber: stop this thread with a fault the scheduler reports.
-[[noreturn]] void faultHere(const std::string& message) {
-  Thread* t = block().current;
-  t->fault = message;
-  t->state = State::Faulted;
-  t->fiber.suspend(true);
-  std::abort();
-}
+// Inside a fiber: stop this thread with a fault the scheduler reports. Thrown, so that the
+// kernel's frames unwind on the fiber's own stack before it stops for good.
+struct ThreadFault : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void faultHere(const std::string& message) { throw ThreadFault(message); }
 
 void threadMain(void* arg) {
   auto* t = static_cast<Thread*>(arg);
   const BlockRun& run = *block().run;
-  run.body(run.kernel, run.params);
-  t->state = State::Done;
+  try {
+    run.body(run.kernel, run.params);
+    t->state = State::Done;
+  } catch (const std::exception& e) {
+    t->fault = e.what();
+    t->state = State::Faulted;
+  }
 }
 
 void* sharedAllocation(std::size_t bytes) {
@@ -126,8 +130,18 @@ void checkSharedBudget(std::size_t more) {
   }
 }
 
+// Whether lane `j` of t's warp waits in the same collective as t, with the same mask.
+bool laneJoins(const Thread& t, unsigned j) {
+  Block& b = block();
+  const unsigned index = (t.linear & ~31u) + j;
+  if (index >= b.size) return false;
+  const Thread& o = *b.threads[index];
+  return o.state == State::AtWarp && o.op == t.op && o.mask == t.mask;
+}
+
 // Why lane `j` cannot join the collective `t` waits in, or "" when it can.
 std::string missingLane(const Thread& t, unsigned j) {
+  if (laneJoins(t, j)) return "";
   Block& b = block();
   const unsigned warpBase = t.linear & ~31u;
   std::ostringstream out;
@@ -173,7 +187,7 @@ bool completeCollectives() {
       if (t.state != State::AtWarp) continue;
       bool complete = true;
       for (unsigned j = 0; j < 32 && complete; ++j)
-        if ((t.mask >> j) & 1u) complete = missingLane(t, j).empty();
+        if ((t.mask >> j) & 1u) complete = laneJoins(t, j);
       if (!complete) continue;
       // Every lane of the mask waits in the same collective: compute each one's result.
       std::uint64_t ballot = 0;
@@ -216,9 +230,9 @@ void openBarrierOrFail() {
     const Thread& t = *b.threads[i];
     if (t.state == State::AtWarp) {
       for (unsigned j = 0; j < 32; ++j) {
-        if (!((t.mask >> j) & 1u)) continue;
+        if (!((t.mask >> j) & 1u) || laneJoins(t, j)) continue;
         std::string why = missingLane(t, j);
-        if (!why.empty()) {
+        {
           std::ostringstream out;
           out << "warp " << i / 32 << ": lane " << i % 32 << " waits in " << opName(t.op) << " with mask " << hex(t.mask) << " ("
               << site(t.where) << "), but " << why;

@@ -19,9 +19,9 @@
 #error "the CUDA emulator's fiber switch is written for x86-64"
 #endif
 
-// castling_emu_switch(void** saveSp, void* loadSp): saves the callee-saved registers, the SSE
-// control word and the x87 control word on the current stack, stores the stack pointer in
-// *saveSp, then restores the same from loadSp and returns there.
+// castling_emu_switch(void** saveSp, void* loadSp): saves the callee-saved registers on the
+// current stack, stores the stack pointer in *saveSp, then restores the same from loadSp and
+// returns there. The floating-point control words are not switched: nothing changes them.
 asm(R"(
 .pushsection .text
 .globl castling_emu_switch
@@ -33,14 +33,8 @@ castling_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -90,14 +84,13 @@ void Fiber::reset(void (*entry)(void*), void* arg) {
   entry_ = entry;
   arg_ = arg;
   fakeStack_ = nullptr;
-  // The frame castling_emu_switch pops: control words, r15..r12, rbx, rbp, then the return
-  // address (start), with the stack 16-byte aligned as at a call.
+  // The frame castling_emu_switch pops: r15..r12, rbx, rbp, then the return address (start),
+  // with the stack 16-byte aligned as at a call.
   auto top = reinterpret_cast<std::uintptr_t>(stack_) + mapped_;
   auto* slot = reinterpret_cast<std::uint64_t*>(top);
   *--slot = 0;                                            // start never returns
   *--slot = reinterpret_cast<std::uint64_t>(&Fiber::start);
   for (int i = 0; i < 6; ++i) *--slot = 0;                // rbp, rbx, r12..r15
-  *--slot = 0x037f00001f80ull;                            // MXCSR default, x87 control word default
   sp_ = slot;
 }
 
