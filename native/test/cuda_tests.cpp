@@ -269,7 +269,9 @@ TEST(cuda_sparsifiner) {
     std::vector<Tensor> dense = runOp("attentionSoftmax", {x.q, x.k, v}, {});
     Inputs rin = x.inputs();
     rin.push_back(dense[1]);
-    CHECK(compare("sparsifinerReconstruction", rin, {}));
+    // The parameter gradients sum ~1200 rows of a chain of float32 GEMMs and a softmax backward:
+    // the CPU's own scalar and AVX-512 kernels already differ by up to 1e-5 of the largest value.
+    CHECK(compare("sparsifinerReconstruction", rin, {}, 5e-5));
   }
 }
 

@@ -1,5 +1,8 @@
-// The cuBLAS stand-in: strided batched GEMM over float32, bfloat16 or float16 storage with float32
-// accumulation, in column-major terms as cuBLAS defines it. Operands are checked to lie inside
+// The cuBLAS stand-in: strided batched GEMM over float32, bfloat16 or float16 storage, in
+// column-major terms as cuBLAS defines it. Products are summed in double and rounded once: cuBLAS
+// sums float32 in short tiles, far more accurately than one long float32 loop would (which, over
+// K of a thousand, drifts past the 1e-5 the op tests allow), so the stand-in must not be the least
+// accurate part of what the tests compare. Operands are checked to lie inside
 // live device allocations (an out-of-range leading dimension or stride fails with
 // CUBLAS_STATUS_INVALID_VALUE instead of reading stray memory).
 #include <cublas_v2.h>
@@ -86,17 +89,18 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                  !inDeviceMemory(B, Btype, bRows, bCols, ldb, strideB, batchCount))) ||
       !inDeviceMemory(C, Ctype, m, n, ldc, strideC, batchCount))
     return CUBLAS_STATUS_INVALID_VALUE;
-  std::vector<float> column(static_cast<std::size_t>(k));
+  std::vector<double> column(static_cast<std::size_t>(k));
   for (int batch = 0; batch < batchCount; ++batch) {
     const std::int64_t a0 = std::int64_t(batch) * strideA, b0 = std::int64_t(batch) * strideB, c0 = std::int64_t(batch) * strideC;
     for (int j = 0; j < n; ++j) {
       for (int p = 0; p < k; ++p) column[std::size_t(p)] = load(B, Btype, b0 + (tb ? std::int64_t(p) * ldb + j : std::int64_t(j) * ldb + p));
       for (int i = 0; i < m; ++i) {
-        float sum = 0.0f;
+        double sum = 0.0;
         for (int p = 0; p < k; ++p) sum += load(A, Atype, a0 + (ta ? std::int64_t(i) * lda + p : std::int64_t(p) * lda + i)) * column[std::size_t(p)];
         const std::int64_t ci = c0 + std::int64_t(j) * ldc + i;
         // beta == 0: C is output only (it may hold anything, NaN included), as cuBLAS specifies.
-        store(C, Ctype, ci, beta == 0.0f ? alpha * sum : alpha * sum + beta * load(C, Ctype, ci));
+        const double product = double(alpha) * sum;
+        store(C, Ctype, ci, float(beta == 0.0f ? product : product + double(beta) * load(C, Ctype, ci)));
       }
     }
   }
