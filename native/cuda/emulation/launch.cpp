@@ -109,16 +109,20 @@ void compareOrders(const LaunchRequest& r, const std::vector<Reached>& reached) 
     const char* now = x.where.base;
     for (std::size_t i = 0; i < x.where.bytes; ++i) {
       if (now[i] == x.firstOrder[i] || x.atomic[i]) continue;
-      const std::size_t word = i & ~std::size_t(3);
-      float first = 0, second = 0;
-      if (word + 4 <= x.where.bytes) {
-        std::memcpy(&first, x.firstOrder.data() + word, 4);
-        std::memcpy(&second, now + word, 4);
-      }
+      // The aligned 32-bit word around the byte, in both runs (as bits and as float32).
+      const std::size_t word = std::min(i & ~std::size_t(3), x.where.bytes >= 4 ? x.where.bytes - 4 : 0);
+      std::uint32_t first = 0, second = 0;
+      std::memcpy(&first, x.firstOrder.data() + word, std::min<std::size_t>(4, x.where.bytes));
+      std::memcpy(&second, now + word, std::min<std::size_t>(4, x.where.bytes));
+      float firstValue, secondValue;
+      std::memcpy(&firstValue, &first, 4);
+      std::memcpy(&secondValue, &second, 4);
+      std::ostringstream words;
+      words << std::hex << "0x" << first << " then 0x" << second << std::dec << ", as float32 " << firstValue << " then " << secondValue;
       fail("cuda emulator: race in kernel ", kernelName(r.kernel), " (grid ", dims(r.grid), " x block ", dims(r.block),
            "): its output depends on the order the threads run in: byte ", i, " of a ", x.where.bytes,
-           "-byte allocation differs between blocks and threads run forward and in reverse (as float32: ", first, " then ",
-           second, "); a __syncthreads or __syncwarp is missing, or two threads write the same place");
+           "-byte allocation differs between blocks and threads run forward and in reverse (word at byte ", word, ": ", words.str(),
+           "); a __syncthreads or __syncwarp is missing, or two threads write the same place");
     }
   }
 }
