@@ -264,7 +264,6 @@ void runBlock(const BlockRun& run) {
   b.run = &run;
   b.size = run.block.x * run.block.y * run.block.z;
   b.staticShared.clear();
-  b.sharedBytes = 0;
   b.dynamicShared.reset(static_cast<char*>(sharedAllocation(run.dynamicSharedBytes)));
   b.sharedBytes = run.dynamicSharedBytes;
   while (b.threads.size() < b.size) b.threads.push_back(std::make_unique<Thread>());
@@ -282,7 +281,6 @@ void runBlock(const BlockRun& run) {
   Counters& count = counters();
   ++count.blocks;
   for (;;) {
-    bool ran = false;
     for (unsigned k = 0; k < b.size; ++k) {
       Thread& t = *b.threads[run.reversedThreads ? b.size - 1 - k : k];
       if (t.state != State::Runnable) continue;
@@ -291,14 +289,12 @@ void runBlock(const BlockRun& run) {
       ++count.switches;
       t.fiber.resume();
       b.current = nullptr;
-      ran = true;
       if (t.state == State::Faulted) throw BlockFault(threadName(t) + ": " + t.fault);
     }
     if (completeCollectives()) continue;
     bool allDone = true;
     for (unsigned i = 0; i < b.size && allDone; ++i) allDone = b.threads[i]->state == State::Done;
     if (allDone) break;
-    (void)ran;
     openBarrierOrFail();
   }
   b.staticShared.clear();

@@ -78,9 +78,10 @@ void Fiber::reset(void (*entry)(void*), void* arg) {
     mprotect(stack_, pageBytes(), PROT_NONE);  // an overflowing fiber faults instead of corrupting its neighbour
   }
 #if CASTLING_EMU_ASAN
-  // A fiber abandoned after a fault may leave poisoned frames behind.
-  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(stack_) + pageBytes(), stackBytes());
+  // A fiber abandoned in the middle of its kernel (a fault) leaves poisoned frames behind.
+  if (abandoned_) ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(stack_) + pageBytes(), stackBytes());
 #endif
+  abandoned_ = false;
   entry_ = entry;
   arg_ = arg;
   fakeStack_ = nullptr;
@@ -100,12 +101,14 @@ void Fiber::start() {
   __sanitizer_finish_switch_fiber(nullptr, &self->schedulerStackBottom_, &self->schedulerStackSize_);
 #endif
   self->entry_(self->arg_);
+  self->abandoned_ = false;
   self->suspend(true);
   std::abort();  // a finished fiber is never resumed
 }
 
 void Fiber::resume() {
   starting = this;
+  abandoned_ = true;  // until start() sees the entry return
 #if CASTLING_EMU_ASAN
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, static_cast<char*>(stack_) + pageBytes(), stackBytes());

@@ -33,6 +33,7 @@ class Fiber {
   void* schedulerSp_ = nullptr;  // the scheduler's while the fiber runs
   void (*entry_)(void*) = nullptr;
   void* arg_ = nullptr;
+  bool abandoned_ = false;  // resumed at least once and not run to its end
   // AddressSanitizer's bookkeeping of the two stacks.
   void* fakeStack_ = nullptr;
   const void* schedulerStackBottom_ = nullptr;
