@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_emulator_helpers.h"
+#include "cuda_emulator_fixtures.h"
 #include "test_util.h"
 
 using namespace castling;

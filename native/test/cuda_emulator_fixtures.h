@@ -1,4 +1,4 @@
-// Helpers of the CUDA emulator's self-tests (cuda_emulator_*tests.cpp): device buffers, emulator
+// Shared by the CUDA emulator's self-tests (cuda_emulator_*tests.cpp): device buffers, emulator
 // options changed for one test, and the check that a launch fails with a given message.
 #pragma once
 #include <cstdio>
