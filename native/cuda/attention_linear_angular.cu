@@ -87,8 +87,8 @@ struct OuterSumParams {
 
 template <int E>  // S entries per thread: d * d <= 256 E
 __global__ void __launch_bounds__(256) outerSumKernel(OuterSumParams p) {
-  __shared__ float aTile[32 * 129];
-  __shared__ float bTile[32 * 129];
+  CASTLING_SHARED(float, aTile, [32 * 129]);
+  CASTLING_SHARED(float, bTile, [32 * 129]);
   const int d = p.d, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t head = blockIdx.y, chunk = blockIdx.x, n = p.n;
   const float* a = p.a + head * n * d;
@@ -153,11 +153,11 @@ void outerSums(const float* a, float* aNorm, bool computeNorm, const float* b, f
   Tensor partial = deviceEmpty({heads * chunks * d * d});
   OuterSumParams p{a, aNorm, computeNorm, b, partial.data(), n, chunks, d};
   dim3 grid(unsigned(chunks), gridDimYZ(heads, "linear-angular heads (batch x heads)"));
-  if (d <= 32) outerSumKernel<4><<<grid, 256, 0, stream()>>>(p);
-  else if (d <= 64) outerSumKernel<16><<<grid, 256, 0, stream()>>>(p);
-  else outerSumKernel<64><<<grid, 256, 0, stream()>>>(p);
+  if (d <= 32) launch(outerSumKernel<4>, grid, 256, 0, stream(), p);
+  else if (d <= 64) launch(outerSumKernel<16>, grid, 256, 0, stream(), p);
+  else launch(outerSumKernel<64>, grid, 256, 0, stream(), p);
   CASTLING_CUDA_CHECK_LAUNCH();
-  sumChunksKernel<<<gridFor(heads * d * d), kThreads, 0, stream()>>>(partial.data(), out, heads, chunks, std::int64_t(d) * d, scale);
+  launch(sumChunksKernel, gridFor(heads * d * d), kThreads, 0, stream(), partial.data(), out, heads, chunks, std::int64_t(d) * d, scale);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
 
@@ -245,7 +245,7 @@ __device__ void tokenZ(const ApplyParams& p, std::int64_t head, std::int64_t tok
 
 template <int DC>
 __global__ void __launch_bounds__(256) angularApplyKernel(ApplyParams p) {
-  extern __shared__ float state[];
+  CASTLING_DYNAMIC_SHARED(float, state);
   const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const std::int64_t head = blockIdx.y, n = p.n;
   loadState(p.S + head * d * d, d, kInvPi, state);
@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(256) angularApplyKernel(ApplyParams p) {
 // Query side of the backward: dz, dq (through qhat), dv = 0.5 dz + the conv's transpose of dy.
 template <int DC>
 __global__ void __launch_bounds__(256) angularBackwardQueryKernel(ApplyParams p) {
-  extern __shared__ float state[];
+  CASTLING_DYNAMIC_SHARED(float, state);
   const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const std::int64_t head = blockIdx.y, n = p.n;
   loadState(p.S + head * d * d, d, kInvPi, state);
@@ -343,7 +343,7 @@ struct KeyParams {
 // Key side: dkhat = v dS^T, dv += khat dS, dk = (dkhat - khat (khat . dkhat)) / |k|.
 template <int DC>
 __global__ void __launch_bounds__(256) angularBackwardKeyKernel(KeyParams p) {
-  extern __shared__ float state[];
+  CASTLING_DYNAMIC_SHARED(float, state);
   const int d = p.d, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const std::int64_t head = blockIdx.y, n = p.n;
   loadState(p.dS + head * d * d, d, 1.0f, state);
@@ -372,7 +372,7 @@ __global__ void __launch_bounds__(256) angularBackwardKeyKernel(KeyParams p) {
 
 // dwHead[head][w] = sum_n dy_n . v_{neighbour(n, w)}: a block per (tap, head), double sums.
 __global__ void convWeightGradientKernel(const float* dy, const float* v, Conv cv, std::int64_t n, int d, double* dwHead) {
-  __shared__ double shared[256];
+  CASTLING_SHARED(double, shared, [256]);
   const int w = blockIdx.x;
   const std::int64_t head = blockIdx.y;
   const float* g = dy + head * n * d;
@@ -482,7 +482,7 @@ void launchTokenKernel(const HeadsShape& s, KernelFor&& kernelFor, const Params&
   withWidth(s.width, [&](auto chunks) {
     auto kernel = kernelFor(chunks);
     allowStateMemory(kernel, bytes);
-    kernel<<<tokenGrid(s), 256, bytes, stream()>>>(params);
+    launch(kernel, tokenGrid(s), 256, bytes, stream(), params);
   });
   CASTLING_CUDA_CHECK_LAUNCH();
 }
@@ -569,11 +569,11 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   // The conv weight's gradient.
   Tensor dwHead = deviceEmpty({s.count() * o.weightsPerHead * 2});  // doubles
   auto* dwHeadPtr = reinterpret_cast<double*>(dwHead.data());
-  convWeightGradientKernel<<<dim3(unsigned(o.weightsPerHead), gridDimYZ(s.count(), "linear-angular heads")), 256, 0, stream()>>>(
+  launch(convWeightGradientKernel, dim3(unsigned(o.weightsPerHead), gridDimYZ(s.count(), "linear-angular heads")), 256, 0, stream(),
       dy.data(), x.v.data(), p.conv, s.tokens, d, dwHeadPtr);
   CASTLING_CUDA_CHECK_LAUNCH();
   Tensor dWeight = deviceEmpty(x.weight.shape());
-  convWeightBatchSumKernel<<<unsigned((s.heads * o.weightsPerHead + 255) / 256), 256, 0, stream()>>>(dwHeadPtr, dWeight.data(), s.batch,
+  launch(convWeightBatchSumKernel, unsigned((s.heads * o.weightsPerHead + 255) / 256), 256, 0, stream(), dwHeadPtr, dWeight.data(), s.batch,
                                                                                                      s.heads, int(o.weightsPerHead));
   CASTLING_CUDA_CHECK_LAUNCH();
   // Key side.
@@ -584,7 +584,7 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
     Tensor rowTerm = deviceEmpty(s.perToken());
     Tensor flag = deviceZeros({1});  // an int on the device
     auto* anyKept = static_cast<int*>(flag.raw());
-    auxRowTermKernel<<<gridForRows(rows), kThreads, 0, stream()>>>(dz.data(), auxOut.data(), auxMass.data(), o.lambda, rowTerm.data(),
+    launch(auxRowTermKernel, gridForRows(rows), kThreads, 0, stream(), dz.data(), auxOut.data(), auxMass.data(), o.lambda, rowTerm.data(),
                                                                    anyKept, rows, d);
     CASTLING_CUDA_CHECK_LAUNCH();
     FlashBackward b;

@@ -70,7 +70,7 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   float scale = scaleAttr(attrs, op, s.width);
   std::int64_t rows = s.count() * s.tokens;
   Tensor rowTerm = deviceEmpty(s.perToken());
-  rowDotKernel<<<gridForRows(rows), kThreads, 0, stream()>>>(dy.data(), y.data(), rowTerm.data(), rows, s.width);
+  launch(rowDotKernel, gridForRows(rows), kThreads, 0, stream(), dy.data(), y.data(), rowTerm.data(), rows, s.width);
   CASTLING_CUDA_CHECK_LAUNCH();
   Tensor dq = deviceZeros(s.full()), dk = deviceZeros(s.full()), dv = deviceZeros(s.full());
   FlashBackward b;

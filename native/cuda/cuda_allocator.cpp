@@ -6,6 +6,10 @@
 
 #include "cuda_check.h"
 
+#if defined(CASTLING_CUDA_EMULATION)
+#include "emulation/device_memory.h"
+#endif
+
 namespace castling::cuda {
 
 std::size_t CachingAllocator::sizeClass(std::size_t bytes) {
@@ -29,6 +33,12 @@ void* CachingAllocator::allocate(std::size_t bytes) {
       stats_.liveBytes += std::int64_t(size);
       stats_.peakBytes = std::max(stats_.peakBytes, stats_.liveBytes);
       ++stats_.reuses;
+#if defined(CASTLING_CUDA_EMULATION)
+      // The emulated device refills a reused block with its never-written pattern (NaN), as it
+      // fills a fresh one, so that a kernel reading an output it did not write is caught even
+      // when the block comes from this cache.
+      emu::fillUnwritten(block, size);
+#endif
       return block;
     }
   }

@@ -13,6 +13,7 @@
 #include "../core/error.h"
 #include "cuda_check.h"
 #include "cuda_context.h"
+#include "cuda_launch.cuh"
 
 namespace castling::cuda {
 

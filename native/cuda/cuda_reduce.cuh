@@ -18,7 +18,7 @@ constexpr int kRowsPerThreadStep = 8;  // blockDim.y
 template <typename Term>
 __global__ void columnPartials(std::int64_t rows, std::int64_t cols, std::int64_t rowsPerChunk, Term term, float* partial) {
   constexpr int T = Term::kTerms;
-  __shared__ float tile[T][kRowsPerThreadStep][33];
+  CASTLING_SHARED(float, tile, [T][kRowsPerThreadStep][33]);
   const std::int64_t c = std::int64_t(blockIdx.x) * 32 + threadIdx.x;
   const std::int64_t r0 = std::int64_t(blockIdx.y) * rowsPerChunk;
   const std::int64_t r1 = r0 + rowsPerChunk < rows ? r0 + rowsPerChunk : rows;
@@ -68,10 +68,10 @@ void columnSums(std::int64_t rows, std::int64_t cols, const Term& term, float* o
   chunks = std::max<std::int64_t>((rows + rowsPerChunk - 1) / rowsPerChunk, 1);
   Tensor partial = deviceEmpty({chunks * T * cols});
   dim3 grid(unsigned((cols + 31) / 32), gridDimYZ(chunks, "columnSums chunks"));
-  reduce::columnPartials<Term><<<grid, dim3(32, reduce::kRowsPerThreadStep), 0, stream()>>>(rows, cols, rowsPerChunk,
+  launch(reduce::columnPartials<Term>, grid, dim3(32, reduce::kRowsPerThreadStep), 0, stream(), rows, cols, rowsPerChunk,
                                                                                           term, partial.data());
   CASTLING_CUDA_CHECK_LAUNCH();
-  reduce::columnFinish<T><<<unsigned((cols + 255) / 256), 256, 0, stream()>>>(chunks, cols, partial.data(), out0, out1,
+  launch(reduce::columnFinish<T>, unsigned((cols + 255) / 256), 256, 0, stream(), chunks, cols, partial.data(), out0, out1,
                                                                                 accumulate);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
@@ -95,7 +95,7 @@ namespace reduce {
 // then a tree), rounded to float32 once.
 template <int Threads = 1024>
 __global__ void sumAllKernel(const float* x, std::int64_t n, float* out) {
-  __shared__ double shared[Threads];
+  CASTLING_SHARED(double, shared, [Threads]);
   double s = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += Threads) s += double(x[i]);
   shared[threadIdx.x] = s;
@@ -111,7 +111,7 @@ __global__ void sumAllKernel(const float* x, std::int64_t n, float* out) {
 
 // out[0] = sum(x[0..n)), deterministic (small n: the auxiliary branch's mass, one value per row).
 inline void sumAll(const float* x, std::int64_t n, float* out) {
-  reduce::sumAllKernel<1024><<<1, 1024, 0, stream()>>>(x, n, out);
+  launch(reduce::sumAllKernel<1024>, 1, 1024, 0, stream(), x, n, out);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
 
@@ -123,7 +123,7 @@ namespace reduce {
 
 template <int Threads = 1024>
 __global__ void sumAllDoubleKernel(const double* x, std::int64_t n, double scale, float* out) {
-  __shared__ double shared[Threads];
+  CASTLING_SHARED(double, shared, [Threads]);
   double s = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += Threads) s += x[i];
   shared[threadIdx.x] = s;
@@ -139,7 +139,7 @@ __global__ void sumAllDoubleKernel(const double* x, std::int64_t n, double scale
 
 // out[0] = scale * sum(x[0..n)) of double partials, deterministic.
 inline void sumAllDouble(const double* x, std::int64_t n, double scale, float* out) {
-  reduce::sumAllDoubleKernel<1024><<<1, 1024, 0, stream()>>>(x, n, scale, out);
+  launch(reduce::sumAllDoubleKernel<1024>, 1, 1024, 0, stream(), x, n, scale, out);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
 

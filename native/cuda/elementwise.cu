@@ -52,7 +52,7 @@ std::vector<Tensor> addOp(const OpInputs& in, const Attrs&) {
   if (a.numel() == 0 || b.numel() == 0) return {out};
   withDType(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    addKernel<T><<<gridFor(a.numel()), kThreads, 0, stream()>>>(static_cast<const T*>(a.raw()), static_cast<const T*>(b.raw()),
+    launch(addKernel<T>, gridFor(a.numel()), kThreads, 0, stream(), static_cast<const T*>(a.raw()), static_cast<const T*>(b.raw()),
                                                                static_cast<T*>(out.raw()), a.numel(), b.numel());
   });
   CASTLING_CUDA_CHECK_LAUNCH();
@@ -67,7 +67,7 @@ std::vector<Tensor> scaleOp(const OpInputs& in, const Attrs& attrs) {
   if (a.numel() == 0) return {out};
   withDType(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    scaleKernel<T><<<gridFor(a.numel()), kThreads, 0, stream()>>>(static_cast<const T*>(a.raw()), s, static_cast<T*>(out.raw()),
+    launch(scaleKernel<T>, gridFor(a.numel()), kThreads, 0, stream(), static_cast<const T*>(a.raw()), s, static_cast<T*>(out.raw()),
                                                                  a.numel());
   });
   CASTLING_CUDA_CHECK_LAUNCH();
@@ -100,7 +100,7 @@ std::vector<Tensor> geluOp(const OpInputs& in, const Attrs&) {
   if (x.numel() == 0) return {y};
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    geluKernel<T><<<gridFor(x.numel()), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), x.numel());
+    launch(geluKernel<T>, gridFor(x.numel()), kThreads, 0, stream(), static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), x.numel());
   });
   CASTLING_CUDA_CHECK_LAUNCH();
   return {y};
@@ -114,7 +114,7 @@ std::vector<Tensor> geluBackwardOp(const OpInputs& in, const Attrs&) {
   if (x.numel() == 0) return {dx};
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    geluBackwardKernel<T><<<gridFor(x.numel()), kThreads, 0, stream()>>>(
+    launch(geluBackwardKernel<T>, gridFor(x.numel()), kThreads, 0, stream(),
         static_cast<const T*>(x.raw()), static_cast<const T*>(dy.raw()), static_cast<T*>(dx.raw()), x.numel());
   });
   CASTLING_CUDA_CHECK_LAUNCH();
@@ -163,7 +163,7 @@ std::vector<Tensor> softmaxOp(const OpInputs& in, const Attrs&) {
   if (x.numel() == 0) return {y};
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    softmaxRowsKernel<T><<<gridForRows(rows), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), rows, cols);
+    launch(softmaxRowsKernel<T>, gridForRows(rows), kThreads, 0, stream(), static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), rows, cols);
   });
   CASTLING_CUDA_CHECK_LAUNCH();
   return {y};
@@ -179,7 +179,7 @@ std::vector<Tensor> softmaxBackwardOp(const OpInputs& in, const Attrs&) {
   if (y.numel() == 0) return {dx};
   withDType(y.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    softmaxRowsBackwardKernel<T><<<gridForRows(rows), kThreads, 0, stream()>>>(
+    launch(softmaxRowsBackwardKernel<T>, gridForRows(rows), kThreads, 0, stream(),
         static_cast<const T*>(y.raw()), static_cast<const T*>(dy.raw()), static_cast<T*>(dx.raw()), rows, cols);
   });
   CASTLING_CUDA_CHECK_LAUNCH();
@@ -270,7 +270,7 @@ std::vector<Tensor> layerNormOp(const OpInputs& in, const Attrs& attrs) {
   if (rows == 0 || cols == 0) return {y, mean, rstd};
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    layerNormKernel<T><<<gridForRows(rows), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw()), gamma.data(), beta.data(),
+    launch(layerNormKernel<T>, gridForRows(rows), kThreads, 0, stream(), static_cast<const T*>(x.raw()), gamma.data(), beta.data(),
                                                                     static_cast<T*>(y.raw()), mean.data(), rstd.data(), rows, cols, eps);
   });
   CASTLING_CUDA_CHECK_LAUNCH();
@@ -300,7 +300,7 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
     using T = decltype(tag);
     const T* xp = static_cast<const T*>(x.raw());
     const T* dyp = static_cast<const T*>(dy.raw());
-    layerNormBackwardKernel<T><<<gridForRows(rows), kThreads, 0, stream()>>>(xp, gamma.data(), mean.data(), rstd.data(), dyp,
+    launch(layerNormBackwardKernel<T>, gridForRows(rows), kThreads, 0, stream(), xp, gamma.data(), mean.data(), rstd.data(), dyp,
                                                                             static_cast<T*>(dx.raw()), rows, cols);
     CASTLING_CUDA_CHECK_LAUNCH();
     columnSums(rows, cols, LayerNormParamTerm<T>{xp, dyp, mean.data(), rstd.data(), cols}, dgamma.data(), dbeta.data());
@@ -324,7 +324,7 @@ std::vector<Tensor> checkFiniteOp(const OpInputs& in, const Attrs&) {
   CASTLING_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(unsigned long long), stream()));
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    firstNonFiniteKernel<T><<<gridFor(x.numel()), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw()), x.numel(), first);
+    launch(firstNonFiniteKernel<T>, gridFor(x.numel()), kThreads, 0, stream(), static_cast<const T*>(x.raw()), x.numel(), first);
   });
   CASTLING_CUDA_CHECK_LAUNCH();
   unsigned long long index = 0;
@@ -349,7 +349,7 @@ Tensor castTensor(const Tensor& source, DType dtype) {
     withDType(dtype, [&](auto to) {
       using From = decltype(from);
       using To = decltype(to);
-      castKernel<From, To><<<gridFor(x.numel()), kThreads, 0, stream()>>>(static_cast<const From*>(x.raw()),
+      launch(castKernel<From, To>, gridFor(x.numel()), kThreads, 0, stream(), static_cast<const From*>(x.raw()),
                                                                          static_cast<To*>(y.raw()), x.numel());
     });
   });

@@ -50,7 +50,7 @@ __device__ __forceinline__ float dotRow(const float* a, const float* b, int d) {
 // The kernels take the caller's FlashForward or FlashBackward (flash.h) as their parameters.
 template <typename T, int DC>
 __global__ void __launch_bounds__(kWarps * 32) flashForwardKernel(FlashForward p) {
-  extern __shared__ float smem[];
+  CASTLING_DYNAMIC_SHARED(float, smem);
   const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* keyTile = smem;                       // kTile x ld
@@ -162,7 +162,7 @@ __device__ __forceinline__ void pairGradient(const FlashBackward& p, float s, fl
 template <int DC>
 __global__ void __launch_bounds__(kWarps * 32) flashBackwardQueryKernel(FlashBackward p) {
   if (p.anyKept && *p.anyKept == 0) return;  // uniform over the grid: nothing to add
-  extern __shared__ float smem[];
+  CASTLING_DYNAMIC_SHARED(float, smem);
   const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* keyTile = smem;
@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kWarps * 32) flashBackwardQueryKernel(FlashBac
 template <int DC>
 __global__ void __launch_bounds__(kWarps * 32) flashBackwardKeyKernel(FlashBackward p) {
   if (p.anyKept && *p.anyKept == 0) return;
-  extern __shared__ float smem[];
+  CASTLING_DYNAMIC_SHARED(float, smem);
   const int d = int(p.d), ld = d + 1, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t n = p.n, head = blockIdx.y, off = head * n * d;
   float* qTile = smem;
@@ -314,7 +314,7 @@ dim3 rowGrid(std::int64_t n, std::int64_t heads) {
 template <typename Kernel, typename Params>
 void launchOverRows(Kernel kernel, const Params& p, std::size_t bytes) {
   allowSharedMemory(kernel, bytes);
-  kernel<<<rowGrid(p.n, p.heads), kWarps * 32, bytes, stream()>>>(p);
+  launch(kernel, rowGrid(p.n, p.heads), kWarps * 32, bytes, stream(), p);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
 

@@ -104,7 +104,7 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
   if ((bias.defined() || residual.defined() || applyGelu) && out.numel() > 0) {
     withDType(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      epilogueKernel<T><<<gridFor(out.numel()), kThreads, 0, stream()>>>(
+      launch(epilogueKernel<T>, gridFor(out.numel()), kThreads, 0, stream(),
           static_cast<T*>(out.raw()), bias.defined() ? static_cast<const T*>(bias.raw()) : nullptr,
           residual.defined() ? static_cast<const T*>(residual.raw()) : nullptr, applyGelu, out.numel(), N);
     });

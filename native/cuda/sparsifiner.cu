@@ -121,7 +121,7 @@ Basis computeBasis(const Predictor& x, float scale) {
   auto project = [&](const Tensor& in, const Tensor& w, const Tensor& bias, Tensor& out) {
     gemm(denseGemm(count * N, half, d, in.data(), false, w.data(), true, out.data()));
     if (out.numel()) {
-      addBiasRowsKernel<<<gridFor(out.numel()), kThreads, 0, stream()>>>(out.data(), bias.data(), out.numel(), half);
+      launch(addBiasRowsKernel, gridFor(out.numel()), kThreads, 0, stream(), out.data(), bias.data(), out.numel(), half);
       CASTLING_CUDA_CHECK_LAUNCH();
     }
   };
@@ -142,7 +142,7 @@ Basis computeBasis(const Predictor& x, float scale) {
   g.C = b.coeff.data(); g.ldc = r; g.strideC = N * r;
   g.batch = count;
   gemm(g);
-  scaledSoftmaxRowsKernel<<<gridForRows(count * N), kThreads, 0, stream()>>>(b.coeff.data(), count * N, r, scale);
+  launch(scaledSoftmaxRowsKernel, gridForRows(count * N), kThreads, 0, stream(), b.coeff.data(), count * N, r, scale);
   CASTLING_CUDA_CHECK_LAUNCH();
   return b;
 }
@@ -189,8 +189,8 @@ struct SelectParams {
 
 // One block per (query row, head).
 __global__ void __launch_bounds__(kSelectThreads) selectKernel(SelectParams p) {
-  extern __shared__ float shared[];
-  __shared__ int scratch[kSelectThreads / 32];
+  CASTLING_DYNAMIC_SHARED(float, shared);
+  CASTLING_SHARED(int, scratch, [kSelectThreads / 32]);
   const std::int64_t row = blockIdx.x, head = blockIdx.y, n = p.n, r = p.r;
   float* out = p.indices + (head * n + row) * p.kept;
   if (row == 0) {  // the class token attends densely: its slots are padding
@@ -290,7 +290,7 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
   const std::size_t bytes = sizeof(float) * std::size_t(N + x.s.basis);
   if (bytes > 48 * 1024) CASTLING_CUDA_CHECK(cudaFuncSetAttribute(selectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   if (h.count() && N) {
-    selectKernel<<<dim3(unsigned(N), gridDimYZ(h.count(), "sparsifiner heads")), kSelectThreads, bytes, stream()>>>(p);
+    launch(selectKernel, dim3(unsigned(N), gridDimYZ(h.count(), "sparsifiner heads")), kSelectThreads, bytes, stream(), p);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   return {indices, basis.coeff, basis.qp, basis.kpBasis};
@@ -521,7 +521,7 @@ void launchSparse(const char* op, const SparseInputs& x, KernelFor&& kernelFor, 
   const HeadsShape& s = x.s;
   CASTLING_CUDA_CHECK(cudaMemsetAsync(badRow.raw(), 0xff, sizeof(unsigned long long), stream()));
   dim3 grid(unsigned((s.tokens + 7) / 8), gridDimYZ(s.count(), "sparse attention heads"));
-  withSparseWidth(s.width, [&](auto chunks) { kernelFor(chunks)<<<grid, 256, 0, stream()>>>(p); });
+  withSparseWidth(s.width, [&](auto chunks) { launch(kernelFor(chunks), grid, 256, 0, stream(), p); });
   CASTLING_CUDA_CHECK_LAUNCH();
   checkIndices(op, x, badRow);
 }
@@ -636,7 +636,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
     g.C = scores.data(); g.ldc = N; g.strideC = N * N;
     g.batch = heads;
     gemm(g);
-    residualKernel<<<gridForRows(heads * N), kThreads, 0, stream()>>>(approx.data(), scores.data(), lse.data() + h0 * N, rowLoss + h0 * N,
+    launch(residualKernel, gridForRows(heads * N), kThreads, 0, stream(), approx.data(), scores.data(), lse.data() + h0 * N, rowLoss + h0 * N,
                                                                       heads * N, N, attnScale);
     CASTLING_CUDA_CHECK_LAUNCH();
     g = Gemm();  // dC = G Bb
@@ -653,7 +653,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
     }
   }
   // Pass 2: back through the softmax, qp Kp and kp^T P.
-  softmaxCoeffBackwardKernel<<<gridForRows(count * N), kThreads, 0, stream()>>>(dCoeff.data(), basis.coeff.data(), count * N, r, scale);
+  launch(softmaxCoeffBackwardKernel, gridForRows(count * N), kThreads, 0, stream(), dCoeff.data(), basis.coeff.data(), count * N, r, scale);
   CASTLING_CUDA_CHECK_LAUNCH();
   Tensor dqp = deviceEmpty({h.batch, h.heads, N, half}), dkp = deviceEmpty({h.batch, h.heads, N, half});
   Tensor dKp = deviceEmpty({h.batch, h.heads, half, r});

@@ -24,7 +24,7 @@ constexpr int kSumThreads = 256;
 // out[0] = (acc ? acc[0] : 0) + scale * sum(parts[0..n)), in a fixed order: thread t sums
 // parts t, t + 256, ... and the 256 partial sums are added as a tree.
 __global__ void sumPartsKernel(const double* parts, std::int64_t n, double scale, const float* acc, float* out) {
-  __shared__ double shared[kSumThreads];
+  CASTLING_SHARED(double, shared, [kSumThreads]);
   double s = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += kSumThreads) s += parts[i];
   shared[threadIdx.x] = s;
@@ -37,7 +37,7 @@ __global__ void sumPartsKernel(const double* parts, std::int64_t n, double scale
 }
 
 void sumParts(const double* parts, std::int64_t n, double scale, const float* acc, float* out) {
-  sumPartsKernel<<<1, kSumThreads, 0, stream()>>>(parts, n, scale, acc, out);
+  launch(sumPartsKernel, 1, kSumThreads, 0, stream(), parts, n, scale, acc, out);
   CASTLING_CUDA_CHECK_LAUNCH();
 }
 
@@ -110,7 +110,7 @@ std::vector<Tensor> crossEntropyOp(const OpInputs& in, const Attrs& attrs) {
   auto* error = static_cast<unsigned long long*>(errorSlot.raw());
   CASTLING_CUDA_CHECK(cudaMemsetAsync(error, 0xff, sizeof(unsigned long long), stream()));
   if (B > 0) {
-    crossEntropyKernel<<<gridForRows(B), kThreads, 0, stream()>>>(logits.data(), labels.data(), dlogits.data(), rowLoss, rowHit,
+    launch(crossEntropyKernel, gridForRows(B), kThreads, 0, stream(), logits.data(), labels.data(), dlogits.data(), rowLoss, rowHit,
                                                                   error, B, K, float(smoothing));
     CASTLING_CUDA_CHECK_LAUNCH();
   }
@@ -224,7 +224,7 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   a.n = param.numel();
   a.deferred = deferredErrorWord();
   if (a.n) {
-    adamwKernel<<<gridFor(a.n), kThreads, 0, stream()>>>(a);
+    launch(adamwKernel, gridFor(a.n), kThreads, 0, stream(), a);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   return {};
@@ -235,7 +235,7 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
 constexpr int kSquareBlocks = 512;
 
 __global__ void sumSquaresKernel(const float* x, std::int64_t n, double* partial) {
-  __shared__ double shared[kThreads];
+  CASTLING_SHARED(double, shared, [kThreads]);
   double s = 0.0;
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
     s += double(x[i]) * double(x[i]);
@@ -259,7 +259,7 @@ std::vector<Tensor> sumSquaresOp(const OpInputs& in, const Attrs&) {
   }
   Tensor partial = deviceEmpty({kSquareBlocks * 2});
   auto* parts = reinterpret_cast<double*>(partial.data());
-  sumSquaresKernel<<<kSquareBlocks, kThreads, 0, stream()>>>(x.data(), x.numel(), parts);
+  launch(sumSquaresKernel, kSquareBlocks, kThreads, 0, stream(), x.data(), x.numel(), parts);
   CASTLING_CUDA_CHECK_LAUNCH();
   Tensor out = deviceEmpty({1});
   sumParts(parts, kSquareBlocks, 1.0, acc, out.data());
@@ -314,7 +314,7 @@ std::vector<Tensor> distillationOp(const OpInputs& in, const Attrs& attrs) {
   Tensor rows = deviceEmpty({std::max<std::int64_t>(B, 1) * 2});
   auto* rowLoss = reinterpret_cast<double*>(rows.data());
   if (B > 0 && K > 0) {
-    distillationKernel<<<gridForRows(B), kThreads, 0, stream()>>>(z.data(), t.data(), dlogits.data(), rowLoss, B, K, T, weight);
+    launch(distillationKernel, gridForRows(B), kThreads, 0, stream(), z.data(), t.data(), dlogits.data(), rowLoss, B, K, T, weight);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   sumParts(rowLoss, K > 0 ? B : 0, B ? weight * T * T / double(B) : 0.0, nullptr, loss.data());
@@ -337,7 +337,7 @@ std::vector<Tensor> scaleBatchOp(const OpInputs& in, const Attrs&) {
   Tensor out = deviceEmpty(x.shape());
   std::int64_t per = x.dim(0) ? x.numel() / x.dim(0) : 0;
   if (x.numel()) {
-    scaleBatchKernel<<<gridFor(x.numel()), kThreads, 0, stream()>>>(x.data(), scale.data(), out.data(), x.numel(), per);
+    launch(scaleBatchKernel, gridFor(x.numel()), kThreads, 0, stream(), x.data(), scale.data(), out.data(), x.numel(), per);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   return {out};

@@ -52,7 +52,7 @@ __global__ void addBiasKernel(float* out, const float* bias, std::int64_t n, std
 Tensor im2col(const Tensor& images, const PatchGeometry& g) {
   Tensor cols = deviceEmpty({g.batch * g.patches(), g.columns()});
   if (cols.numel() == 0) return cols;
-  im2colKernel<<<gridFor(cols.numel()), kThreads, 0, stream()>>>(images.data(), cols.data(), g);
+  launch(im2colKernel, gridFor(cols.numel()), kThreads, 0, stream(), images.data(), cols.data(), g);
   CASTLING_CUDA_CHECK_LAUNCH();
   return cols;
 }
@@ -69,7 +69,7 @@ std::vector<Tensor> patchEmbedOp(const OpInputs& in, const Attrs&) {
     expectShape(op, "bias", bias, {g.dim});
     expectFloat32(op, "bias", bias);
     if (out.numel()) {
-      addBiasKernel<<<gridFor(out.numel()), kThreads, 0, stream()>>>(out.data(), bias.data(), out.numel(), g.dim);
+      launch(addBiasKernel, gridFor(out.numel()), kThreads, 0, stream(), out.data(), bias.data(), out.numel(), g.dim);
       CASTLING_CUDA_CHECK_LAUNCH();
     }
   }
@@ -128,7 +128,7 @@ std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
   expectFloat32(op, "posEmbed", pos);
   Tensor x = deviceEmpty({B, N, D});
   if (x.numel()) {
-    assembleKernel<<<gridFor(x.numel()), kThreads, 0, stream()>>>(patches.data(), cls.data(), pos.data(), x.data(), B, N, D);
+    launch(assembleKernel, gridFor(x.numel()), kThreads, 0, stream(), patches.data(), cls.data(), pos.data(), x.data(), B, N, D);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   return {x};
@@ -141,7 +141,7 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
   if (N < 1) fail(op, ": dx has no tokens");
   Tensor dpatches = deviceEmpty({B, P, D}), dcls = deviceEmpty({1, 1, D}), dpos = deviceEmpty({1, N, D});
   if (dpatches.numel()) {
-    dropClassRowKernel<<<gridFor(dpatches.numel()), kThreads, 0, stream()>>>(dx.data(), dpatches.data(), B, N, D);
+    launch(dropClassRowKernel, gridFor(dpatches.numel()), kThreads, 0, stream(), dx.data(), dpatches.data(), B, N, D);
     CASTLING_CUDA_CHECK_LAUNCH();
   }
   // dpos sums dx over the batch; dcls is its class-token row (the same sums).
@@ -186,7 +186,7 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   if (x.numel()) {
     withDType(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      permuteHeadsKernel<T><<<gridFor(x.numel()), kThreads, 0, stream()>>>(static_cast<T*>(x.raw()), ptrs, B, N, H, d, int(parts), true);
+      launch(permuteHeadsKernel<T>, gridFor(x.numel()), kThreads, 0, stream(), static_cast<T*>(x.raw()), ptrs, B, N, H, d, int(parts), true);
     });
     CASTLING_CUDA_CHECK_LAUNCH();
   }
@@ -205,7 +205,7 @@ std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
   if (out.numel()) {
     withDType(first.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      permuteHeadsKernel<T><<<gridFor(out.numel()), kThreads, 0, stream()>>>(static_cast<T*>(out.raw()), ptrs, B, N, H, d,
+      launch(permuteHeadsKernel<T>, gridFor(out.numel()), kThreads, 0, stream(), static_cast<T*>(out.raw()), ptrs, B, N, H, d,
                                                                             int(parts.size()), false);
     });
     CASTLING_CUDA_CHECK_LAUNCH();
