@@ -33,12 +33,23 @@ function relativeError(got: Float32Array, want: Float32Array): number {
   return got.length === want.length ? worst : Infinity;
 }
 
-/** Every parameter of `gpu` matches `cpu`'s, and lives on the device. */
+function maxAbsoluteDifference(got: Float32Array, want: Float32Array): number {
+  let worst = got.length === want.length ? 0 : Infinity;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+  return worst;
+}
+
+/**
+ * Every parameter of `gpu` matches `cpu`'s within `tolerance` (absolute), and lives on the device.
+ * After AdamW steps the bound is a small share of one step's size (the learning rate): Adam
+ * divides by the gradient's own scale, so a parameter whose gradient is float noise moves by the
+ * same amount on both devices only up to that noise.
+ */
 function expectSameParameters(gpu: VisionTransformer, cpu: VisionTransformer, tolerance: number): void {
   const theirs = cpu.parameters();
   for (const [name, t] of gpu.parameters()) {
     expect(t.device, name).toBe('cuda');
-    expect(relativeError(t.toFloat32Array(), theirs.get(name)!.toFloat32Array()), name).toBeLessThan(tolerance);
+    expect(maxAbsoluteDifference(t.toFloat32Array(), theirs.get(name)!.toFloat32Array()), name).toBeLessThanOrEqual(tolerance);
   }
 }
 
@@ -72,7 +83,7 @@ describe.skipIf(!cuda.available)(`models on device 'cuda'${skipReason}`, () => {
         expect(Math.abs(a.loss - b.loss) / Math.abs(b.loss)).toBeLessThan(1e-4);
         expect(a.accuracy).toBe(b.accuracy);
       }
-      expectSameParameters(gpu, cpu, 1e-4);
+      expectSameParameters(gpu, cpu, 2e-5); // 2% of a step at lr 1e-3
       gpu.castle();
       cpu.castle();
       await expectSameLogits(gpu, cpu, x);
@@ -98,7 +109,7 @@ describe.skipIf(!cuda.available)(`models on device 'cuda'${skipReason}`, () => {
     const c = await gpu.trainStep(batch, [0, 1], opt2Gpu, { distillation: { teacher: denseGpu, weight: 0.5 } });
     const d = await cpu.trainStep(batch, [0, 1], opt2Cpu, { distillation: { teacher: denseCpu, weight: 0.5 } });
     expect(Math.abs(c.loss - d.loss) / Math.abs(d.loss)).toBeLessThan(1e-4);
-    expectSameParameters(gpu, cpu, 1e-4);
+    expectSameParameters(gpu, cpu, 2e-5); // 2% of a step at lr 1e-3
     await expectSameLogits(gpu, cpu, batch);
     batch.dispose();
     for (const o of [opt1Gpu, opt1Cpu, opt2Gpu, opt2Cpu]) o.dispose();

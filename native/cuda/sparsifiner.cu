@@ -39,48 +39,18 @@ using ops::SparseSaved;
 
 namespace {
 
-// ---- inputs (as the CPU's readPredictorInputs, float32 on the device) ----
+// ---- inputs (the ops' readPredictorInputs, float32 on the device) ----
 
 struct Predictor {
   PredictorShape s;
-  Tensor q, k, wq, bq, wk, bk, p, bb;
+  Tensor q, k;
+  ops::PredictorWeights w;
 };
-
-void expectBasisMatrix(const char* op, const char* name, const Tensor& t, std::int64_t tokens) {
-  std::int64_t r = basisColumns(tokens);
-  if (t.rank() != 2) fail(op, ": ", name, " has shape ", shapeToString(t.shape()), ", expected [N, r] = [", tokens, ", ", r, "]");
-  if (t.dim(0) != tokens) {
-    fail(op, ": the token count is fixed by the config: ", name, " has N=", t.dim(0), ", q has N=", tokens, " (", name, " has shape ",
-         shapeToString(t.shape()), ", expected [", tokens, ", ", r, "])");
-  }
-  if (t.dim(1) != r) fail(op, ": ", name, " has shape ", shapeToString(t.shape()), ", expected [", tokens, ", ", r, "] (r = max(1, floor(N / 8)))");
-}
 
 Predictor readPredictor(const char* op, const OpInputs& in) {
   Predictor x;
-  x.q = in.required(0, "q").contiguous();
-  x.k = in.required(1, "k").contiguous();
-  x.s.heads = expectHeads(op, "q", x.q);
-  expectShape(op, "k", x.k, x.s.heads.full());
-  const std::int64_t d = x.s.heads.width;
-  if (d % 2 != 0) {
-    fail(op, ": q has shape ", shapeToString(x.q.shape()), " with head width d=", d, ", expected an even d (the predictor projects d to d/2)");
-  }
-  x.s.half = d / 2;
-  x.s.basis = basisColumns(x.s.heads.tokens);
-  x.wq = in.required(2, "Wq").contiguous();
-  x.bq = in.required(3, "bq").contiguous();
-  x.wk = in.required(4, "Wk").contiguous();
-  x.bk = in.required(5, "bk").contiguous();
-  x.p = in.required(6, "P").contiguous();
-  x.bb = in.required(7, "Bb").contiguous();
-  expectShape(op, "Wq", x.wq, {x.s.half, d});
-  expectShape(op, "bq", x.bq, {x.s.half});
-  expectShape(op, "Wk", x.wk, {x.s.half, d});
-  expectShape(op, "bk", x.bk, {x.s.half});
-  expectBasisMatrix(op, "P", x.p, x.s.heads.tokens);
-  expectBasisMatrix(op, "Bb", x.bb, x.s.heads.tokens);
-  for (const Tensor* t : {&x.q, &x.k, &x.wq, &x.bq, &x.wk, &x.bk, &x.p, &x.bb}) expectFloat32(op, "every input", *t);
+  x.s = ops::readPredictorInputs(op, in, x.q, x.k, x.w);
+  for (const Tensor* t : {&x.q, &x.k, &x.w.wq, &x.w.bq, &x.w.wk, &x.w.bk, &x.w.p, &x.w.bb}) expectFloat32(op, "every input", *t);
   return x;
 }
 
@@ -125,13 +95,13 @@ Basis computeBasis(const Predictor& x, float scale) {
       CASTLING_CUDA_CHECK_LAUNCH();
     }
   };
-  project(x.q, x.wq, x.bq, b.qp);
-  project(x.k, x.wk, x.bk, b.kp);
+  project(x.q, x.w.wq, x.w.bq, b.qp);
+  project(x.k, x.w.wk, x.w.bk, b.kp);
   Gemm g;  // Kp = kp^T P per head: (half x N)(N x r), P shared
   g.transA = true;
   g.M = half; g.N = r; g.K = N;
   g.A = b.kp.data(); g.lda = half; g.strideA = N * half;
-  g.B = x.p.data(); g.ldb = r; g.strideB = 0;
+  g.B = x.w.p.data(); g.ldb = r; g.strideB = 0;
   g.C = b.kpBasis.data(); g.ldc = r; g.strideC = half * r;
   g.batch = count;
   gemm(g);
@@ -286,7 +256,7 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
   std::int64_t kept = mode == 0 ? std::clamp<std::int64_t>(std::int64_t(std::ceil(keepRate * double(N))), 1, N) : N;
   Basis basis = computeBasis(x, scale);
   Tensor indices = deviceEmpty({h.batch, h.heads, N, kept});
-  SelectParams p{basis.coeff.data(), x.bb.data(), indices.data(), N, x.s.basis, kept, mode, threshold};
+  SelectParams p{basis.coeff.data(), x.w.bb.data(), indices.data(), N, x.s.basis, kept, mode, threshold};
   const std::size_t bytes = sizeof(float) * std::size_t(N + x.s.basis);
   if (bytes > 48 * 1024) CASTLING_CUDA_CHECK(cudaFuncSetAttribute(selectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   if (h.count() && N) {
@@ -624,7 +594,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
     g.transB = true;
     g.M = N; g.N = N; g.K = r;
     g.A = basis.coeff.data() + h0 * N * r; g.lda = r; g.strideA = N * r;
-    g.B = x.bb.data(); g.ldb = r; g.strideB = 0;
+    g.B = x.w.bb.data(); g.ldb = r; g.strideB = 0;
     g.C = approx.data(); g.ldc = N; g.strideC = N * N;
     g.batch = heads;
     gemm(g);
@@ -642,7 +612,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
     g = Gemm();  // dC = G Bb
     g.M = N; g.N = r; g.K = N;
     g.A = approx.data(); g.lda = N; g.strideA = N * N;
-    g.B = x.bb.data(); g.ldb = r; g.strideB = 0;
+    g.B = x.w.bb.data(); g.ldb = r; g.strideB = 0;
     g.C = dCoeff.data() + h0 * N * r; g.ldc = r; g.strideC = N * r;
     g.batch = heads;
     gemm(g);
@@ -676,7 +646,7 @@ std::vector<Tensor> sparsifinerReconstructionOp(const OpInputs& in, const Attrs&
   g = Gemm();  // dkp = P dKp^T
   g.transB = true;
   g.M = N; g.N = half; g.K = r;
-  g.A = x.p.data(); g.lda = r; g.strideA = 0;
+  g.A = x.w.p.data(); g.lda = r; g.strideA = 0;
   g.B = dKp.data(); g.ldb = r; g.strideB = half * r;
   g.C = dkp.data(); g.ldc = half; g.strideC = N * half;
   g.batch = count;
