@@ -113,6 +113,9 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
 void permuteHeads(float* tokens, std::vector<float*> heads, std::int64_t B, std::int64_t N, std::int64_t H,
                   std::int64_t d, bool toHeads) {
   std::int64_t parts = std::int64_t(heads.size()), row = parts * H * d;
+  // Nothing to copy: an empty head width must not walk every (token, head) pair of a shape such
+  // as [2^20, 2^16, 0], which would copy zero bytes for minutes.
+  if (row == 0) return;
   ThreadPool::global().parallelFor(B * N, 64, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       std::int64_t b = r / N, n = r % N;
