@@ -22,6 +22,9 @@ namespace castling::fuzz {
 // input is checked through the huge dimensions below, which fail before any allocation).
 constexpr std::int64_t kMaxFuzzElements = 100000;
 
+// The most an empty tensor's nonzero dimensions may multiply to (see tensor()).
+constexpr std::int64_t kMaxEmptyDims = 10000000;
+
 // Thrown when an input would be too large to run quickly: the input is skipped, not a finding.
 struct TooLarge {};
 
@@ -95,6 +98,12 @@ class TensorDecoder {
     // checkedNumel refuses the negative, overflowing and too-many-element shapes (the documented
     // refusal); a huge dimension beside a zero one gives an empty tensor, which the ops must take.
     if (checkedNumel(s) > kMaxFuzzElements) throw TooLarge{};
+    // An empty tensor may still have large dimensions, and an op's output from it may be as large
+    // as they say (selectToken of [2^31, 0, 4] is [2^31, 4]): a real allocation, not a fault, but
+    // too slow for a fuzz run. Past kMaxEmptyDims the input is skipped.
+    std::int64_t spanned = 1;
+    for (std::int64_t d : s) spanned *= d == 0 ? 1 : d;  // checkedNumel bounded this product
+    if (spanned > kMaxEmptyDims) throw TooLarge{};
     Tensor t = Tensor::empty(s);
     // A pattern repeated over the tensor: the input's bytes go further, and runs stay fast.
     std::vector<float> pattern(std::size_t(data_.ConsumeIntegralInRange<int>(1, 8)));
