@@ -31,7 +31,7 @@ function positiveInteger(text: string | undefined, what: string, fallback: numbe
   return n;
 }
 
-const seconds = positiveInteger(options.seconds, 'seconds', options.ci ? 15 : 600);
+const seconds = positiveInteger(options.seconds, 'seconds', options.ci ? 10 : 600);
 const seed = positiveInteger(options.seed, 'seed', Math.floor(Math.random() * 2 ** 31));
 const jobs = Math.max(1, positiveInteger(options.jobs, 'jobs', 1));
 const inputTimeout = positiveInteger(options.timeout, 'timeout', 20);
@@ -96,7 +96,7 @@ function runTypeScript(name: string, targetSeed: number): Promise<TargetResult> 
       else if (!done) keepInput(`crash-${signal ?? `exit-${code}`}`);
       const passed = done !== null && findings.length === 0;
       const stats = done
-        ? `${done.executions} executions, ${done.blocks.reached} of ${done.blocks.known} blocks of the library reached, corpus ${done.corpus}, ${done.regressions} regression inputs replayed`
+        ? `${done.executions} executions (${done.accepted} accepted, the rest refused), ${done.blocks.reached} of ${done.blocks.known} blocks of the library reached, corpus ${done.corpus}, ${done.regressions} regression inputs replayed`
         : `the worker ${hung ? `hung (no input for ${inputTimeout} s)` : `died (${signal ?? `exit ${code}`})`} in phase ${phase}${stderr ? `:\n${stderr.trim().split('\n').slice(-6).join('\n')}` : ''}`;
       resolvePromise({ name, passed, summary: stats + (findings.length ? `\n  ${findings.slice(0, 5).join('\n  ')}${findings.length > 5 ? `\n  ... ${findings.length} in all` : ''}` : '') });
     });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { AdamW, VisionTransformer, presets, saveTrainingCheckpoint, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { CHECKSUM_KEY } from '../lib/io/safetensors.js';
 import { SeededRandom } from '../lib/nn/random.js';
 
 /** A ViT small enough to load, run and export in milliseconds. */
@@ -24,6 +25,24 @@ async function bytesOf(write: (path: string) => Promise<void>): Promise<Uint8Arr
   }
 }
 
+/**
+ * The same file without its checksum: with it, nearly every mutation is refused by the checksum
+ * alone, and the checks behind it (shapes against the config, values, the config itself) would
+ * see few inputs.
+ */
+function withoutChecksum(file: Uint8Array): Uint8Array {
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const end = 8 + Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(file.subarray(8, end))) as { __metadata__?: Record<string, string> };
+  delete header.__metadata__?.[CHECKSUM_KEY];
+  const text = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + text.length + file.length - end);
+  new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+  out.set(text, 8);
+  out.set(file.subarray(end), 8 + text.length);
+  return out;
+}
+
 /** Our model files: softmax, castling (both forms) and Sparsifiner. */
 export async function modelFileSeeds(): Promise<Uint8Array[]> {
   const configs: Array<{ config: Partial<VitConfig>; castle?: boolean }> = [
@@ -36,7 +55,8 @@ export async function modelFileSeeds(): Promise<Uint8Array[]> {
   for (const { config, castle } of configs) {
     const model = VisionTransformer.create(config);
     if (castle) model.castle();
-    seeds.push(await bytesOf((path) => model.save(path)));
+    const file = await bytesOf((path) => model.save(path));
+    seeds.push(file, withoutChecksum(file));
     model.dispose();
   }
   return seeds;
@@ -57,7 +77,7 @@ export async function checkpointSeeds(): Promise<Uint8Array[]> {
   const seed = await bytesOf((path) => saveTrainingCheckpoint(path, model, optimizer, { epoch: 1, step: 2, lossSum: 1.5, settings, random: new SeededRandom(4), order: [2, 0, 1] }));
   optimizer.dispose();
   model.dispose();
-  return [seed];
+  return [seed, withoutChecksum(seed)];
 }
 
 /** PNG, JPEG and WebP, grey and colour, with and without alpha. */

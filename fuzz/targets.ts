@@ -19,8 +19,11 @@ export interface FuzzTarget {
   /** The file name the input is written to in the work folder. */
   fileName: string;
   seeds(): Promise<Uint8Array[]>;
-  /** Runs one input (already written to `path`); throws a Finding when the property breaks. */
-  run(input: Uint8Array, path: string): Promise<void>;
+  /**
+   * Runs one input (already written to `path`): true when it was accepted (loaded, decoded,
+   * exported), false when refused as it should be; throws a Finding when the property breaks.
+   */
+  run(input: Uint8Array, path: string): Promise<boolean>;
   /** Called once before the first input: files the target needs beside its input. */
   prepare?(workDir: string): void;
 }
@@ -51,16 +54,17 @@ async function exercise(model: VisionTransformer, path: string): Promise<void> {
   }
 }
 
-async function loadAndExercise(path: string, load: () => Promise<VisionTransformer>): Promise<void> {
+async function loadAndExercise(path: string, load: () => Promise<VisionTransformer>): Promise<boolean> {
   let model: VisionTransformer;
   try {
     model = await load();
   } catch (error) {
     expectRefusal(error, path);
-    return;
+    return false;
   }
   try {
     await exercise(model, path);
+    return true;
   } finally {
     model.dispose();
   }
@@ -83,8 +87,10 @@ const safetensors: FuzzTarget = {
       for (const [key, value] of Object.entries(content.metadata)) {
         if (typeof value !== 'string') throw new Finding(`${path}: metadata '${key}' came back as ${typeof value}`);
       }
+      return true;
     } catch (error) {
       expectRefusal(error, path);
+      return false;
     }
   },
 };
@@ -115,11 +121,12 @@ const checkpoint: FuzzTarget = {
       loaded = await loadTrainingCheckpoint(path);
     } catch (error) {
       expectRefusal(error, path);
-      return;
+      return false;
     }
     try {
       for (const [name, { m, v }] of loaded.state.moments) if (m.length !== v.length) throw new Finding(`${path}: moments of '${name}' of ${m.length} and ${v.length} values`);
       await exercise(loaded.model, path);
+      return true;
     } finally {
       loaded.model.dispose();
     }
@@ -153,8 +160,10 @@ const images: FuzzTarget = {
       if (t.shape.join() !== want.join()) throw new Finding(`${name}: decoded to [${t.shape}], expected [${want}]`);
       expectFinite(t.toFloat32Array(), `${name}: the pixels`);
       t.dispose();
+      return true;
     } catch (error) {
       expectRefusal(error, name);
+      return false;
     }
   },
 };
@@ -176,19 +185,21 @@ const onnxConfig: FuzzTarget = {
     try {
       request = JSON.parse(new TextDecoder().decode(input));
     } catch {
-      return; // not JSON: nothing of ours ran
+      return false; // not JSON: nothing of ours ran
     }
-    if (typeof request !== 'object' || request === null) return;
+    if (typeof request !== 'object' || request === null) return false;
     let model: VisionTransformer | null = null;
     try {
       const config = resolveConfig(request.config as Partial<VitConfig>);
-      if (!quickToBuild(config)) return;
+      if (!quickToBuild(config)) return false;
       model = VisionTransformer.create(config);
       if (request.castle === true && config.attention === 'castling') model.castle();
       const bytes = exportOnnx(model, request.options as OnnxExportOptions);
       if (bytes.length === 0) throw new Finding('exportOnnx gave no bytes');
+      return true;
     } catch (error) {
       expectRefusal(error);
+      return false;
     } finally {
       model?.dispose();
     }

@@ -29,7 +29,7 @@ export type WorkerMessage =
   | { type: 'input'; phase: 'regression' | 'seed' | 'fuzz'; executions: number }
   | { type: 'finding'; path: string; message: string }
   | { type: 'ping' }
-  | { type: 'done'; executions: number; corpus: number; blocks: { reached: number; known: number }; findings: number; regressions: number };
+  | { type: 'done'; executions: number; accepted: number; corpus: number; blocks: { reached: number; known: number }; findings: number; regressions: number };
 
 function send(message: WorkerMessage): void {
   process.send!(message);
@@ -58,6 +58,7 @@ async function main(job: WorkerJob): Promise<void> {
   const corpus: Uint8Array[] = [];
   let executions = 0;
   let findings = 0;
+  let accepted = 0;
 
   /** Runs one input; true when it reached new blocks. */
   async function execute(input: Uint8Array, phase: 'regression' | 'seed' | 'fuzz'): Promise<boolean> {
@@ -65,7 +66,7 @@ async function main(job: WorkerJob): Promise<void> {
     send({ type: 'input', phase, executions });
     executions++;
     try {
-      await target.run(input, path);
+      if (await target.run(input, path)) accepted++;
     } catch (error) {
       const message = error instanceof Finding ? error.message : `the harness itself failed: ${error instanceof Error ? error.stack : String(error)}`;
       findings++;
@@ -89,7 +90,7 @@ async function main(job: WorkerJob): Promise<void> {
       store(job.corpusDir, input);
     }
   }
-  send({ type: 'done', executions, corpus: corpus.length, blocks: coverage.counts, findings, regressions: regressions.length });
+  send({ type: 'done', executions, accepted, corpus: corpus.length, blocks: coverage.counts, findings, regressions: regressions.length });
   coverage.close();
 }
 

@@ -291,6 +291,8 @@ class VitExporter {
  */
 export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
+  // From JavaScript, null or a number can arrive where the options belong.
+  if (typeof o !== 'object' || o === null) throw new TypeError(`exportOnnx: options are ${o === null ? 'null' : typeof o}, expected an object { batch?, output? }`);
   if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
   if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
   const output = o.output ?? 'logits';
