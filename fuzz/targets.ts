@@ -38,7 +38,8 @@ async function exercise(model: VisionTransformer, path: string): Promise<void> {
   if (!quickToBuild(c)) return;
   const images = Tensor.zeros([1, c.inChannels, c.imageSize, c.imageSize]);
   try {
-    const logits = await model.predict(images);
+    // predict passes NaN on by default (documented); asked to refuse, it must say so.
+    const logits = await model.predict(images, { nonFinite: 'refuse' });
     if (logits.shape[0] !== 1 || logits.shape[1] !== c.numClasses) throw new Finding(`${path}: logits of shape [${logits.shape}] for a model of ${c.numClasses} classes`);
     expectFinite(logits.toFloat32Array(), `${path}: the logits`);
     logits.dispose();
