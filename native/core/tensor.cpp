@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "device_backend.h"
@@ -20,17 +21,26 @@ std::int64_t checkedNumel(const Shape& shape, const char* what) {
   if (shape.size() > std::size_t(kMaxRank)) {
     fail(what, " has rank ", shape.size(), ": expected at most ", kMaxRank, " dimensions");
   }
-  std::int64_t total = 1;
+  // The bound holds for the product of the nonzero dimensions too: an empty tensor's strides are
+  // still computed from its other dimensions, and [0, 2^62, 5] must not overflow them.
+  std::int64_t nonzero = 1;
+  bool empty = false;
   for (std::int64_t d : shape) {
     if (d < 0) fail(what, " ", shapeToString(shape), " has a negative dimension");
-    // Multiply with an overflow guard: the bound is checked before it can wrap.
-    if (d != 0 && total > kMaxElements / d) {
-      fail(what, " ", shapeToString(shape), " has more than ", kMaxElements,
-           " elements: too large");
+    if (d == 0) {
+      empty = true;
+      continue;
     }
-    total *= d;
+    // Multiply with an overflow guard: the bound is checked before it can wrap.
+    if (nonzero > kMaxElements / d) {
+      fail(what, " ", shapeToString(shape), std::find(shape.begin(), shape.end(), 0) != shape.end()
+                                              ? " has dimensions whose product (zeros aside) is more than "
+                                              : " has more than ",
+           kMaxElements, " elements: too large");
+    }
+    nonzero *= d;
   }
-  return total;
+  return empty ? 0 : nonzero;
 }
 
 static Shape contiguousStrides(const Shape& shape) {

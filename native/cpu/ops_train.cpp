@@ -78,7 +78,10 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
     expectShape(op, "schedule", *schedule, {2});
     lr = schedule->data()[0];
     double s = schedule->data()[1];
-    if (!(s >= 1) || s != std::floor(s)) fail(op, ": schedule step is ", s, ", expected an integer >= 1");
+    // The same range as the step attribute: past it the conversion to an integer is undefined.
+    if (!(s >= 1 && s <= double(std::int64_t(1) << 50)) || s != std::floor(s)) {
+      fail(op, ": schedule step is ", s, ", expected an integer from 1 to 2^50");
+    }
     step = std::int64_t(s);
   }
   float clip = 1.0f;

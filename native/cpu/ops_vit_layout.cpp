@@ -83,7 +83,8 @@ std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
   expectShape(op, "posEmbed", pos, {1, N, D});
   Tensor x = Tensor::empty({B, N, D});
   const KernelTable& kt = kernels();
-  for (std::int64_t b = 0; b < B; ++b) {
+  // (Here and below: with no values per image, a huge batch of empty rows is no work at all.)
+  for (std::int64_t b = 0; b < B && D > 0; ++b) {
     float* xb = x.data() + b * N * D;
     kt.add(cls.data(), pos.data(), xb, D);
     kt.add(patches.data() + b * P * D, pos.data() + D, xb + D, P * D);
@@ -98,7 +99,7 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
   if (N < 1) fail(op, ": dx has no tokens");
   Tensor dpatches = Tensor::empty({B, P, D}), dcls = Tensor::zeros({1, 1, D}), dpos = Tensor::zeros({1, N, D});
   const KernelTable& kt = kernels();
-  for (std::int64_t b = 0; b < B; ++b) {
+  for (std::int64_t b = 0; b < B && D > 0; ++b) {
     const float* g = dx.data() + b * N * D;
     std::memcpy(dpatches.data() + b * P * D, g + D, std::size_t(P * D) * sizeof(float));
     kt.add(dcls.data(), g, dcls.data(), D);
@@ -113,6 +114,9 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
 void permuteHeads(float* tokens, std::vector<float*> heads, std::int64_t B, std::int64_t N, std::int64_t H,
                   std::int64_t d, bool toHeads) {
   std::int64_t parts = std::int64_t(heads.size()), row = parts * H * d;
+  // Nothing to copy: an empty head width must not walk every (token, head) pair of a shape such
+  // as [2^20, 2^16, 0], which would copy zero bytes for minutes.
+  if (row == 0) return;
   ThreadPool::global().parallelFor(B * N, 64, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       std::int64_t b = r / N, n = r % N;
@@ -158,7 +162,7 @@ std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
   Tensor x = in.required(0, "x").contiguous();
   const auto [B, N, D, index] = selectTokenShape(x, attrs);
   Tensor out = Tensor::empty({B, D});
-  for (std::int64_t b = 0; b < B; ++b) std::memcpy(out.data() + b * D, x.data() + (b * N + index) * D, std::size_t(D) * sizeof(float));
+  for (std::int64_t b = 0; b < B && D > 0; ++b) std::memcpy(out.data() + b * D, x.data() + (b * N + index) * D, std::size_t(D) * sizeof(float));
   return {out};
 }
 
@@ -166,7 +170,7 @@ std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs
   Tensor dy = in.required(0, "dy").contiguous();
   const auto [B, N, D, index] = selectTokenBackwardShape(dy, attrs);
   Tensor dx = Tensor::zeros({B, N, D});
-  for (std::int64_t b = 0; b < B; ++b) std::memcpy(dx.data() + (b * N + index) * D, dy.data() + b * D, std::size_t(D) * sizeof(float));
+  for (std::int64_t b = 0; b < B && D > 0; ++b) std::memcpy(dx.data() + (b * N + index) * D, dy.data() + b * D, std::size_t(D) * sizeof(float));
   return {dx};
 }
 

@@ -290,6 +290,8 @@ class VitExporter {
  */
 export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
+  // From JavaScript, null or a number can arrive where the options belong.
+  if (typeof o !== 'object' || o === null) throw new TypeError(`exportOnnx: options are ${o === null ? 'null' : typeof o}, expected an object { batch?, output? }`);
   if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
   if (model.config.distillationToken) {
     throw new Error('exportOnnx: a model with a distillation token (a distilled DeiT) is not exported: the graph writes one prefix token and one head; predict runs it, or export the non-distilled checkpoint');
