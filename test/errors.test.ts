@@ -20,6 +20,16 @@ describe('tensor construction', () => {
     expect(() => Tensor.fromArray(new Int32Array(6) as unknown as Float32Array, [6])).toThrow(/dtype float32/);
   });
 
+  // An empty Float32Array has no memory behind it: copying zero bytes from or to its null data
+  // pointer was undefined behaviour (reported by `npm run test:sanitizers`, harmless elsewhere).
+  it('zero-element tensors copy in and out of empty arrays', () => {
+    const empty = Tensor.fromArray(new Float32Array(0), [2, 0]);
+    expect(empty.shape).toEqual([2, 0]);
+    empty.set(new Float32Array(0));
+    expect(empty.toFloat32Array()).toEqual(new Float32Array(0));
+    expect(new native.NativeTensor([0, 3], new Float32Array(0)).toFloat32Array()).toEqual(new Float32Array(0));
+  });
+
   it('rejects absurd sizes before allocating', () => {
     expect(() => Tensor.zeros([1 << 20, 1 << 20, 1 << 20])).toThrow(/too large|more than/);
     expect(() => Tensor.zeros([1 << 30, 1 << 5])).toThrow(/physical memory|more than/);

@@ -28,7 +28,10 @@ describe('memory', () => {
     const rssGrowth = process.memoryUsage().rss - rssBefore;
     // 10,000 cycles of 2 x 16 KiB each would be 320 MiB if nothing were freed.
     expect(heapGrowth).toBeLessThan(16 * 2 ** 20);
-    expect(rssGrowth).toBeLessThan(64 * 2 ** 20);
+    // Under the sanitizers (npm run test:sanitizers) AddressSanitizer holds freed memory back in
+    // its quarantine (256 MiB) to catch uses after free, so RSS measures its allocator, not ours;
+    // the native count above and the heap still are checked there.
+    if (!process.env.CASTLING_SANITIZERS) expect(rssGrowth).toBeLessThan(64 * 2 ** 20);
   });
 
   it('tensors that are never disposed are freed by the garbage collector', async () => {

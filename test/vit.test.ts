@@ -133,7 +133,7 @@ describe('VisionTransformer', () => {
 describe('event loop', () => {
   // Retried: on a loaded shared host the OS can deschedule the main thread for over 10 ms on its
   // own; a forward that blocked the event loop would be late on every try (by the whole forward).
-  it('stays responsive during a long forward: a 1 ms timer is never more than 10 ms late', { retry: 2 }, async () => {
+  it('stays responsive during a long forward: a 1 ms timer is never more than 10 ms late', { retry: 2 }, async ({ skip }) => {
     const model = VisionTransformer.create({ ...presets.deitSmall, attention: 'softmax', imageSize: 448 });
     const images = Tensor.fromArray(randomArray(3 * 448 * 448), [1, 3, 448, 448]);
     (await model.predict(images)).dispose(); // warm-up: the plan is recorded, memory touched
@@ -152,6 +152,10 @@ describe('event loop', () => {
     clearInterval(timer);
     model.dispose();
     expect(elapsed).toBeGreaterThan(100); // long enough for a blocked loop to show
+    // Under the sanitizers (npm run test:sanitizers) the forwards run, but the timing thresholds
+    // are not checked: allocation on the JavaScript thread is instrumented there too, and timers
+    // came 60 to 260 ms late on a loaded 2-core machine.
+    if (process.env.CASTLING_SANITIZERS) skip('timing thresholds are not checked under the sanitizers');
     expect(ticks).toBeGreaterThan(elapsed / 4);
     expect(worst).toBeLessThan(10);
   });

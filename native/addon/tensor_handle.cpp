@@ -10,6 +10,16 @@
 
 namespace castling::addon {
 
+namespace {
+
+// memcpy between a tensor and a JavaScript Float32Array. An empty Float32Array has no memory
+// behind it (Data() is null), and memcpy with a null pointer is undefined even for zero bytes.
+void copyFloats(void* to, const void* from, std::size_t bytes) {
+  if (bytes > 0) std::memcpy(to, from, bytes);
+}
+
+}  // namespace
+
 Napi::Function TensorHandle::define(Napi::Env env) {
   return DefineClass(env, "NativeTensor",
                      {InstanceAccessor<&TensorHandle::shape>("shape"),
@@ -54,7 +64,7 @@ void TensorHandle::construct(const Napi::CallbackInfo& info) {
                                         " elements, expected " + std::to_string(tensor_.numel()) +
                                         " for shape " + shapeToString(shape));
       }
-      std::memcpy(tensor_.data(), data.Data(), data.ByteLength());
+      copyFloats(tensor_.data(), data.Data(), data.ByteLength());
     }
   }
 }
@@ -115,7 +125,7 @@ Napi::Value TensorHandle::toFloat32Array(const Napi::CallbackInfo& info) {
   rethrowAsJs(info.Env(), [&] { dense = t.contiguous().to(Device::Cpu); });  // a device tensor comes back as float32
   auto out = Napi::Float32Array::New(info.Env(), std::size_t(t.numel()));
   // Read through the const accessor: reading a weight must not drop its packed form.
-  std::memcpy(out.Data(), std::as_const(dense).data(), std::size_t(t.numel()) * sizeof(float));
+  copyFloats(out.Data(), std::as_const(dense).data(), std::size_t(t.numel()) * sizeof(float));
   return out;
 }
 
@@ -170,7 +180,7 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Tensor target = t;  // its mutable accessor records the write (Storage::derived)
-  std::memcpy(target.data(), data.Data(), data.ByteLength());
+  copyFloats(target.data(), data.Data(), data.ByteLength());
   return env.Undefined();
 }
 

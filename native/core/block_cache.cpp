@@ -8,6 +8,7 @@
 #include <new>
 #include <vector>
 
+#include "asan_poison.h"
 #include "storage.h"
 
 namespace castling {
@@ -53,6 +54,26 @@ std::size_t BlockCache::sizeClass(std::size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
+namespace {
+
+// Under AddressSanitizer only the requested bytes of a block are addressable: the rounding up to
+// its size class is not part of the tensor.
+void* handOut(void* block, std::size_t bytes, std::size_t size) {
+  if (block != nullptr) {
+    unpoisonMemory(block, bytes);
+    poisonMemory(static_cast<char*>(block) + bytes, size - bytes);
+  }
+  return block;
+}
+
+// A block goes back to malloc as malloc gave it out.
+void freeBlock(void* block, std::size_t size) {
+  unpoisonMemory(block, size);
+  std::free(block);
+}
+
+}  // namespace
+
 void* BlockCache::allocate(std::size_t bytes) {
   std::size_t size = sizeClass(bytes);
   {
@@ -63,7 +84,7 @@ void* BlockCache::allocate(std::size_t bytes) {
       void* block = it->second.back();
       it->second.pop_back();
       c.cached -= std::int64_t(size);
-      return block;
+      return handOut(block, bytes, size);
     }
   }
   void* block = std::aligned_alloc(kAlignment, size);
@@ -71,7 +92,7 @@ void* BlockCache::allocate(std::size_t bytes) {
     trim();  // memory held for reuse may be what is missing
     block = std::aligned_alloc(kAlignment, size);
   }
-  return block;
+  return handOut(block, bytes, size);
 }
 
 void BlockCache::release(void* block, std::size_t bytes) {
@@ -86,12 +107,13 @@ void BlockCache::release(void* block, std::size_t bytes) {
       try {
         c.free[size].push_back(block);
         c.cached += std::int64_t(size);
+        poisonMemory(block, size);  // a use of the freed tensor is reported until it is reused
         return;
       } catch (const std::bad_alloc&) {
       }
     }
   }
-  std::free(block);
+  freeBlock(block, size);
 }
 
 void BlockCache::trim() {
@@ -103,7 +125,7 @@ void BlockCache::trim() {
     c.cached = 0;
   }
   for (auto& [size, list] : blocks)
-    for (void* block : list) std::free(block);
+    for (void* block : list) freeBlock(block, size);
 }
 
 std::int64_t BlockCache::cachedBytes() const {
