@@ -71,13 +71,7 @@ async function runAccumulated(
       chunks.push({ count, scalars: outputs.map((t) => readScalar(t)) });
     }
     const update = ctx.plan('update', (p) => recordAccumulatedUpdate(p, ctx.params, ctx.config, ctx.optimizer, names));
-    const lr = ctx.optimizer.beginStep();
-    try {
-      await update.run(ctx.optimizer.scheduleTensor, ...sums);
-    } catch (error) {
-      ctx.optimizer.step -= 1;
-      throw error;
-    }
+    const { lr } = await ctx.optimizer.takeStep(() => update.run(ctx.optimizer.scheduleTensor, ...sums));
     return { chunks, lr };
   } finally {
     for (const t of sums) t.dispose();

@@ -589,12 +589,11 @@ export class VisionTransformer {
     }
     const teacherLogits = distill ? await distill.teacher.predict(images) : null;
     const plan = this.trainingPlan(key, optimizer, (p, graph) => recordTrainingStep(p, graph, this.params, this.config, optimizer, stepOptions));
-    const lr = optimizer.beginStep();
+    let lr: number;
     let outputs: Tensor[];
     try {
-      outputs = await plan.run(images, labels, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []), optimizer.scheduleTensor);
+      ({ lr, result: outputs } = await optimizer.takeStep(() => plan.run(images, labels, ...(teacherLogits ? [teacherLogits] : []), ...(dropScales ?? []), optimizer.scheduleTensor)));
     } catch (error) {
-      optimizer.step -= 1;
       throw imagesError('trainStep', error);
     } finally {
       teacherLogits?.dispose();
@@ -618,14 +617,7 @@ export class VisionTransformer {
       return { loss: step.lossSum / batch, accuracy: Number.NaN, lr: step.lr, tau: null };
     }
     const plan = this.trainingPlan(`reconstruct:${batch}`, optimizer, (p, graph) => recordReconstructionStep(p, graph, this.params, this.config, optimizer));
-    const lr = optimizer.beginStep();
-    let outputs: Tensor[];
-    try {
-      outputs = await plan.run(images, optimizer.scheduleTensor);
-    } catch (error) {
-      optimizer.step -= 1;
-      throw error;
-    }
+    const { lr, result: outputs } = await optimizer.takeStep(() => plan.run(images, optimizer.scheduleTensor));
     const loss = outputs.reduce((a, t) => {
       const v = t.toFloat32Array()[0]!;
       t.dispose();

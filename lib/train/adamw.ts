@@ -83,11 +83,20 @@ export class AdamW {
     this.scheduleTensor.dispose();
   }
 
-  /** @internal Advances the step count and writes [lr, step] for the native update. */
-  beginStep(): number {
+  /**
+   * @internal One step as a transaction: the step count advances and [lr, step] is written to
+   * scheduleTensor for the native update, which `update` runs; if it fails, the count goes back,
+   * as if the step had not been taken. Resolves to the step's learning rate and update's result.
+   */
+  async takeStep<T>(update: () => Promise<T>): Promise<{ lr: number; result: T }> {
     this.step += 1;
     const lr = this.learningRate(this.step);
-    this.scheduleTensor.set(Float32Array.from([lr, this.step]));
-    return lr;
+    try {
+      this.scheduleTensor.set(Float32Array.from([lr, this.step]));
+      return { lr, result: await update() };
+    } catch (error) {
+      this.step -= 1;
+      throw error;
+    }
   }
 }
