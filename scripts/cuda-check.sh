@@ -6,8 +6,8 @@
 # CUDA_BENCH_SECONDS (default 240). Logs and JSON go to $OUT (or /tmp/cuda-check), and a short
 # table is printed last.
 #
-# Needs .gpu/ from scripts/prepare-gpu-carry.sh. With the device tool:
-#   run(command="bash scripts/cuda-check.sh", carry=[".gpu"], timeout_s=600)
+# Needs .gpu/ from scripts/prepare-gpu-carry.sh, copied to the GPU machine with the working tree;
+# then, in the repository there: bash scripts/cuda-check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/cuda-check}

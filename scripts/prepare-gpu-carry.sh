@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ (git-ignored) for scripts/cuda-check.sh on a GPU machine that has CUDA, cuBLAS,
 # CMake and ninja but no Node.js and no network: this machine's node binary (xz-compressed, about
-# 24 MB), the four N-API headers, node-addon-api, and the built TypeScript for the benchmark. Run once here, then
-# name `.gpu` in the device tool's carry list.
+# 24 MB), the four N-API headers, node-addon-api, and the built TypeScript for the benchmark. Run
+# once here, then copy .gpu/ to the GPU machine with the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node_bin=$(command -v node)
