@@ -23,6 +23,10 @@ describe('faults found by fuzzing', () => {
     expect(token).toHaveLength(1);
   }, 2000);
 
+  it('selectToken of x with no tokens is refused (it read row 0 past an empty x)', () => {
+    expect(() => native.runOp('selectToken', [Tensor.zeros([2, 0, 3]).handle], {}, false)).toThrow(/selectToken: x has shape \[2, 0, 3\], expected at least one token/);
+  });
+
   it('exportOnnx refuses options that are not an object (it read .batch of null)', () => {
     const model = VisionTransformer.create({ ...presets.digits, width: 24, depth: 1, heads: 3 });
     expect(() => exportOnnx(model, null as never)).toThrow(/exportOnnx: options are null, expected an object/);

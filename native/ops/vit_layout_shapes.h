@@ -86,7 +86,9 @@ struct TokenPick {
 inline TokenPick selectTokenShape(const Tensor& x, const Attrs& attrs) {
   if (x.rank() != 3) fail("selectToken: x has shape ", shapeToString(x.shape()), ", expected [batch, tokens, dim]");
   std::int64_t N = x.dim(1);
-  return {x.dim(0), N, x.dim(2), attrs.integer("index", 0, 0, std::max<std::int64_t>(0, N - 1))};
+  // (With no token there is no row to select: reading "row 0" would read past an empty x.)
+  if (N < 1) fail("selectToken: x has shape ", shapeToString(x.shape()), ", expected at least one token to select from");
+  return {x.dim(0), N, x.dim(2), attrs.integer("index", 0, 0, N - 1)};
 }
 
 inline TokenPick selectTokenBackwardShape(const Tensor& dy, const Attrs& attrs) {
