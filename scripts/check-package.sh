@@ -34,21 +34,23 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/castling-package-XXXXXX")
 platform=$(node -p 'process.platform + "-" + process.arch')
-prebuild="prebuilds/$platform/castling-vit.napi.node"
+prebuild="$root/prebuilds/$platform/castling-vit.napi.node"
 staged=""
 cleanup() {
   if [ -n "$staged" ]; then
+    # Absolute paths: the script ends in the user project's folder.
     rm -f "$prebuild"
-    rmdir "prebuilds/$platform" 2>/dev/null || true
-    rmdir prebuilds 2>/dev/null || true
+    rmdir "$root/prebuilds/$platform" 2>/dev/null || true
+    rmdir "$root/prebuilds" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 if [ ! -f "$prebuild" ]; then
-  [ -f build/Release/castling_vit.node ] || fail "no $prebuild and no build/Release/castling_vit.node: run 'npm run prebuilds' or 'npm run build:native'"
-  mkdir -p "prebuilds/$platform"
+  [ -f build/Release/castling_vit.node ] || fail "no prebuilds/$platform/castling-vit.napi.node and no build/Release/castling_vit.node: run 'npm run prebuilds' or 'npm run build:native'"
+  mkdir -p "$root/prebuilds/$platform"
   cp build/Release/castling_vit.node "$prebuild"
   staged=yes
 fi
