@@ -9,13 +9,15 @@
 #     says to install mnist;
 #   * `castling-vit --help` runs;
 #   * a TypeScript file using the root and the subpaths compiles against the published
-#     declarations without @types/node, and one using castling-vit/serve compiles with it.
+#     declarations without @types/node, one compiled to CommonJS runs, and one using
+#     castling-vit/serve compiles with @types/node.
 # The binary: a published tarball carries prebuilds/<platform>-<arch>/ (`npm run prebuilds`). When
 # this checkout has none for the host, the addon already built in build/Release stands in for it
 # while the tarball is packed (removed afterwards), so the install takes the prebuilt route
 # instead of a minutes-long source build.
 # Prints the tarball's size and file count; the last line is `package: ok` or `package: FAILED (why)`.
 # Usage: scripts/check-package.sh [--no-build]   (--no-build: pack dist/ as it is, without tsc)
+# CASTLING_KEEP_PACKAGE_CHECK=1 keeps the temporary folder (tarball, project, logs) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -43,7 +45,7 @@ cleanup() {
     rmdir "$root/prebuilds/$platform" 2>/dev/null || true
     rmdir "$root/prebuilds" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  if [ -n "${CASTLING_KEEP_PACKAGE_CHECK:-}" ]; then echo "kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -181,6 +183,25 @@ export const used = [config, optimizer, options, digits, Tensor, readImages, att
 TS
 "$root/node_modules/.bin/tsc" -p tsconfig.json || fail "the published types do not compile without @types/node"
 echo "types.ts: compiles (root, ops, train, digits, onnx, safetensors)"
+
+echo "== a TypeScript project compiled to CommonJS (require of the ES modules)"
+cat > tsconfig.cjs.json <<'JSON'
+{
+  "compilerOptions": { "target": "ES2022", "module": "NodeNext", "moduleResolution": "NodeNext", "strict": true, "outDir": "out", "types": [] },
+  "files": ["made.cts"]
+}
+JSON
+cat > made.cts <<'TS'
+import { VisionTransformer, presets } from 'castling-vit';
+import { matmul } from 'castling-vit/ops';
+
+export const made: VisionTransformer = VisionTransformer.create({ ...presets.digits, attention: 'castling', seed: 1 });
+export const op: typeof matmul = matmul;
+TS
+"$root/node_modules/.bin/tsc" -p tsconfig.cjs.json || fail "a CommonJS TypeScript file does not compile against the published types"
+grep -q 'require("castling-vit")' out/made.cjs || fail "tsc did not compile made.cts to require()"
+node -e "const m = require('./out/made.cjs'); if (m.made.config.attention !== 'castling' || typeof m.op !== 'function') process.exit(1)" || fail "the CommonJS build of made.cts does not run"
+echo "made.cts: compiles to require() and runs"
 
 echo "== castling-vit/serve's types, with @types/node (its optional peer dependency)"
 mkdir -p node_modules/@types

@@ -1,7 +1,7 @@
 // The package as a user installs it: scripts/check-package.sh packs this checkout, installs the
 // tarball into an empty project from npm's cache, and checks its contents, import and require of
 // the root and every subpath, the command line, and the published types without @types/node.
-// About 15 s on an idle 2-core machine, most of it npm ci.
+// 15 to 20 s on a 2-core machine, most of it npm ci.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
