@@ -3,7 +3,8 @@
 // counts, H = 6, d = 64, batch 1: median forward and forward+backward latency, counted FLOPs (and
 // MACs, the paper's metric), GFLOP/s, peak extra memory, and the speed-up over softmax. All cases
 // of a token count are timed in interleaved rounds, so that their ratios are taken side by side.
-import { Tensor, attention } from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
+import { attention } from '../lib/entry/ops.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
 import { attentionFlops } from '../lib/flops.js';

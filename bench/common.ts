@@ -24,7 +24,7 @@ export interface BenchResult {
 
 export function machine(): Machine {
   const info = backendInfo();
-  return { cpu: info.cpu, isa: info.isa, threads: info.threads, node: process.version };
+  return { cpu: info.cpu, isa: info.cpuPath, threads: info.threads, node: process.version };
 }
 
 export function commit(): string {

@@ -7,7 +7,8 @@
 // same shapes) as ratioToTorch (our time / PyTorch's: below 1 is faster).
 import { readFileSync } from 'node:fs';
 
-import { AdamW, Tensor, VisionTransformer, attention, cudaAvailable, presets, synchronizeCuda, type AttentionKind } from '../lib/index.js';
+import { AdamW, Tensor, VisionTransformer, cudaAvailable, presets, synchronizeCuda, type AttentionKind } from '../lib/index.js';
+import { attention } from '../lib/entry/ops.js';
 import { runAsync } from '../lib/ops.js';
 import { attentionFlops } from '../lib/flops.js';
 import { stats, type BenchRecord } from './common.js';

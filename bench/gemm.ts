@@ -23,7 +23,7 @@ export const VIT_SHAPES: Array<[number, number]> = [
 
 export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
   const info = backendInfo();
-  const isas = options.isas ?? info.supportedIsas.filter((i) => i !== 'scalar');
+  const isas = options.isas ?? info.supportedCpuPaths.filter((i) => i !== 'scalar');
   const threadCounts = options.threads ?? [1, info.threads];
   const repeats = options.repeats ?? 9;
   const batches = options.quick ? [8] : [1, 8];

@@ -4,7 +4,8 @@
 // request's latency from the burst's start (median and 95th percentile over all rounds).
 import type { AddressInfo } from 'node:net';
 
-import { Tensor, VisionTransformer, presets, serveModel, type AttentionKind } from '../lib/index.js';
+import { Tensor, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import { serveModel } from '../lib/entry/serve.js';
 import { stats, type BenchRecord } from './common.js';
 import { syntheticPhoto } from './images.js';
 import { benchLoad, type LoadBenchOptions } from './serve_load.js';

@@ -3,7 +3,8 @@
 // memory now and at its peak, and the drain that ends it.
 import type { AddressInfo } from 'node:net';
 
-import { VisionTransformer, presets, serveModel, type AttentionKind } from '../lib/index.js';
+import { VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import { serveModel } from '../lib/entry/serve.js';
 
 /** What the parent sends: the model to serve, then questions. */
 export type LoadServerMessage = { start: { model: 'deitTiny' | 'deitSmall'; attention: AttentionKind } } | { memory: true; collect?: boolean } | { drain: true };

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 
 import sharp from 'sharp';
 
-import { AdamW, VisionTransformer, presets, saveTrainingCheckpoint, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { AdamW, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
+import { saveTrainingCheckpoint } from '../lib/entry/train.js';
+import { writeSafetensors } from '../lib/entry/safetensors.js';
 import { CHECKSUM_KEY } from '../lib/io/safetensors.js';
 import { SeededRandom } from '../lib/nn/random.js';
 

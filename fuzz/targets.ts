@@ -4,7 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Tensor, VisionTransformer, loadTrainingCheckpoint, readImages, readSafetensors, resolveConfig, tokenCount, type VitConfig } from '../lib/index.js';
+import { Tensor, VisionTransformer, readImages, resolveConfig, tokenCount, type VitConfig } from '../lib/index.js';
+import { loadTrainingCheckpoint } from '../lib/entry/train.js';
+import { readSafetensors } from '../lib/entry/safetensors.js';
 import { exportOnnx, type OnnxExportOptions } from '../lib/io/onnx/export_vit.js';
 import { expectFinite, expectRefusal, Finding } from './property.js';
 import { checkpointSeeds, imageSeeds, modelFileSeeds, onnxConfigSeeds, timmFileSeeds, tinyConfig } from './seeds.js';

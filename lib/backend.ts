@@ -1,4 +1,6 @@
-// What the engine runs on, and its knobs: the CPU path (ISA) and the thread count.
+// What the engine runs on, and its knobs: the CPU path and the thread count. One name for one
+// idea: a CPU path ('scalar' | 'avx2' | 'avx512', the kernels' instruction set) is set by
+// setCpuPath or CASTLING_CPU and read as backendInfo().cpuPath.
 import { native, type NativeCudaStatus } from './native.js';
 
 export type CpuPath = 'scalar' | 'avx2' | 'avx512';
@@ -7,8 +9,12 @@ export interface BackendInfo {
   /** Package version. */
   version: string;
   /** The CPU path the kernels use now. */
+  cpuPath: CpuPath;
+  /** The CPU paths this CPU can run, portable C++ ('scalar') first. */
+  supportedCpuPaths: CpuPath[];
+  /** @deprecated The old name of cpuPath, kept for the 0.x releases; read cpuPath. */
   isa: CpuPath;
-  /** The paths this CPU can run. */
+  /** @deprecated The old name of supportedCpuPaths, kept for the 0.x releases. */
   supportedIsas: CpuPath[];
   /** The CPU's brand string. */
   cpu: string;
@@ -32,8 +38,10 @@ export function backendInfo(): BackendInfo {
   const info = native.backendInfo();
   return {
     version: info.version,
+    cpuPath: info.isa,
+    supportedCpuPaths: [...info.supportedIsas],
     isa: info.isa,
-    supportedIsas: info.supportedIsas,
+    supportedIsas: [...info.supportedIsas],
     cpu: info.cpu,
     threads: info.threads,
     cuda: info.cuda,
@@ -52,11 +60,11 @@ export function setThreads(threads: number): void {
  * Forces a CPU path ('scalar' | 'avx2' | 'avx512'), as CASTLING_CPU does at start-up. Asking for
  * a path this CPU lacks throws (it never crashes later with an illegal instruction).
  */
-export function setCpuPath(isa: CpuPath): void {
-  if (isa !== 'scalar' && isa !== 'avx2' && isa !== 'avx512') {
-    throw new TypeError(`setCpuPath: unknown CPU path '${String(isa)}', expected 'scalar', 'avx2' or 'avx512'`);
+export function setCpuPath(path: CpuPath): void {
+  if (path !== 'scalar' && path !== 'avx2' && path !== 'avx512') {
+    throw new TypeError(`setCpuPath: unknown CPU path '${String(path)}', expected 'scalar', 'avx2' or 'avx512'`);
   }
-  native.setIsa(isa);
+  native.setIsa(path);
 }
 
 /**

@@ -155,7 +155,7 @@ async function trainDigitsCommand(given: TrainFlags): Promise<number> {
   const flags = { ...given, out: given.out ?? digitsOutput(given.attention) };
   refuseToReplace(flags.out, flags.force, '--out'); // before the training, not after it
   if (flags.attention === 'sparsifiner') return trainSparsifinerCommand(flags);
-  console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().isa})`);
+  console.log(`training the digits ViT (${flags.attention} attention) for ${flags.epochs} epochs on ${backendInfo().threads} threads (${backendInfo().cpuPath})`);
   const bar = flags.progress
     ? new cliProgress.SingleBar({ format: 'epoch {epoch} [{bar}] {value}/{total} steps | loss {loss} | tau {tau}', clearOnComplete: true, hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
@@ -212,7 +212,7 @@ program
     if (flags.json) return console.log(JSON.stringify(info, null, 2));
     console.log(`castling-vit ${info.version}`);
     console.log(`cpu:     ${info.cpu}`);
-    console.log(`path:    ${info.isa} (supported: ${info.supportedIsas.join(', ')})`);
+    console.log(`path:    ${info.cpuPath} (supported: ${info.supportedCpuPaths.join(', ')})`);
     console.log(`threads: ${info.threads}`);
     console.log(`cuda:    ${info.cuda.available ? 'available' : `not available: ${info.cuda.reason}`}`);
   });

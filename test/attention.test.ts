@@ -3,7 +3,8 @@
 // convolution forms, with and without the auxiliary branch), the exact switch, zero rows.
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, attention } from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
+import { attention } from '../lib/entry/ops.js';
 import * as ref from './attention_reference.js';
 import { expectClose, onEachPath, randomArray } from './helpers.js';
 

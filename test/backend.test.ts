@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, backendInfo, matmul, presets, setCpuPath, setThreads } from '../lib/index.js';
+import { Tensor, VisionTransformer, backendInfo, presets, setCpuPath, setThreads } from '../lib/index.js';
+import { matmul } from '../lib/entry/ops.js';
 import { randomArray } from './helpers.js';
 
 const indexJs = fileURLToPath(new URL('../dist/lib/index.js', import.meta.url));
@@ -20,8 +21,11 @@ function infoWithEnv(env: Record<string, string>): { status: number | null; stdo
 describe('backendInfo', () => {
   it('reports the path, threads, version and CUDA', () => {
     const info = backendInfo();
-    expect(info.supportedIsas[0]).toBe('scalar');
-    expect(info.supportedIsas).toContain(info.isa);
+    expect(info.supportedCpuPaths[0]).toBe('scalar');
+    expect(info.supportedCpuPaths).toContain(info.cpuPath);
+    // The old names stay for the 0.x releases and say the same.
+    expect(info.isa).toBe(info.cpuPath);
+    expect(info.supportedIsas).toEqual(info.supportedCpuPaths);
     expect(info.threads).toBeGreaterThanOrEqual(1);
     expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
     if (!info.cuda.available) expect(info.cuda.reason).toMatch(/CUDA/);
@@ -30,10 +34,10 @@ describe('backendInfo', () => {
 
 describe('CPU paths and threads', () => {
   it('CASTLING_CPU forces a path, and an unknown or unsupported one is a clear error', () => {
-    for (const isa of backendInfo().supportedIsas) {
-      const r = infoWithEnv({ CASTLING_CPU: isa });
+    for (const path of backendInfo().supportedCpuPaths) {
+      const r = infoWithEnv({ CASTLING_CPU: path });
       expect(r.status, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout).isa).toBe(isa);
+      expect(JSON.parse(r.stdout).cpuPath).toBe(path);
     }
     const bad = infoWithEnv({ CASTLING_CPU: 'neon' });
     expect(bad.status).toBe(3);
@@ -47,7 +51,7 @@ describe('CPU paths and threads', () => {
   });
 
   it('asking for a path the CPU lacks throws instead of crashing', () => {
-    const missing = (['avx2', 'avx512'] as const).filter((p) => !backendInfo().supportedIsas.includes(p));
+    const missing = (['avx2', 'avx512'] as const).filter((p) => !backendInfo().supportedCpuPaths.includes(p));
     for (const path of missing) expect(() => setCpuPath(path)).toThrow(/not supported by this CPU/);
   });
 
@@ -60,7 +64,7 @@ describe('CPU paths and threads', () => {
       expect(backendInfo().threads).toBe(threads);
       results.push((await matmul(a, b)).toFloat32Array());
     }
-    setThreads(backendInfo().supportedIsas.length > 0 ? 2 : 1);
+    setThreads(backendInfo().supportedCpuPaths.length > 0 ? 2 : 1);
     // K is not split across threads, so every thread count gives the same bits.
     expect(results[1]).toEqual(results[0]);
     expect(results[2]).toEqual(results[0]);

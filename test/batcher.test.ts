@@ -3,7 +3,8 @@
 // alone, and the batches hold at most maxBatch images.
 import { describe, expect, it } from 'vitest';
 
-import { BatcherFullError, Tensor, type VitConfig } from '../lib/index.js';
+import { Tensor, type VitConfig } from '../lib/index.js';
+import { BatcherFullError } from '../lib/entry/serve.js';
 import { expectClose, randomArray, randomizedModel } from './helpers.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 6, patchSize: 3, inChannels: 1, numClasses: 3, width: 8, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };

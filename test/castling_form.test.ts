@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
+import { writeSafetensors } from '../lib/entry/safetensors.js';
 import { randomArray, randomizedModel } from './helpers.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));

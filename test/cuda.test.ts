@@ -3,7 +3,8 @@
 // asking for 'cuda' must say why it cannot be had (the build, or the CUDA error).
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, attention, backendInfo, cudaAvailable, gelu, layerNormWithStats, linear, matmul, presets, softmax } from '../lib/index.js';
+import { Tensor, VisionTransformer, backendInfo, cudaAvailable, presets } from '../lib/index.js';
+import { attention, gelu, layerNormWithStats, linear, matmul, softmax } from '../lib/entry/ops.js';
 import { randomArray } from './helpers.js';
 
 const cuda = cudaAvailable();

@@ -2,7 +2,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { AdamW, Tensor, VisionTransformer, add, attention, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, presets, scale, setCpuPath, setThreads, softmax } from '../lib/index.js';
+import { AdamW, Tensor, VisionTransformer, presets, setCpuPath, setThreads } from '../lib/index.js';
+import { add, attention, backward, gelu, layerNorm, linear, linearSync, matmul, matmulSync, scale, softmax } from '../lib/entry/ops.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
 import { testSeed } from './helpers.js';

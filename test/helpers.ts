@@ -37,7 +37,7 @@ export function randomizedModel(config: Partial<VitConfig>, scale = 0.5): Vision
 }
 
 /** Every CPU path this machine can run (all three on an AVX-512 machine). */
-export const cpuPaths: CpuPath[] = backendInfo().supportedIsas;
+export const cpuPaths: CpuPath[] = backendInfo().supportedCpuPaths;
 
 /** Runs `body` once per CPU path, restoring the best path afterwards. */
 export async function onEachPath(body: (path: CpuPath) => void | Promise<void>): Promise<void> {

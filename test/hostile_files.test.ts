@@ -11,7 +11,8 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { AdamW, Tensor, VisionTransformer, loadTrainingCheckpoint, presets, readImages, saveTrainingCheckpoint } from '../lib/index.js';
+import { AdamW, Tensor, VisionTransformer, presets, readImages } from '../lib/index.js';
+import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../lib/entry/train.js';
 import { SeededRandom } from '../lib/nn/random.js';
 import { testSeed } from './helpers.js';
 

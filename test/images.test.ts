@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
-import { DIGIT_SIZE, Tensor, VisionTransformer, digitsPreprocessing, imagenetPreprocessing, loadDigits, presets, readImages, type ImagePreprocessing } from '../lib/index.js';
+import { Tensor, VisionTransformer, imagenetPreprocessing, presets, readImages, type ImagePreprocessing } from '../lib/index.js';
+import { DIGIT_SIZE, digitsPreprocessing, loadDigits } from '../lib/entry/digits.js';
 import { resizeAndCrop } from '../lib/io/images.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { random } from './helpers.js';

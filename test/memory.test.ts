@@ -4,7 +4,8 @@ import { runInNewContext } from 'node:vm';
 
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, gelu, nativeMemoryBytes } from '../lib/index.js';
+import { Tensor, nativeMemoryBytes } from '../lib/index.js';
+import { gelu } from '../lib/entry/ops.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

@@ -1,7 +1,8 @@
 // Every op on every CPU path against a float64 reference, on fresh random inputs of awkward sizes.
 import { describe, it } from 'vitest';
 
-import { Tensor, add, backward, gelu, geluSync, layerNormWithStats, linear, matmul, matmulSync, scale, softmax } from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
+import { add, backward, gelu, geluSync, layerNormWithStats, linear, matmul, matmulSync, scale, softmax } from '../lib/entry/ops.js';
 import * as ref from './reference.js';
 import { expectClose, onEachPath, randomArray } from './helpers.js';
 

@@ -2,7 +2,8 @@
 // run one by one, and reject malformed plans with errors naming the step.
 import { describe, expect, it } from 'vitest';
 
-import { PlanBuilder, Tensor, layerNormSync, linearSync } from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
+import { PlanBuilder, layerNormSync, linearSync } from '../lib/entry/ops.js';
 import { native } from '../lib/native.js';
 import { randomArray } from './helpers.js';
 

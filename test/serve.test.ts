@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { PredictBatcher, VisionTransformer, presets, type BatcherOptions, type Tensor } from '../lib/index.js';
+import { VisionTransformer, presets, type Tensor } from '../lib/index.js';
+import { PredictBatcher, type BatcherOptions } from '../lib/entry/serve.js';
 import { serveModel } from '../lib/serve/server.js';
 import { startCli } from './serve_clients.js';
 

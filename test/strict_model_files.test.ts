@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, presets, readSafetensors, serveModel, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { Tensor, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
+import { serveModel } from '../lib/entry/serve.js';
+import { readSafetensors, writeSafetensors } from '../lib/entry/safetensors.js';
 import { CHECKSUM_KEY } from '../lib/io/safetensors.js';
 import { randomArray, randomizedModel } from './helpers.js';
 
@@ -35,8 +37,10 @@ describe('strict model files', () => {
     // Without the check, the first took 80 s and 6.7 GB (or an out-of-memory kill) and the second
     // ended the process with an uncaught std::bad_alloc: both run in a child with a time limit.
     const module = join(import.meta.dirname, '..', 'dist', 'lib', 'index.js');
+    const safetensors = join(import.meta.dirname, '..', 'dist', 'lib', 'entry', 'safetensors.js');
     const script = `
-      const { VisionTransformer, writeSafetensors } = await import(${JSON.stringify(module)});
+      const { VisionTransformer } = await import(${JSON.stringify(module)});
+      const { writeSafetensors } = await import(${JSON.stringify(safetensors)});
       for (const [name, config] of [['wide', { width: 8192, heads: 64, depth: 24 }], ['deep', { width: 64, heads: 1, depth: 2 ** 20 }]]) {
         const path = ${JSON.stringify(dir)} + '/' + name + '.safetensors';
         await writeSafetensors(path, {}, { format: 'castling-vit', config: JSON.stringify(config) });

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
+import { writeSafetensors } from '../lib/entry/safetensors.js';
 import { randomArray, randomizedModel } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'castling-timm-'));

@@ -2,7 +2,8 @@
 // steps that lower the loss, determinism, the castling schedule and switch, and bad inputs.
 import { describe, expect, it } from 'vitest';
 
-import { AdamW, Tensor, VisionTransformer, castlingAt, type VitConfig } from '../lib/index.js';
+import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
+import { castlingAt } from '../lib/entry/train.js';
 import { randomArray, randomizedModel } from './helpers.js';
 import { referenceLoss, thresholdMargin, type ReferenceAux } from './vit_reference.js';
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, VisionTransformer, presets, writeSafetensors, type VitConfig } from '../lib/index.js';
+import { Tensor, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
+import { writeSafetensors } from '../lib/entry/safetensors.js';
 import { expectClose, randomArray, randomizedModel } from './helpers.js';
 import { referenceForward, thresholdMargin } from './vit_reference.js';
 

@@ -2,7 +2,8 @@
 // step: the loop that `castling-vit train mnist` runs (with more care) in lib/train/digits.ts.
 //
 //   npm install && node examples/mnist/train.mjs [epochs]
-import { AdamW, DIGIT_LABELS, DIGIT_SIZE, Tensor, VisionTransformer, digitsPreprocessing, evaluateDigits, loadDigits, presets } from 'castling-vit';
+import { AdamW, Tensor, VisionTransformer, presets } from 'castling-vit';
+import { DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, evaluateDigits, loadDigits } from 'castling-vit/digits';
 
 const epochs = Number(process.argv[2] ?? 3);
 const batchSize = 64;

