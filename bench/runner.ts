@@ -97,7 +97,7 @@ const benches: Record<string, Bench> = {
   },
   model: {
     describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32, in micro-batches whose activations fit --train-budget BYTES, default 12e9), deit-tiny/small x softmax/castling (sparsifiner with --kinds) x 224/448/896, predicts of the kinds interleaved, with the ratio to softmax (--models, --kinds, --images, --batches, --repeats, --quick: deit-tiny, 224)',
-    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'gflops', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
     run: (o) =>
       benchModel({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
