@@ -5,6 +5,7 @@
 // whose activations would not fit in the memory budget runs as micro-batches (gradient
 // accumulation, trainStep's microBatch option); the record says which micro-batch was used.
 import { AdamW, Tensor, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import { vitFlops } from '../lib/flops.js';
 import { native } from '../lib/native.js';
 import { stats, type BenchRecord } from './common.js';
 
@@ -78,7 +79,8 @@ export async function benchModel(o: ModelBenchOptions = {}): Promise<BenchRecord
         for (const [attention, { times, outside }] of timed) {
           const s = stats(times);
           const ratio = softmaxMs && attention !== 'softmax' ? { ratioToSoftmax: s.medianMs / softmaxMs } : {};
-          const rec = { kind: attention, model: name, image, tokens, batch, pass: 'forward', ...s, imagesPerSecond: (1000 * batch) / s.medianMs, outsideKernels: outside, ...ratio };
+          const flops = batch * vitFlops({ ...presets[name], attention, imageSize: image }, 'forward');
+          const rec = { kind: attention, model: name, image, tokens, batch, pass: 'forward', ...s, imagesPerSecond: (1000 * batch) / s.medianMs, flops, gflops: flops / (s.medianMs * 1e6), outsideKernels: outside, ...ratio };
           records.push(rec);
           log(`${name} ${attention} ${image}px predict batch ${batch}: ${s.medianMs.toFixed(1)} ms (${rec.imagesPerSecond.toFixed(1)} img/s, ${(100 * outside).toFixed(2)}% outside kernels)`);
         }
@@ -123,5 +125,7 @@ async function benchTrainStep(name: 'deitTiny' | 'deitSmall', attention: Attenti
   log(`${name} ${attention} ${image}px trainStep batch ${trainBatch}${split}: ${s.medianMs.toFixed(0)} ms (${((1000 * trainBatch) / s.medianMs).toFixed(1)} img/s, peak ${(peakBytes / 1e9).toFixed(2)} GB over the model)`);
   trainable.dispose();
   images.dispose();
-  return { kind: attention, model: name, image, tokens, batch: trainBatch, microBatch, pass: 'train', ...s, imagesPerSecond: (1000 * trainBatch) / s.medianMs, peakBytes };
+  // Castling trains in training form: its auxiliary branch's FLOPs are not counted (vitFlops).
+  const flops = trainBatch * vitFlops({ ...presets[name], attention, imageSize: image }, 'train');
+  return { kind: attention, model: name, image, tokens, batch: trainBatch, microBatch, pass: 'train', ...s, imagesPerSecond: (1000 * trainBatch) / s.medianMs, flops, gflops: flops / (s.medianMs * 1e6), peakBytes };
 }

@@ -12,6 +12,7 @@ import { benchOnnx, type OnnxKind } from './onnx.js';
 import { benchImages } from './images.js';
 import { benchServe } from './serve.js';
 import { benchCuda } from './cuda.js';
+import { benchScaling } from './scaling.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 /** How the runner was started: its command (for the usage line), and whether from the repository. */
@@ -96,7 +97,7 @@ const benches: Record<string, Bench> = {
   },
   model: {
     describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32, in micro-batches whose activations fit --train-budget BYTES, default 12e9), deit-tiny/small x softmax/castling (sparsifiner with --kinds) x 224/448/896, predicts of the kinds interleaved, with the ratio to softmax (--models, --kinds, --images, --batches, --repeats, --quick: deit-tiny, 224)',
-    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'gflops', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
     run: (o) =>
       benchModel({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
@@ -105,6 +106,19 @@ const benches: Record<string, Bench> = {
         predictBatches: numbers(o.batches),
         memoryBudget: typeof o['train-budget'] === 'string' ? Number(o['train-budget']) : undefined,
         repeats: numbers(o.repeats)?.[0],
+        log: (line) => console.error(line),
+      }),
+  },
+  scaling: {
+    describe: 'thread scaling beyond this machine: DeiT-S predict (and --train: a castling trainStep) traced with the pool at --threads 2,16,64 and scheduled on that many ideal cores: jobs per call, serial ms, work that did not split, share of the threads kept busy, the op losing most (--kinds, --batches 1,8, --images 224)',
+    columns: ['workload', 'kind', 'batch', 'threads', 'jobs', 'workMs', 'serialMs', 'unsplitMs', 'modelMs', 'efficiency', 'mostLost'],
+    run: (o) =>
+      benchScaling({
+        threads: numbers(o.threads),
+        attentions: list(o.kinds) as AttentionKind[] | undefined,
+        batches: numbers(o.batches),
+        image: numbers(o.images)?.[0],
+        train: o.train === true,
         log: (line) => console.error(line),
       }),
   },
@@ -214,6 +228,7 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       profile: { type: 'boolean' },
+      train: { type: 'boolean' },
       quiet: { type: 'string' },
       help: { type: 'boolean' },
     },

@@ -70,6 +70,19 @@ export interface NativeAddon {
     options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number; bCopies?: number },
     isa?: string,
   ): Promise<number[]>;
+  /** true: record the thread pool's jobs; false: stop and return them (bench/scaling.ts). */
+  tracePool(start: true): void;
+  tracePool(start: false): PoolTraceRegion[];
+}
+
+/** One job of the thread pool as the trace records it (native/core/pool_trace.h). */
+export interface PoolTraceRegion {
+  dynamic: boolean;
+  lanes: number;
+  /** The op whose job it was ('' outside ops). */
+  op: string;
+  serialBeforeNs: number;
+  pieceNs: Float64Array;
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */

@@ -5,18 +5,11 @@ import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, backendInfo, cudaAvailable, presets } from '../lib/index.js';
 import { attention, gelu, layerNormWithStats, linear, matmul, softmax } from '../lib/entry/ops.js';
-import { randomArray } from './helpers.js';
+import { randomArray, relativeError } from './helpers.js';
 
 const cuda = cudaAvailable();
 const skipReason = cuda.available ? '' : ` (skipped: ${cuda.reason})`;
 
-function maxRelativeError(got: Float32Array, want: Float32Array): number {
-  let scale = 1e-6;
-  for (const w of want) scale = Math.max(scale, Math.abs(w));
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / scale);
-  return got.length === want.length ? worst : Infinity;
-}
 
 function random(shape: number[]): Tensor {
   return Tensor.fromArray(randomArray(shape.reduce((a, b) => a * b, 1)), shape);
@@ -68,7 +61,7 @@ describe.skipIf(!cuda.available)(`cuda ops against the cpu${skipReason}`, () => 
     ];
     for (const [cpu, gpu] of pairs) {
       expect(gpu.device).toBe('cuda');
-      expect(maxRelativeError(gpu.toFloat32Array(), cpu.toFloat32Array())).toBeLessThan(1e-5);
+      expect(relativeError(gpu.toFloat32Array(), cpu.toFloat32Array(), 1e-6)).toBeLessThan(1e-5);
     }
   });
 
@@ -78,15 +71,15 @@ describe.skipIf(!cuda.available)(`cuda ops against the cpu${skipReason}`, () => 
     const g = (t: Tensor) => t.to('cuda');
     const cpu = await attention.softmax(q, k, v);
     const gpu = await attention.softmax(g(q), g(k), g(v));
-    expect(maxRelativeError(gpu.y.toFloat32Array(), cpu.y.toFloat32Array())).toBeLessThan(1e-5);
+    expect(relativeError(gpu.y.toFloat32Array(), cpu.y.toFloat32Array(), 1e-6)).toBeLessThan(1e-5);
     const cpuGrad = await attention.softmaxBackward(q, k, v, cpu, dy);
     const gpuGrad = await attention.softmaxBackward(g(q), g(k), g(v), gpu, g(dy));
     for (const key of ['dq', 'dk', 'dv'] as const) {
-      expect(maxRelativeError(gpuGrad[key].toFloat32Array(), cpuGrad[key].toFloat32Array())).toBeLessThan(1e-5);
+      expect(relativeError(gpuGrad[key].toFloat32Array(), cpuGrad[key].toFloat32Array(), 1e-6)).toBeLessThan(1e-5);
     }
     const angularCpu = await attention.linearAngular(q, k, v, w);
     const angularGpu = await attention.linearAngular(g(q), g(k), g(v), g(w));
-    expect(maxRelativeError(angularGpu.y.toFloat32Array(), angularCpu.y.toFloat32Array())).toBeLessThan(1e-5);
+    expect(relativeError(angularGpu.y.toFloat32Array(), angularCpu.y.toFloat32Array(), 1e-6)).toBeLessThan(1e-5);
   });
 
   it('mixing devices in one op is a clear error', async () => {

@@ -69,3 +69,18 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, ato
     throw new Error(`${label}: element ${worstIndex} is ${got[worstIndex]}, expected ${want[worstIndex]} (error ${worst.toFixed(2)}x the tolerance)`);
   }
 }
+
+/**
+ * max |got - want| / max |want|, the scale at least `floor` (values near zero, gradients say,
+ * then compare on an absolute floor); Infinity when the lengths differ.
+ */
+export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>, floor = 0): number {
+  if (got.length !== want.length) return Infinity;
+  let diff = 0;
+  let scale = floor;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  return diff / scale;
+}

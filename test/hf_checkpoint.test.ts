@@ -13,6 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
 
+import { relativeError } from './helpers.js';
+
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'castling-hf-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -23,17 +25,6 @@ interface Case {
 }
 const hf = JSON.parse(readFileSync(`${fixtures}hf/reference.json`, 'utf8')) as { torch: string; config: Partial<VitConfig>; labels: string[]; models: Record<string, Case & { architecture: string }> };
 const distilled = JSON.parse(readFileSync(`${fixtures}torch-deit-distilled.json`, 'utf8')) as Case & { config: Partial<VitConfig>; embeddings: number[] };
-
-/** max |a - b| / max |b|. */
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 async function logitsOf(model: VisionTransformer, c: Case, output: 'logits' | 'embeddings' = 'logits'): Promise<Float32Array> {
   const s = model.config.imageSize;

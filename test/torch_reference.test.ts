@@ -16,6 +16,8 @@ import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.j
 import { imagenetPreprocessing, readImages } from '../lib/io/images.js';
 import { resizePositionEmbedding } from '../lib/nn/position_embedding.js';
 
+import { relativeError } from './helpers.js';
+
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 interface TorchReference {
@@ -49,17 +51,6 @@ const castlingRelease = JSON.parse(readFileSync(`${fixtures}torch-castling.json`
   forms: Record<'tokens' | 'spatial', { convKernel: number; images: number[]; logits: number[] }>;
 };
 const training = JSON.parse(readFileSync(`${fixtures}torch-training.json`, 'utf8')) as TorchTraining;
-
-/** max |a - b| / max |b|. */
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 describe(`PyTorch ${reference.torch} reference`, () => {
   for (const c of reference.cases) {

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "bench_timing.h"
 #include "plan_handle.h"
+#include "pool_trace_binding.h"
 #include "run_op.h"
 #include "tensor_handle.h"
 
@@ -41,6 +42,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseCachedMemory", Napi::Function::New<releaseCachedMemory>(env, "releaseCachedMemory"));
   exports.Set("synchronizeCuda", Napi::Function::New<synchronizeCuda>(env, "synchronizeCuda"));
   exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
+  exports.Set("tracePool", Napi::Function::New<tracePool>(env, "tracePool"));
   return exports;
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "pool_trace.h"
 
 namespace castling {
 
@@ -76,6 +77,7 @@ std::vector<Tensor> OpInfo::run(const OpInputs& in, const Attrs& attrs) const {
   Device device = first < in.size() ? in.optional(first)->device() : Device::Cpu;
   const OpFn& fn = device == Device::Cuda ? cuda : cpu;
   if (!fn) fail(in.op(), ": this op has no ", deviceName(device), " implementation");
+  TraceOp traced(name);
   return fn(in, attrs);
 }
 

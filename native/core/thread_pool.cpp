@@ -7,6 +7,7 @@
 #include <string>
 
 #include "error.h"
+#include "pool_trace.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -115,6 +116,17 @@ void ThreadPool::workerLoop(int index, std::uint64_t seen) {
 }
 
 void ThreadPool::run(int workers, const std::function<void(int)>& fn) {
+  PoolTrace& trace = PoolTrace::global();
+  if (t_inside_job || !trace.active()) {
+    runJob(workers, fn);
+    return;
+  }
+  std::size_t region = trace.begin(false, std::max(1, std::min(workers, threads_)));
+  runJob(workers, [&](int w) { tracedPiece(region, true, [&] { fn(w); }); });
+  trace.end();
+}
+
+void ThreadPool::runJob(int workers, const std::function<void(int)>& fn) {
   if (t_inside_job || workers <= 1) {
     // Serial: either asked for, or nested inside a job whose threads are all busy already.
     for (int w = 0; w < std::max(workers, 1); ++w) fn(w);
@@ -160,20 +172,45 @@ void ThreadPool::parallelFor(std::int64_t count, std::int64_t grain,
   grain = std::max<std::int64_t>(grain, 1);
   std::int64_t chunks = (count + grain - 1) / grain;
   int workers = int(std::min<std::int64_t>(chunks, threads_));
+  PoolTrace& trace = PoolTrace::global();
+  const bool traced = !t_inside_job && trace.active();
   if (workers <= 1 || t_inside_job) {
-    fn(0, count);
+    if (!traced) {
+      fn(0, count);
+      return;
+    }
+    std::size_t region = trace.begin(true, 1);
+    tracedPiece(region, true, [&] { fn(0, count); });
+    trace.end();
     return;
   }
   // Several chunks per worker so that uneven chunk costs even out.
   std::int64_t chunk = std::max(grain, (count + std::int64_t(workers) * 4 - 1) / (std::int64_t(workers) * 4));
   std::atomic<std::int64_t> next{0};
-  run(workers, [&](int) {
+  std::size_t region = traced ? trace.begin(true, workers) : 0;
+  runJob(workers, [&](int) {
     for (;;) {
       std::int64_t begin = next.fetch_add(chunk);
       if (begin >= count) break;
-      fn(begin, std::min(count, begin + chunk));
+      tracedPiece(region, traced, [&] { fn(begin, std::min(count, begin + chunk)); });
     }
   });
+  if (traced) trace.end();
+}
+
+void ThreadPool::forEachJob(std::int64_t count, int workers, const std::function<void(std::int64_t, int)>& fn) {
+  if (count <= 0) return;
+  workers = int(std::clamp<std::int64_t>(workers, 1, count));
+  PoolTrace& trace = PoolTrace::global();
+  const bool traced = !t_inside_job && trace.active();
+  std::size_t region = traced ? trace.begin(true, t_inside_job ? 1 : std::min(workers, threads_)) : 0;
+  std::atomic<std::int64_t> next{0};
+  runJob(workers, [&](int worker) {
+    for (std::int64_t job = next.fetch_add(1); job < count; job = next.fetch_add(1)) {
+      tracedPiece(region, traced, [&] { fn(job, worker); });
+    }
+  });
+  if (traced) trace.end();
 }
 
 }  // namespace castling

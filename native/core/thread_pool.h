@@ -30,6 +30,10 @@ class ThreadPool {
   void parallelFor(std::int64_t count, std::int64_t grain,
                    const std::function<void(std::int64_t begin, std::int64_t end)>& fn);
 
+  // Hands jobs 0 .. count-1 out one at a time to `workers` threads (at most the pool's):
+  // fn(job, worker), worker < workers, so that a caller can give each worker its own scratch.
+  void forEachJob(std::int64_t count, int workers, const std::function<void(std::int64_t job, int worker)>& fn);
+
   static constexpr int kMaxThreads = 256;
   static int defaultThreads();  // CASTLING_THREADS, else the CPUs this process may use
 
@@ -40,6 +44,8 @@ class ThreadPool {
   void start(int threads);
   void stop();
   void workerLoop(int index, std::uint64_t seen);
+  // run() without the trace: parallelFor records its chunks, not the indices it runs them on.
+  void runJob(int workers, const std::function<void(int worker)>& fn);
 
   int threads_ = 1;
   std::vector<std::thread> workers_;

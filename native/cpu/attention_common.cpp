@@ -17,11 +17,7 @@ void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
   // Whole cache lines per worker, so that two workers never write the same line.
   std::int64_t stride = (std::max<std::int64_t>(scratchFloats, 1) + 15) / 16 * 16;
   Tensor scratch = Tensor::empty({std::int64_t(workers), stride});
-  std::atomic<std::int64_t> next{0};
-  pool.run(workers, [&](int worker) {
-    float* mine = scratch.data() + std::int64_t(worker) * stride;
-    for (std::int64_t job = next.fetch_add(1); job < jobs; job = next.fetch_add(1)) fn(job, mine);
-  });
+  pool.forEachJob(jobs, workers, [&](std::int64_t job, int worker) { fn(job, scratch.data() + std::int64_t(worker) * stride); });
 }
 
 std::int64_t rangesPerHead(std::int64_t headCount, std::int64_t blocks) {
