@@ -1,5 +1,6 @@
 // What the engine runs on, and its knobs: the CPU path (ISA) and the thread count.
 import { native, type NativeCudaStatus } from './native.js';
+import { InvalidArgTypeError, InvalidArgValueError } from './errors.js';
 
 export type CpuPath = 'scalar' | 'avx2' | 'avx512';
 
@@ -43,7 +44,7 @@ export function backendInfo(): BackendInfo {
 /** Sets the thread pool's size (1 to 256). The default is CASTLING_THREADS or the CPUs available. */
 export function setThreads(threads: number): void {
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
-    throw new RangeError(`setThreads: ${String(threads)} is not valid, expected an integer from 1 to 256`);
+    throw new InvalidArgValueError(`setThreads: ${String(threads)} is not valid, expected an integer from 1 to 256`);
   }
   native.setThreads(threads);
 }
@@ -54,7 +55,7 @@ export function setThreads(threads: number): void {
  */
 export function setCpuPath(isa: CpuPath): void {
   if (isa !== 'scalar' && isa !== 'avx2' && isa !== 'avx512') {
-    throw new TypeError(`setCpuPath: unknown CPU path '${String(isa)}', expected 'scalar', 'avx2' or 'avx512'`);
+    throw new InvalidArgTypeError(`setCpuPath: unknown CPU path '${String(isa)}', expected 'scalar', 'avx2' or 'avx512'`);
   }
   native.setIsa(isa);
 }

@@ -48,3 +48,19 @@ export { sparsify, type SparsifyOptions, type SparsifyResult, type TrainingRun }
 export { sparsifyImageFolder, workflowOfCheckpoint, WorkflowStopped, type SparsifyFolderOptions, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings, type WorkflowStage } from './train/sparsify_folder.js';
 export { checkRandomCrop, randomCropRegion, type RandomCropOptions, type CropRegion } from './train/random_crop.js';
 export { attentionFlops, type AttentionFlopKind, type FlopOptions } from './flops.js';
+export {
+  ErrorCodes,
+  errorCode,
+  InvalidArgTypeError,
+  InvalidArgValueError,
+  LimitExceededError,
+  BadFileError,
+  InvalidStateError,
+  DisposedError,
+  BusyError,
+  AbortedError,
+  UnsupportedError,
+  NonFiniteOutputError,
+  InternalError,
+  type ErrorCode,
+} from './errors.js';

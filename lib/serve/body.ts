@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 
 import type { BudgetShare } from './byte_budget.js';
 import { RequestError } from './request_error.js';
+import { AbortedError } from '../errors.js';
 
 export interface BodyLimits {
   /** The largest body taken, in bytes. */
@@ -20,7 +21,7 @@ export interface BodyLimits {
 
 /** The error of a client that hung up before its body ended: not answered (no one to answer). */
 function hungUp(): Error {
-  const error = new Error('the client closed the connection before the body ended');
+  const error = new AbortedError('the client closed the connection before the body ended');
   error.name = 'AbortError';
   return error;
 }

@@ -17,6 +17,7 @@ import { readBody } from './body.js';
 import { ByteBudget, type BudgetShare } from './byte_budget.js';
 import { drainerFor, type DrainResult } from './drain.js';
 import { RequestError } from './request_error.js';
+import { InvalidArgValueError, NonFiniteOutputError } from '../errors.js';
 
 export interface ServeOptions {
   /** Images per model pass at most (the batcher's maxBatch, default 16). */
@@ -86,13 +87,13 @@ type NumericOption = { [K in keyof ServeOptions]-?: ServeOptions[K] extends numb
 function settings(options: ServeOptions, imageSize: number) {
   const positive = (name: NumericOption, fallback: number): number => {
     const value = options[name] ?? fallback;
-    if (!(Number.isSafeInteger(value) && value >= 1)) throw new RangeError(`serveModel: ${name} is ${JSON.stringify(options[name])}, expected a positive integer`);
+    if (!(Number.isSafeInteger(value) && value >= 1)) throw new InvalidArgValueError(`serveModel: ${name} is ${JSON.stringify(options[name])}, expected a positive integer`);
     return value;
   };
   const maxBytes = positive('maxBytes', 32 * MiB);
   const headersTimeoutMs = positive('headersTimeoutMs', 10_000);
   const requestTimeoutMs = positive('requestTimeoutMs', 120_000);
-  if (headersTimeoutMs > requestTimeoutMs) throw new RangeError(`serveModel: headersTimeoutMs (${headersTimeoutMs}) is more than requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
+  if (headersTimeoutMs > requestTimeoutMs) throw new InvalidArgValueError(`serveModel: headersTimeoutMs (${headersTimeoutMs}) is more than requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
   // A side 32 times the input's keeps photos of any camera for a 224² model, and refuses a
   // 16383² PNG for a 28² one before it costs seconds of decoding.
   const maxInputPixels = positive('maxInputPixels', Math.min(DEFAULT_MAX_INPUT_PIXELS, (32 * imageSize) ** 2));
@@ -187,7 +188,7 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
       const out = await through.predict(images, { signal: hungUp });
       const values = out.toFloat32Array();
       out.dispose();
-      if (!options.allowNonFinite && firstNonFinite(values) >= 0) throw new Error('the model produced non-finite values (NaN or infinity) for this image');
+      if (!options.allowNonFinite && firstNonFinite(values) >= 0) throw new NonFiniteOutputError('the model produced non-finite values (NaN or infinity) for this image');
       return values;
     } finally {
       images.dispose();
