@@ -18,7 +18,7 @@ export const ErrorCodes = {
   BAD_FILE: 'ERR_CASTLING_BAD_FILE',
   /** A call the object cannot take in its present state (export before castle(), a castled model's branch). */
   INVALID_STATE: 'ERR_CASTLING_INVALID_STATE',
-  /** A model, tensor or plan used after dispose(). */
+  /** A model, tensor or optimizer used after dispose(). */
   DISPOSED: 'ERR_CASTLING_DISPOSED',
   /** Refused for now, not for good: a full batcher queue or upload budget, a model with operations in flight. */
   BUSY: 'ERR_CASTLING_BUSY',
@@ -88,7 +88,7 @@ export class InvalidStateError extends Error {
   }
 }
 
-/** A model, tensor or plan used after dispose(). */
+/** A model, tensor or optimizer used after dispose(). */
 export class DisposedError extends Error {
   readonly code: ErrorCode = ErrorCodes.DISPOSED;
   constructor(message: string, options?: ErrorOptions) {

@@ -95,7 +95,7 @@ export class PredictBatcher {
     try {
       const count = imageBatch(this.model.config, images, 'batcher.predict');
       const signal = signalOf(options, 'batcher.predict');
-      signal?.throwIfAborted();
+      if (signal?.aborted) throw abortReason(signal);
       const waitingImages = this.waiting.reduce((n, r) => n + r.count, 0);
       if (this.running && waitingImages + count > this.maxWaiting) throw new BatcherFullError(waitingImages, this.maxWaiting);
       request = { images: this.running ? images.toFloat32Array() : images, count, signal };

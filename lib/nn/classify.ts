@@ -3,6 +3,7 @@
 import { readImagesNumbered, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { Tensor } from '../tensor.js';
 import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
+import { abortReason } from './abort.js';
 
 export interface ClassScore {
   /** Class index (the logit's position). */
@@ -72,7 +73,7 @@ export async function classifyImages(model: Classifier, sources: readonly ImageS
   // One chunk after the other: decoding the next chunk while this one ran measured 2-8% slower on
   // 2 cores (bench images), the decoders and the native pool competing for the same CPUs.
   for (let start = 0; start < sources.length; start += batchSize) {
-    options.signal?.throwIfAborted();
+    if (options.signal?.aborted) throw abortReason(options.signal);
     const chunk = sources.slice(start, start + batchSize);
     const images = await readImagesNumbered(chunk, { size: imageSize, channels: inChannels, preprocessing: model.preprocessing }, start);
     try {

@@ -483,7 +483,7 @@ export class VisionTransformer {
     const signal = signalOf(options, what);
     const nonFinite = options.nonFinite ?? 'allow';
     checkNonFinitePolicy(nonFinite, what);
-    signal?.throwIfAborted();
+    if (signal?.aborted) throw abortReason(signal);
     return abortable(this.queue.run('read', what, () => this.inferenceNow(images, batch, output, nonFinite), signal), signal, disposeTensor);
   }
 
