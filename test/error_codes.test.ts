@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { GraphBuilder } from '../lib/io/onnx/graph.js';
 import { native } from '../lib/native.js';
+import { answerOf } from '../lib/serve/error_status.js';
 import {
   AdamW,
   BatcherFullError,
@@ -221,5 +222,20 @@ describe('the codes are the whole story', () => {
     const addon = readFileSync(join(root, 'native/addon/js_error.h'), 'utf8').match(/ERR_CASTLING_[A-Z_]+/g) ?? [];
     expect(addon.length).toBeGreaterThan(0);
     for (const code of addon) expect(Object.values(ErrorCodes)).toContain(code);
+  });
+
+  it("the table's HTTP status of each code is the one serveModel answers (lib/serve/error_status.ts)", () => {
+    const rows = readFileSync(join(root, 'docs/errors.md'), 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('| `ERR_'));
+    expect(rows).toHaveLength(Object.values(ErrorCodes).length);
+    for (const row of rows) {
+      const code = /^\| `(ERR_[A-Z_]+)`/.exec(row)![1]!;
+      const service = row.split('|').at(-2)!;
+      const answer = answerOf({ code });
+      // The service column starts with the status, or says there is nobody to answer.
+      if (answer === null) expect(service, code).toMatch(/^ Nothing to answer/);
+      else expect(service, code).toMatch(new RegExp(`^ ${answer.status}\\b`));
+    }
   });
 });
