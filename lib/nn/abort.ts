@@ -7,7 +7,7 @@ import { AbortedError, InvalidArgTypeError } from '../errors.js';
 
 /** The options of a call that can be abandoned. */
 export interface AbortOptions {
-  /** Aborting it rejects the call with the signal's reason (see abort.ts). */
+  /** Aborting it rejects the call with an AbortError (ERR_CASTLING_ABORTED), or with the reason given to abort(reason): see abortReason. */
   signal?: AbortSignal;
 }
 
