@@ -3,6 +3,7 @@
 // the optional auxiliary masked softmax branch. Each forward returns what its backward needs.
 import { runAsync } from './ops.js';
 import type { Tensor } from './tensor.js';
+import { InvalidArgTypeError, InvalidArgValueError } from './errors.js';
 
 export interface SoftmaxAttentionResult {
   y: Tensor;
@@ -16,7 +17,7 @@ export interface SoftmaxAttentionOptions {
 }
 
 function scaleAttrs(o: { scale?: number }): { scale?: number } {
-  if (o.scale !== undefined && !(Number.isFinite(o.scale) && o.scale > 0)) throw new RangeError(`attention: scale is ${o.scale}, expected a positive number`);
+  if (o.scale !== undefined && !(Number.isFinite(o.scale) && o.scale > 0)) throw new InvalidArgValueError(`attention: scale is ${o.scale}, expected a positive number`);
   return o.scale === undefined ? {} : { scale: o.scale };
 }
 
@@ -55,11 +56,11 @@ export interface LinearAngularResult {
 
 function linearAngularAttrs(o: LinearAngularOptions) {
   const form = o.form ?? 'tokens';
-  if (form !== 'tokens' && form !== 'spatial') throw new TypeError(`linearAngular: form is '${String(form)}', expected 'tokens' or 'spatial'`);
+  if (form !== 'tokens' && form !== 'spatial') throw new InvalidArgTypeError(`linearAngular: form is '${String(form)}', expected 'tokens' or 'spatial'`);
   const attrs: Record<string, number | boolean> = { form: form === 'tokens' ? 0 : 1, aux: o.aux !== undefined };
   if (o.aux) {
     const tau = o.aux.tau ?? 0.02;
-    if (!(tau >= 0 && tau <= 1)) throw new RangeError(`linearAngular: aux.tau is ${tau}, expected a number in [0, 1]`);
+    if (!(tau >= 0 && tau <= 1)) throw new InvalidArgValueError(`linearAngular: aux.tau is ${tau}, expected a number in [0, 1]`);
     attrs.tau = tau;
     attrs.l1 = o.aux.l1 ?? 0;
     if (o.aux.scale !== undefined) attrs.auxScale = o.aux.scale;

@@ -2,6 +2,7 @@
 // idea: a CPU path ('scalar' | 'avx2' | 'avx512', the kernels' instruction set) is set by
 // setCpuPath or CASTLING_CPU and read as backendInfo().cpuPath.
 import { native, type NativeCudaStatus } from './native.js';
+import { InvalidArgTypeError, InvalidArgValueError } from './errors.js';
 
 export type CpuPath = 'scalar' | 'avx2' | 'avx512';
 
@@ -51,7 +52,7 @@ export function backendInfo(): BackendInfo {
 /** Sets the thread pool's size (1 to 256). The default is CASTLING_THREADS or the CPUs available. */
 export function setThreads(threads: number): void {
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
-    throw new RangeError(`setThreads: ${String(threads)} is not valid, expected an integer from 1 to 256`);
+    throw new InvalidArgValueError(`setThreads: ${String(threads)} is not valid, expected an integer from 1 to 256`);
   }
   native.setThreads(threads);
 }
@@ -62,7 +63,7 @@ export function setThreads(threads: number): void {
  */
 export function setCpuPath(path: CpuPath): void {
   if (path !== 'scalar' && path !== 'avx2' && path !== 'avx512') {
-    throw new TypeError(`setCpuPath: unknown CPU path '${String(path)}', expected 'scalar', 'avx2' or 'avx512'`);
+    throw new InvalidArgTypeError(`setCpuPath: unknown CPU path '${String(path)}', expected 'scalar', 'avx2' or 'avx512'`);
   }
   native.setIsa(path);
 }

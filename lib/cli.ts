@@ -20,6 +20,7 @@ import { epochLine } from './commands/format.js';
 import { refuseToReplace } from './commands/output_file.js';
 import { modelInfo, modelInfoLines } from './commands/model_info.js';
 import { sparsifySummary } from './commands/sparsify_summary.js';
+import { InvalidStateError } from './errors.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -328,7 +329,7 @@ program
     const model = await VisionTransformer.load(modelPath, { config: loadConfig(flags) });
     if (model.config.attention === 'castling' && !model.castled) {
       model.dispose();
-      throw new Error(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves; --castling-form inference exports these weights without the branch`);
+      throw new InvalidStateError(`${modelPath} holds a castling model whose auxiliary branch is still on (a training checkpoint, or a model saved mid-training): ONNX gets the inference form, which the end of training (train mnist, train folder) saves; --castling-form inference exports these weights without the branch`);
     }
     await model.saveOnnx(out, { batch: flags.batch, output: flags.embeddings ? 'embeddings' : 'logits' });
     model.dispose();

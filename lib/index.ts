@@ -13,3 +13,20 @@ export { type InferenceOptions, type NonFinitePolicy } from './nn/finite_outputs
 export { type AbortOptions } from './nn/abort.js';
 // What VisionTransformer.load throws for a file that is not a valid safetensors file.
 export { SafetensorsError } from './io/safetensors.js';
+// Every error castling-vit throws carries one of these codes (docs/errors.md).
+export {
+  ErrorCodes,
+  errorCode,
+  InvalidArgTypeError,
+  InvalidArgValueError,
+  LimitExceededError,
+  BadFileError,
+  InvalidStateError,
+  DisposedError,
+  BusyError,
+  AbortedError,
+  UnsupportedError,
+  NonFiniteOutputError,
+  InternalError,
+  type ErrorCode,
+} from './errors.js';

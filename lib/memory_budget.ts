@@ -3,6 +3,7 @@
 // that such a file or config is an error that says how much it would need, not an out-of-memory
 // kill or an uncatchable std::bad_alloc halfway through.
 import { totalmem } from 'node:os';
+import { InvalidArgValueError } from './errors.js';
 
 /** The default budget: half of this machine's memory. */
 export function defaultMemoryBudget(): number {
@@ -26,7 +27,7 @@ export function formatBytes(bytes: number): string {
 export function memoryBudgetOf(budget: number | undefined, what: string): number {
   if (budget === undefined) return defaultMemoryBudget();
   if (typeof budget !== 'number' || !(budget > 0) || !Number.isFinite(budget)) {
-    throw new RangeError(`${what}: memoryBudget is ${JSON.stringify(budget)}, expected a positive number of bytes`);
+    throw new InvalidArgValueError(`${what}: memoryBudget is ${JSON.stringify(budget)}, expected a positive number of bytes`);
   }
   return budget;
 }

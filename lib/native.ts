@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UnsupportedError } from './errors.js';
 
 /** The raw tensor handle the addon exports (wrapped by the public Tensor class). */
 export interface NativeTensor {
@@ -92,7 +93,7 @@ function packageRoot(): string {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'castling-vit') return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('castling-vit: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new UnsupportedError('castling-vit: cannot find the package root above ' + fileURLToPath(import.meta.url));
     dir = parent;
   }
 }
@@ -106,7 +107,7 @@ function load(): NativeAddon {
     try {
       return require(override) as NativeAddon;
     } catch (error) {
-      throw new Error(`castling-vit: CASTLING_ADDON_PATH is ${override}, which could not be loaded (${error instanceof Error ? error.message : String(error)})`);
+      throw new UnsupportedError(`castling-vit: CASTLING_ADDON_PATH is ${override}, which could not be loaded (${error instanceof Error ? error.message : String(error)})`);
     }
   }
   const root = packageRoot();
@@ -115,7 +116,7 @@ function load(): NativeAddon {
     return nodeGypBuild(root);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(
+    throw new UnsupportedError(
       `castling-vit: the native addon could not be loaded (${reason}). ` +
         `No prebuilt binary matches ${process.platform}-${process.arch} and there is no local build: ` +
         'run `npm rebuild castling-vit` (needs CMake >= 3.18 and a C++20 compiler), ' +

@@ -4,14 +4,15 @@
 import { native, type Attrs } from './native.js';
 import { Tensor } from './tensor.js';
 import { notATensor } from './tensor_argument.js';
+import { DisposedError, InvalidArgTypeError, InvalidArgValueError } from './errors.js';
 
 type Input = Tensor | null | undefined;
 
 function handles(op: string, names: string[], inputs: Input[]) {
   return inputs.map((t, i) => {
     if (t === undefined || t === null) return null;
-    if (!(t instanceof Tensor)) throw new TypeError(`${op}: ${names[i]} must be a Tensor, ${notATensor(t)}`);
-    if (t.disposed) throw new Error(`${op}: ${names[i]} has been disposed: a tensor cannot be used after dispose()`);
+    if (!(t instanceof Tensor)) throw new InvalidArgTypeError(`${op}: ${names[i]} must be a Tensor, ${notATensor(t)}`);
+    if (t.disposed) throw new DisposedError(`${op}: ${names[i]} has been disposed: a tensor cannot be used after dispose()`);
     return t.handle;
   });
 }
@@ -68,7 +69,7 @@ export interface LinearOptions {
 function linearAttrs(options: LinearOptions): Attrs {
   const activation = options.activation ?? 'none';
   if (activation !== 'none' && activation !== 'gelu') {
-    throw new TypeError(`linear: activation '${String(activation)}' is unknown, expected 'none' or 'gelu'`);
+    throw new InvalidArgTypeError(`linear: activation '${String(activation)}' is unknown, expected 'none' or 'gelu'`);
   }
   return { gelu: activation === 'gelu' };
 }
@@ -97,7 +98,7 @@ export function addSync(a: Tensor, b: Tensor): Tensor {
 }
 
 function checkScale(s: number): Attrs {
-  if (typeof s !== 'number' || !Number.isFinite(s)) throw new TypeError(`scale: factor must be a finite number, got ${String(s)}`);
+  if (typeof s !== 'number' || !Number.isFinite(s)) throw new InvalidArgTypeError(`scale: factor must be a finite number, got ${String(s)}`);
   return { scale: s };
 }
 
@@ -139,7 +140,7 @@ export interface LayerNormResult {
 
 function layerNormAttrs(options: LayerNormOptions): Attrs {
   const eps = options.eps ?? 1e-6;
-  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new RangeError(`layerNorm: eps must be a positive number, got ${String(eps)}`);
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new InvalidArgValueError(`layerNorm: eps must be a positive number, got ${String(eps)}`);
   return { eps };
 }
 

@@ -4,6 +4,7 @@
 import { native, type Attrs } from './native.js';
 import { Tensor, type Device } from './tensor.js';
 import { notATensor } from './tensor_argument.js';
+import { InvalidArgTypeError, InvalidArgValueError } from './errors.js';
 
 /** A value in a plan: an input bound at run time, a constant, or an op's output. */
 export class Slot {
@@ -87,14 +88,14 @@ export class CompiledPlan {
   /** The run's slots, and the copies made of inputs on another device (freed after the run). */
   private bind(values: Tensor[]): { slots: Array<Tensor['handle'] | null>; copies: Tensor[] } {
     if (values.length !== this.inputs.length) {
-      throw new RangeError(`plan: got ${values.length} inputs, expected ${this.inputs.length} (${this.inputs.map((s) => s.label).join(', ')})`);
+      throw new InvalidArgValueError(`plan: got ${values.length} inputs, expected ${this.inputs.length} (${this.inputs.map((s) => s.label).join(', ')})`);
     }
     const slots: Array<Tensor['handle'] | null> = new Array(this.slotCount).fill(null);
     const copies: Tensor[] = [];
     for (const [index, tensor] of this.constants) slots[index] = tensor.handle;
     try {
       values.forEach((t, i) => {
-        if (!(t instanceof Tensor)) throw new TypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor, ${notATensor(t)}`);
+        if (!(t instanceof Tensor)) throw new InvalidArgTypeError(`plan: input '${this.inputs[i]!.label}' must be a Tensor, ${notATensor(t)}`);
         const placed = this.device === null ? t : t.to(this.device);
         if (placed !== t) copies.push(placed);
         slots[this.inputs[i]!.index] = placed.handle;

@@ -3,6 +3,7 @@
 // data moves in and out as Float32Array. dispose() frees the memory now; a tensor that is never
 // disposed is freed when it is garbage-collected.
 import { native, type NativeTensor } from './native.js';
+import { DisposedError, InvalidArgTypeError, InvalidArgValueError, UnsupportedError } from './errors.js';
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -11,11 +12,11 @@ export type Device = 'cpu' | 'cuda';
 export const MAX_RANK = 8;
 
 function checkShape(shape: unknown, what = 'shape'): number[] {
-  if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of dimensions, got ${typeof shape}`);
-  if (shape.length > MAX_RANK) throw new RangeError(`${what} has ${shape.length} dimensions, expected at most ${MAX_RANK}`);
+  if (!Array.isArray(shape)) throw new InvalidArgTypeError(`${what} must be an array of dimensions, got ${typeof shape}`);
+  if (shape.length > MAX_RANK) throw new InvalidArgValueError(`${what} has ${shape.length} dimensions, expected at most ${MAX_RANK}`);
   shape.forEach((d, i) => {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      throw new TypeError(`${what}[${i}] is ${typeof d === 'string' ? `'${d}' (a string)` : String(d)}: expected a non-negative integer`);
+      throw new InvalidArgTypeError(`${what}[${i}] is ${typeof d === 'string' ? `'${d}' (a string)` : String(d)}: expected a non-negative integer`);
     }
   });
   return [...(shape as number[])];
@@ -30,7 +31,7 @@ function checkNumbers(data: readonly unknown[]): number[] {
     const v = data[i];
     if (typeof v !== 'number') {
       const got = v === undefined ? (i in data ? 'undefined' : 'a hole (undefined)') : v === null ? 'null' : typeof v === 'string' ? `'${v}' (a string)` : `${typeof v === 'object' ? 'an' : 'a'} ${typeof v}`;
-      throw new TypeError(`Tensor.fromArray: data[${i}] is ${got}, expected a number`);
+      throw new InvalidArgTypeError(`Tensor.fromArray: data[${i}] is ${got}, expected a number`);
     }
   }
   return data as number[];
@@ -58,11 +59,11 @@ export class Tensor {
     else if (Array.isArray(data)) values = Float32Array.from(checkNumbers(data));
     else {
       const kind = ArrayBuffer.isView(data) ? (data as object).constructor.name : typeof data;
-      throw new TypeError(`Tensor.fromArray: data must be a Float32Array or an array of numbers (dtype float32), got ${kind}`);
+      throw new InvalidArgTypeError(`Tensor.fromArray: data must be a Float32Array or an array of numbers (dtype float32), got ${kind}`);
     }
     const size = shapeSize(dims);
     if (values.length !== size) {
-      throw new RangeError(`Tensor.fromArray: data has ${values.length} elements, shape [${dims.join(', ')}] needs ${size}`);
+      throw new InvalidArgValueError(`Tensor.fromArray: data has ${values.length} elements, shape [${dims.join(', ')}] needs ${size}`);
     }
     return new Tensor(new native.NativeTensor(dims, values));
   }
@@ -121,7 +122,7 @@ export class Tensor {
 
   /** Overwrites the values from a Float32Array of the same size. */
   set(data: Float32Array): void {
-    if (!(data instanceof Float32Array)) throw new TypeError('Tensor.set: data must be a Float32Array (dtype float32)');
+    if (!(data instanceof Float32Array)) throw new InvalidArgTypeError('Tensor.set: data must be a Float32Array (dtype float32)');
     this.live().copyFrom(data);
   }
 
@@ -136,13 +137,13 @@ export class Tensor {
    */
   to(device: Device): Tensor {
     if (device !== 'cpu' && device !== 'cuda') {
-      throw new TypeError(`Tensor.to: unknown device '${String(device)}', expected 'cpu' or 'cuda'`);
+      throw new InvalidArgTypeError(`Tensor.to: unknown device '${String(device)}', expected 'cpu' or 'cuda'`);
     }
     const handle = this.live();
     if (handle.device === device) return this;
     if (device === 'cuda') {
       const cuda = native.cudaAvailable();
-      if (!cuda.available) throw new Error(`Tensor.to('cuda'): CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+      if (!cuda.available) throw new UnsupportedError(`Tensor.to('cuda'): CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
     }
     return new Tensor(handle.to(device));
   }
@@ -157,7 +158,7 @@ export class Tensor {
   }
 
   private live(): NativeTensor {
-    if (this.handle.disposed) throw new Error('Tensor has been disposed: it cannot be used after dispose()');
+    if (this.handle.disposed) throw new DisposedError('Tensor has been disposed: it cannot be used after dispose()');
     return this.handle;
   }
 }

@@ -143,7 +143,7 @@ describe('strict model files', () => {
       const png = await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 10, g: 200, b: 90 } } }).png().toBuffer();
       const answer = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/classify`, { method: 'POST', body: new Uint8Array(png) });
       expect(answer.status).toBe(500);
-      expect(await answer.json()).toEqual({ error: 'the model produced non-finite values (NaN or infinity) for this image' });
+      expect(await answer.json()).toEqual({ error: 'the model produced non-finite values (NaN or infinity) for this image', code: 'ERR_CASTLING_NON_FINITE_OUTPUT' });
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

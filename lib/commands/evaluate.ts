@@ -6,6 +6,7 @@ import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { evaluateImages } from '../train/evaluate.js';
 import { accuracyText } from './format.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface EvaluateFlags {
   top: number;
@@ -24,13 +25,13 @@ function labelledImages(dir: string, model: VisionTransformer): { list: ImageLis
   const labels = model.labels;
   if (labels === null) {
     if (folder.classes.length !== model.config.numClasses) {
-      throw new Error(`${dir} has ${folder.classes.length} class folders, the model ${model.config.numClasses} classes and no labels to match them by name`);
+      throw new InvalidArgValueError(`${dir} has ${folder.classes.length} class folders, the model ${model.config.numClasses} classes and no labels to match them by name`);
     }
     return { list, classes: folder.classes, note: 'the model has no labels: class folders matched to classes in name order' };
   }
   const index = folder.classes.map((name) => labels.indexOf(name));
   const unknown = folder.classes.filter((_, i) => index[i]! < 0);
-  if (unknown.length > 0) throw new Error(`class folder(s) ${unknown.map((n) => `'${n}'`).join(', ')} of ${dir} are not among the model's labels (${labels.join(', ')})`);
+  if (unknown.length > 0) throw new InvalidArgValueError(`class folder(s) ${unknown.map((n) => `'${n}'`).join(', ')} of ${dir} are not among the model's labels (${labels.join(', ')})`);
   return { list: { files: list.files, labels: list.labels.map((l) => index[l]!) }, classes: [...labels], note: null };
 }
 

@@ -3,6 +3,7 @@
 // trained before, hours of work, without a word). A training checkpoint keeps the run's output
 // name, so that --resume saves where the run was meant to.
 import { existsSync } from 'node:fs';
+import { InvalidArgValueError } from '../errors.js';
 
 /** The metadata key of a checkpoint that holds its run's output file. */
 export const OUTPUT_KEY = 'trainOutput';
@@ -10,7 +11,7 @@ export const OUTPUT_KEY = 'trainOutput';
 /** Throws when `path` exists and `force` is not set, saying what chose the path. */
 export function refuseToReplace(path: string, force: boolean | undefined, chosenBy: string): void {
   if (force || !existsSync(path)) return;
-  throw new Error(`${path} exists already (${chosenBy}): training would replace it; give another --out, or --force to replace it`);
+  throw new InvalidArgValueError(`${path} exists already (${chosenBy}): training would replace it; give another --out, or --force to replace it`);
 }
 
 /** The output a checkpoint's run was given, from its metadata (absent in older checkpoints). */

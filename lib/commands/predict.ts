@@ -8,6 +8,7 @@ import { IMAGE_EXTENSIONS, isImageFileName } from '../data/image_folder.js';
 import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { readLabelsFile } from './format.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface PredictFlags {
   top: number;
@@ -34,7 +35,7 @@ export function imageFiles(paths: string[]): string[] {
 
 export async function predictCommand(modelPath: string, paths: string[], flags: PredictFlags): Promise<void> {
   const images = imageFiles(paths);
-  if (images.length === 0) throw new Error(`no image files in ${paths.join(', ')} (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
+  if (images.length === 0) throw new InvalidArgValueError(`no image files in ${paths.join(', ')} (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
   const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels, allowNonFinite: flags.allowNonFinite });
   try {

@@ -7,6 +7,7 @@ import type { VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { serveModel } from '../serve/server.js';
 import { readLabelsFile } from './format.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface ServeFlags {
   port: number;
@@ -31,7 +32,7 @@ export interface ServeFlags {
 }
 
 export async function serveCommand(modelPath: string, flags: ServeFlags): Promise<void> {
-  if (flags.headersTimeout > flags.requestTimeout) throw new Error(`--headers-timeout ${flags.headersTimeout} is more than --request-timeout ${flags.requestTimeout}: the headers are part of the request`);
+  if (flags.headersTimeout > flags.requestTimeout) throw new InvalidArgValueError(`--headers-timeout ${flags.headersTimeout} is more than --request-timeout ${flags.requestTimeout}: the headers are part of the request`);
   const labels = flags.labels ? readLabelsFile(flags.labels) : undefined;
   const model = await VisionTransformer.load(modelPath, { config: flags.config, labels, allowNonFinite: flags.allowNonFinite });
   // The first SIGINT or SIGTERM drains; a second one ends the process at once (Node's default,

@@ -14,6 +14,7 @@ import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type Sparsi
 import { accuracyText, epochLine } from './format.js';
 import { OUTPUT_KEY, outputOfCheckpoint, refuseToReplace } from './output_file.js';
 import { sparsifySummary } from './sparsify_summary.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface TrainFolderFlags {
   from?: string;
@@ -158,7 +159,7 @@ export async function trainFolderCommand(dir: string, given: TrainFolderFlags): 
   if (sparsifying && model.config.attention === 'softmax') return sparsifinerWorkflow(folder, flags, { dense: model });
   if (sparsifying && model.config.attention !== 'sparsifiner') {
     model.dispose();
-    throw new Error(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
+    throw new InvalidArgValueError(`${flags.from} is a ${model.config.attention} model: a Sparsifiner model is made from a softmax one`);
   }
   const result = await trainImageFolder({
     ...loopOptions(folder, flags),
@@ -192,7 +193,7 @@ async function finish(model: VisionTransformer, result: ImageFolderTrainingResul
  * Sparsifiner workflow resumes the workflow: the rest of its stage, then the stages after it.
  */
 async function resumeRun(folder: ImageFolder, given: TrainFolderFlags): Promise<number> {
-  if (given.from || given.attention || given.imageSize) throw new Error('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
+  if (given.from || given.attention || given.imageSize) throw new InvalidArgValueError('--resume continues a run as it was: its model comes from the checkpoint (no --from, --attention or --image-size)');
   const path = given.resume!;
   if (given.checkpoint && given.checkpoint !== path) refuseToReplace(given.checkpoint, given.force, '--checkpoint');
   const loaded = await loadTrainingCheckpoint(path, { config: given.config });
@@ -204,7 +205,7 @@ async function resumeRun(folder: ImageFolder, given: TrainFolderFlags): Promise<
   try {
     refuseToReplace(flags.out, flags.force, given.out ? '--out' : `the output of the run ${path} holds`);
     const labels = model.labels ?? [];
-    if (labels.join('\n') !== folder.classes.join('\n')) throw new Error(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
+    if (labels.join('\n') !== folder.classes.join('\n')) throw new InvalidArgValueError(`${path} was trained on the classes ${labels.join(', ')}; the folder has ${folder.classes.join(', ')}`);
     workflow = workflowOfCheckpoint(path, loaded);
   } catch (error) {
     model.dispose();
@@ -261,7 +262,7 @@ function checkResumedSettings(flags: TrainFolderFlags, s: WorkflowSettings): voi
     ['--lr', flags.lr, s.finetuneLr],
   ];
   const differ = given.filter(([, flag, saved]) => flag !== undefined && flag !== saved);
-  if (differ.length > 0) throw new Error(`resume: the run differs from the checkpoint's workflow in ${differ.map(([name, flag, saved]) => `${name} (${flag}, the checkpoint's ${saved ?? 'none'})`).join(', ')}`);
+  if (differ.length > 0) throw new InvalidArgValueError(`resume: the run differs from the checkpoint's workflow in ${differ.map(([name, flag, saved]) => `${name} (${flag}, the checkpoint's ${saved ?? 'none'})`).join(', ')}`);
 }
 
 /**

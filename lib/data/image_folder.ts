@@ -4,6 +4,7 @@
 // last `valFraction` of each class's files (sorted by name) is held out, a fixed rule.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
+import { BadFileError, InvalidArgValueError } from '../errors.js';
 
 /** The file types sharp decodes (readImages). */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.svg'];
@@ -43,10 +44,10 @@ function imagesIn(dir: string): string[] {
 /** Every class folder of `root` with its images; a class without any is an error. */
 function classFolders(root: string): Array<{ name: string; files: string[] }> {
   const classes = subfolders(root);
-  if (classes.length < 2) throw new Error(`${root}: expected a subfolder per class (at least 2), found ${classes.length === 0 ? 'none' : `only '${classes[0]}'`}`);
+  if (classes.length < 2) throw new BadFileError(`${root}: expected a subfolder per class (at least 2), found ${classes.length === 0 ? 'none' : `only '${classes[0]}'`}`);
   return classes.map((name) => {
     const files = imagesIn(join(root, name));
-    if (files.length === 0) throw new Error(`${join(root, name)}: no images (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
+    if (files.length === 0) throw new BadFileError(`${join(root, name)}: no images (expected files ending in ${IMAGE_EXTENSIONS.join(', ')})`);
     return { name, files };
   });
 }
@@ -63,9 +64,9 @@ function flatten(folders: Array<{ files: string[] }>): ImageList {
 }
 
 export function listImageFolder(root: string, options: { valFraction?: number } = {}): ImageFolder {
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`${root}: not a folder (expected one subfolder of images per class)`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new BadFileError(`${root}: not a folder (expected one subfolder of images per class)`);
   const valFraction = options.valFraction ?? 0.1;
-  if (!(valFraction >= 0 && valFraction < 1)) throw new RangeError(`valFraction is ${valFraction}, expected a number in [0, 1)`);
+  if (!(valFraction >= 0 && valFraction < 1)) throw new InvalidArgValueError(`valFraction is ${valFraction}, expected a number in [0, 1)`);
   const train = join(root, 'train');
   const val = join(root, 'val');
   if (existsSync(train) && existsSync(val)) {
@@ -73,7 +74,7 @@ export function listImageFolder(root: string, options: { valFraction?: number } 
     const valClasses = classFolders(val);
     const names = trainClasses.map((c) => c.name);
     if (names.join('\n') !== valClasses.map((c) => c.name).join('\n')) {
-      throw new Error(`${root}: train/ and val/ must have the same class folders (train: ${names.join(', ')}; val: ${valClasses.map((c) => c.name).join(', ')})`);
+      throw new BadFileError(`${root}: train/ and val/ must have the same class folders (train: ${names.join(', ')}; val: ${valClasses.map((c) => c.name).join(', ')})`);
     }
     return { classes: names, train: flatten(trainClasses), val: flatten(valClasses) };
   }

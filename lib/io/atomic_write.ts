@@ -2,6 +2,7 @@
 // and the file is renamed over the target, so an existing file is replaced whole or not at all.
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { BadFileError, InvalidArgValueError } from '../errors.js';
 
 /** What went wrong, in terms of the path the caller gave (not of the temporary file). */
 function writeError(path: string, error: unknown): Error {
@@ -14,11 +15,11 @@ function writeError(path: string, error: unknown): Error {
     : code === 'EROFS' ? 'the file system is read-only'
     : error instanceof Error ? error.message
     : String(error);
-  return new Error(`cannot write '${path}': ${reason}`, { cause: error });
+  return new BadFileError(`cannot write '${path}': ${reason}`, { cause: error });
 }
 
 export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>): Promise<void> {
-  if ((await stat(path).catch(() => null))?.isDirectory()) throw new Error(`cannot write '${path}': it is a folder, expected a file path`);
+  if ((await stat(path).catch(() => null))?.isDirectory()) throw new InvalidArgValueError(`cannot write '${path}': it is a folder, expected a file path`);
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   const file = await open(tmp, 'wx').catch((error: unknown) => {
     throw writeError(path, error);

@@ -5,6 +5,7 @@
 import { stat } from 'node:fs/promises';
 
 import { Tensor } from '../tensor.js';
+import { BadFileError, InvalidArgTypeError, InvalidArgValueError, LimitExceededError } from '../errors.js';
 
 /** How a model's images were prepared in training, so that files reach it the same way. */
 export interface ImagePreprocessing {
@@ -63,7 +64,7 @@ export const DEFAULT_MAX_INPUT_PIXELS = 16383 * 16383;
  * file can declare a huge image (a PNG of one colour), whose decoding would cost seconds of CPU
  * and its full size in memory.
  */
-export class ImagePixelLimitError extends RangeError {
+export class ImagePixelLimitError extends LimitExceededError {
   constructor(
     message: string,
     readonly pixels: number,
@@ -89,20 +90,20 @@ export function freezePreprocessing(p: ImagePreprocessing): Readonly<ImagePrepro
 
 /** Validates `p` for a model with `channels` inputs; returns a copy. `what` names it in errors. */
 export function checkPreprocessing(p: unknown, channels: number, what = 'preprocessing'): ImagePreprocessing {
-  if (typeof p !== 'object' || p === null) throw new TypeError(`${what} must be an object { mean, std, cropFraction, interpolation }`);
+  if (typeof p !== 'object' || p === null) throw new InvalidArgTypeError(`${what} must be an object { mean, std, cropFraction, interpolation }`);
   const { mean, std, cropFraction, interpolation } = p as Record<string, unknown>;
   const perChannel = (v: unknown, field: string, positive: boolean): number[] => {
     const ok = Array.isArray(v) && v.length === channels && v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0));
     if (!ok) {
-      throw new RangeError(`${what}.${field} is ${JSON.stringify(v)}: expected ${channels} finite ${positive ? 'positive ' : ''}number(s), one per input channel`);
+      throw new InvalidArgValueError(`${what}.${field} is ${JSON.stringify(v)}: expected ${channels} finite ${positive ? 'positive ' : ''}number(s), one per input channel`);
     }
     return [...(v as number[])];
   };
   if (!(typeof cropFraction === 'number' && cropFraction > 0 && cropFraction <= 1)) {
-    throw new RangeError(`${what}.cropFraction is ${JSON.stringify(cropFraction)}: expected a number in (0, 1]`);
+    throw new InvalidArgValueError(`${what}.cropFraction is ${JSON.stringify(cropFraction)}: expected a number in (0, 1]`);
   }
   if (typeof interpolation !== 'string' || !(interpolation in INTERPOLATIONS)) {
-    throw new TypeError(`${what}.interpolation is ${JSON.stringify(interpolation)}: expected 'bicubic', 'bilinear' or 'nearest'`);
+    throw new InvalidArgTypeError(`${what}.interpolation is ${JSON.stringify(interpolation)}: expected 'bicubic', 'bilinear' or 'nearest'`);
   }
   return { mean: perChannel(mean, 'mean', false), std: perChannel(std, 'std', true), cropFraction, interpolation: interpolation as ImagePreprocessing['interpolation'] };
 }
@@ -123,10 +124,10 @@ function rawInput(source: RawImage): { raw: { width: number; height: number; cha
   const { pixels, width, height, channels } = source;
   const dims = [width, height].every((v) => Number.isInteger(v) && v >= 1 && v <= 1 << 16);
   if (!(pixels instanceof Uint8Array) || !dims || ![1, 2, 3, 4].includes(channels)) {
-    throw new TypeError('raw pixels need { pixels: Uint8Array, width, height (1 to 65536), channels: 1 to 4 }');
+    throw new InvalidArgTypeError('raw pixels need { pixels: Uint8Array, width, height (1 to 65536), channels: 1 to 4 }');
   }
   if (pixels.length !== width * height * channels) {
-    throw new RangeError(`raw pixels hold ${pixels.length} bytes, expected width ${width} x height ${height} x channels ${channels} = ${width * height * channels}`);
+    throw new InvalidArgValueError(`raw pixels hold ${pixels.length} bytes, expected width ${width} x height ${height} x channels ${channels} = ${width * height * channels}`);
   }
   return { raw: { width, height, channels } };
 }
@@ -179,7 +180,7 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     // "unsupported image format". Asked here first, a missing file is always named as such.
     if (typeof source === 'string') {
       await stat(source).catch((error: NodeJS.ErrnoException) => {
-        throw error.code === 'ENOENT' ? new Error('Input file is missing') : error;
+        throw error.code === 'ENOENT' ? new BadFileError('Input file is missing') : error;
       });
     }
     const encoded = typeof source === 'string' || source instanceof Uint8Array;
@@ -204,14 +205,14 @@ async function decodeOne(sharp: Sharp, source: ImageSource, index: number, size:
     else image.toColourspace('srgb');
     const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== channels || info.width !== size || info.height !== size) {
-      throw new Error(`decoded to ${info.width} x ${info.height} x ${info.channels}, expected ${size} x ${size} x ${channels}`);
+      throw new BadFileError(`decoded to ${info.width} x ${info.height} x ${info.channels}, expected ${size} x ${size} x ${channels}`);
     }
     return data;
   } catch (error) {
     const message = `readImages: could not read ${describe(source, index)}: ${error instanceof Error ? error.message : String(error)}`;
     // Kept apart from undecodable files: a server answers it 413, not 400.
     if (error instanceof ImagePixelLimitError) throw new ImagePixelLimitError(message, error.pixels, error.maxInputPixels);
-    throw new Error(message);
+    throw new BadFileError(message);
   }
 }
 
@@ -229,17 +230,17 @@ export function readImages(sources: readonly ImageSource[], options: ReadImagesO
  * `sources`) another placement than the evaluation's centre crop (training's random crops).
  */
 export async function readImagesNumbered(sources: readonly ImageSource[], options: ReadImagesOptions, firstIndex: number, placeFor?: (image: number) => PlaceImage): Promise<Tensor> {
-  if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
-  if (typeof options !== 'object' || options === null) throw new TypeError('readImages: expected options { size, channels?, preprocessing? }');
+  if (!Array.isArray(sources) || sources.length === 0) throw new InvalidArgTypeError('readImages: expected a non-empty array of image paths, encoded bytes or raw pixels');
+  if (typeof options !== 'object' || options === null) throw new InvalidArgTypeError('readImages: expected options { size, channels?, preprocessing? }');
   const { size, channels = 3 } = options;
-  if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new RangeError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
-  if (channels !== 1 && channels !== 3) throw new RangeError(`readImages: channels is ${channels}, expected 1 (grey) or 3 (RGB)`);
+  if (!(Number.isInteger(size) && size >= 1 && size <= 8192)) throw new InvalidArgValueError(`readImages: size is ${size}, expected an integer from 1 to 8192`);
+  if (channels !== 1 && channels !== 3) throw new InvalidArgValueError(`readImages: channels is ${channels}, expected 1 (grey) or 3 (RGB)`);
   const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  if (!(Number.isInteger(maxInputPixels) && maxInputPixels >= 1)) throw new RangeError(`readImages: maxInputPixels is ${JSON.stringify(options.maxInputPixels)}, expected a positive integer`);
+  if (!(Number.isInteger(maxInputPixels) && maxInputPixels >= 1)) throw new InvalidArgValueError(`readImages: maxInputPixels is ${JSON.stringify(options.maxInputPixels)}, expected a positive integer`);
   const p = checkPreprocessing(options.preprocessing ?? defaultPreprocessing(channels), channels, 'readImages: preprocessing');
   sources.forEach((s, i) => {
     if (!(typeof s === 'string' || s instanceof Uint8Array || (typeof s === 'object' && s !== null && 'pixels' in s))) {
-      throw new TypeError(`readImages: image ${firstIndex + i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
+      throw new InvalidArgTypeError(`readImages: image ${firstIndex + i} is ${s === null ? 'null' : typeof s}, expected a path, encoded bytes or { pixels, width, height, channels }`);
     }
   });
   const sharp = await loadSharp();

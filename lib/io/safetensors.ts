@@ -13,6 +13,7 @@ import { budgetText, formatBytes, memoryBudgetOf } from '../memory_budget.js';
 import { MAX_PARAMETER_VALUES } from '../nn/config.js';
 import { writeFileAtomic } from './atomic_write.js';
 import { DTYPE_BYTES, inDataOrder, parseHeader, type DType, type HeaderEntry } from './safetensors_header.js';
+import { BadFileError, InvalidArgValueError } from '../errors.js';
 
 export type { DType } from './safetensors_header.js';
 
@@ -46,7 +47,7 @@ export const READ_CHUNK_BYTES = 32 * 1024 * 1024;
 /** The metadata key of the content's sha256 (hex), written by writeSafetensors({ checksum: true }). */
 export const CHECKSUM_KEY = 'content_sha256';
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends BadFileError {
   constructor(path: string, message: string, options?: ErrorOptions) {
     super(`${path}: ${message}`, options);
     this.name = 'SafetensorsError';
@@ -218,9 +219,9 @@ export async function writeSafetensors(
   const entries: HeaderEntry[] = [];
   let offset = 0;
   for (const [name, t] of list) {
-    if (name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is not a valid tensor name`);
+    if (name === '__metadata__') throw new InvalidArgValueError(`writeSafetensors: '__metadata__' is not a valid tensor name`);
     const elements = t.shape.reduce((n, d) => n * d, 1);
-    if (elements !== t.data.length) throw new Error(`writeSafetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if (elements !== t.data.length) throw new InvalidArgValueError(`writeSafetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
     entries.push({ name, dtype: 'F32', shape: [...t.shape], elements, begin: offset, end: offset + t.data.byteLength });
     described[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;

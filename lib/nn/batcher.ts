@@ -5,8 +5,9 @@
 // then go together in one pass, up to maxBatch images. So a lone request pays no delay, and under
 // load the batches fill by themselves (no timer to tune).
 import { Tensor } from '../tensor.js';
-import { signalOf, type AbortOptions } from './abort.js';
+import { abortReason, signalOf, type AbortOptions } from './abort.js';
 import { imageBatch } from './training_inputs.js';
+import { BusyError, InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
 
 /** What the batcher needs of a model (a VisionTransformer). */
 export interface BatchedModel {
@@ -29,7 +30,7 @@ export interface BatcherOptions {
 }
 
 /** A request refused because options.maxWaiting images wait already (an HTTP server's 503). */
-export class BatcherFullError extends Error {
+export class BatcherFullError extends BusyError {
   constructor(waiting: number, maxWaiting: number) {
     super(`batcher.predict: ${waiting} images wait for a pass already, the most this batcher holds is ${maxWaiting}: try again later`);
     this.name = 'BatcherFullError';
@@ -68,15 +69,15 @@ export class PredictBatcher {
     options: BatcherOptions = {},
   ) {
     const maxBatch = options.maxBatch ?? 16;
-    if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new RangeError(`batcher: maxBatch is ${JSON.stringify(options.maxBatch)}, expected a positive integer`);
+    if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) throw new InvalidArgValueError(`batcher: maxBatch is ${JSON.stringify(options.maxBatch)}, expected a positive integer`);
     this.maxBatch = maxBatch;
     const maxWaiting = options.maxWaiting ?? Number.POSITIVE_INFINITY;
     if (!(maxWaiting === Number.POSITIVE_INFINITY || (Number.isInteger(maxWaiting) && maxWaiting >= 1))) {
-      throw new RangeError(`batcher: maxWaiting is ${JSON.stringify(options.maxWaiting)}, expected a positive integer`);
+      throw new InvalidArgValueError(`batcher: maxWaiting is ${JSON.stringify(options.maxWaiting)}, expected a positive integer`);
     }
     this.maxWaiting = maxWaiting;
     const output = options.output ?? 'logits';
-    if (output !== 'logits' && output !== 'embeddings') throw new TypeError(`batcher: output is ${JSON.stringify(options.output)}, expected 'logits' or 'embeddings'`);
+    if (output !== 'logits' && output !== 'embeddings') throw new InvalidArgTypeError(`batcher: output is ${JSON.stringify(options.output)}, expected 'logits' or 'embeddings'`);
     this.output = output;
   }
 
@@ -94,7 +95,7 @@ export class PredictBatcher {
     try {
       const count = imageBatch(this.model.config, images, 'batcher.predict');
       const signal = signalOf(options, 'batcher.predict');
-      signal?.throwIfAborted();
+      if (signal?.aborted) throw abortReason(signal);
       const waitingImages = this.waiting.reduce((n, r) => n + r.count, 0);
       if (this.running && waitingImages + count > this.maxWaiting) throw new BatcherFullError(waitingImages, this.maxWaiting);
       request = { images: this.running ? images.toFloat32Array() : images, count, signal };
@@ -109,7 +110,7 @@ export class PredictBatcher {
         const onAbort = () => {
           const at = this.waiting.indexOf(entry);
           if (at >= 0) this.waiting.splice(at, 1);
-          reject(signal.reason);
+          reject(abortReason(signal));
         };
         signal.addEventListener('abort', onAbort, { once: true });
         const settle = <T>(done: (value: T) => void) => (value: T) => {

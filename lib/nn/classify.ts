@@ -2,6 +2,8 @@
 // image's most probable classes.
 import { readImagesNumbered, type ImagePreprocessing, type ImageSource } from '../io/images.js';
 import type { Tensor } from '../tensor.js';
+import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
+import { abortReason } from './abort.js';
 
 export interface ClassScore {
   /** Class index (the logit's position). */
@@ -35,14 +37,14 @@ export interface Classifier {
 export function checkClassLabels(labels: unknown, numClasses: number, what = 'labels'): string[] {
   if (!Array.isArray(labels) || labels.length !== numClasses || !labels.every((l) => typeof l === 'string')) {
     const got = Array.isArray(labels) ? `${labels.length} entries` : JSON.stringify(labels);
-    throw new TypeError(`${what}: expected an array of ${numClasses} strings (one per class), got ${got}`);
+    throw new InvalidArgTypeError(`${what}: expected an array of ${numClasses} strings (one per class), got ${got}`);
   }
   return [...(labels as string[])];
 }
 
 function positiveIntegerOption(value: number | undefined, fallback: number, name: string): number {
   const v = value ?? fallback;
-  if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`classify: ${name} is ${JSON.stringify(value)}, expected a positive integer`);
+  if (!(Number.isInteger(v) && v >= 1)) throw new InvalidArgValueError(`classify: ${name} is ${JSON.stringify(value)}, expected a positive integer`);
   return v;
 }
 
@@ -63,7 +65,7 @@ export function topClasses(logits: Float32Array, classes: number, top: number, l
 }
 
 export async function classifyImages(model: Classifier, sources: readonly ImageSource[], options: ClassifyOptions = {}): Promise<ClassScore[][]> {
-  if (!Array.isArray(sources) || sources.length === 0) throw new TypeError('classify: expected a non-empty array of image paths, encoded bytes or raw pixels');
+  if (!Array.isArray(sources) || sources.length === 0) throw new InvalidArgTypeError('classify: expected a non-empty array of image paths, encoded bytes or raw pixels');
   const { imageSize, inChannels, numClasses } = model.config;
   const top = Math.min(positiveIntegerOption(options.top, 5, 'top'), numClasses);
   const batchSize = positiveIntegerOption(options.batchSize, 16, 'batchSize');
@@ -71,7 +73,7 @@ export async function classifyImages(model: Classifier, sources: readonly ImageS
   // One chunk after the other: decoding the next chunk while this one ran measured 2-8% slower on
   // 2 cores (bench images), the decoders and the native pool competing for the same CPUs.
   for (let start = 0; start < sources.length; start += batchSize) {
-    options.signal?.throwIfAborted();
+    if (options.signal?.aborted) throw abortReason(options.signal);
     const chunk = sources.slice(start, start + batchSize);
     const images = await readImagesNumbered(chunk, { size: imageSize, channels: inChannels, preprocessing: model.preprocessing }, start);
     try {

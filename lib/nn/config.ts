@@ -1,6 +1,8 @@
 // Vision Transformer configuration: the presets of timm/DeiT (and a small one for 28 x 28
 // digits), defaults, and validation with errors that name the offending field.
 
+import { InvalidArgTypeError, InvalidArgValueError, LimitExceededError } from '../errors.js';
+
 export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 export type KeySelection = 'topk' | 'threshold';
@@ -110,52 +112,52 @@ export type PresetName = keyof typeof presets;
 function positiveInteger(config: Record<string, unknown>, field: string, max = 1 << 20): void {
   const v = config[field];
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
-    throw new RangeError(`config.${field} is ${JSON.stringify(v)}: expected an integer from 1 to ${max}`);
+    throw new InvalidArgValueError(`config.${field} is ${JSON.stringify(v)}: expected an integer from 1 to ${max}`);
   }
 }
 
 /** Fills defaults (DeiT-S) under `partial` and validates the result. */
 export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
-  if (typeof partial !== 'object' || partial === null) throw new TypeError('config must be an object');
+  if (typeof partial !== 'object' || partial === null) throw new InvalidArgTypeError('config must be an object');
   const known = new Set(Object.keys(presets.deitSmall));
-  for (const key of Object.keys(partial)) if (!known.has(key)) throw new TypeError(`config.${key} is not a ViT option (expected one of ${[...known].join(', ')})`);
+  for (const key of Object.keys(partial)) if (!known.has(key)) throw new InvalidArgTypeError(`config.${key} is not a ViT option (expected one of ${[...known].join(', ')})`);
   const config = { ...presets.deitSmall, ...partial } as VitConfig;
   const c = config as unknown as Record<string, unknown>;
   for (const f of ['imageSize', 'patchSize', 'inChannels', 'numClasses', 'width', 'depth', 'heads', 'convKernel']) positiveInteger(c, f);
   if (!(typeof config.mlpRatio === 'number' && config.mlpRatio > 0 && Number.isInteger(config.mlpRatio * config.width))) {
-    throw new RangeError(`config.mlpRatio is ${config.mlpRatio}: expected a positive number giving an integer hidden width`);
+    throw new InvalidArgValueError(`config.mlpRatio is ${config.mlpRatio}: expected a positive number giving an integer hidden width`);
   }
-  if (config.imageSize % config.patchSize) throw new RangeError(`config.imageSize ${config.imageSize} is not divisible by config.patchSize ${config.patchSize}`);
-  if (config.width % config.heads) throw new RangeError(`config.width ${config.width} is not divisible by config.heads ${config.heads}`);
+  if (config.imageSize % config.patchSize) throw new InvalidArgValueError(`config.imageSize ${config.imageSize} is not divisible by config.patchSize ${config.patchSize}`);
+  if (config.width % config.heads) throw new InvalidArgValueError(`config.width ${config.width} is not divisible by config.heads ${config.heads}`);
   if (!['softmax', 'castling', 'sparsifiner'].includes(config.attention)) {
-    throw new TypeError(`config.attention is '${String(config.attention)}', expected 'softmax', 'castling' or 'sparsifiner'`);
+    throw new InvalidArgTypeError(`config.attention is '${String(config.attention)}', expected 'softmax', 'castling' or 'sparsifiner'`);
   }
-  if (!(config.keepRate > 0 && config.keepRate <= 1)) throw new RangeError(`config.keepRate is ${config.keepRate}: expected a number in (0, 1]`);
+  if (!(config.keepRate > 0 && config.keepRate <= 1)) throw new InvalidArgValueError(`config.keepRate is ${config.keepRate}: expected a number in (0, 1]`);
   if (config.keySelection !== 'topk' && config.keySelection !== 'threshold') {
-    throw new TypeError(`config.keySelection is '${String(config.keySelection)}', expected 'topk' or 'threshold'`);
+    throw new InvalidArgTypeError(`config.keySelection is '${String(config.keySelection)}', expected 'topk' or 'threshold'`);
   }
   if (typeof config.selectionThreshold !== 'number' || !Number.isFinite(config.selectionThreshold)) {
-    throw new RangeError(`config.selectionThreshold is ${JSON.stringify(config.selectionThreshold)}: expected a finite number`);
+    throw new InvalidArgValueError(`config.selectionThreshold is ${JSON.stringify(config.selectionThreshold)}: expected a finite number`);
   }
   const basis = Math.max(1, Math.floor(tokenCount(config) / 8));
   if (!Number.isInteger(config.coefficientKeep) || config.coefficientKeep < 0 || config.coefficientKeep > basis) {
-    throw new RangeError(`config.coefficientKeep is ${JSON.stringify(config.coefficientKeep)}: expected an integer from 0 (all) to r = floor(N / 8) = ${basis}`);
+    throw new InvalidArgValueError(`config.coefficientKeep is ${JSON.stringify(config.coefficientKeep)}: expected an integer from 0 (all) to r = floor(N / 8) = ${basis}`);
   }
-  if (typeof config.sharedBasis !== 'boolean') throw new TypeError('config.sharedBasis must be a boolean');
+  if (typeof config.sharedBasis !== 'boolean') throw new InvalidArgTypeError('config.sharedBasis must be a boolean');
   if (config.attention === 'sparsifiner' && (config.width / config.heads) % 2) {
-    throw new RangeError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
+    throw new InvalidArgValueError(`config: sparsifiner needs an even head width (its predictor halves it), got ${config.width / config.heads}`);
   }
-  if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new TypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
+  if (config.convForm !== 'tokens' && config.convForm !== 'spatial') throw new InvalidArgTypeError(`config.convForm is '${String(config.convForm)}', expected 'tokens' or 'spatial'`);
   if (config.castlingForm !== 'training' && config.castlingForm !== 'inference') {
-    throw new TypeError(`config.castlingForm is '${String(config.castlingForm)}', expected 'training' (the auxiliary branch on) or 'inference' (castled)`);
+    throw new InvalidArgTypeError(`config.castlingForm is '${String(config.castlingForm)}', expected 'training' (the auxiliary branch on) or 'inference' (castled)`);
   }
-  if (config.convKernel % 2 === 0) throw new RangeError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
-  if (typeof config.qkvBias !== 'boolean') throw new TypeError('config.qkvBias must be a boolean');
-  if (!(typeof config.layerNormEps === 'number' && config.layerNormEps > 0 && config.layerNormEps < 1)) throw new RangeError(`config.layerNormEps is ${JSON.stringify(config.layerNormEps)}: expected a number in (0, 1)`);
+  if (config.convKernel % 2 === 0) throw new InvalidArgValueError(`config.convKernel is ${config.convKernel}: expected an odd kernel size`);
+  if (typeof config.qkvBias !== 'boolean') throw new InvalidArgTypeError('config.qkvBias must be a boolean');
+  if (!(typeof config.layerNormEps === 'number' && config.layerNormEps > 0 && config.layerNormEps < 1)) throw new InvalidArgValueError(`config.layerNormEps is ${JSON.stringify(config.layerNormEps)}: expected a number in (0, 1)`);
   checkDistillation(config);
-  if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
-  if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
-  if (config.device !== 'cpu' && config.device !== 'cuda') throw new TypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
+  if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new InvalidArgValueError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
+  if (!Number.isSafeInteger(config.seed)) throw new InvalidArgValueError(`config.seed is ${config.seed}: expected an integer`);
+  if (config.device !== 'cpu' && config.device !== 'cuda') throw new InvalidArgTypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
   checkParameterSizes(config);
   return config;
 }
@@ -166,10 +168,10 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
  * and castling models are made to be trained, which a distilled model cannot be here.
  */
 function checkDistillation(config: VitConfig): void {
-  if (typeof config.distillationToken !== 'boolean' || typeof config.distillationHead !== 'boolean') throw new TypeError('config.distillationToken and config.distillationHead must be booleans');
-  if (config.distillationHead && !config.distillationToken) throw new RangeError('config.distillationHead needs config.distillationToken: the second head classifies the distillation token');
+  if (typeof config.distillationToken !== 'boolean' || typeof config.distillationHead !== 'boolean') throw new InvalidArgTypeError('config.distillationToken and config.distillationHead must be booleans');
+  if (config.distillationHead && !config.distillationToken) throw new InvalidArgValueError('config.distillationHead needs config.distillationToken: the second head classifies the distillation token');
   if (config.distillationToken && config.attention !== 'softmax') {
-    throw new RangeError(
+    throw new InvalidArgValueError(
       `config: a distillation token (a distilled DeiT) with ${config.attention} attention is not supported: ` +
         (config.attention === 'sparsifiner'
           ? "Sparsifiner's predictor keeps the class token's row dense and no other prefix token's"
@@ -192,7 +194,7 @@ function checkParameterSizes(config: VitConfig): void {
   if (config.attention === 'sparsifiner') sized.push(['the predictor bases P and B', tokens, Math.max(1, Math.floor(tokens / 8))]);
   for (const [name, rows, cols] of sized) {
     if (rows * cols > MAX_PARAMETER_VALUES) {
-      throw new RangeError(
+      throw new LimitExceededError(
         `config: imageSize ${config.imageSize} with patchSize ${config.patchSize} makes ${tokens} tokens: ${name} would hold ${rows} x ${cols} = ${rows * cols} values, ` +
           `more than one tensor can (${MAX_PARAMETER_VALUES})`,
       );

@@ -4,6 +4,7 @@
 import { firstNonFinite, nonFiniteName } from '../finite.js';
 import type { Tensor } from '../tensor.js';
 import type { AbortOptions } from './abort.js';
+import { InvalidArgTypeError, NonFiniteOutputError } from '../errors.js';
 
 /** 'allow': outputs as they come; 'refuse': an error when any output is NaN or infinite. */
 export type NonFinitePolicy = 'allow' | 'refuse';
@@ -14,7 +15,7 @@ export interface InferenceOptions extends AbortOptions {
 }
 
 export function checkNonFinitePolicy(value: unknown, what: string): asserts value is NonFinitePolicy {
-  if (value !== 'allow' && value !== 'refuse') throw new TypeError(`${what}: nonFinite is ${JSON.stringify(value)}, expected 'allow' or 'refuse'`);
+  if (value !== 'allow' && value !== 'refuse') throw new InvalidArgTypeError(`${what}: nonFinite is ${JSON.stringify(value)}, expected 'allow' or 'refuse'`);
 }
 
 /** Throws (disposing `out`) when `out` [batch, n] holds a NaN or an infinity, naming the image and the position. */
@@ -26,5 +27,5 @@ export function checkOutputsFinite(out: Tensor, what: string, output: 'logits' |
   const value = values[bad]!;
   out.dispose();
   const where = output === 'logits' ? `class ${bad % columns}` : `element ${bad % columns}`;
-  throw new Error(`${what}: the model produced a non-finite value (${nonFiniteName(value)}) for image ${Math.floor(bad / columns)}, ${where} of its ${output}: its weights overflow float32 on this input, or are not finite`);
+  throw new NonFiniteOutputError(`${what}: the model produced a non-finite value (${nonFiniteName(value)}) for image ${Math.floor(bad / columns)}, ${where} of its ${output}: its weights overflow float32 on this input, or are not finite`);
 }

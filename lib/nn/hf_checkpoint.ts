@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 
 import type { ImagePreprocessing } from '../io/images.js';
 import type { VitConfig } from './config.js';
+import { BadFileError } from '../errors.js';
 
 type StoredTensors = Map<string, { shape: number[]; data: Float32Array }>;
 
@@ -88,10 +89,10 @@ export function renameHfTensors(tensors: StoredTensors, family: 'vit' | 'deit', 
     const { query, key: keys, value } = parts;
     if (!query || !keys || !value) {
       const missing = (['query', 'key', 'value'] as const).filter((p) => !parts[p]);
-      throw new Error(`${origin}: transformers' ${key.replace(/^blocks\.(\d+)\.attn\.qkv\./, 'encoder.layer.$1.attention.attention.*.')} lacks ${missing.join(' and ')}`);
+      throw new BadFileError(`${origin}: transformers' ${key.replace(/^blocks\.(\d+)\.attn\.qkv\./, 'encoder.layer.$1.attention.attention.*.')} lacks ${missing.join(' and ')}`);
     }
     if (query.shape.join() !== keys.shape.join() || query.shape.join() !== value.shape.join()) {
-      throw new Error(`${origin}: the query, key and value of ${key} differ in shape ([${query.shape.join(', ')}], [${keys.shape.join(', ')}], [${value.shape.join(', ')}])`);
+      throw new BadFileError(`${origin}: the query, key and value of ${key} differ in shape ([${query.shape.join(', ')}], [${keys.shape.join(', ')}], [${value.shape.join(', ')}])`);
     }
     const data = new Float32Array(query.data.length * 3);
     data.set(query.data, 0);
@@ -135,7 +136,7 @@ export async function readHfSidecar(weightsPath: string): Promise<HfSidecar | nu
   if (!json || (json.model_type !== 'vit' && json.model_type !== 'deit')) return null;
   const number = (key: string) => (typeof json[key] === 'number' ? (json[key] as number) : undefined);
   if (json.hidden_act !== undefined && json.hidden_act !== 'gelu') {
-    throw new Error(`${path}: hidden_act is ${JSON.stringify(json.hidden_act)}; castling-vit's MLP has the exact (erf) GELU, transformers' 'gelu'`);
+    throw new BadFileError(`${path}: hidden_act is ${JSON.stringify(json.hidden_act)}; castling-vit's MLP has the exact (erf) GELU, transformers' 'gelu'`);
   }
   const config: Partial<VitConfig> = { layerNormEps: number('layer_norm_eps') ?? TRANSFORMERS_LAYER_NORM_EPS };
   const heads = number('num_attention_heads');

@@ -10,6 +10,7 @@ import { Tensor } from '../tensor.js';
 import type { VitConfig } from './config.js';
 import { learningParameters, recordAccumulatedUpdate, recordReconstructionChunk, recordTrainingChunk, type StepOptions } from './training_plans.js';
 import type { VitGraph } from './vit_graph.js';
+import { InvalidArgValueError } from '../errors.js';
 
 /** The model's side of an accumulated step. */
 export interface AccumulationContext {
@@ -25,7 +26,7 @@ export function checkMicroBatch(value: unknown, batch: number): number {
   if (value === undefined) return batch;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
-    throw new RangeError(`trainStep: microBatch is ${shown}, expected a positive integer (the most images per forward and backward pass)`);
+    throw new InvalidArgValueError(`trainStep: microBatch is ${shown}, expected a positive integer (the most images per forward and backward pass)`);
   }
   return Math.min(value, batch);
 }
@@ -82,7 +83,7 @@ async function runAccumulated(
 function inBatch(error: unknown, offset: number): unknown {
   const m = error instanceof Error ? /^checkFinite: element (\d+)/.exec(error.message) : null;
   if (!m) return error;
-  return new Error(`checkFinite: element ${Number(m[1]) + offset}${(error as Error).message.slice(m[0].length)}`);
+  return new InvalidArgValueError(`checkFinite: element ${Number(m[1]) + offset}${(error as Error).message.slice(m[0].length)}`);
 }
 
 function readScalar(t: Tensor): number {

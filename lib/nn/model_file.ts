@@ -3,6 +3,7 @@
 // name the file; validated against the config by the model.
 import type { ImagePreprocessing } from '../io/images.js';
 import type { VitConfig } from './config.js';
+import { BadFileError, InvalidArgTypeError } from '../errors.js';
 
 const METADATA_FORMAT = 'castling-vit';
 
@@ -21,13 +22,13 @@ export function parseMetadata(metadata: Record<string, string>, path: string): S
     try {
       return JSON.parse(metadata[key]);
     } catch {
-      throw new Error(`${path}: the ${key} in the file's metadata is not valid JSON`);
+      throw new BadFileError(`${path}: the ${key} in the file's metadata is not valid JSON`);
     }
   };
   const object = (key: string, expected: string): object | undefined => {
     const value = parse(key);
     if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-      throw new TypeError(`${path}: the ${key} in the file's metadata is ${JSON.stringify(value)}, expected an object ${expected}`);
+      throw new InvalidArgTypeError(`${path}: the ${key} in the file's metadata is ${JSON.stringify(value)}, expected an object ${expected}`);
     }
     return value as object | undefined;
   };

@@ -5,6 +5,7 @@
 import { budgetText, formatBytes, memoryBudgetOf } from '../memory_budget.js';
 import type { VitConfig } from './config.js';
 import { parameterTotals } from './parameters.js';
+import { LimitExceededError } from '../errors.js';
 
 /**
  * Memory each parameter tensor takes besides its values (its native tensor, its JavaScript object,
@@ -27,7 +28,7 @@ export function checkModelMemory(config: VitConfig, memoryBudget: number | undef
   const bytes = modelBytes(config);
   if (bytes <= budget) return;
   const { values } = parameterTotals(config);
-  throw new RangeError(
+  throw new LimitExceededError(
     `${what}: a ViT ${config.width} wide and ${config.depth} deep (${config.imageSize}² images) has ${values} parameters and needs ${formatBytes(bytes)}, ` +
       `more than ${budgetText(budget, memoryBudget !== undefined)}; pass { memoryBudget } to allow more`,
   );

@@ -7,6 +7,9 @@
 // (trainStep) runs alone, after every call made before it and before every call made after it.
 // Calls made without awaiting each other then give what awaiting each in turn would.
 
+import { BusyError } from '../errors.js';
+import { abortReason } from './abort.js';
+
 /** The operation's promise; a synchronous throw becomes its rejection. */
 function startNow<T>(operation: () => Promise<T>): Promise<T> {
   try {
@@ -33,7 +36,7 @@ export class OperationQueue {
    * With `signal` aborted by then, it does not run: the call rejects with the signal's reason.
    */
   run<T>(access: Access, name: string, operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const start = signal ? () => (signal.aborted ? Promise.reject(signal.reason) : operation()) : operation;
+    const start = signal ? () => (signal.aborted ? Promise.reject(abortReason(signal)) : operation()) : operation;
     // Nothing to wait for: start now, so that the native work has begun (and holds its tensors,
     // which Tensor.set then refuses to write into) when this call returns.
     const free = access === 'read' ? this.updatesPending === 0 : this.pending.size === 0;
@@ -69,11 +72,11 @@ export class OperationQueue {
   /** Throws when operations are queued or running: for a change that cannot wait its turn. */
   requireIdle(what: string): void {
     const pending = this.describePending();
-    if (pending) throw new Error(`${what}: this model still has operations queued or running (${pending}); await them first`);
+    if (pending) throw new BusyError(`${what}: this model still has operations queued or running (${pending}); await them first`);
   }
 
   /** Throws when an update is queued or running: for a read that cannot wait its turn. */
   requireNoUpdate(what: string): void {
-    if (this.updatesPending > 0) throw new Error(`${what}: this model still has operations queued or running (${this.describePending()}) that change its weights; await them first`);
+    if (this.updatesPending > 0) throw new BusyError(`${what}: this model still has operations queued or running (${this.describePending()}) that change its weights; await them first`);
   }
 }

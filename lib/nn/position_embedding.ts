@@ -5,6 +5,8 @@
 // (a = -0.5), widened when shrinking, its taps clipped to the grid and renormalised (matches
 // torch's to float32 rounding: test/torch_reference.test.ts).
 
+import { InvalidArgValueError } from '../errors.js';
+
 /** Keys' cubic convolution kernel with a = -0.5 (PIL's and PyTorch's antialiased bicubic). */
 function cubic(x: number): number {
   const a = -0.5;
@@ -34,7 +36,7 @@ function taps(inSize: number, outSize: number): Array<{ first: number; weights: 
  * resampled bicubically (rows, then columns, in float64), the prefix tokens copied.
  */
 export function resizePositionEmbedding(pos: Float32Array, width: number, from: number, to: number, prefix = 1): Float32Array {
-  if (pos.length !== (prefix + from * from) * width) throw new RangeError(`resizePositionEmbedding: ${pos.length} values, expected (${prefix} + ${from}²) x ${width}`);
+  if (pos.length !== (prefix + from * from) * width) throw new InvalidArgValueError(`resizePositionEmbedding: ${pos.length} values, expected (${prefix} + ${from}²) x ${width}`);
   const out = new Float32Array((prefix + to * to) * width);
   out.set(pos.subarray(0, prefix * width));
   const across = taps(from, to);

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 
 import type { ImagePreprocessing } from '../io/images.js';
 import type { VitConfig } from './config.js';
+import { BadFileError } from '../errors.js';
 
 type StoredTensors = Map<string, { shape: number[]; data: Float32Array }>;
 
@@ -48,7 +49,7 @@ const OTHER_ARCHITECTURES: Array<[RegExp, string]> = [
 export function refuseOtherArchitectures(tensors: StoredTensors, origin: string): void {
   for (const name of tensors.keys()) {
     for (const [pattern, what] of OTHER_ARCHITECTURES) {
-      if (pattern.test(name)) throw new Error(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
+      if (pattern.test(name)) throw new BadFileError(`${origin}: '${name}' belongs to a ViT with ${what}, which castling-vit's ViT does not have: loading without it would give wrong logits`);
     }
   }
 }
@@ -71,7 +72,7 @@ export function foldTimmVariants(tensors: StoredTensors, origin: string): string
     const bias = tensors.get(`${layer}.bias`);
     const rows = gamma.shape[0]!;
     if (!weight || gamma.shape.length !== 1 || weight.shape.length !== 2 || weight.shape[0] !== rows || (bias && bias.shape.join() !== String(rows))) {
-      throw new Error(`${origin}: '${name}' [${gamma.shape.join(', ')}] does not scale the output of '${layer}' [${weight?.shape.join(', ') ?? 'missing'}]`);
+      throw new BadFileError(`${origin}: '${name}' [${gamma.shape.join(', ')}] does not scale the output of '${layer}' [${weight?.shape.join(', ') ?? 'missing'}]`);
     }
     const cols = weight.shape[1]!;
     const scaled = new Float32Array(weight.data.length);
@@ -130,12 +131,12 @@ function castlingConvolutionOf(tensors: StoredTensors, origin: string, depth: nu
   if (!first) return null;
   const [heads, one, kernel, across] = first.shape;
   if (first.shape.length !== 4 || one !== 1 || !(kernel! % 2 === 1) || (across !== 1 && across !== kernel)) {
-    throw new Error(`${origin}: blocks.0.attn.dconv.weight [${first.shape.join(', ')}] is not a depthwise convolution of Castling-ViT ([heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the patches, K odd)`);
+    throw new BadFileError(`${origin}: blocks.0.attn.dconv.weight [${first.shape.join(', ')}] is not a depthwise convolution of Castling-ViT ([heads, 1, K, 1] along the tokens or [heads, 1, K, K] over the patches, K odd)`);
   }
   for (let i = 1; i < depth; i++) {
     const other = tensors.get(`blocks.${i}.attn.dconv.weight`);
     if (other?.shape.join() !== first.shape.join()) {
-      throw new Error(`${origin}: blocks.${i}.attn.dconv.weight is [${other?.shape.join(', ') ?? 'missing'}], blocks.0's [${first.shape.join(', ')}]: every block of a castling model has the same convolution`);
+      throw new BadFileError(`${origin}: blocks.${i}.attn.dconv.weight is [${other?.shape.join(', ') ?? 'missing'}], blocks.0's [${first.shape.join(', ')}]: every block of a castling model has the same convolution`);
     }
   }
   // A 1 x 1 kernel is the same in both forms; the tokens form is the default.
@@ -160,7 +161,7 @@ export function timmConfigOf(tensors: StoredTensors, origin: string, sidecar: Ti
   const patch = tensors.get('patch_embed.proj.weight');
   const head = tensors.get('head.weight');
   if (!cls || !pos || !patch || !tensors.has('blocks.0.attn.qkv.weight')) return null;
-  const bad = (what: string) => new Error(`${origin}: a timm ViT's tensors, but ${what}: cannot tell its architecture`);
+  const bad = (what: string) => new BadFileError(`${origin}: a timm ViT's tensors, but ${what}: cannot tell its architecture`);
   const width = cls.shape[2]!;
   if (cls.shape.length !== 3 || patch.shape.length !== 4 || patch.shape[0] !== width || patch.shape[2] !== patch.shape[3]) throw bad(`cls_token [${cls.shape.join(', ')}] and patch_embed.proj.weight [${patch.shape.join(', ')}] do not fit`);
   if (!head) throw bad('it has no head.weight (a model without a classifier)');

@@ -5,6 +5,7 @@ import type { PlanBuilder, Slot } from '../plan.js';
 import type { Tensor } from '../tensor.js';
 import type { VitConfig } from './config.js';
 import { dconvView, type AuxBranch, type VitGraph } from './vit_graph.js';
+import { InternalError } from '../errors.js';
 
 export interface StepOptions {
   aux: AuxBranch | null;
@@ -50,7 +51,7 @@ function recordLossAndGradients(p: PlanBuilder, graph: VitGraph, params: Map<str
   const grads = graph.backward(f, dlogits, forwardOptions);
   // Every parameter learns, except a Sparsifiner's predictor: its top-k passes no gradient.
   for (const name of params.keys()) {
-    if (!grads.has(name) && !name.includes('.attn.predictor.')) throw new Error(`internal: no gradient recorded for '${name}'`);
+    if (!grads.has(name) && !name.includes('.attn.predictor.')) throw new InternalError(`internal: no gradient recorded for '${name}'`);
   }
   return { kept: [loss!, correct!, ...extra, ...f.auxL1], grads };
 }
@@ -86,10 +87,10 @@ export function recordAccumulatedUpdate(p: PlanBuilder, params: Map<string, Tens
 
 /** The gradients of `names`, each added to a running sum (an input) when `accumulate`. */
 function recordSums(p: PlanBuilder, grads: Map<string, Slot>, names: string[], accumulate: boolean): Slot[] {
-  if (grads.size !== names.length) throw new Error(`internal: ${grads.size} gradients recorded, ${names.length} parameters learn`);
+  if (grads.size !== names.length) throw new InternalError(`internal: ${grads.size} gradients recorded, ${names.length} parameters learn`);
   return names.map((name) => {
     const g = grads.get(name);
-    if (!g) throw new Error(`internal: no gradient recorded for '${name}'`);
+    if (!g) throw new InternalError(`internal: no gradient recorded for '${name}'`);
     return accumulate ? p.op('add', [p.input(`sum:${name}`), g])[0]! : g;
   });
 }
@@ -117,7 +118,7 @@ function recordUpdates(p: PlanBuilder, params: Map<string, Tensor>, config: VitC
   if (o.maxGradNorm > 0) for (const g of grads.values()) norm2 = p.op('sumSquares', norm2 ? [g, norm2] : [g])[0]!;
   for (const [name, grad] of grads) {
     const tensor = params.get(name);
-    if (!tensor) throw new Error(`internal: gradient for unknown parameter '${name}'`);
+    if (!tensor) throw new InternalError(`internal: gradient for unknown parameter '${name}'`);
     const { m, v } = optimizer.moments.get(name)!;
     const isDconv = name.endsWith('.attn.dconv.weight');
     // The dconv gradient comes shaped like the attention op's view of the weight.

@@ -24,8 +24,9 @@ import { OperationQueue } from './operation_queue.js';
 import { HF_DEFAULTS, hfFamily, readHfSidecar, renameHfTensors, type HfSidecar } from './hf_checkpoint.js';
 import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfigOf, type TimmSidecar } from './timm_checkpoint.js';
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
-import { abortable, disposeTensor, signalOf } from './abort.js';
+import { abortReason, abortable, disposeTensor, signalOf } from './abort.js';
 import { checkOptionNames } from './option_names.js';
+import { BadFileError, DisposedError, InternalError, InvalidArgTypeError, InvalidArgValueError, InvalidStateError, UnsupportedError } from '../errors.js';
 
 /** The names of predict's and embed's options (InferenceOptions), and of classify's (ClassifyOptions). */
 const INFERENCE_OPTIONS = ['signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof InferenceOptions>;
@@ -129,7 +130,7 @@ function positionGrids(found: readonly number[], wanted: readonly number[]): { f
 /** A plan's error, with a non-finite input reported as the caller's images. */
 function imagesError(what: string, error: unknown): unknown {
   const message = error instanceof Error ? error.message : String(error);
-  return message.startsWith('checkFinite:') ? new Error(`${what}: images must be finite: ${message.slice('checkFinite: '.length)}`) : error;
+  return message.startsWith('checkFinite:') ? new InvalidArgValueError(`${what}: images must be finite: ${message.slice('checkFinite: '.length)}`) : error;
 }
 
 /**
@@ -143,7 +144,7 @@ function configOfFile(path: string, stored: Partial<VitConfig> | undefined, give
   } catch (error) {
     if (!(error instanceof Error) || !stored) throw error; // the config given alone: the caller's own
     const source = given ? `${storedSource} with the one given to load() over it` : storedSource;
-    const Kind = error instanceof RangeError ? RangeError : error instanceof TypeError ? TypeError : Error;
+    const Kind = error instanceof RangeError ? InvalidArgValueError : error instanceof TypeError ? InvalidArgTypeError : BadFileError;
     throw new Kind(`${path}: ${source}: ${error.message}`, { cause: error });
   }
 }
@@ -152,7 +153,7 @@ function configOfFile(path: string, stored: Partial<VitConfig> | undefined, give
 function requireDevice(config: VitConfig): void {
   if (config.device !== 'cuda') return;
   const cuda = cudaAvailable();
-  if (!cuda.available) throw new Error(`config.device is 'cuda' but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+  if (!cuda.available) throw new UnsupportedError(`config.device is 'cuda' but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
 }
 
 /** A parameter made in host memory, on the model's device (the host copy freed). */
@@ -248,9 +249,9 @@ export class VisionTransformer {
   setAuxBranch(aux: AuxBranch | null): void {
     this.live();
     this.queue.requireIdle('setAuxBranch()');
-    if (this.config.attention !== 'castling') throw new Error('setAuxBranch: only castling models have an auxiliary branch');
-    if (this.castledForGood && aux) throw new Error('setAuxBranch: the model is castled; the auxiliary branch is gone for good');
-    if (aux && !(aux.tau >= 0 && aux.tau < 1 && aux.l1 >= 0)) throw new RangeError(`setAuxBranch: expected tau in [0, 1) and l1 >= 0, got tau=${aux.tau} l1=${aux.l1}`);
+    if (this.config.attention !== 'castling') throw new InvalidStateError('setAuxBranch: only castling models have an auxiliary branch');
+    if (this.castledForGood && aux) throw new InvalidStateError('setAuxBranch: the model is castled; the auxiliary branch is gone for good');
+    if (aux && !(aux.tau >= 0 && aux.tau < 1 && aux.l1 >= 0)) throw new InvalidArgValueError(`setAuxBranch: expected tau in [0, 1) and l1 >= 0, got tau=${aux.tau} l1=${aux.l1}`);
     this.setAux(aux ? { tau: aux.tau, l1: aux.l1 } : null);
   }
 
@@ -311,9 +312,9 @@ export class VisionTransformer {
     const folded = stored.config ? null : foldTimmVariants(tensors, path);
     const fromShapes = stored.config ? null : timmConfigOf(tensors, path, timmSidecar);
     const inferred = fromShapes && renamed ? withHfConfig(fromShapes, renamed, sidecar && 'config' in sidecar ? sidecar : null) : fromShapes;
-    if (inferred?.headsUnknown && options.config?.heads === undefined) throw new Error(inferred.headsUnknown);
+    if (inferred?.headsUnknown && options.config?.heads === undefined) throw new BadFileError(inferred.headsUnknown);
     if (!stored.config && !inferred && !options.config) {
-      throw new Error(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
+      throw new BadFileError(`${path}: the file has no castling-vit config in its metadata and is not a timm ViT checkpoint; pass { config } to load(), e.g. { config: presets.deitSmall } (the CLI: --preset deitSmall)`);
     }
     const read = configOfFile(path, stored.config ?? inferred?.config, options.config, inferred ? `the config read from ${inferred.source}` : undefined);
     const form = castlingFormOnLoad(read, stored.config ? { attention: stored.config.attention ?? 'softmax', castled: stored.castled } : { attention: inferred?.config.attention ?? 'softmax' }, options.config?.castlingForm);
@@ -326,7 +327,7 @@ export class VisionTransformer {
     if (!stored.config && report.ignored.length > 0) {
       // In a timm checkpoint every tensor has a use: one without a place here is another architecture's.
       const names = report.ignored.slice(0, 4).map((n) => `'${n}'`).join(', ') + (report.ignored.length > 4 ? `, ... (${report.ignored.length} in all)` : '');
-      throw new Error(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
+      throw new BadFileError(`${path}: ${names} ${report.ignored.length === 1 ? 'has' : 'have'} no place in castling-vit's ViT: the checkpoint is of another architecture, and loading without ${report.ignored.length === 1 ? 'it' : 'them'} would give wrong logits`);
     }
     report.ignored.push(...head);
     if (form.reason) report.castlingForm = form.reason;
@@ -385,10 +386,10 @@ export class VisionTransformer {
       let data = found.data;
       if (found.shape.join() !== spec.shape.join()) {
         if (spec.name === 'pos_embed' && config.distillationToken) {
-          throw new Error(`${origin}: 'pos_embed' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]: a model with a distillation token runs at its own image size (its position embedding is not resampled)`);
+          throw new BadFileError(`${origin}: 'pos_embed' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]: a model with a distillation token runs at its own image size (its position embedding is not resampled)`);
         }
         const grids = spec.name === 'pos_embed' ? positionGrids(found.shape, spec.shape) : null;
-        if (!grids) throw new Error(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
+        if (!grids) throw new BadFileError(`${origin}: '${spec.name}' has shape [${found.shape.join(', ')}], the config needs [${spec.shape.join(', ')}]`);
         data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
         report.resized.push(spec.name);
       }
@@ -410,7 +411,7 @@ export class VisionTransformer {
   async saveWith(path: string, extraTensors: Map<string, { shape: number[]; data: Float32Array }>, extraMetadata: Record<string, string>): Promise<void> {
     this.live();
     for (const name of extraTensors.keys()) {
-      if (this.params.has(name)) throw new Error(`save: the extra tensor '${name}' has a parameter's name`);
+      if (this.params.has(name)) throw new InvalidArgValueError(`save: the extra tensor '${name}' has a parameter's name`);
     }
     // The labels and preprocessing as they are now; the weights in the call's turn (after every
     // trainStep called before it).
@@ -482,7 +483,7 @@ export class VisionTransformer {
     const signal = signalOf(options, what);
     const nonFinite = options.nonFinite ?? 'allow';
     checkNonFinitePolicy(nonFinite, what);
-    signal?.throwIfAborted();
+    if (signal?.aborted) throw abortReason(signal);
     return abortable(this.queue.run('read', what, () => this.inferenceNow(images, batch, output, nonFinite), signal), signal, disposeTensor);
   }
 
@@ -525,7 +526,7 @@ export class VisionTransformer {
     this.live();
     checkOptionNames(options, CLASSIFY_OPTIONS, 'classify');
     const signal = signalOf(options, 'classify');
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
     // One read for the whole list: every chunk is classified by the same weights.
     const nonFinite = options.nonFinite ?? 'refuse';
     checkNonFinitePolicy(nonFinite, 'classify');
@@ -546,17 +547,17 @@ export class VisionTransformer {
     try {
       checkOptimizer(this.params, optimizer);
       const smoothing = options.labelSmoothing ?? 0;
-      if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
+      if (!(smoothing >= 0 && smoothing < 1)) throw new InvalidArgValueError(`trainStep: labelSmoothing is ${smoothing}, expected a number in [0, 1)`);
       const micro = checkMicroBatch(options.microBatch, batch);
       if (options.castling && this.config.attention === 'castling' && !this.castledForGood && !optimizer.options.totalSteps) {
-        throw new Error('trainStep: a castling schedule needs the optimizer to know totalSteps');
+        throw new InvalidArgValueError('trainStep: a castling schedule needs the optimizer to know totalSteps');
       }
-      if (options.stage === 'reconstruction' && this.config.attention !== 'sparsifiner') throw new Error("trainStep: the 'reconstruction' stage is for sparsifiner models");
+      if (options.stage === 'reconstruction' && this.config.attention !== 'sparsifiner') throw new InvalidArgValueError("trainStep: the 'reconstruction' stage is for sparsifiner models");
       const distill = options.distillation;
       if (distill && options.stage !== 'reconstruction') {
-        if (!(distill.teacher instanceof VisionTransformer)) throw new TypeError('trainStep: distillation.teacher must be a VisionTransformer');
-        if (distill.teacher === this) throw new Error('trainStep: distillation.teacher is the model being trained; the teacher is another model (e.g. the dense model it was made from)');
-        if (distill.teacher.config.numClasses !== this.config.numClasses) throw new Error(`trainStep: the teacher has ${distill.teacher.config.numClasses} classes, this model ${this.config.numClasses}`);
+        if (!(distill.teacher instanceof VisionTransformer)) throw new InvalidArgTypeError('trainStep: distillation.teacher must be a VisionTransformer');
+        if (distill.teacher === this) throw new InvalidArgValueError('trainStep: distillation.teacher is the model being trained; the teacher is another model (e.g. the dense model it was made from)');
+        if (distill.teacher.config.numClasses !== this.config.numClasses) throw new InvalidArgValueError(`trainStep: the teacher has ${distill.teacher.config.numClasses} classes, this model ${this.config.numClasses}`);
       }
       // The arguments are checked now; the step runs in its turn, after every call made before it.
       return await this.queue.run('update', 'trainStep', () => this.trainStepNow(images, labelTensor, optimizer, options, smoothing, micro));
@@ -683,7 +684,7 @@ export class VisionTransformer {
   }
 
   private live(): void {
-    if (this.disposed) throw new Error('VisionTransformer has been disposed: it cannot be used after dispose()');
+    if (this.disposed) throw new DisposedError('VisionTransformer has been disposed: it cannot be used after dispose()');
   }
 
   private checkImages(images: Tensor, what: string): number {
@@ -717,7 +718,7 @@ export class VisionTransformer {
 
   private param(name: string): Tensor {
     const t = this.params.get(name);
-    if (!t) throw new Error(`internal: no parameter '${name}'`);
+    if (!t) throw new InternalError(`internal: no parameter '${name}'`);
     return t;
   }
 
@@ -769,7 +770,7 @@ function requireOwnParameters(path: string, storedConfig: Partial<VitConfig>, te
   const missing = parameterSpecs(own).map((spec) => spec.name).filter((name) => !tensors.has(name));
   if (missing.length === 0) return;
   const names = missing.slice(0, 3).map((n) => `'${n}'`).join(', ') + (missing.length > 3 ? `, ... (${missing.length} in all)` : '');
-  throw new Error(`${path}: the castling-vit config in the file's metadata has ${names}, which the file does not hold: a damaged or edited model file (every parameter of its config is saved with it)`);
+  throw new BadFileError(`${path}: the castling-vit config in the file's metadata has ${names}, which the file does not hold: a damaged or edited model file (every parameter of its config is saved with it)`);
 }
 
 /**

@@ -5,6 +5,7 @@
 import type { PlanBuilder, Slot } from '../plan.js';
 import { Tensor } from '../tensor.js';
 import type { VitConfig } from './config.js';
+import { UnsupportedError } from '../errors.js';
 
 export interface AuxBranch {
   tau: number;
@@ -199,7 +200,7 @@ export class VitGraph {
   /** Records the backward pass from dlogits; returns the gradient slot of every parameter. */
   backward(f: ForwardRecord, dlogits: Slot, o: ForwardOptions): Map<string, Slot> {
     const { p, config: cfg } = this;
-    if (cfg.distillationToken) throw new Error('training a model with a distillation token (a distilled DeiT) is not supported: it runs inference only; to fine-tune, start from the non-distilled checkpoint');
+    if (cfg.distillationToken) throw new UnsupportedError('training a model with a distillation token (a distilled DeiT) is not supported: it runs inference only; to fine-tune, start from the non-distilled checkpoint');
     const w = this.param;
     const grads = new Map<string, Slot>();
     const linearBackward = (x: Slot, name: string, dy: Slot, inputGrad = true): Slot => {

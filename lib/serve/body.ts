@@ -1,11 +1,12 @@
-// A request's body read into one buffer within three limits: its own size (413), the bytes all
-// uploads may hold at once (503, before a byte is read when the client declares its length), and
-// the time the client may leave between two pieces of it (408). A failed read stops reading; the
+// A request's body read into one buffer within three limits: its own size (a LimitExceededError,
+// 413), the bytes all uploads may hold at once (a BusyError, 503, before a byte is read when the
+// client declares its length), and the time the client may leave between two pieces of it (408). A failed read stops reading; the
 // bytes taken from the budget stay the request's until it ends (the server releases its share).
 import type { IncomingMessage } from 'node:http';
 
 import type { BudgetShare } from './byte_budget.js';
 import { RequestError } from './request_error.js';
+import { AbortedError, BadFileError, BusyError, LimitExceededError } from '../errors.js';
 
 export interface BodyLimits {
   /** The largest body taken, in bytes. */
@@ -20,7 +21,7 @@ export interface BodyLimits {
 
 /** The error of a client that hung up before its body ended: not answered (no one to answer). */
 function hungUp(): Error {
-  const error = new Error('the client closed the connection before the body ended');
+  const error = new AbortedError('the client closed the connection before the body ended');
   error.name = 'AbortError';
   return error;
 }
@@ -30,9 +31,9 @@ export function readBody(request: IncomingMessage, limits: BodyLimits): Promise<
   const header = request.headers['content-length'];
   // (Node has checked that a content-length is digits; none means chunked or no body.)
   const declared = header === undefined ? undefined : Number(header);
-  if (declared !== undefined && declared > maxBytes) return Promise.reject(new RequestError(413, `the body is ${declared} bytes, more than the ${maxBytes} this server takes`));
+  if (declared !== undefined && declared > maxBytes) return Promise.reject(new LimitExceededError(`the body is ${declared} bytes, more than the ${maxBytes} this server takes`));
   if (declared !== undefined && !share.grow(declared)) {
-    return Promise.reject(new RequestError(503, `a body of ${declared} bytes does not fit in what is left of the ${budgetBytes} bytes all uploads in progress may hold: try again later`, { 'retry-after': '1' }));
+    return Promise.reject(new BusyError(`a body of ${declared} bytes does not fit in what is left of the ${budgetBytes} bytes all uploads in progress may hold: try again later`));
   }
   return new Promise<Buffer>((resolve, reject) => {
     // A declared length is read into one buffer of that size, not into pieces joined at the end
@@ -55,18 +56,18 @@ export function readBody(request: IncomingMessage, limits: BodyLimits): Promise<
     };
     const onData = (chunk: Buffer) => {
       idle.refresh();
-      if (size + chunk.length > maxBytes) return fail(new RequestError(413, `the body is more than the ${maxBytes} bytes this server takes`));
+      if (size + chunk.length > maxBytes) return fail(new LimitExceededError(`the body is more than the ${maxBytes} bytes this server takes`));
       if (whole) {
         chunk.copy(whole, size);
       } else {
-        if (!share.grow(chunk.length)) return fail(new RequestError(503, `the body grew past what is left of the ${budgetBytes} bytes all uploads in progress may hold: try again later`, { 'retry-after': '1' }));
+        if (!share.grow(chunk.length)) return fail(new BusyError(`the body grew past what is left of the ${budgetBytes} bytes all uploads in progress may hold: try again later`));
         pieces.push(chunk);
       }
       size += chunk.length;
     };
     const onEnd = () => {
       stop();
-      if (size === 0) return reject(new RequestError(400, 'the body is empty: POST the bytes of an image file (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG)'));
+      if (size === 0) return reject(new BadFileError('the body is empty: POST the bytes of an image file (JPEG, PNG, WebP, GIF, TIFF, AVIF or SVG)'));
       resolve(whole ? whole.subarray(0, size) : Buffer.concat(pieces, size));
     };
     const onError = () => fail(hungUp());

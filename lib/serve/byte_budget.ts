@@ -3,6 +3,8 @@
 // refused instead of read. Without it, the memory a server holds grows with its clients (150
 // clients uploading 31 MB each hold 4.5 GB at once).
 
+import { InvalidArgValueError } from '../errors.js';
+
 /** One request's share of the budget: what it holds now; released once, whatever ends it. */
 export interface BudgetShare {
   /** Takes `bytes` more; false (and nothing taken) if the budget has not that much left. */
@@ -16,7 +18,7 @@ export class ByteBudget {
   private held = 0;
 
   constructor(readonly limit: number) {
-    if (!(Number.isSafeInteger(limit) && limit >= 1)) throw new RangeError(`byte budget: the limit is ${JSON.stringify(limit)}, expected a positive integer (bytes)`);
+    if (!(Number.isSafeInteger(limit) && limit >= 1)) throw new InvalidArgValueError(`byte budget: the limit is ${JSON.stringify(limit)}, expected a positive integer (bytes)`);
   }
 
   /** Bytes held by all shares now. */

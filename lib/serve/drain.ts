@@ -4,6 +4,7 @@
 // too, so that a stop never waits on a client.
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface DrainResult {
   /** Connections still open at the deadline, closed without an answer. */
@@ -89,7 +90,7 @@ export function drainerFor(server: Server): Drainer {
       });
     },
     drain(timeoutMs) {
-      if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) return Promise.reject(new RangeError(`drain: the timeout is ${JSON.stringify(timeoutMs)} ms, expected a finite number of ms, 0 or more`));
+      if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) return Promise.reject(new InvalidArgValueError(`drain: the timeout is ${JSON.stringify(timeoutMs)} ms, expected a finite number of ms, 0 or more`));
       drained ??= run(timeoutMs);
       return drained;
     },

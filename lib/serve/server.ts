@@ -8,15 +8,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 import { firstNonFinite } from '../finite.js';
-import { DEFAULT_MAX_INPUT_PIXELS, ImagePixelLimitError } from '../io/images.js';
-import { BatcherFullError, type PredictBatcher } from '../nn/batcher.js';
+import { DEFAULT_MAX_INPUT_PIXELS } from '../io/images.js';
+import type { PredictBatcher } from '../nn/batcher.js';
 import type { Tensor } from '../tensor.js';
 import { topClasses } from '../nn/classify.js';
 import type { VisionTransformer } from '../nn/vit.js';
 import { readBody } from './body.js';
 import { ByteBudget, type BudgetShare } from './byte_budget.js';
 import { drainerFor, type DrainResult } from './drain.js';
+import { answerOf } from './error_status.js';
 import { RequestError } from './request_error.js';
+import { errorCode, InvalidArgValueError, NonFiniteOutputError } from '../errors.js';
 
 export interface ServeOptions {
   /** Images per model pass at most (the batcher's maxBatch, default 16). */
@@ -86,13 +88,13 @@ type NumericOption = { [K in keyof ServeOptions]-?: ServeOptions[K] extends numb
 function settings(options: ServeOptions, imageSize: number) {
   const positive = (name: NumericOption, fallback: number): number => {
     const value = options[name] ?? fallback;
-    if (!(Number.isSafeInteger(value) && value >= 1)) throw new RangeError(`serveModel: ${name} is ${JSON.stringify(options[name])}, expected a positive integer`);
+    if (!(Number.isSafeInteger(value) && value >= 1)) throw new InvalidArgValueError(`serveModel: ${name} is ${JSON.stringify(options[name])}, expected a positive integer`);
     return value;
   };
   const maxBytes = positive('maxBytes', 32 * MiB);
   const headersTimeoutMs = positive('headersTimeoutMs', 10_000);
   const requestTimeoutMs = positive('requestTimeoutMs', 120_000);
-  if (headersTimeoutMs > requestTimeoutMs) throw new RangeError(`serveModel: headersTimeoutMs (${headersTimeoutMs}) is more than requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
+  if (headersTimeoutMs > requestTimeoutMs) throw new InvalidArgValueError(`serveModel: headersTimeoutMs (${headersTimeoutMs}) is more than requestTimeoutMs (${requestTimeoutMs}): the headers are part of the request`);
   // A side 32 times the input's keeps photos of any camera for a 224² model, and refuses a
   // 16383² PNG for a 28² one before it costs seconds of decoding.
   const maxInputPixels = positive('maxInputPixels', Math.min(DEFAULT_MAX_INPUT_PIXELS, (32 * imageSize) ** 2));
@@ -141,7 +143,7 @@ function topOf(url: URL, fallback: number, classes: number): number {
   const asked = url.searchParams.get('top');
   if (asked === null) return Math.min(fallback, classes);
   const top = Number(asked);
-  if (!(Number.isInteger(top) && top >= 1)) throw new RequestError(400, `top is '${asked}', expected a positive integer`);
+  if (!(Number.isInteger(top) && top >= 1)) throw new InvalidArgValueError(`top is '${asked}', expected a positive integer`);
   return Math.min(top, classes);
 }
 
@@ -151,9 +153,11 @@ function topOf(url: URL, fallback: number, classes: number): number {
  *   POST /embed      body: an image file's bytes            -> { embedding: number[] } (model.embed's)
  *   GET  /health     -> { model: { attention, imageSize, numClasses, width }, classify, embed (batcher stats),
  *                         uploads: { bytes, maxInFlightBytes } }
- * Errors are JSON { error } with 400 (not an image, bad top), 404, 405, 408 (headers or body too
- * slow), 413 (body or image too large), 503 (more images waiting than maxWaiting, or the upload
- * budget spent: try again later, Retry-After: 1) or 500. Its drain() stops it (SIGTERM's job).
+ * Errors are JSON { error, code } (code: the error's ERR_CASTLING_ code, docs/errors.md, where it
+ * has one) with 400 (not an image, bad top), 404, 405, 408 (headers or body too slow), 413 (body
+ * or image too large), 503 (more images waiting than maxWaiting, or the upload budget spent: try
+ * again later, Retry-After: 1) or 500; error_status.ts maps codes to statuses. Its drain() stops it
+ * (SIGTERM's job).
  */
 export function serveModel(model: VisionTransformer, options: ServeOptions = {}): ModelServer {
   const { attention, imageSize, numClasses, width } = model.config;
@@ -176,7 +180,8 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
     } catch (error) {
       // ("readImages: could not read image 0 (N encoded bytes): ..." names the body as the request's)
       const message = (error as Error).message.replace(/^readImages: could not read image 0 \((\d+) encoded bytes\)/, 'could not read the body ($1 bytes) as an image');
-      throw new RequestError(error instanceof ImagePixelLimitError ? 413 : 400, message);
+      const answer = answerOf(error, 400) ?? { status: 400, headers: {} };
+      throw new RequestError(answer.status, message, answer.headers, errorCode(error));
     }
   }
 
@@ -187,7 +192,7 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
       const out = await through.predict(images, { signal: hungUp });
       const values = out.toFloat32Array();
       out.dispose();
-      if (!options.allowNonFinite && firstNonFinite(values) >= 0) throw new Error('the model produced non-finite values (NaN or infinity) for this image');
+      if (!options.allowNonFinite && firstNonFinite(values) >= 0) throw new NonFiniteOutputError('the model produced non-finite values (NaN or infinity) for this image');
       return values;
     } finally {
       images.dispose();
@@ -214,9 +219,10 @@ export function serveModel(model: VisionTransformer, options: ServeOptions = {})
       }
     } catch (error) {
       if (!request.complete) lingerThenClose(request);
-      if (error instanceof RequestError) send(response, error.status, { error: error.message }, error.headers);
-      else if (error instanceof BatcherFullError) send(response, 503, { error: error.message }, { 'retry-after': '1' });
-      else if ((error as Error).name !== 'AbortError') send(response, 500, { error: (error as Error).message });
+      // (An aborted pass has no answer: its client has gone.)
+      const answer = error instanceof RequestError ? { status: error.status, headers: error.headers } : answerOf(error);
+      const code = errorCode(error);
+      if (answer) send(response, answer.status, { error: (error as Error).message, ...(code === undefined ? {} : { code }) }, answer.headers);
     }
   }
 

@@ -3,6 +3,7 @@
 // this class owns the moments, the step count and the per-step [lr, step] tensor the plan reads.
 import { Tensor } from '../tensor.js';
 import { learningRateAt, type LrSchedule } from './schedule.js';
+import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
 
 export interface AdamWOptions extends LrSchedule {
   /** Decoupled weight decay (not applied to norms, biases, the class token or position embedding). */
@@ -29,8 +30,8 @@ export class AdamW {
   readonly scheduleTensor = Tensor.zeros([2]);
 
   constructor(params: Map<string, Tensor>, options: AdamWOptions) {
-    if (!(params instanceof Map)) throw new TypeError('AdamW: params must be a Map of name to Tensor (model.parameters())');
-    if (typeof options !== 'object' || options === null) throw new TypeError('AdamW: expected options { lr, weightDecay?, warmupSteps?, totalSteps?, ... }');
+    if (!(params instanceof Map)) throw new InvalidArgTypeError('AdamW: params must be a Map of name to Tensor (model.parameters())');
+    if (typeof options !== 'object' || options === null) throw new InvalidArgTypeError('AdamW: expected options { lr, weightDecay?, warmupSteps?, totalSteps?, ... }');
     const o = {
       lr: options.lr,
       warmupSteps: options.warmupSteps ?? 0,
@@ -41,15 +42,15 @@ export class AdamW {
       eps: options.eps ?? 1e-8,
       maxGradNorm: options.maxGradNorm ?? 0,
     };
-    if (!(o.lr > 0 && Number.isFinite(o.lr))) throw new RangeError(`AdamW: lr is ${o.lr}, expected a positive number`);
-    if (!(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) throw new RangeError(`AdamW: warmupSteps is ${o.warmupSteps}, expected an integer >= 0`);
-    if (!(o.minLr >= 0 && o.minLr <= o.lr)) throw new RangeError(`AdamW: minLr is ${o.minLr}, expected a number from 0 to lr (${o.lr})`);
-    if (!(Array.isArray(o.betas) && o.betas.length === 2)) throw new TypeError(`AdamW: betas are ${JSON.stringify(o.betas)}, expected [beta1, beta2]`);
-    if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) throw new RangeError(`AdamW: weightDecay is ${o.weightDecay}, expected a finite number >= 0`);
-    if (!o.betas.every((b) => b >= 0 && b < 1)) throw new RangeError(`AdamW: betas are [${o.betas}], expected numbers in [0, 1)`);
-    if (!(o.eps > 0 && Number.isFinite(o.eps))) throw new RangeError(`AdamW: eps is ${o.eps}, expected a finite number > 0`);
-    if (!(o.maxGradNorm >= 0 && Number.isFinite(o.maxGradNorm))) throw new RangeError(`AdamW: maxGradNorm is ${o.maxGradNorm}, expected a finite number >= 0 (0: no clipping)`);
-    if (o.totalSteps !== undefined && !(Number.isInteger(o.totalSteps) && o.totalSteps > 0)) throw new RangeError(`AdamW: totalSteps is ${o.totalSteps}, expected a positive integer`);
+    if (!(o.lr > 0 && Number.isFinite(o.lr))) throw new InvalidArgValueError(`AdamW: lr is ${o.lr}, expected a positive number`);
+    if (!(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) throw new InvalidArgValueError(`AdamW: warmupSteps is ${o.warmupSteps}, expected an integer >= 0`);
+    if (!(o.minLr >= 0 && o.minLr <= o.lr)) throw new InvalidArgValueError(`AdamW: minLr is ${o.minLr}, expected a number from 0 to lr (${o.lr})`);
+    if (!(Array.isArray(o.betas) && o.betas.length === 2)) throw new InvalidArgTypeError(`AdamW: betas are ${JSON.stringify(o.betas)}, expected [beta1, beta2]`);
+    if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) throw new InvalidArgValueError(`AdamW: weightDecay is ${o.weightDecay}, expected a finite number >= 0`);
+    if (!o.betas.every((b) => b >= 0 && b < 1)) throw new InvalidArgValueError(`AdamW: betas are [${o.betas}], expected numbers in [0, 1)`);
+    if (!(o.eps > 0 && Number.isFinite(o.eps))) throw new InvalidArgValueError(`AdamW: eps is ${o.eps}, expected a finite number > 0`);
+    if (!(o.maxGradNorm >= 0 && Number.isFinite(o.maxGradNorm))) throw new InvalidArgValueError(`AdamW: maxGradNorm is ${o.maxGradNorm}, expected a finite number >= 0 (0: no clipping)`);
+    if (o.totalSteps !== undefined && !(Number.isInteger(o.totalSteps) && o.totalSteps > 0)) throw new InvalidArgValueError(`AdamW: totalSteps is ${o.totalSteps}, expected a positive integer`);
     this.options = o;
     this.params = new Map(params);
     // Beside their parameter (the update runs where the parameters are).

@@ -7,6 +7,7 @@ import { readSafetensors, type StoredTensor } from '../io/safetensors.js';
 import { SeededRandom } from '../nn/random.js';
 import { VisionTransformer, type LoadOptions } from '../nn/vit.js';
 import type { AdamW } from './adamw.js';
+import { BadFileError, InvalidArgValueError } from '../errors.js';
 
 const MOMENT_PREFIX = { m: 'adamw.m.', v: 'adamw.v.' } as const;
 const ORDER_TENSOR = 'loop.order';
@@ -72,12 +73,12 @@ export async function saveTrainingCheckpoint(path: string, model: VisionTransfor
 export async function loadTrainingCheckpoint(path: string, options: LoadOptions = {}): Promise<{ model: VisionTransformer; state: TrainingState; extras: { tensors: Map<string, StoredTensor>; metadata: Record<string, string> } }> {
   const content = await readSafetensors(path, { allowNonFinite: options.allowNonFinite, memoryBudget: options.memoryBudget });
   const { tensors, metadata } = content;
-  if (metadata[TRAINING_KEY] === undefined) throw new Error(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
+  if (metadata[TRAINING_KEY] === undefined) throw new BadFileError(`${path}: not a training checkpoint (no training state in its metadata): a model file starts a new run with --from`);
   let training: { epoch: number; step?: number; lossSum?: number; settings: CheckpointSettings; optimizerStep: number; random: { state: number; spare: number | null } };
   try {
     training = JSON.parse(metadata[TRAINING_KEY]);
   } catch {
-    throw new Error(`${path}: the training state in the file's metadata is not valid JSON`);
+    throw new BadFileError(`${path}: the training state in the file's metadata is not valid JSON`);
   }
   const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
   const s = training?.settings;
@@ -85,17 +86,17 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
     count(training?.epoch) && count(training.optimizerStep) && count(training.random?.state) && (training.random.spare === null || Number.isFinite(training.random.spare)) &&
     (training.step === undefined || (count(training.step) && training.step > 0 && Number.isFinite(training.lossSum))) &&
     typeof s === 'object' && s !== null && count(s.epochs) && count(s.batchSize) && count(s.trainImages) && Number.isFinite(s.lr) && Number.isFinite(s.weightDecay) && Number.isFinite(s.labelSmoothing) && typeof s.augmentation === 'string';
-  if (!valid) throw new Error(`${path}: the training state in the file's metadata is not { epoch, settings, optimizerStep, random } as saveTrainingCheckpoint writes it`);
+  if (!valid) throw new BadFileError(`${path}: the training state in the file's metadata is not { epoch, settings, optimizerStep, random } as saveTrainingCheckpoint writes it`);
   const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
   for (const [name, t] of tensors) {
     if (!name.startsWith(MOMENT_PREFIX.m)) continue;
     const param = name.slice(MOMENT_PREFIX.m.length);
     const v = tensors.get(MOMENT_PREFIX.v + param);
-    if (!v) throw new Error(`${path}: the checkpoint has '${name}' but not '${MOMENT_PREFIX.v + param}'`);
+    if (!v) throw new BadFileError(`${path}: the checkpoint has '${name}' but not '${MOMENT_PREFIX.v + param}'`);
     moments.set(param, { m: t.data, v: v.data });
   }
   const order = tensors.get(ORDER_TENSOR);
-  if (!order) throw new Error(`${path}: the checkpoint has no '${ORDER_TENSOR}'`);
+  if (!order) throw new BadFileError(`${path}: the checkpoint has no '${ORDER_TENSOR}'`);
   const model = VisionTransformer.fromContent(content, path, options);
   // The optimizer's and the loop's tensors are the checkpoint's own, not tensors the model ignored.
   const own = (name: string) => name === ORDER_TENSOR || name.startsWith(MOMENT_PREFIX.m) || name.startsWith(MOMENT_PREFIX.v);
@@ -112,17 +113,17 @@ export async function loadTrainingCheckpoint(path: string, options: LoadOptions 
 export function restoreTraining(state: TrainingState, optimizer: AdamW, settings: CheckpointSettings): SeededRandom {
   const differ = (Object.keys(settings) as Array<keyof CheckpointSettings>).filter((k) => settings[k] !== state.settings[k]);
   if (differ.length > 0) {
-    throw new Error(`resume: the run differs from the checkpoint's in ${differ.map((k) => `${k} (${settings[k]}, the checkpoint's ${state.settings[k]})`).join(', ')}`);
+    throw new InvalidArgValueError(`resume: the run differs from the checkpoint's in ${differ.map((k) => `${k} (${settings[k]}, the checkpoint's ${state.settings[k]})`).join(', ')}`);
   }
   for (const [name, { m, v }] of optimizer.moments) {
     const saved = state.moments.get(name);
-    if (!saved || saved.m.length !== m.size || saved.v.length !== v.size) throw new Error(`resume: the checkpoint has no optimizer state of the right size for '${name}'`);
+    if (!saved || saved.m.length !== m.size || saved.v.length !== v.size) throw new BadFileError(`resume: the checkpoint has no optimizer state of the right size for '${name}'`);
     m.set(saved.m);
     v.set(saved.v);
   }
   const seen = new Set(state.order);
   if (state.order.length !== settings.trainImages || seen.size !== state.order.length || !state.order.every((i) => Number.isInteger(i) && i >= 0 && i < settings.trainImages)) {
-    throw new Error(`resume: the checkpoint's image order is not an order of the run's ${settings.trainImages} training images`);
+    throw new BadFileError(`resume: the checkpoint's image order is not an order of the run's ${settings.trainImages} training images`);
   }
   optimizer.step = state.optimizerStep;
   return SeededRandom.restore(state.random);

@@ -2,6 +2,7 @@
 // reports them (images read as evaluation reads them: centre crops, the model's preprocessing).
 import type { ImageList } from '../data/image_folder.js';
 import type { VisionTransformer } from '../nn/vit.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface ImageEvaluation {
   images: number;
@@ -27,7 +28,7 @@ export async function evaluateImages(model: VisionTransformer, list: ImageList, 
   const top = Math.min(options.top ?? 5, classes);
   const perClass = Array.from({ length: classes }, () => ({ images: 0, correct: 0 }));
   list.labels.forEach((label, i) => {
-    if (!(Number.isInteger(label) && label >= 0 && label < classes)) throw new RangeError(`evaluateImages: the label of ${list.files[i]} is ${label}, expected a class from 0 to ${classes - 1}`);
+    if (!(Number.isInteger(label) && label >= 0 && label < classes)) throw new InvalidArgValueError(`evaluateImages: the label of ${list.files[i]} is ${label}, expected a class from 0 to ${classes - 1}`);
   });
   if (list.files.length === 0) return { images: 0, top1: Number.NaN, topK: Number.NaN, top, perClass };
   // A diverged model (NaN logits) scores what it scores: a training run reports it and goes on.

@@ -13,6 +13,7 @@ import { restoreTraining, saveTrainingCheckpoint, type CheckpointExtras, type Ch
 import { evaluateImages } from './evaluate.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   folder: ImageFolder;
@@ -89,7 +90,7 @@ function readTrainingImages(model: VisionTransformer, files: string[], crop: Req
 export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<ImageFolderTrainingResult> {
   const { folder, model } = o;
   if (model.config.numClasses !== folder.classes.length) {
-    throw new Error(`trainImageFolder: the model has ${model.config.numClasses} classes, the folder ${folder.classes.length} (${folder.classes.join(', ')})`);
+    throw new InvalidArgValueError(`trainImageFolder: the model has ${model.config.numClasses} classes, the folder ${folder.classes.length} (${folder.classes.join(', ')})`);
   }
   const crop = o.randomCrop === false ? null : checkRandomCrop(o.randomCrop ?? {});
   const epochs = o.epochs ?? 10;
@@ -115,7 +116,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     augmentation: JSON.stringify({ crop, flip }),
   };
   if (o.checkpointEvery !== undefined && !(Number.isInteger(o.checkpointEvery) && o.checkpointEvery >= 1)) {
-    throw new RangeError(`trainImageFolder: checkpointEvery is ${o.checkpointEvery}, expected a positive number of steps`);
+    throw new InvalidArgValueError(`trainImageFolder: checkpointEvery is ${o.checkpointEvery}, expected a positive number of steps`);
   }
   let rng = new SeededRandom((o.seed ?? 1) * 7 + 3);
   let order = Array.from({ length: count }, (_, i) => i);
@@ -127,7 +128,7 @@ export async function trainImageFolder(o: ImageFolderTrainingOptions): Promise<I
     if (o.resume.step === undefined) {
       firstEpoch = o.resume.epoch + 1;
     } else {
-      if (o.resume.step >= stepsPerEpoch) throw new Error(`resume: the checkpoint is after step ${o.resume.step} of epoch ${o.resume.epoch}, which has ${stepsPerEpoch} steps`);
+      if (o.resume.step >= stepsPerEpoch) throw new InvalidArgValueError(`resume: the checkpoint is after step ${o.resume.step} of epoch ${o.resume.epoch}, which has ${stepsPerEpoch} steps`);
       firstEpoch = o.resume.epoch;
       firstStep = o.resume.step;
       resumedLossSum = o.resume.lossSum ?? 0;

@@ -4,6 +4,7 @@
 // draws that do not fit, the centre crop clamped to the ratio range, as torchvision falls back.
 import { roundHalfEven, type PlaceImage } from '../io/images.js';
 import { SeededRandom } from '../nn/random.js';
+import { InvalidArgValueError } from '../errors.js';
 
 export interface RandomCropOptions {
   /** Range of the region's area as a share of the image's (default [0.08, 1]). */
@@ -25,10 +26,10 @@ export function checkRandomCrop(o: RandomCropOptions): Required<RandomCropOption
   const ratio = o.ratio ?? [3 / 4, 4 / 3];
   const range = (v: readonly number[]) => Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0]! <= v[1]!;
   if (!range(scale) || !(scale[0] > 0 && scale[1] <= 1)) {
-    throw new RangeError(`randomCrop.scale is ${JSON.stringify(scale)}: expected [min, max] with 0 < min <= max <= 1 (shares of the image's area)`);
+    throw new InvalidArgValueError(`randomCrop.scale is ${JSON.stringify(scale)}: expected [min, max] with 0 < min <= max <= 1 (shares of the image's area)`);
   }
   if (!range(ratio) || !(ratio[0] > 0)) {
-    throw new RangeError(`randomCrop.ratio is ${JSON.stringify(ratio)}: expected [min, max] with 0 < min <= max (width / height)`);
+    throw new InvalidArgValueError(`randomCrop.ratio is ${JSON.stringify(ratio)}: expected [min, max] with 0 < min <= max (width / height)`);
   }
   return { scale, ratio };
 }

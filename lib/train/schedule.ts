@@ -1,6 +1,8 @@
 // Schedules driven by the fraction of training done: the learning rate (linear warm-up, then
 // cosine decay) and Castling-ViT's threshold tau for the auxiliary masked softmax branch.
 
+import { InvalidArgValueError } from '../errors.js';
+
 export interface LrSchedule {
   /** Peak learning rate. */
   lr: number;
@@ -45,7 +47,7 @@ export function castlingAt(fraction: number, s: CastlingSchedule = {}): AuxBranc
   const start = s.start ?? 0.5;
   const end = s.end ?? 0.9;
   if (!(tau0 >= 0 && tau0 < 1) || !(start >= 0 && start <= end && end <= 1)) {
-    throw new RangeError(`castling schedule: expected 0 <= tau0 < 1 and 0 <= start <= end <= 1, got tau0=${tau0} start=${start} end=${end}`);
+    throw new InvalidArgValueError(`castling schedule: expected 0 <= tau0 < 1 and 0 <= start <= end <= 1, got tau0=${tau0} start=${start} end=${end}`);
   }
   if (fraction >= end) return { active: false, tau: 1, l1: 0 };
   const tau = fraction <= start ? tau0 : tau0 + ((1 - tau0) * (fraction - start)) / (end - start);

@@ -6,6 +6,7 @@
 import { attentionFlops } from '../flops.js';
 import { tokenCount } from '../nn/config.js';
 import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
+import { InvalidArgValueError } from '../errors.js';
 
 /** One training run of the workflow on the data at hand; resolves to the held-out accuracy. */
 export type TrainingRun = (run: {
@@ -56,7 +57,7 @@ export interface SparsifyResult {
 
 /** Makes a Sparsifiner model from `dense` (left as it is) through stages 1 and 2, each a `train` run. */
 export async function sparsify(dense: VisionTransformer, train: TrainingRun, o: SparsifyOptions = {}): Promise<SparsifyResult> {
-  if (dense.config.attention !== 'softmax') throw new Error(`sparsify: a Sparsifiner model is made from a softmax model, not a ${dense.config.attention} one`);
+  if (dense.config.attention !== 'softmax') throw new InvalidArgValueError(`sparsify: a Sparsifiner model is made from a softmax model, not a ${dense.config.attention} one`);
   const seed = o.seed ?? 1;
   const keepRate = o.keepRate ?? 0.25;
   const sparse = o.resume?.sparse ?? VisionTransformer.from(dense, { attention: 'sparsifiner', keepRate, coefficientKeep: o.coefficientKeep ?? 0, sharedBasis: o.sharedBasis ?? false });

@@ -12,6 +12,7 @@ import { VisionTransformer } from '../nn/vit.js';
 import type { CheckpointExtras, TrainingState } from './checkpoint.js';
 import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from './image_folder.js';
 import { sparsify, type SparsifyResult, type TrainingRun } from './sparsify.js';
+import { AbortedError, BadFileError, InvalidArgValueError } from '../errors.js';
 
 const WORKFLOW_KEY = 'sparsifinerWorkflow';
 const TEACHER_PREFIX = 'teacher.';
@@ -77,7 +78,7 @@ export interface SparsifyFolderOptions {
  * A workflow stopped early by `loop.shouldStop` (its checkpoint, if any, written): where. The
  * models passed in are left to the caller; the Sparsifiner model made inside is disposed.
  */
-export class WorkflowStopped extends Error {
+export class WorkflowStopped extends AbortedError {
   constructor(
     readonly stage: WorkflowStage,
     readonly epoch: number,
@@ -100,7 +101,7 @@ export interface SparsifyFolderResult extends SparsifyResult {
 export async function sparsifyImageFolder(o: SparsifyFolderOptions): Promise<SparsifyFolderResult> {
   const { folder, settings: s, resume } = o;
   const dense = resume?.dense ?? (resume?.stage === 'dense' ? resume.model : o.dense);
-  if (!dense) throw new Error('sparsifyImageFolder: a dense softmax model is needed to start from');
+  if (!dense) throw new InvalidArgValueError('sparsifyImageFolder: a dense softmax model is needed to start from');
   let denseAccuracy = resume?.denseAccuracy ?? Number.NaN;
   let reconstructedAccuracy = resume?.reconstructedAccuracy;
   let teacher: Map<string, { shape: number[]; data: Float32Array }> | null = null;
@@ -154,15 +155,15 @@ export function workflowOfCheckpoint(path: string, loaded: { model: VisionTransf
   try {
     record = JSON.parse(text);
   } catch {
-    throw new Error(`${path}: the Sparsifiner workflow in the file's metadata is not valid JSON`);
+    throw new BadFileError(`${path}: the Sparsifiner workflow in the file's metadata is not valid JSON`);
   }
   const stages: WorkflowStage[] = ['dense', 'reconstruction', 'finetune'];
   if (typeof record !== 'object' || record === null || !stages.includes(record.stage) || !validSettings(record.settings) || typeof record.denseConfig !== 'object' || record.denseConfig === null) {
-    throw new Error(`${path}: the Sparsifiner workflow in the file's metadata is not { stage, settings, denseConfig } as a workflow checkpoint writes it`);
+    throw new BadFileError(`${path}: the Sparsifiner workflow in the file's metadata is not { stage, settings, denseConfig } as a workflow checkpoint writes it`);
   }
   const { model, state } = loaded;
   const expected = record.stage === 'dense' ? 'softmax' : 'sparsifiner';
-  if (model.config.attention !== expected) throw new Error(`${path}: a checkpoint of the workflow's ${record.stage} stage holds a ${model.config.attention} model, expected ${expected}`);
+  if (model.config.attention !== expected) throw new BadFileError(`${path}: a checkpoint of the workflow's ${record.stage} stage holds a ${model.config.attention} model, expected ${expected}`);
   const checkpoint: WorkflowCheckpoint = { path, stage: record.stage, settings: record.settings, model, state, denseAccuracy: record.denseAccuracy, reconstructedAccuracy: record.reconstructedAccuracy };
   if (record.stage !== 'dense') checkpoint.dense = teacherOf(path, loaded.extras.tensors, record.denseConfig, model);
   return checkpoint;
@@ -187,7 +188,7 @@ function teacherOf(path: string, tensors: Map<string, StoredTensor>, config: Vit
   // Named here as the teacher's, before fromContent would call the file damaged.
   const missing = resolved.attention === 'softmax' ? parameterSpecs(resolved).map((spec) => spec.name).filter((name) => !own.has(name)) : [];
   if (resolved.attention !== 'softmax' || missing.length > 0) {
-    throw new Error(`${source}: expected a softmax model's tensors under '${TEACHER_PREFIX}'${missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}` : ''}`);
+    throw new BadFileError(`${source}: expected a softmax model's tensors under '${TEACHER_PREFIX}'${missing.length ? `; missing ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}` : ''}`);
   }
   const dense = VisionTransformer.fromContent({ tensors: own, metadata: { config: JSON.stringify(resolved) } }, source);
   dense.preprocessing = sparse.preprocessing;

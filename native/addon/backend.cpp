@@ -99,10 +99,10 @@ Napi::Value synchronizeCuda(const Napi::CallbackInfo& info) {
 
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setThreads: expected a number of threads");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw typeError(env, "setThreads: expected a number of threads");
   double n = info[0].As<Napi::Number>().DoubleValue();
   if (!(n >= 1 && n <= ThreadPool::kMaxThreads) || n != std::floor(n)) {
-    throw Napi::RangeError::New(env, "setThreads: " + Napi::Number::New(env, n).ToString().Utf8Value() +
+    throw rangeError(env, "setThreads: " + Napi::Number::New(env, n).ToString().Utf8Value() +
                                          " is not valid, expected an integer from 1 to " +
                                          std::to_string(ThreadPool::kMaxThreads));
   }
@@ -112,7 +112,7 @@ Napi::Value setThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value setIsa(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "setIsa: expected 'scalar', 'avx2' or 'avx512'");
+  if (info.Length() < 1 || !info[0].IsString()) throw typeError(env, "setIsa: expected 'scalar', 'avx2' or 'avx512'");
   rethrowAsJs(env, [&] { setActiveIsa(parseIsa(info[0].As<Napi::String>().Utf8Value())); });
   return env.Undefined();
 }

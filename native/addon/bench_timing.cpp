@@ -52,7 +52,7 @@ std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int r
 // timeGemm({M, N, K, transA?, transB?, threads, repeats, bCopies?}, isa?) -> Promise<number[]> (ms each)
 Napi::Value timeGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "timeGemm: expected an options object");
+  if (info.Length() < 1 || !info[0].IsObject()) throw typeError(env, "timeGemm: expected an options object");
   Attrs attrs = toAttrs(info[0], "timeGemm");
   Napi::Value isaValue = info.Length() > 1 ? info[1] : env.Undefined();
   cpu::GemmArgs args;

@@ -6,10 +6,10 @@ namespace castling::addon {
 
 Shape toShape(const Napi::Value& value, const std::string& what) {
   Napi::Env env = value.Env();
-  if (!value.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of dimensions");
+  if (!value.IsArray()) throw typeError(env, what + " must be an array of dimensions");
   auto array = value.As<Napi::Array>();
   if (array.Length() > std::uint32_t(kMaxRank)) {
-    throw Napi::Error::New(env, what + " has " + std::to_string(array.Length()) +
+    throw rangeError(env, what + " has " + std::to_string(array.Length()) +
                                     " dimensions, expected at most " + std::to_string(kMaxRank));
   }
   Shape shape;
@@ -17,7 +17,7 @@ Shape toShape(const Napi::Value& value, const std::string& what) {
     Napi::Value v = array.Get(i);
     double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
     if (!v.IsNumber() || !(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
-      throw Napi::TypeError::New(env, what + "[" + std::to_string(i) +
+      throw typeError(env, what + "[" + std::to_string(i) +
                                           "] must be a non-negative integer");
     }
     shape.push_back(std::int64_t(d));
@@ -36,7 +36,7 @@ Attrs toAttrs(const Napi::Value& value, const std::string& what) {
   Napi::Env env = value.Env();
   Attrs attrs;
   if (value.IsUndefined() || value.IsNull()) return attrs;
-  if (!value.IsObject()) throw Napi::TypeError::New(env, what + " must be an object");
+  if (!value.IsObject()) throw typeError(env, what + " must be an object");
   auto object = value.As<Napi::Object>();
   Napi::Array keys = object.GetPropertyNames();
   for (std::uint32_t i = 0; i < keys.Length(); ++i) {
@@ -48,27 +48,27 @@ Attrs toAttrs(const Napi::Value& value, const std::string& what) {
     } else if (v.IsNumber()) {
       attrs.set(key, v.As<Napi::Number>().DoubleValue());
     } else {
-      throw Napi::TypeError::New(env, what + "." + key + " must be a number or a boolean");
+      throw typeError(env, what + "." + key + " must be a number or a boolean");
     }
   }
   return attrs;
 }
 
-std::string currentExceptionMessage() {
+NativeFailure currentFailure() {
   try {
     throw;
   } catch (const std::bad_alloc&) {
     releaseMemoryReserve();  // the message and the error built from it need memory
-    return "out of memory: the native allocation failed (free tensors with dispose(), or use smaller batches)";
+    return {ErrorKind::OutOfMemory, "out of memory: the native allocation failed (free tensors with dispose(), or use smaller batches)"};
   } catch (const OutOfMemory& e) {
     releaseMemoryReserve();
-    return e.what();
+    return {e.kind(), e.what()};
   } catch (const Error& e) {
-    return e.what();
+    return {e.kind(), e.what()};
   } catch (const std::exception& e) {
-    return std::string("internal error: ") + e.what();
+    return {ErrorKind::Internal, std::string("internal error: ") + e.what()};
   } catch (...) {
-    return "internal error: unknown exception";
+    return {ErrorKind::Internal, "internal error: unknown exception"};
   }
 }
 

@@ -19,7 +19,7 @@ constexpr int kOffThreadWorkers = 2;
 struct Job {
   std::function<void()> work;
   std::function<Napi::Value(Napi::Env)> finish;
-  std::optional<std::string> error;      // what work threw
+  std::optional<NativeFailure> error;    // what work threw
   Napi::Promise::Deferred deferred;       // settled on the JavaScript thread only
   std::shared_ptr<ResultChannel> channel;  // where the result goes
 };
@@ -59,12 +59,13 @@ void deliverResult(Napi::Env env, Napi::Function, ResultChannel* channel, Job* j
   Napi::HandleScope scope(env);
   try {
     try {
-      if (job->error) throw Napi::Error::New(env, *job->error);
+      if (job->error) throw errorOfKind(env, job->error->kind, job->error->message);
       job->deferred.Resolve(job->finish(env));
     } catch (const Napi::Error& error) {
       job->deferred.Reject(error.Value());
     } catch (...) {
-      job->deferred.Reject(Napi::Error::New(env, currentExceptionMessage()).Value());
+      NativeFailure failure = currentFailure();
+      job->deferred.Reject(errorOfKind(env, failure.kind, failure.message).Value());
     }
   } catch (...) {
     // Settling failed too (the environment is shutting down): nothing is left to tell.
@@ -112,7 +113,7 @@ class OffThreadPool {
       try {
         job->work();
       } catch (...) {
-        job->error = currentExceptionMessage();
+        job->error = currentFailure();
       }
       job->work = nullptr;  // the inputs it captured are released now, not when JavaScript runs
       std::shared_ptr<ResultChannel> channel = job->channel;

@@ -19,9 +19,9 @@ struct ResultChannel;
 std::shared_ptr<ResultChannel> openResultChannel(Napi::Env env);
 
 // Runs `work` on one of the addon's threads, then `finish` on the JavaScript thread of `env`. The
-// Promise resolves to finish's value, or rejects with an Error carrying the message of what work
-// or finish threw. Both functions are destroyed after use on the thread that ran them (work's
-// captures as soon as the work is done), or dropped when the environment is gone meanwhile.
+// Promise resolves to finish's value, or rejects with an error carrying the message and the code
+// of what work or finish threw. Both functions are destroyed after use on the thread that ran them
+// (work's captures as soon as the work is done), or dropped when the environment is gone meanwhile.
 Napi::Promise runOffThread(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish);
 
 }  // namespace castling::addon

@@ -11,14 +11,14 @@ namespace {
 
 std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
   Napi::Env env = value.Env();
-  if (!value.IsArray()) throw Napi::TypeError::New(env, what + " must be an array of slot numbers");
+  if (!value.IsArray()) throw typeError(env, what + " must be an array of slot numbers");
   auto array = value.As<Napi::Array>();
   std::vector<int> out;
   for (std::uint32_t i = 0; i < array.Length(); ++i) {
     Napi::Value v = array.Get(i);
     double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
     if (!(d >= -1 && d < 2147483647.0) || d != double(int(d))) {
-      throw Napi::TypeError::New(env, what + "[" + std::to_string(i) + "] must be a slot number or -1");
+      throw typeError(env, what + "[" + std::to_string(i) + "] must be a slot number or -1");
     }
     out.push_back(int(d));
   }
@@ -35,27 +35,27 @@ Napi::Function PlanHandle::define(Napi::Env env) {
 PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHandle>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsArray()) {
-    throw Napi::TypeError::New(env, "NativePlan: expected (steps, slotCount, keep)");
+    throw typeError(env, "NativePlan: expected (steps, slotCount, keep)");
   }
   double count = info[1].As<Napi::Number>().DoubleValue();
-  if (!(count >= 0 && count <= 1e7) || count != double(int(count))) throw Napi::TypeError::New(env, "NativePlan: slotCount must be an integer from 0 to 10^7");
+  if (!(count >= 0 && count <= 1e7) || count != double(int(count))) throw typeError(env, "NativePlan: slotCount must be an integer from 0 to 10^7");
   slot_count_ = int(count);
   auto steps_js = info[0].As<Napi::Array>();
   std::vector<PlanStep> steps;
   for (std::uint32_t i = 0; i < steps_js.Length(); ++i) {
     std::string where = "NativePlan: step " + std::to_string(i);
     Napi::Value v = steps_js.Get(i);
-    if (!v.IsObject()) throw Napi::TypeError::New(env, where + " must be an object");
+    if (!v.IsObject()) throw typeError(env, where + " must be an object");
     auto step_js = v.As<Napi::Object>();
     PlanStep step;
     Napi::Value op = step_js.Get("op");
-    if (!op.IsString()) throw Napi::TypeError::New(env, where + ": op must be a string");
+    if (!op.IsString()) throw typeError(env, where + ": op must be a string");
     step.name = op.As<Napi::String>().Utf8Value();
     rethrowAsJs(env, [&] { step.op = &OpRegistry::global().find(step.name); });
     step.inputs = toSlots(step_js.Get("inputs"), where + ".inputs");
     step.outputs = toSlots(step_js.Get("outputs"), where + ".outputs");
     if (step.inputs.size() > step.op->inputs.size()) {
-      throw Napi::Error::New(env, where + " (" + step.name + "): " + std::to_string(step.inputs.size()) +
+      throw rangeError(env, where + " (" + step.name + "): " + std::to_string(step.inputs.size()) +
                                       " inputs, expected at most " + std::to_string(step.op->inputs.size()));
     }
     step.attrs = toAttrs(step_js.Get("attrs"), where + ".attrs");
@@ -70,10 +70,10 @@ PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHa
 //   `stepMs`, the wall time of each step.
 Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "plan.run: expected (slots, async)");
+  if (info.Length() < 1 || !info[0].IsArray()) throw typeError(env, "plan.run: expected (slots, async)");
   auto slots_js = info[0].As<Napi::Array>();
   if (int(slots_js.Length()) != slot_count_) {
-    throw Napi::Error::New(env, "plan.run: got " + std::to_string(slots_js.Length()) + " slots, expected " + std::to_string(slot_count_));
+    throw rangeError(env, "plan.run: got " + std::to_string(slots_js.Length()) + " slots, expected " + std::to_string(slot_count_));
   }
   std::vector<std::optional<Tensor>> slots(std::size_t(slot_count_), std::nullopt);
   std::vector<bool> filled(std::size_t(slot_count_), false);

@@ -25,14 +25,14 @@ struct OpCall {
 OpCall parseCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
-    throw Napi::TypeError::New(env, "runOp: expected (name: string, inputs: Tensor[], attrs?, async?)");
+    throw typeError(env, "runOp: expected (name: string, inputs: Tensor[], attrs?, async?)");
   }
   OpCall call;
   call.name = info[0].As<Napi::String>().Utf8Value();
   rethrowAsJs(env, [&] { call.info = &OpRegistry::global().find(call.name); });
   auto inputs = info[1].As<Napi::Array>();
   if (inputs.Length() > call.info->inputs.size()) {
-    throw Napi::Error::New(env, call.name + ": got " + std::to_string(inputs.Length()) +
+    throw rangeError(env, call.name + ": got " + std::to_string(inputs.Length()) +
                                     " inputs, expected at most " + std::to_string(call.info->inputs.size()));
   }
   for (std::uint32_t i = 0; i < inputs.Length(); ++i) {

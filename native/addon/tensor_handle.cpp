@@ -51,16 +51,16 @@ void TensorHandle::construct(const Napi::CallbackInfo& info) {
   if (info.Length() == 1 && info[0].IsExternal()) {
     tensor_ = *info[0].As<Napi::External<Tensor>>().Data();
   } else {
-    if (info.Length() < 1) throw Napi::TypeError::New(env, "NativeTensor: expected (shape, data?)");
+    if (info.Length() < 1) throw typeError(env, "NativeTensor: expected (shape, data?)");
     Shape shape = toShape(info[0], "shape");
     tensor_ = Tensor::zeros(shape);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw Napi::TypeError::New(env, "NativeTensor: data must be a Float32Array");
+        throw typeError(env, "NativeTensor: data must be a Float32Array");
       }
       auto data = info[1].As<Napi::Float32Array>();
       if (std::int64_t(data.ElementLength()) != tensor_.numel()) {
-        throw Napi::Error::New(env, "NativeTensor: data has " + std::to_string(data.ElementLength()) +
+        throw rangeError(env, "NativeTensor: data has " + std::to_string(data.ElementLength()) +
                                         " elements, expected " + std::to_string(tensor_.numel()) +
                                         " for shape " + shapeToString(shape));
       }
@@ -88,17 +88,17 @@ Napi::Object TensorHandle::wrap(Napi::Env env, Tensor tensor) {
 const Tensor& TensorHandle::unwrap(const Napi::Value& value, const std::string& what) {
   Napi::Env env = value.Env();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonState::of(env).tensorConstructor.Value())) {
-    throw Napi::TypeError::New(env, what + " must be a Tensor");
+    throw typeError(env, what + " must be a Tensor");
   }
   TensorHandle* handle = Unwrap(value.As<Napi::Object>());
   if (!handle->tensor_.defined()) {
-    throw Napi::Error::New(env, what + " has been disposed: a tensor cannot be used after dispose()");
+    throw codedError(env, codes::kDisposed, what + " has been disposed: a tensor cannot be used after dispose()");
   }
   return handle->tensor_;
 }
 
 const Tensor& TensorHandle::live(Napi::Env env) const {
-  if (!tensor_.defined()) throw Napi::Error::New(env, "tensor has been disposed: it cannot be used after dispose()");
+  if (!tensor_.defined()) throw codedError(env, codes::kDisposed, "tensor has been disposed: it cannot be used after dispose()");
   return tensor_;
 }
 
@@ -135,10 +135,10 @@ Napi::Value TensorHandle::view(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Tensor& t = live(env);
   if (t.device() != Device::Cpu) {
-    throw Napi::Error::New(env, std::string("view: the tensor is on ") + deviceName(t.device()) +
+    throw codedError(env, codes::kInvalidState, std::string("view: the tensor is on ") + deviceName(t.device()) +
                                     "; view() needs host memory: use toFloat32Array() or .to('cpu')");
   }
-  if (!t.isContiguous()) throw Napi::Error::New(env, "view: the tensor is not contiguous; use toFloat32Array()");
+  if (!t.isContiguous()) throw codedError(env, codes::kInvalidState, "view: the tensor is not contiguous; use toFloat32Array()");
   if (t.numel() == 0) return Napi::Float32Array::New(env, 0);
   // JavaScript may write through the array at any time: while it lives, the storage keeps no
   // derived form of its contents (a linear layer's packed weight), see Storage::derived.
@@ -161,19 +161,19 @@ Napi::Value TensorHandle::copyFrom(const Napi::CallbackInfo& info) {
   const Tensor& t = live(env);
   if (info.Length() < 1 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(env, "Tensor.set: expected a Float32Array");
+    throw typeError(env, "Tensor.set: expected a Float32Array");
   }
   auto data = info[0].As<Napi::Float32Array>();
   if (std::int64_t(data.ElementLength()) != t.numel()) {
-    throw Napi::Error::New(env, "Tensor.set: got " + std::to_string(data.ElementLength()) +
+    throw rangeError(env, "Tensor.set: got " + std::to_string(data.ElementLength()) +
                                     " elements, expected " + std::to_string(t.numel()));
   }
   if (t.storage()->asyncUses() > 0) {
-    throw Napi::Error::New(env, "Tensor.set: an operation still running reads or writes this tensor (an async op, "
+    throw codedError(env, codes::kBusy, "Tensor.set: an operation still running reads or writes this tensor (an async op, "
                                 "or a model's predict or trainStep); await it before writing to the tensor");
   }
   if (t.device() != Device::Cpu) {
-    if (t.dtype() != DType::Float32) throw Napi::Error::New(env, "Tensor.set: the tensor holds 16-bit values; set() takes float32 tensors");
+    if (t.dtype() != DType::Float32) throw codedError(env, codes::kInvalidState, "Tensor.set: the tensor holds 16-bit values; set() takes float32 tensors");
     rethrowAsJs(env, [&] {
       requireDevice(t.device(), "copyFrom").copy(Tensor(t).raw(), t.device(), data.Data(), Device::Cpu, data.ByteLength());
     });
@@ -198,7 +198,7 @@ Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Tensor& t = live(env);
   std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (name != "cpu" && name != "cuda") throw Napi::TypeError::New(env, "to: expected 'cpu' or 'cuda'");
+  if (name != "cpu" && name != "cuda") throw typeError(env, "to: expected 'cpu' or 'cuda'");
   Device target = name == "cuda" ? Device::Cuda : Device::Cpu;
   if (target == t.device()) return info.This();
   Tensor moved;
@@ -210,7 +210,7 @@ Napi::Value TensorHandle::to(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::reshape(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Tensor& t = live(env);
-  if (info.Length() < 1) throw Napi::TypeError::New(env, "reshape: expected a shape");
+  if (info.Length() < 1) throw typeError(env, "reshape: expected a shape");
   Shape shape = toShape(info[0], "reshape: shape");
   Tensor view;
   rethrowAsJs(env, [&] { view = t.contiguous().reshape(shape); });

@@ -102,7 +102,7 @@ Isa bestIsa() {
 
 void setActiveIsa(Isa isa) {
   if (!isaSupported(isa)) {
-    fail("CPU path '", isaName(isa), "' is not supported by this CPU (", cpuFeatures().brand,
+    failAs(ErrorKind::Unsupported, "CPU path '", isaName(isa), "' is not supported by this CPU (", cpuFeatures().brand,
          "): the best it supports is '", isaName(bestIsa()), "'");
   }
   g_active.store(int(isa));

@@ -29,7 +29,7 @@ Registry& registry() {
 }  // namespace
 
 void registerDeviceBackend(Device device, DeviceBackend* backend, std::string unavailableReason) {
-  if (device != Device::Cuda) fail("registerDeviceBackend: only the cuda device takes a backend");
+  if (device != Device::Cuda) failAs(ErrorKind::Internal, "registerDeviceBackend: only the cuda device takes a backend");
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   r.cuda = backend;
@@ -52,7 +52,7 @@ std::string deviceUnavailableReason(Device device) {
 
 DeviceBackend& requireDevice(Device device, const char* what) {
   DeviceBackend* backend = deviceBackend(device);
-  if (!backend) fail(what, ": device '", deviceName(device), "' is not available: ", deviceUnavailableReason(device));
+  if (!backend) failAs(ErrorKind::Unsupported, what, ": device '", deviceName(device), "' is not available: ", deviceUnavailableReason(device));
   return *backend;
 }
 

@@ -55,7 +55,7 @@ void OpRegistry::add(Device device, const std::string& name, std::vector<std::st
     info.name = name;
     info.inputs = std::move(inputs);
   } else if (info.inputs != inputs) {
-    fail("op '", name, "': the ", deviceName(device), " version takes other inputs than the registered one");
+    failAs(ErrorKind::Internal, "op '", name, "': the ", deviceName(device), " version takes other inputs than the registered one");
   }
   (device == Device::Cuda ? info.cuda : info.cpu) = std::move(fn);
 }
@@ -76,7 +76,7 @@ std::vector<Tensor> OpInfo::run(const OpInputs& in, const Attrs& attrs) const {
   }
   Device device = first < in.size() ? in.optional(first)->device() : Device::Cpu;
   const OpFn& fn = device == Device::Cuda ? cuda : cpu;
-  if (!fn) fail(in.op(), ": this op has no ", deviceName(device), " implementation");
+  if (!fn) failAs(ErrorKind::Unsupported, in.op(), ": this op has no ", deviceName(device), " implementation");
   TraceOp traced(name);
   return fn(in, attrs);
 }

@@ -135,7 +135,7 @@ Tensor Tensor::transpose(int a, int b) const {
 
 Tensor Tensor::contiguous() const {
   if (isContiguous()) return *this;
-  if (device() != Device::Cpu) fail("a non-contiguous view of a ", deviceName(device()), " tensor cannot be copied yet: expected a contiguous tensor");
+  if (device() != Device::Cpu) failAs(ErrorKind::Unsupported, "a non-contiguous view of a ", deviceName(device()), " tensor cannot be copied yet: expected a contiguous tensor");
   Tensor out = empty(shape_);
   // Walk the index space in row-major order with an odometer over the source strides.
   std::vector<std::int64_t> index(shape_.size(), 0);

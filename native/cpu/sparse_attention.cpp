@@ -42,7 +42,7 @@ constexpr std::int64_t kRowsPerJob = 16;
     }
   });
   std::int64_t row = firstBadRow.load();
-  if (row == rows) fail(op, ": a kernel rejected the indices but no row is invalid (internal error)");
+  if (row == rows) failAs(ErrorKind::Internal, op, ": a kernel rejected the indices but no row is invalid (internal error)");
   badIndexRow(op, indices.data() + row * kept, kept, s, row);
 }
 

@@ -28,7 +28,7 @@ const char* blasStatusName(cublasStatus_t s) {
 }
 
 void checkBlas(cublasStatus_t status, const char* call, const char* file, int line) {
-  if (status != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error ", blasStatusName(status), " (", int(status), ") in ", call, " at ", file, ":", line);
+  if (status != CUBLAS_STATUS_SUCCESS) failAs(ErrorKind::Internal, "cuBLAS error ", blasStatusName(status), " (", int(status), ") in ", call, " at ", file, ":", line);
 }
 
 #define CASTLING_BLAS_CHECK(call) checkBlas((call), #call, __FILE__, __LINE__)

@@ -129,7 +129,7 @@ void raiseDeferredError() {
     case kAdamwBadStep:
       fail("adamw: schedule step is not an integer >= 1; the parameters were not updated");
     default:
-      fail("a CUDA kernel reported error code ", code);
+      failAs(ErrorKind::Internal, "a CUDA kernel reported error code ", code);
   }
 }
 

@@ -65,7 +65,7 @@ inline std::int64_t firstBadSlot(const float* row, std::int64_t kept, std::int64
     fail(op, ": indices[", b, ", ", h, ", ", n, ", ", j, "] is ", slots[j], ", expected -1 (padding) or an integer ",
          "key index in [0, ", s.tokens, ") greater than the row's previous kept index");
   }
-  fail(op, ": the kernel rejected indices row [", b, ", ", h, ", ", n, "] but the row is valid (internal error)");
+  failAs(ErrorKind::Internal, op, ": the kernel rejected indices row [", b, ", ", h, ", ", n, "] but the row is valid (internal error)");
 }
 
 // q, k, v (B, H, N, d) and the key indices (B, H, N, kept), contiguous.

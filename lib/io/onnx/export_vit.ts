@@ -16,6 +16,7 @@ import type { Tensor } from '../../tensor.js';
 import { writeFileAtomic } from '../atomic_write.js';
 import { GraphBuilder } from './graph.js';
 import { encodeModel, type ModelProto } from './schema.js';
+import { InternalError, InvalidArgTypeError, InvalidArgValueError, InvalidStateError, UnsupportedError } from '../../errors.js';
 
 export interface OnnxExportOptions {
   /** A fixed batch size; absent, the batch is a free dimension named 'batch'. */
@@ -66,7 +67,7 @@ class VitExporter {
 
   private tensor(name: string): Tensor {
     const t = this.params.get(name);
-    if (!t) throw new Error(`exportOnnx: the model has no parameter '${name}'`);
+    if (!t) throw new InternalError(`exportOnnx: the model has no parameter '${name}'`);
     return t;
   }
 
@@ -291,14 +292,14 @@ class VitExporter {
 export function exportVit(model: VisionTransformer, o: OnnxExportOptions = {}): ModelProto {
   const { attention } = model.config;
   // From JavaScript, null or a number can arrive where the options belong.
-  if (typeof o !== 'object' || o === null) throw new TypeError(`exportOnnx: options are ${o === null ? 'null' : typeof o}, expected an object { batch?, output? }`);
-  if (attention === 'castling' && !model.castled) throw new Error('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
+  if (typeof o !== 'object' || o === null) throw new InvalidArgTypeError(`exportOnnx: options are ${o === null ? 'null' : typeof o}, expected an object { batch?, output? }`);
+  if (attention === 'castling' && !model.castled) throw new InvalidStateError('exportOnnx: call model.castle() first: the graph is the inference form, without the auxiliary branch');
   if (model.config.distillationToken) {
-    throw new Error('exportOnnx: a model with a distillation token (a distilled DeiT) is not exported: the graph writes one prefix token and one head; predict runs it, or export the non-distilled checkpoint');
+    throw new UnsupportedError('exportOnnx: a model with a distillation token (a distilled DeiT) is not exported: the graph writes one prefix token and one head; predict runs it, or export the non-distilled checkpoint');
   }
-  if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new RangeError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
+  if (o.batch !== undefined && !(Number.isInteger(o.batch) && o.batch >= 1)) throw new InvalidArgValueError(`exportOnnx: batch is ${o.batch}, expected a positive integer (or none for a free batch size)`);
   const output = o.output ?? 'logits';
-  if (output !== 'logits' && output !== 'embeddings') throw new TypeError(`exportOnnx: output is ${JSON.stringify(o.output)}, expected 'logits' or 'embeddings'`);
+  if (output !== 'logits' && output !== 'embeddings') throw new InvalidArgTypeError(`exportOnnx: output is ${JSON.stringify(o.output)}, expected 'logits' or 'embeddings'`);
   return new VitExporter(model, model.parameters(), o.batch ?? null, output).build();
 }
 

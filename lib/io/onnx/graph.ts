@@ -1,6 +1,7 @@
 // A small builder for ONNX graphs: nodes with unique output names, float32 and int64
 // initializers stored as raw_data, and attributes typed from their JavaScript values.
 import { AttributeType, DataType, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './schema.js';
+import { InternalError } from '../../errors.js';
 
 export type AttrValue = number | string | number[] | { float: number } | { floats: number[] };
 
@@ -9,7 +10,7 @@ function attribute(name: string, value: AttrValue): AttributeProto {
   // A plain number is an INT (axis, group, perm entries...); floats are asked for explicitly,
   // as ONNX types each attribute and a float where an int is expected is a load error.
   if (typeof value === 'number') {
-    if (!Number.isInteger(value)) throw new Error(`attribute ${name}: ${value} is not an integer; use { float }`);
+    if (!Number.isInteger(value)) throw new InternalError(`attribute ${name}: ${value} is not an integer; use { float }`);
     return { name, type: AttributeType.INT, i: value };
   }
   if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
@@ -57,7 +58,7 @@ export class GraphBuilder {
   /** A float32 initializer (a weight), named like the parameter it holds. */
   weight(name: string, dims: number[], data: Float32Array): string {
     const size = dims.reduce((a, d) => a * d, 1);
-    if (size !== data.length) throw new Error(`initializer ${name}: ${data.length} values for dims [${dims.join(', ')}]`);
+    if (size !== data.length) throw new InternalError(`initializer ${name}: ${data.length} values for dims [${dims.join(', ')}]`);
     const unique = this.unique(name);
     this.initializers.push({ name: unique, dims, dataType: DataType.FLOAT, rawData: raw(data) });
     return unique;

@@ -4,6 +4,7 @@
 import protobuf from 'protobufjs';
 
 import { ONNX_PROTO_SUBSET } from './onnx_proto.js';
+import { InternalError } from '../../errors.js';
 
 /** TensorProto.DataType values used here. */
 export const DataType = { FLOAT: 1, INT64: 7 } as const;
@@ -73,7 +74,7 @@ function modelProtoType(): protobuf.Type {
 export function encodeModel(model: ModelProto): Uint8Array {
   const type = modelProtoType();
   const problem = type.verify(model);
-  if (problem) throw new Error(`ONNX model does not match the schema: ${problem}`);
+  if (problem) throw new InternalError(`ONNX model does not match the schema: ${problem}`);
   return type.encode(type.fromObject(model)).finish();
 }
 
