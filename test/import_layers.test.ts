@@ -67,6 +67,15 @@ describe('import layers of lib/', () => {
     expect(upwardImports(graph)).toEqual([]);
   });
 
+  it('gathers every file that defines members of a class into lib/vision_transformer.ts', () => {
+    // A file that attaches members (attach.ts) and is not imported there would leave them
+    // undefined for the package's users, while their types say they exist.
+    const attaching = libFiles().filter((f) => f !== 'lib/attach.ts' && readFileSync(join(root, f), 'utf8').includes('attachMembers('));
+    expect(attaching.length).toBeGreaterThan(0);
+    const gathered = graph.get('lib/vision_transformer.ts') ?? new Set();
+    expect(attaching.filter((f) => !gathered.has(f))).toEqual([]);
+  });
+
   it('puts every file of lib/ in a layer', () => {
     for (const file of libFiles()) expect(ORDER).toContain(layerOf(file));
   });
