@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 
 import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
-import { VisionTransformer } from './nn/vit.js';
+import { VisionTransformer } from './vision_transformer.js';
 import { presets, type CastlingForm, type VitConfig } from './nn/config.js';
 import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';

@@ -3,7 +3,7 @@
 // labels by name (or by order when it has none).
 import { listImageFolder, type ImageList } from '../data/image_folder.js';
 import type { VitConfig } from '../nn/config.js';
-import { VisionTransformer } from '../nn/vit.js';
+import { VisionTransformer } from '../vision_transformer.js';
 import { evaluateImages } from '../train/evaluate.js';
 import { accuracyText } from './format.js';
 import { InvalidArgValueError } from '../errors.js';

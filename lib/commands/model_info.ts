@@ -1,7 +1,7 @@
 // `castling-vit info <model>`: what a model file holds and how it will run: its architecture and
 // attention, a castling model's form (training, with the auxiliary branch, or inference) and why,
 // its classes and preprocessing, and where a config from elsewhere was read from.
-import { VisionTransformer, type LoadReport } from '../nn/vit.js';
+import { VisionTransformer, type LoadReport } from '../vision_transformer.js';
 import type { VitConfig } from '../nn/config.js';
 import type { ImagePreprocessing } from '../io/images.js';
 

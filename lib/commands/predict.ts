@@ -6,7 +6,7 @@ import { basename, join, sep } from 'node:path';
 import { IMAGE_EXTENSIONS, isImageFileName } from '../data/image_folder.js';
 
 import type { VitConfig } from '../nn/config.js';
-import { VisionTransformer } from '../nn/vit.js';
+import { VisionTransformer } from '../vision_transformer.js';
 import { readLabelsFile } from './format.js';
 import { InvalidArgValueError } from '../errors.js';
 

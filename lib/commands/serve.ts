@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 
 import type { VitConfig } from '../nn/config.js';
-import { VisionTransformer } from '../nn/vit.js';
+import { VisionTransformer } from '../vision_transformer.js';
 import { serveModel } from '../serve/server.js';
 import { readLabelsFile } from './format.js';
 import { InvalidArgValueError } from '../errors.js';

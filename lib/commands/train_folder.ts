@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 
 import { listImageFolder, type ImageFolder } from '../data/image_folder.js';
 import { presets, type AttentionKind, type VitConfig } from '../nn/config.js';
-import { VisionTransformer } from '../nn/vit.js';
+import { VisionTransformer } from '../vision_transformer.js';
 import { loadTrainingCheckpoint } from '../train/checkpoint.js';
 import { trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';
 import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type SparsifyFolderResult, type WorkflowCheckpoint, type WorkflowSettings } from '../train/sparsify_folder.js';

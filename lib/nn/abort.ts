@@ -31,7 +31,7 @@ export function abortReason(signal: AbortSignal): unknown {
 }
 
 /**
- * `work`'s outcome, or a rejection with the signal's reason as soon as it aborts; a value that
+ * `work`'s outcome, or a rejection with abortReason(signal) as soon as it aborts; a value that
  * arrives after that goes to `discard` (to dispose a tensor nobody will receive).
  */
 export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined, discard?: (value: T) => void): Promise<T> {

@@ -33,7 +33,7 @@ export class OperationQueue {
 
   /**
    * Runs `operation` in its turn (see the top of the file); its result or error is the caller's.
-   * With `signal` aborted by then, it does not run: the call rejects with the signal's reason.
+   * With `signal` aborted by then, it does not run: the call rejects with abortReason(signal) (abort.ts).
    */
   run<T>(access: Access, name: string, operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const start = signal ? () => (signal.aborted ? Promise.reject(abortReason(signal)) : operation()) : operation;

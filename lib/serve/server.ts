@@ -9,10 +9,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 
 import { firstNonFinite } from '../finite.js';
 import { DEFAULT_MAX_INPUT_PIXELS } from '../io/images.js';
-import type { PredictBatcher } from '../nn/batcher.js';
+import type { PredictBatcher } from './batcher.js';
 import type { Tensor } from '../tensor.js';
-import { topClasses } from '../nn/classify.js';
+import { topClasses } from '../io/classify.js';
+import '../io/model_images.js'; // model.readImages
 import type { VisionTransformer } from '../nn/vit.js';
+import './vit_batcher.js'; // model.batcher
 import { readBody } from './body.js';
 import { ByteBudget, type BudgetShare } from './byte_budget.js';
 import { drainerFor, type DrainResult } from './drain.js';

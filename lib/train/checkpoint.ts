@@ -5,7 +5,10 @@
 // continues exactly as the run that wrote it would have.
 import { readSafetensors, type StoredTensor } from '../io/safetensors.js';
 import { SeededRandom } from '../nn/random.js';
-import { VisionTransformer, type LoadOptions } from '../nn/vit.js';
+import type { LoadOptions } from '../io/model_load.js';
+import '../io/model_load.js'; // VisionTransformer.fromContent
+import '../io/model_save.js'; // model.saveWith
+import { VisionTransformer } from '../nn/vit.js';
 import type { AdamW } from './adamw.js';
 import { BadFileError, InvalidArgValueError } from '../errors.js';
 

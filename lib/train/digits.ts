@@ -3,11 +3,13 @@
 // accuracy, then the switch and the castled model's accuracy.
 import { loadDigits, DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
 import { presets, type VitConfig } from '../nn/config.js';
-import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
+import { VisionTransformer } from '../nn/vit.js';
 import { SeededRandom } from '../nn/random.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { EARLY_CASTLING, type CastlingSchedule, type TrainingLoopOptions } from './schedule.js';
+import type { TrainStepOptions } from './train_step.js';
+import './train_step.js'; // model.trainStep
 
 export interface DigitsOptions extends TrainingLoopOptions {
   attention?: VitConfig['attention'];

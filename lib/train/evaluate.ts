@@ -1,6 +1,7 @@
 // Accuracy of a model on labelled image files: top-1, top-k and per class, as timm's validation
 // reports them (images read as evaluation reads them: centre crops, the model's preprocessing).
 import type { ImageList } from '../data/image_folder.js';
+import '../io/model_images.js'; // model.classify
 import type { VisionTransformer } from '../nn/vit.js';
 import { InvalidArgValueError } from '../errors.js';
 

@@ -6,14 +6,17 @@
 import type { ImageFolder, ImageList } from '../data/image_folder.js';
 import { readImagesNumbered } from '../io/images.js';
 import { SeededRandom } from '../nn/random.js';
-import type { TrainStepOptions, VisionTransformer } from '../nn/vit.js';
+import '../io/model_images.js'; // model.readImages
+import type { VisionTransformer } from '../nn/vit.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { restoreTraining, saveTrainingCheckpoint, type CheckpointExtras, type CheckpointSettings, type TrainingState } from './checkpoint.js';
 import { evaluateImages } from './evaluate.js';
 import { checkRandomCrop, randomCropPlacement, type RandomCropOptions } from './random_crop.js';
 import { EARLY_CASTLING, type TrainingLoopOptions } from './schedule.js';
+import type { TrainStepOptions } from './train_step.js';
 import { InvalidArgValueError } from '../errors.js';
+import './train_step.js'; // model.trainStep
 
 export interface ImageFolderTrainingOptions extends TrainingLoopOptions {
   folder: ImageFolder;

@@ -5,7 +5,8 @@
 // logits), and count the attention FLOPs each way.
 import { attentionFlops } from '../flops.js';
 import { tokenCount } from '../nn/config.js';
-import { VisionTransformer, type TrainStepOptions } from '../nn/vit.js';
+import { VisionTransformer } from '../nn/vit.js';
+import type { TrainStepOptions } from './train_step.js';
 import { InvalidArgValueError } from '../errors.js';
 
 /** One training run of the workflow on the data at hand; resolves to the held-out accuracy. */

@@ -8,6 +8,7 @@ import type { ImageFolder } from '../data/image_folder.js';
 import type { StoredTensor } from '../io/safetensors.js';
 import { resolveConfig, type VitConfig } from '../nn/config.js';
 import { parameterSpecs } from '../nn/parameters.js';
+import '../io/model_load.js'; // VisionTransformer.fromContent
 import { VisionTransformer } from '../nn/vit.js';
 import type { CheckpointExtras, TrainingState } from './checkpoint.js';
 import { imageAccuracy, trainImageFolder, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from './image_folder.js';

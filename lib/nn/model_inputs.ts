@@ -1,11 +1,9 @@
-// Checks and per-step inputs of a model's calls: images, labels, the optimizer's parameters, and
-// the drop-path scales.
-import type { AdamW } from '../train/adamw.js';
+// Checks of what a model's calls are given: images and labels against its config, and how a
+// plan's complaint about its input is reported as the caller's images.
 import { Tensor } from '../tensor.js';
 import { notATensor } from '../tensor_argument.js';
 import type { VitConfig } from './config.js';
-import { SeededRandom } from './random.js';
-import { DisposedError, InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
+import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
 
 /** The batch size of images [batch, inChannels, imageSize, imageSize], after checking their shape. */
 export function imageBatch(config: Pick<VitConfig, 'inChannels' | 'imageSize'>, images: Tensor, what: string): number {
@@ -38,29 +36,8 @@ export function checkLabels(config: VitConfig, labels: Tensor | ArrayLike<number
   return labels instanceof Tensor ? labels : Tensor.fromArray(values, [batch]);
 }
 
-/** Throws unless the optimizer was made from exactly these parameter tensors. */
-export function checkOptimizer(params: Map<string, Tensor>, optimizer: AdamW): void {
-  if (typeof optimizer !== 'object' || optimizer === null || !(optimizer.params instanceof Map)) {
-    throw new InvalidArgTypeError(`trainStep: the optimizer is ${optimizer === null ? 'null' : typeof optimizer}, expected new AdamW(model.parameters(), { lr })`);
-  }
-  if (optimizer.disposed) throw new DisposedError('trainStep: the optimizer has been disposed: make a new AdamW(model.parameters(), ...)');
-  for (const [name, t] of params) {
-    if (optimizer.params.get(name) !== t) throw new InvalidArgValueError(`trainStep: the optimizer was not made from this model's parameters (missing '${name}'): use new AdamW(model.parameters(), ...)`);
-  }
-}
-
-/** Drop-path scales for a step: per block and branch, [batch] values 0 or 1/(1-p); null when off. */
-export function dropPathScales(config: VitConfig, batch: number, step: number): Tensor[] | null {
-  const { dropPathRate: rate, depth, seed } = config;
-  if (rate <= 0) return null;
-  const rng = new SeededRandom((seed * 1_000_003 + step * 7919 + 1) >>> 0);
-  const scales: Tensor[] = [];
-  for (let i = 0; i < depth; i++) {
-    // Linearly increasing drop probability over depth, as in DeiT.
-    const p = depth > 1 ? (rate * i) / (depth - 1) : rate;
-    for (let branch = 0; branch < 2; branch++) {
-      scales.push(Tensor.fromArray(Float32Array.from({ length: batch }, () => (rng.next() < p ? 0 : 1 / (1 - p))), [batch]));
-    }
-  }
-  return scales;
+/** A plan's error, with a non-finite input reported as the caller's images. */
+export function imagesError(what: string, error: unknown): unknown {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.startsWith('checkFinite:') ? new InvalidArgValueError(`${what}: images must be finite: ${message.slice('checkFinite: '.length)}`) : error;
 }

@@ -4,12 +4,12 @@
 // micro-batch's mean losses (cross-entropy, distillation) are weighted by its share of the batch
 // and the summed losses (the auxiliary branch's L1 term, Sparsifiner's reconstruction loss) are
 // not, so the sum is the full batch's gradient up to float rounding.
-import type { AdamW } from '../train/adamw.js';
+import type { AdamW } from './adamw.js';
 import type { CompiledPlan, PlanBuilder, Slot } from '../plan.js';
 import { Tensor } from '../tensor.js';
-import type { VitConfig } from './config.js';
+import type { VitConfig } from '../nn/config.js';
 import { learningParameters, recordAccumulatedUpdate, recordReconstructionChunk, recordTrainingChunk, type StepOptions } from './training_plans.js';
-import type { VitGraph } from './vit_graph.js';
+import type { VitGraph } from '../nn/vit_graph.js';
 import { InvalidArgValueError } from '../errors.js';
 
 /** The model's side of an accumulated step. */

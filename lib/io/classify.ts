@@ -1,9 +1,9 @@
 // Images to class probabilities: the model's preprocessing, predict a chunk at a time, then each
 // image's most probable classes.
-import { readImagesNumbered, type ImagePreprocessing, type ImageSource } from '../io/images.js';
+import { readImagesNumbered, type ImagePreprocessing, type ImageSource } from './images.js';
 import type { Tensor } from '../tensor.js';
 import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
-import { abortReason } from './abort.js';
+import { abortReason } from '../nn/abort.js';
 
 export interface ClassScore {
   /** Class index (the logit's position). */
@@ -31,15 +31,6 @@ export interface Classifier {
   readonly preprocessing: ImagePreprocessing;
   readonly labels: readonly string[] | null;
   predict(images: Tensor): Promise<Tensor>;
-}
-
-/** Validates class labels: one string per class. */
-export function checkClassLabels(labels: unknown, numClasses: number, what = 'labels'): string[] {
-  if (!Array.isArray(labels) || labels.length !== numClasses || !labels.every((l) => typeof l === 'string')) {
-    const got = Array.isArray(labels) ? `${labels.length} entries` : JSON.stringify(labels);
-    throw new InvalidArgTypeError(`${what}: expected an array of ${numClasses} strings (one per class), got ${got}`);
-  }
-  return [...(labels as string[])];
 }
 
 function positiveIntegerOption(value: number | undefined, fallback: number, name: string): number {

@@ -8,8 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-import type { ImagePreprocessing } from '../io/images.js';
-import type { VitConfig } from './config.js';
+import type { ImagePreprocessing } from '../nn/preprocessing.js';
+import type { VitConfig } from '../nn/config.js';
 import { BadFileError } from '../errors.js';
 
 type StoredTensors = Map<string, { shape: number[]; data: Float32Array }>;

@@ -5,8 +5,8 @@
 // then go together in one pass, up to maxBatch images. So a lone request pays no delay, and under
 // load the batches fill by themselves (no timer to tune).
 import { Tensor } from '../tensor.js';
-import { abortReason, signalOf, type AbortOptions } from './abort.js';
-import { imageBatch } from './training_inputs.js';
+import { abortReason, signalOf, type AbortOptions } from '../nn/abort.js';
+import { imageBatch } from '../nn/model_inputs.js';
 import { BusyError, InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
 
 /** What the batcher needs of a model (a VisionTransformer). */

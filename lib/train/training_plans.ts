@@ -1,10 +1,10 @@
 // Records whole training steps as plans: forward, loss, backward and the AdamW updates in one
 // native pass (docs/algorithms.md sections 3-5), and Sparsifiner's reconstruction stage.
-import { decays, type AdamW } from '../train/adamw.js';
+import { decays, type AdamW } from './adamw.js';
 import type { PlanBuilder, Slot } from '../plan.js';
 import type { Tensor } from '../tensor.js';
-import type { VitConfig } from './config.js';
-import { dconvView, type AuxBranch, type VitGraph } from './vit_graph.js';
+import type { VitConfig } from '../nn/config.js';
+import { dconvView, type AuxBranch, type VitGraph } from '../nn/vit_graph.js';
 import { InternalError } from '../errors.js';
 
 export interface StepOptions {

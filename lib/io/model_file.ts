@@ -1,8 +1,8 @@
 // What a model file keeps beside the weights, as safetensors metadata (strings only): the config,
 // whether the model is castled, its image preprocessing and class labels. Parsed with errors that
 // name the file; validated against the config by the model.
-import type { ImagePreprocessing } from '../io/images.js';
-import type { VitConfig } from './config.js';
+import type { ImagePreprocessing } from '../nn/preprocessing.js';
+import type { VitConfig } from '../nn/config.js';
 import { BadFileError, InvalidArgTypeError } from '../errors.js';
 
 const METADATA_FORMAT = 'castling-vit';
