@@ -9,6 +9,7 @@
 #include <random>
 
 #include "../core/storage.h"
+#include "../cpu/cpu_kernels.h"
 #include "../cpu/gemm.h"
 #include "js_convert.h"
 #include "off_thread.h"
@@ -19,7 +20,7 @@ namespace {
 
 // The wall time of each of `repeats` products (ms), after a warm-up.
 std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies) {
-  const cpu::KernelTable& kt = cpu::kernelsFor(isa);
+  const cpu::DenseKernels& kt = cpu::cpuKernelsFor(isa).dense;
   // b_copies > 1: the repetitions cycle through that many copies of B, so that B comes from
   // memory rather than cache, as a model's weights do (each layer has its own).
   Storage a(args.M * args.K), b(args.K * args.N * b_copies), c(args.M * args.N);
