@@ -8,7 +8,6 @@
 #endif
 #include "addon_state.h"
 #include "backend.h"
-#include "bench_timing.h"
 #include "plan_handle.h"
 #include "run_op.h"
 #include "tensor_handle.h"
@@ -40,7 +39,6 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));
   exports.Set("releaseCachedMemory", Napi::Function::New<releaseCachedMemory>(env, "releaseCachedMemory"));
   exports.Set("synchronizeCuda", Napi::Function::New<synchronizeCuda>(env, "synchronizeCuda"));
-  exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
   return exports;
 }
 
