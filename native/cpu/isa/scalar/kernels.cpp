@@ -5,7 +5,6 @@
 // The one place this ISA's table is filled: every kernel body is included here, inside an
 // anonymous namespace (see vector_math.inc why), the three groups in namespaces of their own so
 // that same-named helpers of different groups (softmaxRows, ...) do not meet.
-
 #include <algorithm>
 #include <array>
 #include <bit>
