@@ -1,7 +1,8 @@
 {
   # The node-gyp build of the CPU sources (CMakeLists.txt is the primary build; only it builds
-  # the CUDA backend). The source lists are native/sources.txt's, which CMake reads too. Each ISA's
-  # kernel table is its own static library so that it alone gets that ISA's flags.
+  # the CUDA backend, and only it the benchmark-only addon). The source lists are
+  # native/sources.txt's, which CMake reads too. Each ISA's kernel table is its own static library
+  # so that it alone gets that ISA's flags.
   "variables": {
     "castling_cflags": ["-O3", "-std=c++20", "-fPIC", "-fexceptions", "-Wno-unused-function"]
   },
@@ -29,7 +30,8 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
                   "CASTLING_VERSION=\"<!(node -p \"require('./package.json').version\")\""],
-      "sources": ["<!@(node scripts/native-sources.cjs core)", "<!@(node scripts/native-sources.cjs addon)"]
+      "sources": ["<!@(node scripts/native-sources.cjs core)", "<!@(node scripts/native-sources.cjs addon_common)",
+                  "<!@(node scripts/native-sources.cjs addon)"]
     }
   ]
 }

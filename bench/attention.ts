@@ -8,6 +8,7 @@ import { attention } from '../lib/entry/ops.js';
 import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
 import { attentionFlops } from '../lib/flops.js';
+import { benchAddon } from './bench_addon.js';
 import { stats, type BenchRecord } from './common.js';
 
 export interface AttentionBenchOptions {
@@ -185,7 +186,7 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
   // The GEMM rate of this run (a ViT layer's shape, B transposed), the yardstick of the kernels.
   const threads = native.backendInfo().threads;
   const [M, Kg, Ng] = [1576, 384, 1152];
-  const gemm = stats(await native.timeGemm({ M, N: Ng, K: Kg, transB: true, threads, repeats: 21 }));
+  const gemm = stats(await benchAddon().timeGemm({ M, N: Ng, K: Kg, transB: true, threads, repeats: 21 }));
   const gemmRate = (2 * M * Ng * Kg) / (gemm.medianMs * 1e6);
   records.push({ kind: 'gemm', M, K: Kg, N: Ng, threads, ...gemm, gflops: gemmRate });
   log(`GEMM ${M}x${Kg}x${Ng}: ${gemmRate.toFixed(1)} GFLOP/s`);

@@ -1,8 +1,8 @@
 // `bench gemm`: SGEMM GFLOP/s per CPU path and thread count at the shapes of a ViT's linear
 // layers (M = 197 tokens x batch, weights (N, K) as in PyTorch, so B is transposed). The timed
-// region is the native GEMM alone, on random inputs prepared once (native.timeGemm).
+// region is the native GEMM alone, on random inputs prepared once (the benchmark addon's timeGemm).
 import { backendInfo, setThreads, type CpuPath } from '../lib/index.js';
-import { native } from '../lib/native.js';
+import { benchAddon } from './bench_addon.js';
 import { stats, type BenchRecord } from './common.js';
 
 export interface GemmOptions {
@@ -35,7 +35,7 @@ export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
       for (const batch of batches) {
         for (const [K, N] of shapes) {
           const M = 197 * batch;
-          const times = await native.timeGemm({ M, N, K, transB: true, threads, repeats }, isa);
+          const times = await benchAddon().timeGemm({ M, N, K, transB: true, threads, repeats }, isa);
           const s = stats(times);
           const flops = 2 * M * N * K;
           records.push({ kind: 'gemm', isa, threads, batch, M, K, N, ...s, flops, gflops: flops / (s.medianMs * 1e6) });

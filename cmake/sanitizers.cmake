@@ -24,7 +24,7 @@ if(CASTLING_SANITIZE)
   get_property(_castling_targets DIRECTORY PROPERTY BUILDSYSTEM_TARGETS)
   foreach(_target IN LISTS _castling_targets)
     get_target_property(_type ${_target} TYPE)
-    if(_type MATCHES "^(STATIC_LIBRARY|SHARED_LIBRARY|MODULE_LIBRARY|EXECUTABLE)$")
+    if(_type MATCHES "^(STATIC_LIBRARY|OBJECT_LIBRARY|SHARED_LIBRARY|MODULE_LIBRARY|EXECUTABLE)$")
       target_compile_options(${_target} PRIVATE
         "$<$<COMPILE_LANGUAGE:CXX>:${_castling_sanitize_flags};-O2;-g1;-fno-omit-frame-pointer>")
       target_link_options(${_target} PRIVATE ${_castling_sanitize_flags})

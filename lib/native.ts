@@ -66,11 +66,6 @@ export interface NativeAddon {
   memoryStats(resetPeak?: boolean): { liveBytes: number; peakBytes: number; cachedBytes: number };
   releaseCachedMemory(): void;
   synchronizeCuda(): void;
-  timeGemm(
-    /** bCopies: cycle through that many copies of B (weights coming from memory, not cache). */
-    options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number; bCopies?: number },
-    isa?: string,
-  ): Promise<number[]>;
   /** true: record the thread pool's jobs; false: stop and return them (bench/scaling.ts). */
   tracePool(start: true): void;
   tracePool(start: false): PoolTraceRegion[];
@@ -87,7 +82,7 @@ export interface PoolTraceRegion {
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = join(dir, 'package.json');

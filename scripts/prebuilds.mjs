@@ -1,6 +1,6 @@
 // `npm run prebuilds`: the binary that a published package ships, built through the same CMake
 // path that `npm install` takes from source (cmake-js), CPU-only (a CUDA build needs the user's
-// toolkit), stripped, and named as node-gyp-build looks for it:
+// toolkit) and without the benchmark-only addon, stripped, and named as node-gyp-build looks for it:
 // prebuilds/<platform>-<arch>/castling-vit.napi.node (N-API: one binary for every Node version).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ function run(command, args) {
   return result.status === 0;
 }
 
-if (!run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'rebuild', '--out', buildDir, '--CDCASTLING_CUDA=OFF'])) {
+if (!run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'rebuild', '--out', buildDir, '--CDCASTLING_CUDA=OFF', '--CDCASTLING_BENCH_ADDON=OFF'])) {
   console.error('prebuilds: the CMake build failed (see above)');
   process.exit(1);
 }

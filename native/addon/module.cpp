@@ -8,7 +8,6 @@
 #endif
 #include "addon_state.h"
 #include "backend.h"
-#include "bench_timing.h"
 #include "plan_handle.h"
 #include "pool_trace_binding.h"
 #include "run_op.h"
@@ -41,7 +40,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New<memoryStats>(env, "memoryStats"));
   exports.Set("releaseCachedMemory", Napi::Function::New<releaseCachedMemory>(env, "releaseCachedMemory"));
   exports.Set("synchronizeCuda", Napi::Function::New<synchronizeCuda>(env, "synchronizeCuda"));
-  exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
+  // A diagnostic of the engine, not a benchmark: how the pool split the work of the calls in
+  // between (bench/scaling.ts models machines with more cores from it). It must live where the
+  // pool is: a second addon has a pool of its own.
   exports.Set("tracePool", Napi::Function::New<tracePool>(env, "tracePool"));
   return exports;
 }

@@ -1,5 +1,6 @@
 #include "pool_trace_binding.h"
 
+#include "js_error.h"
 #include "../core/pool_trace.h"
 
 namespace castling::addon {
@@ -7,7 +8,7 @@ namespace castling::addon {
 Napi::Value tracePool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsBoolean()) {
-    throw Napi::TypeError::New(env, "tracePool: expected true (start recording) or false (stop and return the regions)");
+    throw typeError(env, "tracePool: expected true (start recording) or false (stop and return the regions)");
   }
   PoolTrace& trace = PoolTrace::global();
   if (info[0].As<Napi::Boolean>().Value()) {

@@ -1,7 +1,7 @@
-// The table of attention kernels, one instance per instruction set, like kernel_table.h: the op
-// layer (attention_softmax.cpp, attention_linear_angular.cpp) owns shapes, threads and buffers
-// and calls these per-head, per-range kernels; each ISA's table is built in its own translation
-// unit (attention_isa_<name>.cpp) compiled with that ISA's flags.
+// The attention group of the CPU kernel table (cpu_kernels.h), one instance per instruction set:
+// the op layer (attention_softmax.cpp, attention_linear_angular.cpp) owns shapes, threads and
+// buffers and calls these per-head, per-range kernels, compiled from attention_flash.inc and
+// attention_angular.inc in each ISA's translation unit (isa/<name>/kernels.cpp).
 //
 // Every kernel works on ONE head: q, k, v, ... point at that head's (n, d) rows (contiguous,
 // row stride d), per-token vectors (lse, norms) at its n values. Kernels never allocate and never
@@ -10,7 +10,6 @@
 #pragma once
 #include <cstdint>
 
-#include "../core/cpu_features.h"
 #include "../ops/conv_form.h"
 
 namespace castling::cpu {
@@ -107,7 +106,6 @@ struct AngularBackwardArgs {
 };
 
 struct AttentionKernels {
-  Isa isa;
   // Ranges handed to the flash kernels start at multiples of this (ends may be n).
   std::int64_t flashBlock;
 
@@ -135,12 +133,7 @@ struct AttentionKernels {
                               std::int64_t end, float* scratch);
 };
 
-const AttentionKernels& attentionKernelsFor(Isa isa);
-// The table of the active ISA.
+// The attention group of the active table (cpuKernels().attention, see cpu_kernels.h).
 const AttentionKernels& attentionKernels();
-
-const AttentionKernels& scalarAttentionKernels();
-const AttentionKernels& avx2AttentionKernels();
-const AttentionKernels& avx512AttentionKernels();
 
 }  // namespace castling::cpu

@@ -134,7 +134,7 @@ std::int64_t roundUp(std::int64_t x, std::int64_t to) { return (x + to - 1) / to
 // One K-slice of the product for the C block rows [i0, i0 + rows) x columns [j0, j0 + cols), from
 // its packed A block (or, when direct_a is set, A's rows read in place: direct_a points at row
 // i0, column k0; a last partial row tile is computed for its rows only) and its packed B block.
-void multiplyPackedBlocks(const KernelTable& kt, const GemmArgs& g, const float* packed_a, const float* direct_a,
+void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float* packed_a, const float* direct_a,
                           const float* packed_b, std::int64_t i0, std::int64_t rows,
                           std::int64_t j0, std::int64_t cols, std::int64_t kc, bool accumulate,
                           bool last_slice) {
@@ -201,7 +201,7 @@ std::int64_t kSliceWidth(std::int64_t K) {
 
 // The whole blocked algorithm, single-threaded, for the C block rows [i_begin, i_end) x columns
 // [j_begin, j_end): one thread's share of the GEMM.
-void multiplyBlock(const KernelTable& kt, const GemmArgs& g, std::int64_t i_begin,
+void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_begin,
                    std::int64_t i_end, std::int64_t j_begin, std::int64_t j_end) {
   const int mr = kt.mr, nr = kt.nr;
   std::int64_t kc_max = kSliceWidth(g.K);
@@ -285,9 +285,9 @@ void checkArgs(const GemmArgs& g) {
 
 }  // namespace
 
-std::int64_t packedBFloats(const KernelTable& kt, const ops::GemmLayout& g) { return g.K * roundUp(g.N, kt.nr); }
+std::int64_t packedBFloats(const DenseKernels& kt, const ops::GemmLayout& g) { return g.K * roundUp(g.N, kt.nr); }
 
-void packWholeB(const KernelTable& kt, const GemmArgs& g, float* dst) {
+void packWholeB(const DenseKernels& kt, const GemmArgs& g, float* dst) {
   checkArgs(g);
   const int nr = kt.nr;
   const std::int64_t kc_max = kSliceWidth(g.K), padded_n = roundUp(g.N, nr), panels = padded_n / nr;
@@ -300,7 +300,7 @@ void packWholeB(const KernelTable& kt, const GemmArgs& g, float* dst) {
   }
 }
 
-void sgemm(const KernelTable& kt, const GemmArgs& g, int threads) {
+void sgemm(const DenseKernels& kt, const GemmArgs& g, int threads) {
   checkArgs(g);
   if (g.packedB && g.packedNr != kt.nr) {
     fail("gemm: B was packed for NR = ", g.packedNr, ", the kernel table multiplies NR = ", kt.nr);
@@ -337,6 +337,6 @@ void sgemm(const KernelTable& kt, const GemmArgs& g, int threads) {
   });
 }
 
-void sgemm(const GemmArgs& args) { sgemm(kernels(), args, ThreadPool::global().threads()); }
+void sgemm(const GemmArgs& args) { sgemm(denseKernels(), args, ThreadPool::global().threads()); }
 
 }  // namespace castling::cpu

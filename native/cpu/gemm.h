@@ -1,12 +1,12 @@
 // Single-precision GEMM: C = epilogue(alpha * op(A) op(B)), row-major, either operand transposed.
-// Packed and cache-blocked, one register micro-kernel per ISA (kernel_table.h), multi-threaded on
+// Packed and cache-blocked, one register micro-kernel per ISA (cpu_kernels.h), multi-threaded on
 // the global pool. A linear layer y = x W^T + b (W stored (out, in) as in PyTorch) is an sgemm
 // with transB = true and the bias in the epilogue, so its output is written once.
 #pragma once
 #include <cstdint>
 
 #include "../ops/gemm_layout.h"
-#include "kernel_table.h"
+#include "dense_kernels.h"
 
 namespace castling::cpu {
 
@@ -38,14 +38,14 @@ inline GemmArgs denseGemm(std::int64_t M, std::int64_t N, std::int64_t K, const 
 
 // The floats of op(B) packed whole for `kernels`: each K-slice the GEMM multiplies by, as the
 // NR-column panels it would pack block by block (K x N rounded up to a multiple of NR).
-std::int64_t packedBFloats(const KernelTable& kernels, const ops::GemmLayout& layout);
+std::int64_t packedBFloats(const DenseKernels& kernels, const ops::GemmLayout& layout);
 // Packs op(B) of `args` whole into dst (packedBFloats floats, 64-byte aligned) with the pool's
 // threads.
-void packWholeB(const KernelTable& kernels, const GemmArgs& args, float* dst);
+void packWholeB(const DenseKernels& kernels, const GemmArgs& args, float* dst);
 
 // Runs on the active ISA with all pool threads. Throws castling::Error for inconsistent sizes.
 void sgemm(const GemmArgs& args);
 // Runs with an explicit kernel table and at most `threads` threads (benchmarks, tests).
-void sgemm(const KernelTable& kernels, const GemmArgs& args, int threads);
+void sgemm(const DenseKernels& kernels, const GemmArgs& args, int threads);
 
 }  // namespace castling::cpu

@@ -7,7 +7,7 @@
 
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
-#include "kernel_table.h"
+#include "dense_kernels.h"
 #include "../ops/shape_checks.h"
 
 namespace castling::cpu {
@@ -33,7 +33,7 @@ std::vector<Tensor> addOp(const OpInputs& in, const Attrs&) {
          " or a trailing part of it");
   }
   Tensor out = Tensor::empty(as);
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   std::int64_t block = b.numel();
   if (block == a.numel()) {
     ThreadPool::global().parallelFor(a.numel(), kElementGrain, [&](std::int64_t s, std::int64_t e) {
@@ -54,7 +54,7 @@ std::vector<Tensor> scaleOp(const OpInputs& in, const Attrs& attrs) {
   if (!attrs.has("scale")) fail("scale: attribute 'scale' is missing");
   float s = float(attrs.number("scale", 1.0));
   Tensor out = Tensor::empty(a.shape());
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(a.numel(), kElementGrain, [&](std::int64_t b, std::int64_t e) {
     kt.scale(a.data() + b, s, out.data() + b, e - b);
   });
@@ -64,7 +64,7 @@ std::vector<Tensor> scaleOp(const OpInputs& in, const Attrs& attrs) {
 std::vector<Tensor> geluOp(const OpInputs& in, const Attrs&) {
   Tensor x = in.required(0, "x").contiguous();
   Tensor y = Tensor::empty(x.shape());
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(x.numel(), kElementGrain / 4, [&](std::int64_t b, std::int64_t e) {
     kt.gelu(x.data() + b, y.data() + b, e - b);
   });
@@ -75,7 +75,7 @@ std::vector<Tensor> geluBackwardOp(const OpInputs& in, const Attrs&) {
   Tensor x = in.required(0, "x").contiguous(), dy = in.required(1, "dy").contiguous();
   expectShape("geluBackward", "dy", dy, x.shape());
   Tensor dx = Tensor::empty(x.shape());
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(x.numel(), kElementGrain / 4, [&](std::int64_t b, std::int64_t e) {
     kt.geluBackward(x.data() + b, dy.data() + b, dx.data() + b, e - b);
   });
@@ -87,7 +87,7 @@ std::vector<Tensor> softmaxOp(const OpInputs& in, const Attrs&) {
   expectRankAtLeast("softmax", "x", x, 1);
   Tensor y = Tensor::empty(x.shape());
   std::int64_t rows = rowsOf(x), cols = colsOf(x);
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(rows, rowGrain(cols), [&](std::int64_t b, std::int64_t e) {
     kt.softmaxRows(x.data() + b * cols, y.data() + b * cols, e - b, cols);
   });
@@ -100,7 +100,7 @@ std::vector<Tensor> softmaxBackwardOp(const OpInputs& in, const Attrs&) {
   expectShape("softmaxBackward", "dy", dy, y.shape());
   Tensor dx = Tensor::empty(y.shape());
   std::int64_t rows = rowsOf(y), cols = colsOf(y);
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(rows, rowGrain(cols), [&](std::int64_t b, std::int64_t e) {
     kt.softmaxRowsBackward(y.data() + b * cols, dy.data() + b * cols, dx.data() + b * cols, e - b, cols);
   });
@@ -120,7 +120,7 @@ std::vector<Tensor> layerNormOp(const OpInputs& in, const Attrs& attrs) {
   if (!(eps > 0)) fail("layerNorm: eps is ", eps, ", expected a positive number");
   Tensor y = Tensor::empty(x.shape());
   Tensor mean = Tensor::empty(rowShape(x)), rstd = Tensor::empty(rowShape(x));
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   ThreadPool::global().parallelFor(rows, rowGrain(cols), [&](std::int64_t b, std::int64_t e) {
     kt.layerNormRows(x.data() + b * cols, gamma.data(), beta.data(), y.data() + b * cols,
                      mean.data() + b, rstd.data() + b, e - b, cols, eps);
@@ -145,7 +145,7 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
   ThreadPool& pool = ThreadPool::global();
   int workers = int(std::min<std::int64_t>(pool.threads(), std::max<std::int64_t>(1, rows / rowGrain(cols))));
   Tensor partial = Tensor::zeros({std::int64_t(workers), 2, cols});
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   pool.run(workers, [&](int w) {
     std::int64_t b = rows * w / workers, e = rows * (w + 1) / workers;
     float* dgamma = partial.data() + std::int64_t(w) * 2 * cols;

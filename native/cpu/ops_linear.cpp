@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel_table.h"
+#include "dense_kernels.h"
 
 #include "cpu_ops.h"
 #include "gemm.h"
@@ -63,7 +63,7 @@ std::vector<Tensor> matmulOp(const OpInputs& in, const Attrs& attrs) {
 // The weight W (N x K) packed whole for the GEMM's B = W^T, kept with W's storage until W
 // changes (Storage::derived). Batch-1 inference multiplies each weight by ~200 rows only, so
 // packing it on every call (a transposing copy of every weight) was a tenth of the GEMM time.
-std::shared_ptr<const Storage> packedWeight(const KernelTable& kt, const Tensor& w, const GemmArgs& g) {
+std::shared_ptr<const Storage> packedWeight(const DenseKernels& kt, const Tensor& w, const GemmArgs& g) {
   std::string key = "linear.packedB nr=" + std::to_string(kt.nr) + " at " + std::to_string(w.storageOffset()) + " " +
                     std::to_string(g.N) + "x" + std::to_string(g.K);
   return w.storage()->derived(key, [&] {
@@ -101,7 +101,7 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     g.epilogue.ldr = N;
   }
   g.epilogue.gelu = attrs.flag("gelu", false);
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   std::shared_ptr<const Storage> packed;
   if (g.M > 0 && g.N > 0 && g.K > 0) {
     packed = packedWeight(kt, w, g);
@@ -141,7 +141,7 @@ std::vector<Tensor> linearBackwardOp(const OpInputs& in, const Attrs& attrs) {
   out.push_back(dw);
   if (attrs.flag("bias", true)) {
     Tensor db = Tensor::zeros({N});
-    addRowsInto(kernels(), dy.data(), M, N, db.data());
+    addRowsInto(denseKernels(), dy.data(), M, N, db.data());
     out.push_back(db);
   }
   return out;

@@ -6,7 +6,7 @@
 
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
-#include "kernel_table.h"
+#include "dense_kernels.h"
 #include "../ops/shape_checks.h"
 
 namespace castling::cpu {
@@ -179,7 +179,7 @@ std::vector<Tensor> scaleBatchOp(const OpInputs& in, const Attrs&) {
   expectShape("scaleBatch", "scale", scale, {x.dim(0)});
   Tensor out = Tensor::empty(x.shape());
   std::int64_t per = x.dim(0) ? x.numel() / x.dim(0) : 0;
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   for (std::int64_t b = 0; b < x.dim(0); ++b) kt.scale(x.data() + b * per, scale.data()[b], out.data() + b * per, per);
   return {out};
 }

@@ -7,7 +7,7 @@
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
 #include "gemm.h"
-#include "kernel_table.h"
+#include "dense_kernels.h"
 #include "../ops/shape_checks.h"
 #include "../ops/vit_layout_shapes.h"
 
@@ -68,7 +68,7 @@ std::vector<Tensor> patchEmbedBackwardOp(const OpInputs& in, const Attrs&) {
   Tensor dweight = Tensor::empty(weight.shape());
   sgemm(denseGemm(g.dim, g.columns(), g.batch * g.patches(), dy.data(), true, cols.data(), false, dweight.data()));
   Tensor dbias = Tensor::zeros({g.dim});
-  addRowsInto(kernels(), dy.data(), g.batch * g.patches(), g.dim, dbias.data());
+  addRowsInto(denseKernels(), dy.data(), g.batch * g.patches(), g.dim, dbias.data());
   return {dweight, dbias};
 }
 
@@ -82,7 +82,7 @@ std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
   expectShape(op, "clsToken", cls, {1, 1, D});
   expectShape(op, "posEmbed", pos, {1, N, D});
   Tensor x = Tensor::empty({B, N, D});
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   // (Here and below: with no values per image, a huge batch of empty rows is no work at all.)
   for (std::int64_t b = 0; b < B && D > 0; ++b) {
     float* xb = x.data() + b * N * D;
@@ -98,7 +98,7 @@ std::vector<Tensor> assembleTokensBackwardOp(const OpInputs& in, const Attrs&) {
   std::int64_t D = tokenDim(op, dx), B = dx.dim(0), N = dx.dim(1), P = N - 1;
   if (N < 1) fail(op, ": dx has no tokens");
   Tensor dpatches = Tensor::empty({B, P, D}), dcls = Tensor::zeros({1, 1, D}), dpos = Tensor::zeros({1, N, D});
-  const KernelTable& kt = kernels();
+  const DenseKernels& kt = denseKernels();
   for (std::int64_t b = 0; b < B && D > 0; ++b) {
     const float* g = dx.data() + b * N * D;
     std::memcpy(dpatches.data() + b * P * D, g + D, std::size_t(P * D) * sizeof(float));

@@ -1,14 +1,13 @@
-// The table of Sparsifiner kernels (docs/algorithms.md section 4), one instance per instruction set,
-// like attention_kernels.h: the ops (sparse_attention.cpp, sparsifiner_predictor.cpp,
-// sparsifiner_reconstruction.cpp) own shapes, threads and buffers; the per-row inner loops live
-// in sparsifiner_kernels.inc, compiled once per ISA in sparsifiner_isa_<name>.cpp.
+// The Sparsifiner group of the CPU kernel table (cpu_kernels.h; docs/algorithms.md section 4), one
+// instance per instruction set, like attention_kernels.h: the ops (sparse_attention.cpp,
+// sparsifiner_predictor.cpp, sparsifiner_reconstruction.cpp) own shapes, threads and buffers; the
+// per-row inner loops live in sparsifiner_kernels.inc, compiled once per ISA in
+// isa/<name>/kernels.cpp.
 //
 // Kernels work on ONE head (rows of width d, contiguous), never allocate and never throw (they run
 // inside pool workers): they get a scratch area of the size the matching *ScratchFloats asked for.
 #pragma once
 #include <cstdint>
-
-#include "../core/cpu_features.h"
 
 namespace castling::cpu {
 
@@ -42,8 +41,6 @@ struct SparseAttentionArgs {
 constexpr std::int64_t kSparseBlockRows = 32;
 
 struct SparsifinerKernels {
-  Isa isa;
-
   std::int64_t (*sparseForwardScratchFloats)(std::int64_t n, std::int64_t d, std::int64_t kept);
   std::int64_t (*sparseBackwardScratchFloats)(std::int64_t n, std::int64_t d, std::int64_t kept);
   // Query rows [rowBegin, rowEnd) of one head; false when an index row is invalid.
@@ -77,12 +74,7 @@ struct SparsifinerKernels {
                                    std::int64_t rows, std::int64_t cols, float attnScale);
 };
 
-const SparsifinerKernels& sparsifinerKernelsFor(Isa isa);
-// The table of the active ISA.
+// The Sparsifiner group of the active table (cpuKernels().sparsifiner, see cpu_kernels.h).
 const SparsifinerKernels& sparsifinerKernels();
-
-const SparsifinerKernels& scalarSparsifinerKernels();
-const SparsifinerKernels& avx2SparsifinerKernels();
-const SparsifinerKernels& avx512SparsifinerKernels();
 
 }  // namespace castling::cpu

@@ -2,34 +2,12 @@
 // the addon does (plan_handle.cpp): slot indices out of range, slots read before they are written,
 // outputs dropped or written twice, kept slots never written. A castling::Error is the documented
 // refusal; anything else is a finding.
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <string>
-#include <typeinfo>
-
 #include "../core/plan.h"
-#include "../core/thread_pool.h"
-#include "../cpu/cpu_ops.h"
-#include "fuzz_tensors.h"
+#include "fuzz_target.h"
 
 using namespace castling;
 
 namespace {
-
-const std::vector<std::string>& opNames() {
-  static const std::vector<std::string> names = [] {
-    cpu::registerCpuOps(OpRegistry::global());
-    ThreadPool::global().setThreads(2);
-    return OpRegistry::global().names();
-  }();
-  return names;
-}
-
-[[noreturn]] void finding(const char* what) {
-  std::fprintf(stderr, "plan_fuzz: the plan threw something other than castling::Error: %s\n", what);
-  std::abort();
-}
 
 // A slot number: mostly a real one, sometimes -1 (absent or dropped) or out of range.
 int slotIndex(FuzzedDataProvider& data, int slotCount) {
@@ -41,11 +19,11 @@ int slotIndex(FuzzedDataProvider& data, int slotCount) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
-  const auto& names = opNames();
+  const auto& names = fuzz::registeredOpNames();
   FuzzedDataProvider data(bytes, size);
   fuzz::TensorDecoder decode(data);
   decode.chooseCpuPath();
-  try {
+  fuzz::expectOnlyErrors("plan_fuzz", "the plan", [&] {
     int slotCount = data.ConsumeIntegralInRange<int>(0, 10);
     std::vector<PlanStep> steps(data.ConsumeIntegralInRange<std::size_t>(0, 6));
     for (PlanStep& step : steps) {
@@ -69,12 +47,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     Plan plan(std::move(steps), slotCount, std::move(keep));
     plan.validate(filled);
     fuzz::touchOutputs(plan.run(std::move(slots)));
-  } catch (const fuzz::TooLarge&) {
-  } catch (const Error&) {
-  } catch (const std::exception& e) {
-    finding((std::string(typeid(e).name()) + ": " + e.what()).c_str());
-  } catch (...) {
-    finding("an exception of unknown type");
-  }
+  });
   return 0;
 }

@@ -351,23 +351,10 @@ TEST(race_check_reports_blocks_writing_one_place) {
 }  // namespace
 
 int main() {
-  int passed = 0, failed = 0;
-  for (const Case& c : cases()) {
-    int before = failures();
-    try {
-      c.body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "  FAILED: exception %s\n", e.what());
-      ++failures();
-    }
-    bool ok = failures() == before;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", c.name.c_str());
-    std::fflush(stdout);
-    (ok ? passed : failed)++;
-  }
+  Tally tally;
+  runCases(tally);
   const emu::Counters& n = emu::counters();
   std::printf("emulator: %lld launches, %lld blocks, %lld fiber switches\n", (long long)n.launches, (long long)n.blocks,
               (long long)n.switches);
-  std::printf("tests: %d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return finish(tally);
 }

@@ -352,21 +352,8 @@ int main() {
   std::printf("device: %s (sm_%d, %d SMs), CUDA runtime %d, driver %d\n", status.device.c_str(), status.computeCapability,
               status.multiprocessors, status.runtimeVersion, status.driverVersion);
   // The CPU side runs on its best ISA only: the ISAs themselves are checked by the other tests.
-  int passed = 0, failed = 0;
-  for (const Case& c : cases()) {
-    int before = failures();
-    try {
-      c.body();
-      cuda::synchronize();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "  FAILED: exception %s\n", e.what());
-      ++failures();
-    }
-    bool ok = failures() == before;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", c.name.c_str());
-    std::fflush(stdout);
-    (ok ? passed : failed)++;
-  }
-  std::printf("tests: %d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  // Each case waits for the device, so that an asynchronous error fails the case that caused it.
+  Tally tally;
+  runCases(tally, nullptr, [] { cuda::synchronize(); });
+  return finish(tally);
 }

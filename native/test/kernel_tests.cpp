@@ -95,7 +95,7 @@ TEST(gemm_blocking_threads_and_epilogues) {
         g.accumulate = acc;
         g.epilogue.bias = bias.data();
         g.epilogue.gelu = gelu;
-        cpu::sgemm(cpu::kernels(), g, threads);
+        cpu::sgemm(cpu::denseKernels(), g, threads);
         std::vector<float> got(std::size_t(M * N));
         bool padding_kept = true;
         for (std::int64_t i = 0; i < M; ++i) {
@@ -137,7 +137,7 @@ TEST(gemm_linear_shapes_partition) {
             std::vector<float> c(std::size_t(M * N), -3.0f);
             cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), false, b.data(), true, c.data());
             g.epilogue.bias = bias.data();
-            cpu::sgemm(cpu::kernels(), g, threads);
+            cpu::sgemm(cpu::denseKernels(), g, threads);
             double err = errorRatio(c.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
             if (err > 1)
               std::fprintf(stderr, "  M=%ld N=%ld K=%ld threads=%d error ratio %g\n", long(M), long(N), long(K),
@@ -159,7 +159,7 @@ TEST(gemm_linear_shapes_partition) {
 // accumulating or not, and B packed per call or beforehand (packWholeB, as the linear op keeps a
 // weight). A B packed for another NR is refused.
 TEST(gemm_every_row_tail_and_packed_b) {
-  const cpu::KernelTable& kt = cpu::kernels();
+  const cpu::DenseKernels& kt = cpu::denseKernels();
   const std::int64_t N = 2 * kt.nr + 3;
   for (std::int64_t M = 1; M <= 2 * kt.mr + 1; ++M) {
     for (std::int64_t K : {std::int64_t(37), std::int64_t(400)}) {

@@ -1,6 +1,6 @@
 // A minimal test harness for the C++ kernel tests (no framework to install): TEST cases register
-// themselves, CHECK records failures, main() runs every case on every ISA the CPU supports and
-// prints the closing line ctest and people read.
+// themselves, CHECK records failures, main() runs every case on every ISA the CPU supports (runAll)
+// or once (runCases) and prints the closing line ctest and people read (finish).
 #pragma once
 #include <cmath>
 #include <cstdio>
@@ -75,30 +75,52 @@ inline double errorRatio(const float* got, const double* want, std::size_t n, do
   return worst;
 }
 
+// Pass and fail counts over one or more runCases calls.
+struct Tally {
+  int passed = 0, failed = 0;
+};
+
+// Runs every case once, printing a line per case (tagged " [tag]" when a tag is given) and
+// counting it in `tally`; afterEach runs after each case's body, inside its try (e.g. to wait for
+// a device, whose errors then fail that case).
+inline void runCases(Tally& tally, const char* tag = nullptr, const std::function<void()>& afterEach = {}) {
+  for (const Case& c : cases()) {
+    int before = failures();
+    try {
+      c.body();
+      if (afterEach) afterEach();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  FAILED: exception %s\n", e.what());
+      ++failures();
+    }
+    bool ok = failures() == before;
+    if (tag)
+      std::printf("%s %s [%s]\n", ok ? "ok  " : "FAIL", c.name.c_str(), tag);
+    else
+      std::printf("%s %s\n", ok ? "ok  " : "FAIL", c.name.c_str());
+    std::fflush(stdout);
+    (ok ? tally.passed : tally.failed)++;
+  }
+}
+
+// Prints the closing line ctest and people read; returns the process exit code.
+inline int finish(const Tally& tally) {
+  std::printf("tests: %d passed, %d failed\n", tally.passed, tally.failed);
+  return tally.failed == 0 ? 0 : 1;
+}
+
 // Runs every case once per supported ISA; returns the process exit code.
 inline int runAll() {
-  int passed = 0, failed = 0;
+  Tally tally;
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
     if (!isaSupported(isa)) {
       std::printf("skipping ISA %s: not supported by this CPU\n", isaName(isa));
       continue;
     }
     setActiveIsa(isa);
-    for (const Case& c : cases()) {
-      int before = failures();
-      try {
-        c.body();
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "  FAILED: exception %s\n", e.what());
-        ++failures();
-      }
-      bool ok = failures() == before;
-      std::printf("%s %s [%s]\n", ok ? "ok  " : "FAIL", c.name.c_str(), isaName(isa));
-      (ok ? passed : failed)++;
-    }
+    runCases(tally, isaName(isa));
   }
-  std::printf("tests: %d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return finish(tally);
 }
 
 }  // namespace castling::test

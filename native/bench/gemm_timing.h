@@ -1,8 +1,8 @@
 #pragma once
 #include <napi.h>
 
-namespace castling::addon {
+namespace castling::bench {
 
 Napi::Value timeGemm(const Napi::CallbackInfo& info);
 
-}  // namespace castling::addon
+}  // namespace castling::bench

@@ -1,25 +1,32 @@
-// Kernel timing for the benchmarks: runs a kernel on buffers prepared once (random values, not
+// GEMM timing for the benchmarks (benchmark addon only): runs a kernel on buffers prepared once (random values, not
 // zeros) and returns the wall time of each repetition, so a benchmark measures the kernel and
 // nothing else (no allocation, no copies, no JavaScript in the timed region). Runs off the
 // JavaScript thread and returns a Promise.
-#include "bench_timing.h"
+#include "gemm_timing.h"
 
 #include <algorithm>
 #include <chrono>
 #include <random>
 
+#include "../addon/js_convert.h"
+#include "../addon/js_error.h"
+#include "../addon/off_thread.h"
 #include "../core/storage.h"
+#include "../core/thread_pool.h"
+#include "../cpu/cpu_kernels.h"
 #include "../cpu/gemm.h"
-#include "js_convert.h"
-#include "off_thread.h"
 
-namespace castling::addon {
+namespace castling::bench {
 
 namespace {
 
 // The wall time of each of `repeats` products (ms), after a warm-up.
 std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies) {
-  const cpu::KernelTable& kt = cpu::kernelsFor(isa);
+  const cpu::DenseKernels& kt = cpu::cpuKernelsFor(isa).dense;
+  // This addon has a pool of its own (the shipped addon's setThreads does not reach it): grow it
+  // to `threads`, as sgemm uses no more threads than the pool has.
+  ThreadPool& pool = ThreadPool::global();
+  if (pool.threads() < threads) pool.setThreads(threads);
   // b_copies > 1: the repetitions cycle through that many copies of B, so that B comes from
   // memory rather than cache, as a model's weights do (each layer has its own).
   Storage a(args.M * args.K), b(args.K * args.N * b_copies), c(args.M * args.N);
@@ -52,13 +59,13 @@ std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int r
 // timeGemm({M, N, K, transA?, transB?, threads, repeats, bCopies?}, isa?) -> Promise<number[]> (ms each)
 Napi::Value timeGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw typeError(env, "timeGemm: expected an options object");
-  Attrs attrs = toAttrs(info[0], "timeGemm");
+  if (info.Length() < 1 || !info[0].IsObject()) throw addon::typeError(env, "timeGemm: expected an options object");
+  Attrs attrs = addon::toAttrs(info[0], "timeGemm");
   Napi::Value isaValue = info.Length() > 1 ? info[1] : env.Undefined();
   cpu::GemmArgs args;
   Isa isa = activeIsa();
   int threads = 1, repeats = 1, b_copies = 1;
-  rethrowAsJs(env, [&] {
+  addon::rethrowAsJs(env, [&] {
     args.M = attrs.integer("M", 1, 1, 1 << 20);
     args.N = attrs.integer("N", 1, 1, 1 << 20);
     args.K = attrs.integer("K", 1, 1, 1 << 20);
@@ -68,10 +75,10 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
     repeats = int(attrs.integer("repeats", 5, 1, 100000));
     b_copies = int(attrs.integer("bCopies", 1, 1, 256));
     if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    if (!isaSupported(isa)) fail("CPU path '", isaName(isa), "' is not supported by this CPU");
+    if (!isaSupported(isa)) failAs(ErrorKind::Unsupported, "CPU path '", isaName(isa), "' is not supported by this CPU");
   });
   auto times = std::make_shared<std::vector<double>>();
-  return runOffThread(
+  return addon::runOffThread(
       env, [=] { *times = timeProducts(args, isa, threads, repeats, b_copies); },
       [times](Napi::Env env) -> Napi::Value {
         auto out = Napi::Array::New(env, times->size());
@@ -80,4 +87,4 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
       });
 }
 
-}  // namespace castling::addon
+}  // namespace castling::bench

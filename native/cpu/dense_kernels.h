@@ -1,10 +1,8 @@
-// The table of CPU kernels, one instance per instruction set (scalar, AVX2+FMA, AVX-512). The op
-// layer (ops.cpp, gemm.cpp) asks for the active table and never names an ISA itself; each table
-// is built in its own translation unit compiled with that ISA's flags (isa_*.cpp).
+// The dense group of the CPU kernel table (cpu_kernels.h): the GEMM micro-kernels, the
+// elementwise kernels and the row-wise ones (softmax, layer norm), one instance per instruction
+// set. The op layer (ops_*.cpp, gemm.cpp) gets it from the active table and never names an ISA.
 #pragma once
 #include <cstdint>
-
-#include "../core/cpu_features.h"
 
 namespace castling::cpu {
 
@@ -29,8 +27,7 @@ struct TileAddends {
   std::int64_t ldr = 0;
 };
 
-struct KernelTable {
-  Isa isa;
+struct DenseKernels {
   // GEMM register tile: the micro-kernel computes MR rows x NR columns of C.
   int mr, nr;
   // C[0..MR)[0..NR) (row stride ldc) = alpha * sum_k a[k*MR+i] * b[k*NR+j] + the addends (the
@@ -72,17 +69,11 @@ struct KernelTable {
 };
 
 // out[c] += sum over the rows of x[r][c] (a bias gradient), rows in order.
-inline void addRowsInto(const KernelTable& kt, const float* x, std::int64_t rows, std::int64_t cols, float* out) {
+inline void addRowsInto(const DenseKernels& kt, const float* x, std::int64_t rows, std::int64_t cols, float* out) {
   for (std::int64_t r = 0; r < rows; ++r) kt.add(out, x + r * cols, out, cols);
 }
 
-const KernelTable& kernelsFor(Isa isa);
-// The table of the active ISA (CASTLING_CPU or the best the CPU supports).
-const KernelTable& kernels();
-
-// Each ISA's table, defined in isa_<name>.cpp.
-const KernelTable& scalarKernels();
-const KernelTable& avx2Kernels();
-const KernelTable& avx512Kernels();
+// The dense group of the active table (cpuKernels().dense, see cpu_kernels.h).
+const DenseKernels& denseKernels();
 
 }  // namespace castling::cpu
