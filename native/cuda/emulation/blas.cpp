@@ -77,7 +77,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                                           int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (m < 0 || n < 0 || k < 0 || batchCount < 0 || computeType != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_INVALID_VALUE;
-  if (Atype != Btype || Atype != Ctype) return CUBLAS_STATUS_NOT_SUPPORTED;
+  // cuBLAS's combinations under CUBLAS_COMPUTE_32F: one type throughout, or 16-bit A and B into a float32 C.
+  if (Atype != Btype || (Atype != Ctype && Ctype != CUDA_R_32F)) return CUBLAS_STATUS_NOT_SUPPORTED;
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
   // op(A) is m x k: A itself is m x k (lda >= m) or k x m (lda >= k); op(B) is k x n likewise.
   const std::int64_t aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;
