@@ -28,7 +28,7 @@ export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, 
 export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOptions, type TrainStepOptions, type TrainStepResult } from './nn/vit.js';
 export { AdamW, type AdamWOptions } from './train/adamw.js';
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from './train/schedule.js';
-export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type CastlingForm, type PresetName } from './nn/config.js';
+export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type CastlingForm, type PresetName, type WeightStorage } from './nn/config.js';
 export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimitError, DEFAULT_MAX_INPUT_PIXELS, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './nn/classify.js';
 export { type InferenceOptions, type NonFinitePolicy } from './nn/finite_outputs.js';
@@ -37,7 +37,7 @@ export { type AbortOptions } from './nn/abort.js';
 export { serveModel, type ServeOptions, type ModelServer } from './serve/server.js';
 export { type DrainResult } from './serve/drain.js';
 export { type OnnxExportOptions } from './io/onnx/export_vit.js';
-export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor, type ReadOptions, type WriteOptions } from './io/safetensors.js';
+export { readSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContent, type StoredTensor, type ReadOptions, type WriteOptions, type TensorToWrite } from './io/safetensors.js';
 export { loadDigits, DIGIT_SIZE, DIGIT_LABELS, digitsPreprocessing, type DigitSet } from './data/digits.js';
 export { trainDigits, evaluateDigits, type DigitsOptions, type DigitsResult } from './train/digits.js';
 export { listImageFolder, IMAGE_EXTENSIONS, type ImageFolder, type ImageList } from './data/image_folder.js';

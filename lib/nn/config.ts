@@ -5,6 +5,8 @@ export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 export type KeySelection = 'topk' | 'threshold';
 export type CastlingForm = 'training' | 'inference';
+/** How the linear layers' weights are stored: the element types of the native ops (DType). */
+export type WeightStorage = 'float32' | 'bfloat16' | 'float16';
 
 export interface VitConfig {
   /** Square input images of imageSize x imageSize pixels. */
@@ -66,6 +68,13 @@ export interface VitConfig {
   seed: number;
   /** Where the weights live and the passes run: 'cpu', or 'cuda' (needs a CUDA build and a GPU). */
   device: 'cpu' | 'cuda';
+  /**
+   * The element type of the linear layers' weights: 'float32', or 'bfloat16' / 'float16' to keep
+   * them in 16 bits on device 'cuda' (half the memory; GEMMs over 16-bit inputs accumulating in
+   * float32; weight_storage.ts). Inference only. Like the device, the loader's choice: a file
+   * keeps the weights in the form the model held them, and load() converts.
+   */
+  storage: WeightStorage;
 }
 
 const base: Omit<VitConfig, 'width' | 'heads'> = {
@@ -91,6 +100,7 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   dropPathRate: 0,
   seed: 0,
   device: 'cpu',
+  storage: 'float32',
 };
 
 export const presets = {
@@ -156,6 +166,7 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
   if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new RangeError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
   if (!Number.isSafeInteger(config.seed)) throw new RangeError(`config.seed is ${config.seed}: expected an integer`);
   if (config.device !== 'cpu' && config.device !== 'cuda') throw new TypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
+  checkStorage(config);
   checkParameterSizes(config);
   return config;
 }
@@ -176,6 +187,17 @@ function checkDistillation(config: VitConfig): void {
           : 'castling models are trained (the auxiliary branch, then the switch), and models with a distillation token run inference only') +
         '; load it as softmax, or start from the non-distilled checkpoint',
     );
+  }
+}
+
+/** 16-bit storage is a CUDA model's: the CPU's linear op takes float32 weights only. */
+function checkStorage(config: VitConfig): void {
+  const storages: readonly unknown[] = ['float32', 'bfloat16', 'float16'] satisfies WeightStorage[];
+  if (!storages.includes(config.storage)) {
+    throw new TypeError(`config.storage is ${JSON.stringify(config.storage)}, expected 'float32', 'bfloat16' or 'float16'`);
+  }
+  if (config.storage !== 'float32' && config.device !== 'cuda') {
+    throw new RangeError(`config.storage is '${config.storage}' on device '${config.device}': 16-bit weights run on device 'cuda' only (the CPU's linear layers take float32); set config.device to 'cuda', or storage to 'float32'`);
   }
 }
 

@@ -1,6 +1,6 @@
 // The Vision Transformer: parameters with timm's names, inference through a native plan per
 // batch size, and weights on disk as safetensors with the config in the metadata.
-import { readSafetensors, writeSafetensors, type SafetensorsContent } from '../io/safetensors.js';
+import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../io/safetensors.js';
 import { exportOnnx, writeOnnx, type OnnxExportOptions } from '../io/onnx/export_vit.js';
 import { checkPreprocessing, defaultPreprocessing, freezePreprocessing, readImages, type ImagePreprocessing, type ImageSource, type ReadImagesOptions } from '../io/images.js';
 import type { AdamW } from '../train/adamw.js';
@@ -26,6 +26,7 @@ import { foldTimmVariants, readTimmSidecar, refuseOtherArchitectures, timmConfig
 import { PredictBatcher, type BatcherOptions } from './batcher.js';
 import { abortable, disposeTensor, signalOf } from './abort.js';
 import { checkOptionNames } from './option_names.js';
+import { asStored, fileDtype, requireFloat32Storage } from './weight_storage.js';
 
 /** The names of predict's and embed's options (InferenceOptions), and of classify's (ClassifyOptions). */
 const INFERENCE_OPTIONS = ['signal', 'nonFinite'] as const satisfies ReadonlyArray<keyof InferenceOptions>;
@@ -271,7 +272,7 @@ export class VisionTransformer {
     checkModelMemory(resolved, options.memoryBudget, 'VisionTransformer.create');
     const rng = new SeededRandom(resolved.seed);
     const params = new Map<string, Tensor>();
-    for (const spec of parameterSpecs(resolved)) params.set(spec.name, onDevice(Tensor.fromArray(initialValues(spec, rng), spec.shape), resolved.device));
+    for (const spec of parameterSpecs(resolved)) params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(initialValues(spec, rng), spec.shape), resolved.device), resolved));
     return new VisionTransformer(resolved, params);
   }
 
@@ -379,7 +380,7 @@ export class VisionTransformer {
       const found = tensors.get(spec.name);
       if (!found) {
         report.initialised.push(spec.name);
-        params.set(spec.name, onDevice(Tensor.fromArray(fresh, spec.shape), config.device));
+        params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(fresh, spec.shape), config.device), config));
         continue;
       }
       let data = found.data;
@@ -392,7 +393,7 @@ export class VisionTransformer {
         data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
         report.resized.push(spec.name);
       }
-      params.set(spec.name, onDevice(Tensor.fromArray(data, spec.shape), config.device));
+      params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(data, spec.shape), config.device), config));
     }
     for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
     return { params, report };
@@ -417,8 +418,9 @@ export class VisionTransformer {
     const metadata = { ...extraMetadata, ...metadataOf({ config: this.config, castled: this.castledForGood, preprocessing: this.imagePreprocessing, labels: this.classLabels }) };
     return this.queue.run('read', 'save', async () => {
       this.live();
-      const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-      for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
+      const tensors = new Map<string, TensorToWrite>();
+      // 16-bit weights are saved as they are held (exactly: each float32 here is a 16-bit value).
+      for (const [name, t] of this.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array(), storeAs: fileDtype(name, this.config) });
       for (const [name, t] of extraTensors) tensors.set(name, t);
       // A checksum of the content: load() tells a file damaged since from the model saved.
       await writeSafetensors(path, tensors, metadata, { checksum: true });
@@ -541,6 +543,7 @@ export class VisionTransformer {
    */
   async trainStep(images: Tensor, labels: Tensor | ArrayLike<number>, optimizer: AdamW, options: TrainStepOptions = {}): Promise<TrainStepResult> {
     const batch = this.checkImages(images, 'trainStep');
+    requireFloat32Storage(this.config, 'trainStep');
     const labelTensor = checkLabels(this.config, labels, batch);
     const ownLabels = !(labels instanceof Tensor);
     try {
@@ -632,6 +635,7 @@ export class VisionTransformer {
    */
   async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
     const batch = this.checkImages(images, 'computeGradients');
+    requireFloat32Storage(this.config, 'computeGradients');
     const labelTensor = checkLabels(this.config, labels, batch);
     try {
       return await this.queue.run('read', 'computeGradients', () => this.gradientsNow(images, labelTensor, options));
