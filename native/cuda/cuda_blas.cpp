@@ -81,6 +81,7 @@ void gemm(const Gemm& g) {
             ldc = asInt(std::max<std::int64_t>(g.ldc, 1), "ldc"), batch = asInt(g.batch, "batch");
   Blas& b = blas();
   std::lock_guard<std::mutex> lock(b.mutex);
+  CASTLING_BLAS_CHECK(cublasSetStream(b.handle, stream()));  // this thread's: a graph's capture has its own
   CASTLING_BLAS_CHECK(cublasGemmStridedBatchedEx(b.handle, opB, opA, m, n, k, &g.alpha, g.B, type, ldb, g.strideB, g.A, type,
                                                  lda, g.strideA, &g.beta, g.C, outType, ldc, g.strideC, batch,
                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
