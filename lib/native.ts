@@ -54,6 +54,7 @@ export interface NativeAddon {
   NativePlan: new (steps: Array<{ op: string; inputs: number[]; outputs: number[]; attrs: Attrs }>, slotCount: number, keep: number[], options?: { cudaGraph?: number[] }) => {
     run(slots: Array<NativeTensor | null>, async: true, profile?: boolean): Promise<NativeTensor[] & { stepMs?: number[] }>;
     run(slots: Array<NativeTensor | null>, async: false): NativeTensor[];
+    graphCaptures(): number;
   };
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: false): NativeTensor[];
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: true): Promise<NativeTensor[]>;

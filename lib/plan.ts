@@ -81,6 +81,11 @@ export class CompiledPlan {
     readonly device: Device | null = null,
   ) {}
 
+  /** @internal How many times the plan was captured as a CUDA graph (0 when it runs without one). */
+  get graphCaptures(): number {
+    return this.handle.graphCaptures();
+  }
+
   /** Number of ops in the plan. */
   get length(): number {
     return this.ops.length;

@@ -75,6 +75,12 @@ export interface VitConfig {
    * keeps the weights in the form the model held them, and load() converts.
    */
   storage: WeightStorage;
+  /**
+   * Device 'cuda': run predict and embed as a CUDA graph per batch size, captured on the first
+   * pass and replayed after (one launch instead of one per kernel). Off by default: whether it
+   * pays is unmeasured (docs/cuda.md). Like the device, not saved with the model.
+   */
+  cudaGraph: boolean;
 }
 
 const base: Omit<VitConfig, 'width' | 'heads'> = {
@@ -101,6 +107,7 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   seed: 0,
   device: 'cpu',
   storage: 'float32',
+  cudaGraph: false,
 };
 
 export const presets = {
@@ -190,12 +197,14 @@ function checkDistillation(config: VitConfig): void {
   }
 }
 
-/** 16-bit storage is a CUDA model's: the CPU's linear op takes float32 weights only. */
+/** 16-bit storage and CUDA graphs are a CUDA model's: the CPU's linear op takes float32 weights only. */
 function checkStorage(config: VitConfig): void {
   const storages: readonly unknown[] = ['float32', 'bfloat16', 'float16'] satisfies WeightStorage[];
   if (!storages.includes(config.storage)) {
     throw new TypeError(`config.storage is ${JSON.stringify(config.storage)}, expected 'float32', 'bfloat16' or 'float16'`);
   }
+  if (typeof config.cudaGraph !== 'boolean') throw new TypeError(`config.cudaGraph is ${JSON.stringify(config.cudaGraph)}, expected true or false`);
+  if (config.cudaGraph && config.device !== 'cuda') throw new RangeError(`config.cudaGraph is true on device '${config.device}': CUDA graphs run on device 'cuda' only`);
   if (config.storage !== 'float32' && config.device !== 'cuda') {
     throw new RangeError(`config.storage is '${config.storage}' on device '${config.device}': 16-bit weights run on device 'cuda' only (the CPU's linear layers take float32); set config.device to 'cuda', or storage to 'float32'`);
   }

@@ -733,7 +733,7 @@ export class VisionTransformer {
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const f = graph.forward(p.input('images'), { training: false, aux: this.auxBranch });
-    const plan = p.build([output === 'logits' ? f.logits : f.cls], this.placement);
+    const plan = p.build([output === 'logits' ? f.logits : f.cls], { ...this.placement, cudaGraph: this.config.cudaGraph });
     this.plans.set(key, plan);
     return plan;
   }

@@ -33,7 +33,7 @@ std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
 }  // namespace
 
 Napi::Function PlanHandle::define(Napi::Env env) {
-  return DefineClass(env, "NativePlan", {InstanceMethod<&PlanHandle::run>("run")});
+  return DefineClass(env, "NativePlan", {InstanceMethod<&PlanHandle::run>("run"), InstanceMethod<&PlanHandle::graphCaptures>("graphCaptures")});
 }
 
 // new NativePlan(steps: {op, inputs, outputs, attrs?}[], slotCount: number, keep: number[],
@@ -76,6 +76,7 @@ PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHa
     rethrowAsJs(env, [&] {
       auto runner = std::make_shared<cuda::GraphPlan>(plan_, std::move(inputs));
       graph_run_ = [runner](std::vector<std::optional<Tensor>> slots) { return runner->run(std::move(slots)); };
+      graph_captures_ = [runner] { return runner->captures(); };
     });
 #else
     throw Napi::Error::New(env, "NativePlan: options.cudaGraph needs the CUDA backend, which this build does not have");
@@ -140,6 +141,11 @@ Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
   auto out = Napi::Array::New(env, outputs.size());
   for (std::size_t i = 0; i < outputs.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(env, std::move(outputs[i])));
   return out;
+}
+
+// plan.graphCaptures() -> number: how many times its CUDA graph was captured (0 without one).
+Napi::Value PlanHandle::graphCaptures(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), graph_captures_ ? graph_captures_() : 0);
 }
 
 }  // namespace castling::addon

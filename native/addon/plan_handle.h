@@ -20,10 +20,12 @@ class PlanHandle : public Napi::ObjectWrap<PlanHandle> {
 
  private:
   Napi::Value run(const Napi::CallbackInfo& info);
+  Napi::Value graphCaptures(const Napi::CallbackInfo& info);
 
   std::shared_ptr<const Plan> plan_;
   // Set for a plan run as a CUDA graph: runs it (Plan::run's contract); empty otherwise.
   std::function<std::vector<Tensor>(std::vector<std::optional<Tensor>>)> graph_run_;
+  std::function<int()> graph_captures_;  // how many times the graph was captured
   int slot_count_ = 0;
 };
 
