@@ -18,6 +18,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,7 +58,7 @@ class GraphPlan {
   PoolId pool_ = 0;
   std::vector<std::optional<Tensor>> captured_;  // the slots as captured: staging buffers for inputs, the weights
   std::vector<Tensor> outputs_;                  // the kept slots, written by each launch
-  int captures_ = 0;
+  std::atomic<int> captures_{0};  // read by tests from other threads
   bool uncapturable_ = false;
 };
 
