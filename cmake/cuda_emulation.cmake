@@ -55,9 +55,10 @@ if(CASTLING_CUDA_EMULATION)
   castling_emulated_backend(castling_cuda_emulated_sanitized ON)
   set(_tests "${CMAKE_CURRENT_SOURCE_DIR}/native/test")
   set(_self_tests "${_tests}/cuda_emulator_tests.cpp" "${_tests}/cuda_emulator_memory_tests.cpp"
-                  "${_tests}/cuda_emulator_conversion_tests.cpp")
+                  "${_tests}/cuda_emulator_conversion_tests.cpp" "${_tests}/cuda_emulator_graph_tests.cpp")
   castling_emulation_test(castling_cuda_emulator_tests castling_cuda_emulated ${_self_tests})
   castling_emulation_test(castling_cuda_emulator_tests_sanitized castling_cuda_emulated_sanitized ${_self_tests})
-  castling_emulation_test(castling_cuda_emulated_op_tests castling_cuda_emulated "${_tests}/cuda_tests.cpp")
-  castling_emulation_test(castling_cuda_emulated_op_tests_sanitized castling_cuda_emulated_sanitized "${_tests}/cuda_tests.cpp")
+  castling_emulation_test(castling_cuda_emulated_op_tests castling_cuda_emulated "${_tests}/cuda_tests.cpp" "${_tests}/cuda_plan_tests.cpp")
+  castling_emulation_test(castling_cuda_emulated_op_tests_sanitized castling_cuda_emulated_sanitized "${_tests}/cuda_tests.cpp"
+                          "${_tests}/cuda_plan_tests.cpp")
 endif()

@@ -6,7 +6,7 @@ export { Tensor, shapeSize, MAX_RANK, type DType, type Device } from './tensor.j
 export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, releaseCachedMemory, synchronizeCuda, type BackendInfo, type CpuPath, type CudaStatus } from './backend.js';
 export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOptions, type TrainStepOptions, type TrainStepResult } from './vision_transformer.js';
 export { AdamW, type AdamWOptions } from './train/adamw.js';
-export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type CastlingForm, type PresetName } from './nn/config.js';
+export { presets, resolveConfig, tokenCount, type VitConfig, type AttentionKind, type ConvForm, type CastlingForm, type PresetName, type WeightStorage } from './nn/config.js';
 export { readImages, imagenetPreprocessing, defaultPreprocessing, ImagePixelLimitError, DEFAULT_MAX_INPUT_PIXELS, type ImagePreprocessing, type ImageSource, type RawImage, type ReadImagesOptions } from './io/images.js';
 export { type ClassScore, type ClassifyOptions } from './io/classify.js';
 export { type InferenceOptions, type NonFinitePolicy } from './nn/finite_outputs.js';

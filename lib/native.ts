@@ -52,9 +52,10 @@ export type Attrs = Record<string, number | boolean | undefined>;
 
 export interface NativeAddon {
   NativeTensor: new (shape: number[], data?: Float32Array) => NativeTensor;
-  NativePlan: new (steps: Array<{ op: string; inputs: number[]; outputs: number[]; attrs: Attrs }>, slotCount: number, keep: number[]) => {
+  NativePlan: new (steps: Array<{ op: string; inputs: number[]; outputs: number[]; attrs: Attrs }>, slotCount: number, keep: number[], options?: { cudaGraph?: number[] }) => {
     run(slots: Array<NativeTensor | null>, async: true, profile?: boolean): Promise<NativeTensor[] & { stepMs?: number[] }>;
     run(slots: Array<NativeTensor | null>, async: false): NativeTensor[];
+    graphCaptures(): number;
   };
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: false): NativeTensor[];
   runOp(name: string, inputs: Array<NativeTensor | null>, attrs: Attrs, async: true): Promise<NativeTensor[]>;

@@ -59,10 +59,12 @@ export class PlanBuilder {
   /**
    * Compiles the plan (validated natively) returning the given slots from each run. With
    * options.device, inputs on another device are copied there for each run (a model on the GPU
-   * takes images from host memory); its constants must be there already.
+   * takes images from host memory); its constants must be there already. options.cudaGraph (device
+   * 'cuda'): each run is one launch of a CUDA graph captured on the first (docs/cuda.md).
    */
-  build(keep: Slot[], options: { device?: Device } = {}): CompiledPlan {
-    const handle = new native.NativePlan(this.steps, this.labels.length, keep.map((s) => s.index));
+  build(keep: Slot[], options: { device?: Device; cudaGraph?: boolean } = {}): CompiledPlan {
+    const graph = options.cudaGraph ? { cudaGraph: this.inputs.map((s) => s.index) } : undefined;
+    const handle = new native.NativePlan(this.steps, this.labels.length, keep.map((s) => s.index), graph);
     return new CompiledPlan(handle, this.labels.length, [...this.inputs], new Map(this.constants), this.steps.map((s) => s.op), options.device ?? null);
   }
 }
@@ -79,6 +81,11 @@ export class CompiledPlan {
     /** Where the inputs are moved before a run; null: where they are. */
     readonly device: Device | null = null,
   ) {}
+
+  /** @internal How many times the plan was captured as a CUDA graph (0 when it runs without one). */
+  get graphCaptures(): number {
+    return this.handle.graphCaptures();
+  }
 
   /** Number of ops in the plan. */
   get length(): number {

@@ -52,7 +52,7 @@ compile() {  # file -> prints "ok file" or the compiler's errors
 export -f compile
 export nvcc cxx cuda_include blas_include out
 
-files=$(ls native/cuda/*.cu native/cuda/*.cpp native/test/cuda_tests.cpp 2>/dev/null)
+files=$(ls native/cuda/*.cu native/cuda/*.cpp native/test/cuda_tests.cpp native/test/cuda_plan_tests.cpp 2>/dev/null)
 results=$(printf '%s\n' $files | xargs -P "$jobs" -I{} bash -c 'compile {}')
 echo "$results"
 count=$(printf '%s\n' $files | wc -l)

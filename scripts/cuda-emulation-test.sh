@@ -5,7 +5,7 @@
 #   2. the CUDA op tests against the CPU backend           (plain build, race check on: every
 #                                                           launch run twice, thread orders reversed)
 #   3. both again under AddressSanitizer + UBSan           (race check off, blocks in shuffled order)
-#   4. whole models on device 'cuda' against the CPU       (test/cuda_model.test.ts and test/cuda.test.ts,
+#   4. whole models on device 'cuda' against the CPU       (test/cuda_model.test.ts, cuda_storage, cuda_graph, cuda,
 #                                                           vitest, the addon built on the emulated
 #                                                           backend, loaded through CASTLING_ADDON_PATH)
 # The build is configured through cmake-js, so that one tree builds the test programs and that addon.
@@ -81,7 +81,7 @@ run_vitest() {
   echo "$name: $(( $(date +%s) - t0 )) s"
 }
 
-run_vitest "models and ops on device 'cuda' (the addon on the emulator)" test/cuda_model.test.ts test/cuda.test.ts
+run_vitest "models and ops on device 'cuda' (the addon on the emulator)" test/cuda_model.test.ts test/cuda_storage.test.ts test/cuda_graph.test.ts test/cuda.test.ts
 
 echo "cuda emulation: $(( $(date +%s) - start )) s in all"
 echo "tests: $passed passed, $failed failed"

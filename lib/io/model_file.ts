@@ -33,8 +33,9 @@ export function parseMetadata(metadata: Record<string, string>, path: string): S
     return value as object | undefined;
   };
   // Where a model runs is chosen when it is loaded (load()'s config.device, default the CPU), not
-  // by the machine it was saved on: a model trained on a GPU loads anywhere.
-  const { device: _savedOn, ...config } = (object('config', 'of ViT options') ?? {}) as Partial<VitConfig>;
+  // by the machine it was saved on: a model trained on a GPU loads anywhere. So are the weights'
+  // storage (the file's tensors say how they were saved; load() converts) and CUDA graphs.
+  const { device: _savedOn, storage: _savedAs, cudaGraph: _graphed, ...config } = (object('config', 'of ViT options') ?? {}) as Partial<VitConfig>;
   return {
     config: metadata.config === undefined ? undefined : config,
     castled: metadata.castled === 'true',
@@ -46,7 +47,7 @@ export function parseMetadata(metadata: Record<string, string>, path: string): S
 export function metadataOf(s: { config: VitConfig; castled: boolean; preprocessing: Readonly<ImagePreprocessing>; labels: readonly string[] | null }): Record<string, string> {
   const metadata: Record<string, string> = {
     format: METADATA_FORMAT,
-    config: JSON.stringify({ ...s.config, device: undefined }), // (see parseMetadata)
+    config: JSON.stringify({ ...s.config, device: undefined, storage: undefined, cudaGraph: undefined }), // (see parseMetadata)
     castled: String(s.castled),
     preprocessing: JSON.stringify(s.preprocessing),
   };

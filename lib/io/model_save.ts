@@ -4,8 +4,9 @@
 import { attachMembers } from '../attach.js';
 import { VisionTransformer, internals } from '../nn/vit.js';
 import { metadataOf } from './model_file.js';
-import { writeSafetensors } from './safetensors.js';
+import { writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { InvalidArgValueError } from '../errors.js';
+import { fileDtype } from '../nn/weight_storage.js';
 
 declare module '../nn/vit.js' {
   interface VisionTransformer {
@@ -36,8 +37,9 @@ const saving: Pick<VisionTransformer, 'save' | 'saveWith'> & ThisType<VisionTran
     const metadata = { ...extraMetadata, ...metadataOf({ config: this.config, castled: inner.castledForGood, preprocessing: inner.imagePreprocessing, labels: inner.classLabels }) };
     return inner.queue.run('read', 'save', async () => {
       inner.live();
-      const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-      for (const [name, t] of inner.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array() });
+      const tensors = new Map<string, TensorToWrite>();
+      // 16-bit weights are saved as they are held (exactly: each float32 here is a 16-bit value).
+      for (const [name, t] of inner.params) tensors.set(name, { shape: t.shape, data: t.toFloat32Array(), storeAs: fileDtype(name, this.config) });
       for (const [name, t] of extraTensors) tensors.set(name, t);
       // A checksum of the content: load() tells a file damaged since from the model saved.
       await writeSafetensors(path, tensors, metadata, { checksum: true });

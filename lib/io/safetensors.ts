@@ -12,8 +12,9 @@ import { firstNonFinite, nonFiniteName } from '../finite.js';
 import { budgetText, formatBytes, memoryBudgetOf } from '../memory_budget.js';
 import { MAX_PARAMETER_VALUES } from '../nn/config.js';
 import { writeFileAtomic } from './atomic_write.js';
+import { encode16 } from './half_encoding.js';
 import { DTYPE_BYTES, inDataOrder, parseHeader, type DType, type HeaderEntry } from './safetensors_header.js';
-import { BadFileError, InvalidArgValueError } from '../errors.js';
+import { BadFileError, InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
 
 export type { DType } from './safetensors_header.js';
 
@@ -203,13 +204,23 @@ function* pieces(bytes: Uint8Array): Generator<Uint8Array> {
 }
 
 /**
- * Writes float32 tensors and string metadata as a safetensors file, atomically (writeFileAtomic:
+ * A tensor to write: float32 values, stored as float32 unless `storeAs` asks for a 16-bit form
+ * (rounded to nearest even). A StoredTensor's own `dtype` (how it was read) is not looked at.
+ */
+export interface TensorToWrite {
+  shape: readonly number[];
+  data: Float32Array;
+  storeAs?: 'F32' | 'BF16' | 'F16';
+}
+
+/**
+ * Writes tensors and string metadata as a safetensors file, atomically (writeFileAtomic:
  * an existing file is replaced whole or not at all). A checksum key among `metadata` is dropped:
  * it described other content.
  */
 export async function writeSafetensors(
   path: string,
-  tensors: Map<string, { shape: readonly number[]; data: Float32Array }> | Record<string, { shape: readonly number[]; data: Float32Array }>,
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
   metadata: Record<string, string> = {},
   options: WriteOptions = {},
 ): Promise<void> {
@@ -218,16 +229,20 @@ export async function writeSafetensors(
   const described: Record<string, unknown> = {};
   const entries: HeaderEntry[] = [];
   let offset = 0;
+  const data: Uint8Array[] = [];
   for (const [name, t] of list) {
     if (name === '__metadata__') throw new InvalidArgValueError(`writeSafetensors: '__metadata__' is not a valid tensor name`);
     const elements = t.shape.reduce((n, d) => n * d, 1);
     if (elements !== t.data.length) throw new InvalidArgValueError(`writeSafetensors: tensor '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    entries.push({ name, dtype: 'F32', shape: [...t.shape], elements, begin: offset, end: offset + t.data.byteLength });
-    described[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const dtype = t.storeAs ?? 'F32';
+    if (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16') throw new InvalidArgTypeError(`writeSafetensors: tensor '${name}' has storeAs ${JSON.stringify(dtype)}, expected 'F32', 'BF16' or 'F16'`);
+    // Float32Array memory is little-endian on every platform Node supports.
+    const bytes = dtype === 'F32' ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) : encode16(t.data, dtype);
+    entries.push({ name, dtype, shape: [...t.shape], elements, begin: offset, end: offset + bytes.byteLength });
+    described[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
+    data.push(bytes);
+    offset += bytes.byteLength;
   }
-  // Float32Array memory is little-endian on every platform Node supports.
-  const data = list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   if (options.checksum) {
     const checksum = startChecksum(meta, entries);
     for (const bytes of data) for (const piece of pieces(bytes)) checksum.update(piece);

@@ -8,6 +8,7 @@ import { initialValues, parameterSpecs } from './parameters.js';
 import { resizePositionEmbedding } from './position_embedding.js';
 import { SeededRandom } from './random.js';
 import { BadFileError, UnsupportedError } from '../errors.js';
+import { asStored } from './weight_storage.js';
 
 /** What load() did with the file's tensors. */
 export interface LoadReport {
@@ -62,7 +63,7 @@ export function assembleParameters(config: VitConfig, tensors: Map<string, { sha
     const found = tensors.get(spec.name);
     if (!found) {
       report.initialised.push(spec.name);
-      params.set(spec.name, onDevice(Tensor.fromArray(fresh, spec.shape), config.device));
+      params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(fresh, spec.shape), config.device), config));
       continue;
     }
     let data = found.data;
@@ -75,7 +76,7 @@ export function assembleParameters(config: VitConfig, tensors: Map<string, { sha
       data = resizePositionEmbedding(found.data, spec.shape[2]!, grids.from, grids.to);
       report.resized.push(spec.name);
     }
-    params.set(spec.name, onDevice(Tensor.fromArray(data, spec.shape), config.device));
+    params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(data, spec.shape), config.device), config));
   }
   for (const name of tensors.keys()) if (!params.has(name)) report.ignored.push(name);
   return { params, report };

@@ -1,12 +1,14 @@
 // Vision Transformer configuration: the presets of timm/DeiT (and a small one for 28 x 28
 // digits), defaults, and validation with errors that name the offending field.
 
-import { InvalidArgTypeError, InvalidArgValueError, LimitExceededError } from '../errors.js';
+import { InvalidArgTypeError, InvalidArgValueError, LimitExceededError, UnsupportedError } from '../errors.js';
 
 export type AttentionKind = 'softmax' | 'castling' | 'sparsifiner';
 export type ConvForm = 'tokens' | 'spatial';
 export type KeySelection = 'topk' | 'threshold';
 export type CastlingForm = 'training' | 'inference';
+/** How the linear layers' weights are stored: the element types of the native ops (DType). */
+export type WeightStorage = 'float32' | 'bfloat16' | 'float16';
 
 export interface VitConfig {
   /** Square input images of imageSize x imageSize pixels. */
@@ -68,6 +70,19 @@ export interface VitConfig {
   seed: number;
   /** Where the weights live and the passes run: 'cpu', or 'cuda' (needs a CUDA build and a GPU). */
   device: 'cpu' | 'cuda';
+  /**
+   * The element type of the linear layers' weights: 'float32', or 'bfloat16' / 'float16' to keep
+   * them in 16 bits on device 'cuda' (half the memory; GEMMs over 16-bit inputs accumulating in
+   * float32; weight_storage.ts). Inference only. Like the device, the loader's choice: a file
+   * keeps the weights in the form the model held them, and load() converts.
+   */
+  storage: WeightStorage;
+  /**
+   * Device 'cuda': run predict and embed as a CUDA graph per batch size, captured on the first
+   * pass and replayed after (one launch instead of one per kernel). Off by default: whether it
+   * pays is unmeasured (docs/cuda.md). Like the device, not saved with the model.
+   */
+  cudaGraph: boolean;
 }
 
 const base: Omit<VitConfig, 'width' | 'heads'> = {
@@ -93,6 +108,8 @@ const base: Omit<VitConfig, 'width' | 'heads'> = {
   dropPathRate: 0,
   seed: 0,
   device: 'cpu',
+  storage: 'float32',
+  cudaGraph: false,
 };
 
 export const presets = {
@@ -158,6 +175,7 @@ export function resolveConfig(partial: Partial<VitConfig>): VitConfig {
   if (!(config.dropPathRate >= 0 && config.dropPathRate < 1)) throw new InvalidArgValueError(`config.dropPathRate is ${config.dropPathRate}: expected a number in [0, 1)`);
   if (!Number.isSafeInteger(config.seed)) throw new InvalidArgValueError(`config.seed is ${config.seed}: expected an integer`);
   if (config.device !== 'cpu' && config.device !== 'cuda') throw new InvalidArgTypeError(`config.device is '${String(config.device)}', expected 'cpu' or 'cuda'`);
+  checkStorage(config);
   checkParameterSizes(config);
   return config;
 }
@@ -178,6 +196,19 @@ function checkDistillation(config: VitConfig): void {
           : 'castling models are trained (the auxiliary branch, then the switch), and models with a distillation token run inference only') +
         '; load it as softmax, or start from the non-distilled checkpoint',
     );
+  }
+}
+
+/** 16-bit storage and CUDA graphs are a CUDA model's: the CPU's linear op takes float32 weights only. */
+function checkStorage(config: VitConfig): void {
+  const storages: readonly unknown[] = ['float32', 'bfloat16', 'float16'] satisfies WeightStorage[];
+  if (!storages.includes(config.storage)) {
+    throw new InvalidArgTypeError(`config.storage is ${JSON.stringify(config.storage)}, expected 'float32', 'bfloat16' or 'float16'`);
+  }
+  if (typeof config.cudaGraph !== 'boolean') throw new InvalidArgTypeError(`config.cudaGraph is ${JSON.stringify(config.cudaGraph)}, expected true or false`);
+  if (config.cudaGraph && config.device !== 'cuda') throw new InvalidArgValueError(`config.cudaGraph is true on device '${config.device}': CUDA graphs run on device 'cuda' only`);
+  if (config.storage !== 'float32' && config.device !== 'cuda') {
+    throw new UnsupportedError(`config.storage is '${config.storage}' on device '${config.device}': 16-bit weights run on device 'cuda' only (the CPU's linear layers take float32); set config.device to 'cuda', or storage to 'float32'`);
   }
 }
 

@@ -20,6 +20,7 @@ import { OperationQueue } from './operation_queue.js';
 import { abortReason, abortable, disposeTensor, signalOf } from './abort.js';
 import { checkOptionNames } from './option_names.js';
 import { DisposedError, InternalError, InvalidArgValueError, InvalidStateError } from '../errors.js';
+import { asStored, requireFloat32Storage } from './weight_storage.js';
 
 export type { LoadReport } from './assemble.js';
 
@@ -173,7 +174,7 @@ export class VisionTransformer {
     checkModelMemory(resolved, options.memoryBudget, 'VisionTransformer.create');
     const rng = new SeededRandom(resolved.seed);
     const params = new Map<string, Tensor>();
-    for (const spec of parameterSpecs(resolved)) params.set(spec.name, onDevice(Tensor.fromArray(initialValues(spec, rng), spec.shape), resolved.device));
+    for (const spec of parameterSpecs(resolved)) params.set(spec.name, asStored(spec.name, onDevice(Tensor.fromArray(initialValues(spec, rng), spec.shape), resolved.device), resolved));
     return new VisionTransformer(resolved, params);
   }
 
@@ -260,6 +261,7 @@ export class VisionTransformer {
    */
   async computeGradients(images: Tensor, labels: Tensor | ArrayLike<number>, options: { labelSmoothing?: number } = {}): Promise<{ loss: number; gradients: Map<string, Tensor> }> {
     const batch = this.checkImages(images, 'computeGradients');
+    requireFloat32Storage(this.config, 'computeGradients');
     const labelTensor = checkLabels(this.config, labels, batch);
     try {
       return await this.queue.run('read', 'computeGradients', () => this.gradientsNow(images, labelTensor, options));
@@ -352,7 +354,7 @@ export class VisionTransformer {
     const p = new PlanBuilder();
     const graph = this.graph(p);
     const f = graph.forward(p.input('images'), { training: false, aux: this.auxBranch });
-    const plan = p.build([output === 'logits' ? f.logits : f.cls], this.placement);
+    const plan = p.build([output === 'logits' ? f.logits : f.cls], { ...this.placement, cudaGraph: this.config.cudaGraph });
     this.plans.set(key, plan);
     return plan;
   }

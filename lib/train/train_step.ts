@@ -13,6 +13,7 @@ import { accumulatedReconstructionStep, accumulatedTrainingStep, checkMicroBatch
 import { castlingAt, type CastlingSchedule } from './schedule.js';
 import { recordReconstructionStep, recordTrainingStep } from './training_plans.js';
 import { DisposedError, InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
+import { requireFloat32Storage } from '../nn/weight_storage.js';
 
 export interface TrainStepOptions {
   /** Label smoothing of the cross-entropy (0 to < 1). */
@@ -66,6 +67,7 @@ const training: Pick<VisionTransformer, 'trainStep'> & ThisType<VisionTransforme
   async trainStep(images: Tensor, labels: Tensor | ArrayLike<number>, optimizer: AdamW, options: TrainStepOptions = {}): Promise<TrainStepResult> {
     const inner = internals(this);
     const batch = inner.checkImages(images, 'trainStep');
+    requireFloat32Storage(this.config, 'trainStep');
     const labelTensor = checkLabels(this.config, labels, batch);
     const ownLabels = !(labels instanceof Tensor);
     try {

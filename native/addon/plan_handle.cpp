@@ -1,9 +1,14 @@
 #include "plan_handle.h"
 
+#include "../core/device_backend.h"
 #include "async_uses.h"
 #include "js_convert.h"
 #include "off_thread.h"
 #include "tensor_handle.h"
+
+#ifdef CASTLING_WITH_CUDA
+#include "../cuda/cuda_graph.h"
+#endif
 
 namespace castling::addon {
 
@@ -28,10 +33,11 @@ std::vector<int> toSlots(const Napi::Value& value, const std::string& what) {
 }  // namespace
 
 Napi::Function PlanHandle::define(Napi::Env env) {
-  return DefineClass(env, "NativePlan", {InstanceMethod<&PlanHandle::run>("run")});
+  return DefineClass(env, "NativePlan", {InstanceMethod<&PlanHandle::run>("run"), InstanceMethod<&PlanHandle::graphCaptures>("graphCaptures")});
 }
 
-// new NativePlan(steps: {op, inputs, outputs, attrs?}[], slotCount: number, keep: number[])
+// new NativePlan(steps: {op, inputs, outputs, attrs?}[], slotCount: number, keep: number[],
+//                options?: { cudaGraph?: number[] (the input slots) })
 PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHandle>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsArray()) {
@@ -63,6 +69,19 @@ PlanHandle::PlanHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanHa
   }
   std::vector<int> keep = toSlots(info[2], "NativePlan: keep");
   rethrowAsJs(env, [&] { plan_ = std::make_shared<const Plan>(std::move(steps), slot_count_, std::move(keep)); });
+  Napi::Value graph = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>().Get("cudaGraph") : env.Undefined();
+  if (!graph.IsUndefined()) {
+    std::vector<int> inputs = toSlots(graph, "NativePlan: options.cudaGraph");
+#ifdef CASTLING_WITH_CUDA
+    rethrowAsJs(env, [&] {
+      auto runner = std::make_shared<cuda::GraphPlan>(plan_, std::move(inputs));
+      graph_run_ = [runner](std::vector<std::optional<Tensor>> slots) { return runner->run(std::move(slots)); };
+      graph_captures_ = [runner] { return runner->captures(); };
+    });
+#else
+    throw Napi::Error::New(env, "NativePlan: options.cudaGraph needs the CUDA backend, which this build does not have");
+#endif
+  }
 }
 
 // plan.run(slots: (NativeTensor | null)[], async: boolean, profile?: boolean)
@@ -97,7 +116,11 @@ Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
     run->slots = std::move(slots);
     return runOffThread(
         env,
-        [plan = plan_, run, profile] { run->outputs = plan->run(std::move(run->slots), profile ? &run->stepMs : nullptr); },
+        [plan = plan_, graph = graph_run_, run, profile] {
+          // Profiling times each step: the plain run (a graph is one launch).
+          run->outputs = graph && !profile ? graph(std::move(run->slots)) : plan->run(std::move(run->slots), profile ? &run->stepMs : nullptr);
+          synchronizeDevicesOf(run->outputs);  // the run's late errors are its own (device_backend.h)
+        },
         [run, uses, profile](Napi::Env env) -> Napi::Value {
           auto out = Napi::Array::New(env, run->outputs.size());
           for (std::size_t i = 0; i < run->outputs.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(env, std::move(run->outputs[i])));
@@ -111,10 +134,18 @@ Napi::Value PlanHandle::run(const Napi::CallbackInfo& info) {
         });
   }
   std::vector<Tensor> outputs;
-  rethrowAsJs(env, [&] { outputs = plan_->run(std::move(slots)); });
+  rethrowAsJs(env, [&] {
+    outputs = graph_run_ ? graph_run_(std::move(slots)) : plan_->run(std::move(slots));
+    synchronizeDevicesOf(outputs);
+  });
   auto out = Napi::Array::New(env, outputs.size());
   for (std::size_t i = 0; i < outputs.size(); ++i) out.Set(std::uint32_t(i), TensorHandle::wrap(env, std::move(outputs[i])));
   return out;
+}
+
+// plan.graphCaptures() -> number: how many times its CUDA graph was captured (0 without one).
+Napi::Value PlanHandle::graphCaptures(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), graph_captures_ ? graph_captures_() : 0);
 }
 
 }  // namespace castling::addon

@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "error.h"
+#include "tensor.h"
 
 namespace castling {
 
@@ -54,6 +55,14 @@ DeviceBackend& requireDevice(Device device, const char* what) {
   DeviceBackend* backend = deviceBackend(device);
   if (!backend) failAs(ErrorKind::Unsupported, what, ": device '", deviceName(device), "' is not available: ", deviceUnavailableReason(device));
   return *backend;
+}
+
+void synchronizeDevicesOf(const std::vector<Tensor>& tensors) {
+  for (const Tensor& t : tensors) {
+    if (t.device() == Device::Cpu) continue;
+    if (DeviceBackend* backend = deviceBackend(t.device())) backend->synchronize();
+    return;  // one device besides the CPU
+  }
 }
 
 }  // namespace castling

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "device.h"
 
@@ -38,5 +39,9 @@ DeviceBackend* deviceBackend(Device device);
 std::string deviceUnavailableReason(Device device);
 // The backend of `device` or an Error that starts with `what` and says why there is none.
 DeviceBackend& requireDevice(Device device, const char* what);
+// Waits for the device of any of `tensors` that lives on one, raising what its queued work
+// reported late (checkFinite on the GPU, for one): a plan's run ends with this, so that its
+// errors are its own and not the next caller's.
+void synchronizeDevicesOf(const std::vector<Tensor>& tensors);
 
 }  // namespace castling

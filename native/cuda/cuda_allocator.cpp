@@ -21,14 +21,30 @@ std::size_t CachingAllocator::sizeClass(std::size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
+namespace {
+thread_local PoolId threadPool = 0;  // set while this thread captures a graph
+}  // namespace
+
+void CachingAllocator::setThreadPool(PoolId pool) { threadPool = pool; }
+
+void* CachingAllocator::takeFree(FreeLists& lists, std::size_t size) {
+  auto it = lists.find(size);
+  if (it == lists.end() || it->second.empty()) return nullptr;
+  void* block = it->second.back();
+  it->second.pop_back();
+  return block;
+}
+
 void* CachingAllocator::allocate(std::size_t bytes) {
   std::size_t size = sizeClass(bytes);
+  const PoolId pool = threadPool;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      void* block = it->second.back();
-      it->second.pop_back();
+    // A capture reuses its own pool's blocks first, then adopts one from the shared cache.
+    void* block = pool && poolFree_.count(pool) ? takeFree(poolFree_[pool], size) : nullptr;
+    if (!block) block = takeFree(free_, size);
+    if (block) {
+      if (pool) owner_[block] = pool;
       stats_.cachedBytes -= std::int64_t(size);
       stats_.liveBytes += std::int64_t(size);
       stats_.peakBytes = std::max(stats_.peakBytes, stats_.liveBytes);
@@ -56,6 +72,7 @@ void* CachingAllocator::allocate(std::size_t bytes) {
          s.liveBytes, " bytes live in castling-vit tensors");
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  if (pool) owner_[block] = pool;
   stats_.deviceBytes += std::int64_t(size);
   stats_.liveBytes += std::int64_t(size);
   stats_.peakBytes = std::max(stats_.peakBytes, stats_.liveBytes);
@@ -67,18 +84,54 @@ void CachingAllocator::release(void* block, std::size_t bytes) noexcept {
   if (!block) return;
   std::size_t size = sizeClass(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  free_[size].push_back(block);
+  // A pool's block goes back to its pool, from whichever thread; any block a capture releases
+  // joins the capture's pool (the graph may read it on every replay).
+  auto owned = owner_.find(block);
+  PoolId pool = owned != owner_.end() ? owned->second : threadPool;
+  if (pool && poolFree_.count(pool)) {
+    owner_[block] = pool;
+    poolFree_[pool][size].push_back(block);
+  } else {
+    if (owned != owner_.end()) owner_.erase(owned);
+    free_[size].push_back(block);
+  }
   stats_.cachedBytes += std::int64_t(size);
   stats_.liveBytes -= std::int64_t(size);
 }
 
+PoolId CachingAllocator::createPool() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  PoolId pool = nextPool_++;
+  poolFree_[pool];
+  return pool;
+}
+
+void CachingAllocator::destroyPool(PoolId pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto lists = poolFree_.find(pool);
+  if (lists == poolFree_.end()) return;
+  for (auto& [size, blocks] : lists->second)
+    for (void* block : blocks) free_[size].push_back(block);
+  poolFree_.erase(lists);
+  for (auto it = owner_.begin(); it != owner_.end();) it = it->second == pool ? owner_.erase(it) : std::next(it);
+}
+
+std::size_t CachingAllocator::poolBlocks(PoolId pool) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::size_t n = 0;
+  for (const auto& [block, owner] : owner_) n += owner == pool;
+  return n;
+}
+
 void CachingAllocator::trim() {
-  std::map<std::size_t, std::vector<void*>> blocks;
+  FreeLists blocks;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     blocks.swap(free_);
-    stats_.deviceBytes -= stats_.cachedBytes;
-    stats_.cachedBytes = 0;
+    std::int64_t freed = 0;
+    for (const auto& [size, list] : blocks) freed += std::int64_t(size * list.size());
+    stats_.deviceBytes -= freed;
+    stats_.cachedBytes -= freed;
   }
   for (auto& [size, list] : blocks)
     for (void* block : list) CASTLING_CUDA_CHECK(cudaFree(block));  // cudaFree waits for the device

@@ -21,6 +21,16 @@ struct AllocatorStats {
   std::int64_t reuses = 0;       // requests served from the cache
 };
 
+// Private pools, for CUDA graphs (cuda_graph.h). A graph replays its kernels on the addresses they
+// had when it was captured, so the rule is: every block that a capture allocates, or releases
+// (its own intermediates, or a block from before the capture whose last user it was), belongs to
+// that graph's pool until the graph is destroyed. Between replays no one else is handed such a
+// block, even once it is released: a replay would overwrite it. Within one capture a block may be
+// released and handed out again, because every replay repeats the capture's order of use on one
+// stream. When the graph goes, its pool's free blocks join the shared cache, and its blocks still
+// in use join it when they are released.
+using PoolId = std::uint64_t;  // 0: no pool
+
 class CachingAllocator {
  public:
   // Blocks of at least `bytes` (256-byte aligned, as cudaMalloc gives). On cudaMalloc failure the
@@ -28,8 +38,16 @@ class CachingAllocator {
   // for and how much is held.
   void* allocate(std::size_t bytes);
   void release(void* block, std::size_t bytes) noexcept;
-  // Frees every cached block (synchronises the device).
+  // Frees every cached block of the shared cache (synchronises the device); pools keep theirs.
   void trim();
+
+  // A new private pool (see PoolId), and its end: the graph that owned it is gone.
+  PoolId createPool();
+  void destroyPool(PoolId pool);
+  // While set (non-zero) on a thread, its allocations and releases go to `pool`: set around a capture.
+  static void setThreadPool(PoolId pool);
+  // Blocks a pool holds now, in use or free (for tests).
+  std::size_t poolBlocks(PoolId pool) const;
   AllocatorStats stats() const;
   void resetPeak();
 
@@ -38,8 +56,15 @@ class CachingAllocator {
   static std::size_t sizeClass(std::size_t bytes);
 
  private:
+  using FreeLists = std::map<std::size_t, std::vector<void*>>;  // by size class
+  // A free block of `size` from `lists`, or null. Requires mutex_.
+  static void* takeFree(FreeLists& lists, std::size_t size);
+
   mutable std::mutex mutex_;
-  std::map<std::size_t, std::vector<void*>> free_;
+  FreeLists free_;                         // the shared cache
+  std::map<PoolId, FreeLists> poolFree_;   // each live pool's free blocks
+  std::map<void*, PoolId> owner_;          // every block a live pool holds
+  PoolId nextPool_ = 1;
   AllocatorStats stats_;
 };
 

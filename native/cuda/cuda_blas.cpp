@@ -72,14 +72,18 @@ void gemm(const Gemm& g) {
   // each one's transpose flag (a row-major matrix read column-major is already its transpose).
   const cublasOperation_t opB = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opA = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cudaDataType_t type = dataType(g.dtype);
+  const cudaDataType_t type = dataType(g.dtype), outType = dataType(g.outDtype.value_or(g.dtype));
+  if (g.outDtype && *g.outDtype != g.dtype && *g.outDtype != DType::Float32) {
+    fail("gemm: ", dtypeName(g.dtype), " inputs give ", dtypeName(g.dtype), " or float32, not ", dtypeName(*g.outDtype));
+  }
   const int m = asInt(g.N, "N"), n = asInt(g.M, "M"), k = asInt(g.K, "K");
   const int ldb = asInt(std::max<std::int64_t>(g.ldb, 1), "ldb"), lda = asInt(std::max<std::int64_t>(g.lda, 1), "lda"),
             ldc = asInt(std::max<std::int64_t>(g.ldc, 1), "ldc"), batch = asInt(g.batch, "batch");
   Blas& b = blas();
   std::lock_guard<std::mutex> lock(b.mutex);
+  CASTLING_BLAS_CHECK(cublasSetStream(b.handle, stream()));  // this thread's: a graph's capture has its own
   CASTLING_BLAS_CHECK(cublasGemmStridedBatchedEx(b.handle, opB, opA, m, n, k, &g.alpha, g.B, type, ldb, g.strideB, g.A, type,
-                                                 lda, g.strideA, &g.beta, g.C, type, ldc, g.strideC, batch,
+                                                 lda, g.strideA, &g.beta, g.C, outType, ldc, g.strideC, batch,
                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 

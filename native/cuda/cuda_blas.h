@@ -1,10 +1,12 @@
 // The plain GEMMs, through cuBLAS: C = alpha op(A) op(B) + beta C over ROW-MAJOR matrices (the
 // layout of every tensor here), optionally a batch of them at fixed strides (a stride of 0 shares
-// one operand across the batch). A, B and C share one element type; the product accumulates in
-// float32 (no TF32 for float32 inputs: the results must match the CPU's to 1e-5).
+// one operand across the batch). A and B share one element type, C has the same one or float32
+// (16-bit inputs into a float32 result: the form 16-bit weight storage uses); the product
+// accumulates in float32 (no TF32 for float32 inputs: the results must match the CPU's to 1e-5).
 // Only cuda_blas.cpp includes cuBLAS, so the kernels compile where cuBLAS is not installed.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "../core/device.h"
 #include "../ops/gemm_layout.h"
@@ -20,7 +22,8 @@ struct Gemm : ops::GemmLayout {
   void* C = nullptr;
   std::int64_t strideA = 0, strideB = 0, strideC = 0;
   std::int64_t batch = 1;
-  DType dtype = DType::Float32;
+  DType dtype = DType::Float32;                   // of A and B
+  std::optional<DType> outDtype = std::nullopt;  // of C: dtype unless set (float32 is the only other choice)
 };
 
 // The arguments for dense row-major C[M, N] = op(A) op(B) (GemmLayout::setDense).

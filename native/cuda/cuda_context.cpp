@@ -1,5 +1,6 @@
 #include "cuda_context.h"
 
+#include <cmath>
 #include <mutex>
 
 #include "../core/device_backend.h"
@@ -16,7 +17,7 @@ struct Context {
   cudaStream_t stream = nullptr;
   cudaDeviceProp props{};
   CachingAllocator allocator;
-  int* deferred = nullptr;  // device word, see DeferredError
+  DeferredReport* deferred = nullptr;  // device memory, see DeferredError
 };
 
 // Never destroyed: device storages freed during exit still return their blocks here (the
@@ -32,17 +33,17 @@ class CudaBackend final : public DeviceBackend {
   void* allocate(std::size_t bytes) override { return context().allocator.allocate(bytes); }
   void release(void* block, std::size_t bytes) noexcept override { context().allocator.release(block, bytes); }
   void zero(void* block, std::size_t bytes) override {
-    CASTLING_CUDA_CHECK(cudaMemsetAsync(block, 0, bytes, context().stream));
+    CASTLING_CUDA_CHECK(cudaMemsetAsync(block, 0, bytes, stream()));
   }
   void copy(void* dst, Device dstDevice, const void* src, Device srcDevice, std::size_t bytes) override {
     cudaMemcpyKind kind = srcDevice == Device::Cpu ? cudaMemcpyHostToDevice
                           : dstDevice == Device::Cpu ? cudaMemcpyDeviceToHost
                                                      : cudaMemcpyDeviceToDevice;
-    CASTLING_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, context().stream));
+    CASTLING_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream()));
     // Host memory may be pageable and may be freed by the caller right after: wait for copies
     // that touch it (device-to-device copies stay queued).
     if (kind != cudaMemcpyDeviceToDevice) {
-      CASTLING_CUDA_CHECK(cudaStreamSynchronize(context().stream));
+      CASTLING_CUDA_CHECK(cudaStreamSynchronize(stream()));
       if (kind == cudaMemcpyDeviceToHost) raiseDeferredError();
     }
   }
@@ -76,7 +77,8 @@ void probe(Context& c, OpRegistry& registry) {
     return;
   }
   if ((err = cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking)) != cudaSuccess ||
-      (err = cudaMalloc(&c.deferred, sizeof(int))) != cudaSuccess || (err = cudaMemset(c.deferred, 0, sizeof(int))) != cudaSuccess) {
+      (err = cudaMalloc(&c.deferred, sizeof(DeferredReport))) != cudaSuccess ||
+      (err = cudaMemset(c.deferred, 0, sizeof(DeferredReport))) != cudaSuccess) {
     cudaGetLastError();
     s.reason = describe(err, "creating the stream");
     return;
@@ -104,7 +106,12 @@ const Status& initialize(OpRegistry& registry) {
 }
 
 const Status& status() { return context().status; }
-cudaStream_t stream() { return context().stream; }
+namespace {
+thread_local cudaStream_t threadStream = nullptr;  // set while this thread captures a graph
+}  // namespace
+
+cudaStream_t stream() { return threadStream ? threadStream : context().stream; }
+void setThreadStream(cudaStream_t capture) { threadStream = capture; }
 CachingAllocator& allocator() { return context().allocator; }
 const cudaDeviceProp& properties() { return context().props; }
 
@@ -113,23 +120,27 @@ void synchronize() {
   raiseDeferredError();
 }
 
-int* deferredErrorWord() { return context().deferred; }
+int* deferredErrorWord() { return &context().deferred->code; }
+DeferredReport* deferredReport() { return context().deferred; }
 
 void raiseDeferredError() {
   Context& c = context();
-  int code = 0;
-  CASTLING_CUDA_CHECK(cudaMemcpyAsync(&code, c.deferred, sizeof(int), cudaMemcpyDeviceToHost, c.stream));
+  DeferredReport report{};
+  CASTLING_CUDA_CHECK(cudaMemcpyAsync(&report, c.deferred, sizeof report, cudaMemcpyDeviceToHost, c.stream));
   CASTLING_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-  if (code == kNoDeferredError) return;
-  CASTLING_CUDA_CHECK(cudaMemsetAsync(c.deferred, 0, sizeof(int), c.stream));
+  if (report.code == kNoDeferredError) return;
+  CASTLING_CUDA_CHECK(cudaMemsetAsync(c.deferred, 0, sizeof report, c.stream));
   CASTLING_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-  switch (code) {
+  switch (report.code) {
+    case kNonFiniteInput:
+      fail("checkFinite: element ", report.index, " is ",
+           std::isnan(report.value) ? "NaN" : report.value > 0 ? "Infinity" : "-Infinity", ", expected a finite number");
     case kAdamwNonFiniteNorm:
       fail("adamw: the gradient norm is NaN or infinity (diverged training?); the parameters were not updated");
     case kAdamwBadStep:
       fail("adamw: schedule step is not an integer >= 1; the parameters were not updated");
     default:
-      failAs(ErrorKind::Internal, "a CUDA kernel reported error code ", code);
+      failAs(ErrorKind::Internal, "a CUDA kernel reported error code ", report.code);
   }
 }
 

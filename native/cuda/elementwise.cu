@@ -316,6 +316,18 @@ __global__ void firstNonFiniteKernel(const T* x, std::int64_t n, unsigned long l
     if (!isfinite(toFloat(x[i]))) atomicMin(first, (unsigned long long)i);
 }
 
+// The first non-finite element found (if any) becomes the deferred error, unless one is pending.
+template <typename T>
+__global__ void reportNonFiniteKernel(const T* x, const unsigned long long* first, DeferredReport* report) {
+  const unsigned long long i = *first;
+  if (i == ~0ull || report->code != kNoDeferredError) return;
+  report->code = kNonFiniteInput;
+  report->index = i;
+  report->value = toFloat(x[i]);
+}
+
+// Reports through the deferred error (cuda_context.h) instead of waiting for the device: the
+// next synchronisation throws the CPU op's message (the addon waits at the end of a plan's run).
 std::vector<Tensor> checkFiniteOp(const OpInputs& in, const Attrs&) {
   Tensor x = in.required(0, "x").contiguous();
   if (x.numel() == 0) return {};
@@ -325,17 +337,11 @@ std::vector<Tensor> checkFiniteOp(const OpInputs& in, const Attrs&) {
   withDType(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     launch(firstNonFiniteKernel<T>, gridFor(x.numel()), kThreads, 0, stream(), static_cast<const T*>(x.raw()), x.numel(), first);
+    launch(reportNonFiniteKernel<T>, 1, 1, 0, stream(), static_cast<const T*>(x.raw()), static_cast<const unsigned long long*>(first),
+           deferredReport());
   });
   CASTLING_CUDA_CHECK_LAUNCH();
-  unsigned long long index = 0;
-  CASTLING_CUDA_CHECK(cudaMemcpyAsync(&index, first, sizeof(index), cudaMemcpyDeviceToHost, stream()));
-  CASTLING_CUDA_CHECK(cudaStreamSynchronize(stream()));
-  if (index == ~0ull) return {};
-  float value = 0.0f;
-  Tensor one = castTensor(x.reshape({x.numel()}), DType::Float32);
-  CASTLING_CUDA_CHECK(cudaMemcpy(&value, one.data() + index, sizeof(float), cudaMemcpyDeviceToHost));
-  fail("checkFinite: element ", index, " is ", std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity",
-       ", expected a finite number");
+  return {};
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // Matrix products on the GPU (the CPU's ops_linear.cpp): matmul (batched, either operand
 // transposed), linear (x W^T through cuBLAS, then one epilogue pass for bias, GELU and residual)
 // and linear's backward (dx = dy W, dW = dy^T x, db = column sums of dy). Any of the three
-// element types, the same for every input; accumulation in float32 (db too).
+// element types, the same for every input; accumulation in float32 (db too). linear also takes a
+// 16-bit weight with float32 x, bias and residual (a model whose weights are stored in 16 bits):
+// x is rounded to the weight's type for the GEMM, which accumulates into a float32 output.
 #include <vector>
 
 #include "../ops/shape_checks.h"
@@ -77,7 +79,9 @@ std::vector<Tensor> matmulOp(const OpInputs& in, const Attrs& attrs) {
 std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "linear";
   Tensor x = in.required(0, "x").contiguous(), w = in.required(1, "weight").contiguous();
-  expectSameDType(op, "weight", w, x.dtype());
+  // 16-bit weight storage: float32 activations meet a 16-bit weight (see the file's comment).
+  const bool storedWeight = w.dtype() != DType::Float32 && x.dtype() == DType::Float32;
+  if (!storedWeight) expectSameDType(op, "weight", w, x.dtype());
   expectRankAtLeast(op, "x", x, 1);
   if (w.rank() != 2) fail(op, ": weight has shape ", shapeToString(w.shape()), ", expected [out, in]");
   std::int64_t K = x.dim(-1), N = w.dim(0);
@@ -100,7 +104,10 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     expectSameDType(op, "residual", residual, x.dtype());
   }
   bool applyGelu = attrs.flag("gelu", false);
-  gemm(denseGemm(rowsOf(x), N, K, x.raw(), false, w.raw(), true, out.raw(), x.dtype()));
+  Tensor gemmX = storedWeight ? castTensor(x, w.dtype()) : x;  // released after the GEMM is queued: the stream keeps the order
+  Gemm product = denseGemm(rowsOf(x), N, K, gemmX.raw(), false, w.raw(), true, out.raw(), w.dtype());
+  product.outDtype = x.dtype();
+  gemm(product);
   if ((bias.defined() || residual.defined() || applyGelu) && out.numel() > 0) {
     withDType(x.dtype(), [&](auto tag) {
       using T = decltype(tag);

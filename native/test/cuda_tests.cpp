@@ -128,6 +128,28 @@ TEST(cuda_bfloat16_and_float16) {
 
 // ---- GEMMs ----
 
+// The rounding of a float32 to `dtype` and back, on the CPU (through the device's cast).
+Tensor roundedTo(const Tensor& t, DType dtype) {
+  return runOp("cast", onDevice({t}, Device::Cuda, dtype), attrs({{"dtype", 0}}))[0].to(Device::Cpu);
+}
+
+// 16-bit weight storage: float32 x, bias and residual with a 16-bit weight. The GEMM rounds x to
+// the weight's type and accumulates in float32, so the CPU's float32 linear over the same rounded
+// x and weight is the exact reference (float32 tolerance, not a 16-bit one).
+TEST(cuda_linear_stored_weight) {
+  for (DType t : {DType::BFloat16, DType::Float16}) {
+    Tensor x = rand({2, 17, 33}), w = rand({7, 33}), bias = rand({7}), residual = rand({2, 17, 7});
+    Tensor w16 = onDevice({w}, Device::Cuda, t)[0].value();
+    Attrs gelu = attrs({{"gelu", 1}});
+    Tensor gpu = runOp("linear", {x.to(Device::Cuda), w16, bias.to(Device::Cuda), residual.to(Device::Cuda)}, gelu)[0];
+    CHECK(gpu.dtype() == DType::Float32);
+    Tensor cpu = runOp("linear", {roundedTo(x, t), roundedTo(w, t), bias, residual}, gelu)[0];
+    double e = relativeError(cpu, gpu);
+    if (!(e <= 1e-5)) std::fprintf(stderr, "  linear with a %s weight: relative error %g > 1e-5\n", dtypeName(t), e);
+    CHECK(e <= 1e-5);
+  }
+}
+
 TEST(cuda_linear) {
   Tensor a = rand({2, 3, 17, 33}), b = rand({2, 3, 33, 5}), shared = rand({33, 5});
   CHECK(compare("matmul", {a, b}, {}));

@@ -12,6 +12,7 @@
 
 #include "device_memory.h"
 #include "half_precision.h"
+#include "stream_capture.h"
 
 struct cublasContext {
   cudaStream_t stream = nullptr;
@@ -77,7 +78,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                                           int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (m < 0 || n < 0 || k < 0 || batchCount < 0 || computeType != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_INVALID_VALUE;
-  if (Atype != Btype || Atype != Ctype) return CUBLAS_STATUS_NOT_SUPPORTED;
+  // cuBLAS's combinations under CUBLAS_COMPUTE_32F: one type throughout, or 16-bit A and B into a float32 C.
+  if (Atype != Btype || (Atype != Ctype && Ctype != CUDA_R_32F)) return CUBLAS_STATUS_NOT_SUPPORTED;
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
   // op(A) is m x k: A itself is m x k (lda >= m) or k x m (lda >= k); op(B) is k x n likewise.
   const std::int64_t aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;
@@ -89,20 +91,23 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                  !inDeviceMemory(B, Btype, bRows, bCols, ldb, strideB, batchCount))) ||
       !inDeviceMemory(C, Ctype, m, n, ldc, strideC, batchCount))
     return CUBLAS_STATUS_INVALID_VALUE;
-  std::vector<double> column(static_cast<std::size_t>(k));
-  for (int batch = 0; batch < batchCount; ++batch) {
-    const std::int64_t a0 = std::int64_t(batch) * strideA, b0 = std::int64_t(batch) * strideB, c0 = std::int64_t(batch) * strideC;
-    for (int j = 0; j < n; ++j) {
-      for (int p = 0; p < k; ++p) column[std::size_t(p)] = load(B, Btype, b0 + (tb ? std::int64_t(p) * ldb + j : std::int64_t(j) * ldb + p));
-      for (int i = 0; i < m; ++i) {
-        double sum = 0.0;
-        for (int p = 0; p < k; ++p) sum += load(A, Atype, a0 + (ta ? std::int64_t(i) * lda + p : std::int64_t(p) * lda + i)) * column[std::size_t(p)];
-        const std::int64_t ci = c0 + std::int64_t(j) * ldc + i;
-        // beta == 0: C is output only (it may hold anything, NaN included), as cuBLAS specifies.
-        const double product = double(alpha) * sum;
-        store(C, Ctype, ci, float(beta == 0.0f ? product : product + double(beta) * load(C, Ctype, ci)));
+  // Queued on the handle's stream: run now, or recorded by a capture (stream_capture.h).
+  castling::emu::submit(handle->stream, [=] {
+    std::vector<double> column(static_cast<std::size_t>(k));
+    for (int batch = 0; batch < batchCount; ++batch) {
+      const std::int64_t a0 = std::int64_t(batch) * strideA, b0 = std::int64_t(batch) * strideB, c0 = std::int64_t(batch) * strideC;
+      for (int j = 0; j < n; ++j) {
+        for (int p = 0; p < k; ++p) column[std::size_t(p)] = load(B, Btype, b0 + (tb ? std::int64_t(p) * ldb + j : std::int64_t(j) * ldb + p));
+        for (int i = 0; i < m; ++i) {
+          double sum = 0.0;
+          for (int p = 0; p < k; ++p) sum += load(A, Atype, a0 + (ta ? std::int64_t(i) * lda + p : std::int64_t(p) * lda + i)) * column[std::size_t(p)];
+          const std::int64_t ci = c0 + std::int64_t(j) * ldc + i;
+          // beta == 0: C is output only (it may hold anything, NaN included), as cuBLAS specifies.
+          const double product = double(alpha) * sum;
+          store(C, Ctype, ci, float(beta == 0.0f ? product : product + double(beta) * load(C, Ctype, ci)));
+        }
       }
     }
-  }
+  });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -13,6 +13,7 @@
 #include "block_scheduler.h"
 #include "device_memory.h"
 #include "options.h"
+#include "stream_capture.h"
 
 namespace castling::emu {
 
@@ -184,6 +185,10 @@ void runLaunch(const LaunchRequest& r) {
   std::reverse(order.begin(), order.end());
   runGrid(r, order, true, sharedLimit);
   compareOrders(r, reached);
+}
+
+void submitLaunch(const LaunchRequest& request, std::shared_ptr<void> params) {
+  submit(request.stream, [request, params = std::move(params)] { runLaunch(request); });
 }
 
 }  // namespace castling::emu

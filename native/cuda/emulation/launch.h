@@ -1,8 +1,10 @@
 // Kernel launches on the emulated device. native/cuda/cuda_launch.cuh's launch() comes here in
 // the emulated build: the arguments are converted to the kernel's parameter types once, and every
-// emulated thread calls the kernel with its own copy of them, as the GPU passes parameters.
+// emulated thread calls the kernel with its own copy of them, as the GPU passes parameters. On a
+// capturing stream the launch is recorded with its parameters, for a graph to replay.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -27,6 +29,8 @@ struct LaunchRequest {
 // returns (as a real launch does); a fault the emulator detects (divergent barrier, a broken warp
 // collective, a race between thread orders) throws castling::Error naming the kernel.
 void runLaunch(const LaunchRequest& request);
+// runLaunch now, or (on a capturing stream) recorded: `params` keeps request.params alive.
+void submitLaunch(const LaunchRequest& request, std::shared_ptr<void> params);
 
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) lands here.
 void setMaxDynamicShared(const void* kernel, std::size_t bytes);
@@ -40,7 +44,7 @@ template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t sharedBytes, cudaStream_t stream, Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "a kernel launch passes exactly one argument per kernel parameter");
   using Tuple = std::tuple<std::decay_t<Params>...>;
-  Tuple params(std::forward<Args>(args)...);
+  auto params = std::make_shared<Tuple>(std::forward<Args>(args)...);
   LaunchRequest r;
   r.kernel = reinterpret_cast<const void*>(kernel);
   r.grid = grid;
@@ -48,9 +52,9 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared
   r.sharedBytes = sharedBytes;
   r.stream = stream;
   r.body = [](const void* k, void* p) { std::apply(reinterpret_cast<void (*)(Params...)>(k), *static_cast<Tuple*>(p)); };
-  r.params = &params;
+  r.params = params.get();
   r.paramBytes = sizeof(Tuple);
-  runLaunch(r);
+  submitLaunch(r, std::move(params));
 }
 
 }  // namespace castling::emu

@@ -1,13 +1,17 @@
 // The CUDA runtime calls of the emulated device (runtime_api.h). Work "queued on a stream" runs
-// at once on the calling thread, so every stream and event is always complete.
+// at once on the calling thread, so every stream and event is always complete; on a capturing
+// stream it is recorded instead (stream_capture.h), with the pointers checked when it is queued.
 #include "runtime_api.h"
 
 #include <chrono>
+#include <functional>
 #include <cstring>
 #include <mutex>
 
+#include "../../core/error.h"
 #include "device_memory.h"
 #include "launch.h"
+#include "stream_capture.h"
 
 namespace {
 
@@ -68,6 +72,12 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
   }
   return "cudaErrorUnknown";
 }
@@ -87,6 +97,12 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorIllegalState: return "the resource is not in a valid state to perform the requested operation";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not initiated in this stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
@@ -139,7 +155,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return castling::emu::hostWait(nullptr); }
 
 cudaError_t cudaMalloc(void** pointer, std::size_t bytes) {
   if (!pointer) return record(cudaErrorInvalidValue);
@@ -149,29 +165,29 @@ cudaError_t cudaMalloc(void** pointer, std::size_t bytes) {
 
 cudaError_t cudaFree(void* pointer) {
   if (!pointer) return cudaSuccess;
+  // cudaFree waits for the device first.
+  if (cudaError_t e = castling::emu::hostWait(nullptr); e != cudaSuccess) return e;
   return castling::emu::freeDevice(pointer) ? cudaSuccess : record(cudaErrorInvalidDevicePointer);
 }
 
-cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
+namespace {
+
+// The copies and fills themselves, checked; the synchronous calls add the host's wait, the
+// asynchronous ones go through the stream (stream_capture.h).
+cudaError_t fill(void* pointer, int value, std::size_t bytes) {
   if (!isDevice(pointer, bytes)) return record(cudaErrorInvalidValue);
   if (bytes) std::memset(pointer, value, bytes);
   return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t) { return cudaMemset(pointer, value, bytes); }
-
-cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+cudaError_t copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
   if (cudaError_t e = checkCopy(dst, src, bytes, kind); e != cudaSuccess) return record(e);
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
-}
-
-cudaError_t cudaMemcpy2D(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width, std::size_t height,
-                         cudaMemcpyKind kind) {
+cudaError_t copy2D(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width, std::size_t height,
+                   cudaMemcpyKind kind) {
   if (width > dpitch || width > spitch) return record(cudaErrorInvalidValue);
   if (height == 0 || width == 0) return cudaSuccess;
   const std::size_t dstSpan = dpitch * (height - 1) + width, srcSpan = spitch * (height - 1) + width;
@@ -184,9 +200,48 @@ cudaError_t cudaMemcpy2D(void* dst, std::size_t dpitch, const void* src, std::si
   return cudaSuccess;
 }
 
+// Queues `run` (a copy or fill, already checked once) on `stream`. A recorded one is checked
+// again when a graph replays it: memory freed since then is an error, not a silent overwrite.
+cudaError_t queue(cudaStream_t stream, std::function<cudaError_t()> run) {
+  if (!castling::emu::isCapturing(stream)) return run();
+  castling::emu::submit(stream, [run] {
+    if (cudaError_t e = run(); e != cudaSuccess) castling::fail("a CUDA graph's copy or fill failed on replay: ", cudaGetErrorName(e));
+  });
+  return cudaSuccess;
+}
+
+}  // namespace
+
+cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
+  if (cudaError_t e = castling::emu::hostWait(nullptr); e != cudaSuccess) return e;
+  return fill(pointer, value, bytes);
+}
+
+cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t stream) {
+  if (!isDevice(pointer, bytes)) return record(cudaErrorInvalidValue);
+  return queue(stream, [=] { return fill(pointer, value, bytes); });
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (cudaError_t e = castling::emu::hostWait(nullptr); e != cudaSuccess) return e;
+  return copy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (cudaError_t e = checkCopy(dst, src, bytes, kind); e != cudaSuccess) return record(e);
+  return queue(stream, [=] { return copy(dst, src, bytes, kind); });
+}
+
+cudaError_t cudaMemcpy2D(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width, std::size_t height,
+                         cudaMemcpyKind kind) {
+  if (cudaError_t e = castling::emu::hostWait(nullptr); e != cudaSuccess) return e;
+  return copy2D(dst, dpitch, src, spitch, width, height, kind);
+}
+
 cudaError_t cudaMemcpy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width,
-                              std::size_t height, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
+                              std::size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (!castling::emu::isCapturing(stream)) return copy2D(dst, dpitch, src, spitch, width, height, kind);
+  return queue(stream, [=] { return copy2D(dst, dpitch, src, spitch, width, height, kind); });
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
@@ -202,7 +257,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) { return castling::emu::hostWait(stream); }
 
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   if (!event) return record(cudaErrorInvalidValue);
@@ -215,13 +270,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event) return record(cudaErrorInvalidResourceHandle);
-  reinterpret_cast<EmulatedEvent*>(event)->at = std::chrono::steady_clock::now();
+  auto* e = reinterpret_cast<EmulatedEvent*>(event);
+  castling::emu::submit(stream, [e] { e->at = std::chrono::steady_clock::now(); });
   return cudaSuccess;
 }
 
-cudaError_t cudaEventSynchronize(cudaEvent_t event) { return event ? cudaSuccess : record(cudaErrorInvalidResourceHandle); }
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return event ? castling::emu::hostWait(nullptr) : record(cudaErrorInvalidResourceHandle);
+}
 
 cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t start, cudaEvent_t end) {
   if (!milliseconds || !start || !end) return record(cudaErrorInvalidValue);
