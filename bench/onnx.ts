@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
+import { vitFlops } from '../lib/flops.js';
 import { stats, type BenchRecord } from './common.js';
 import { exportVit } from '../lib/io/onnx/export_vit.js';
 import { ORT_INSTALL, createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';
@@ -224,12 +225,14 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
         const ortMs = ortTurns.map((t) => t.steady);
         const ratio = median(oursMs.map((t, i) => t / ortMs[i]!));
         const base = { model: name, kind, image, tokens, batch, pass: 'forward', threads, rounds, ratioOursOverOrt: ratio, ...check, cpuPressure: cpuPressureMedian };
+        // The same graph's FLOPs for both runtimes: their GFLOP/s are comparable with each other and with the peak.
+        const flops = batch * vitFlops(model.config, 'forward');
         const so = stats(oursMs);
         const st = stats(ortMs);
         const oursIdle = median(oursTurns.map((t) => t.afterIdle));
         const ortIdle = median(ortTurns.map((t) => t.afterIdle));
-        records.push({ ...base, runtime: 'castling-vit', ...so, imagesPerSecond: (1000 * batch) / so.medianMs, afterIdleMs: oursIdle });
-        records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, afterIdleMs: ortIdle, ortOps: formatOps(ops) });
+        records.push({ ...base, runtime: 'castling-vit', ...so, imagesPerSecond: (1000 * batch) / so.medianMs, gflops: flops / (so.medianMs * 1e6), afterIdleMs: oursIdle });
+        records.push({ ...base, runtime: `onnxruntime-node ${version}`, ...st, imagesPerSecond: (1000 * batch) / st.medianMs, gflops: flops / (st.medianMs * 1e6), afterIdleMs: ortIdle, ortOps: formatOps(ops) });
         log(`${label}: castling-vit ${so.medianMs.toFixed(1)} ms, onnxruntime ${st.medianMs.toFixed(1)} ms, ours/ort ${ratio.toFixed(3)} (median of ${rounds} rounds); first run after ${SETTLE_MS} ms idle: ${oursIdle.toFixed(1)} / ${ortIdle.toFixed(1)} ms; host CPU pressure ${cpuPressureMedian?.toFixed(0) ?? '?'}%`);
         if (o.profile) {
           if (o.quietBelow !== undefined) await waitForQuiet(o.quietBelow);

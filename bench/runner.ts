@@ -13,6 +13,7 @@ import { benchImages } from './images.js';
 import { benchServe } from './serve.js';
 import { benchCuda } from './cuda.js';
 import { benchScaling } from './scaling.js';
+import { addShareOfPeak } from './share_of_peak.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 /** How the runner was started: its command (for the usage line), and whether from the repository. */
@@ -28,6 +29,8 @@ export interface BenchContext {
 interface Bench {
   describe: string;
   columns: string[];
+  /** The results' GFLOP/s are a GPU's: no share of the CPU's peak. */
+  gpu?: boolean;
   run(options: Record<string, string | boolean | undefined>, context: BenchContext): Promise<BenchRecord[]>;
   /**
    * Where the JSON goes without --json: bench/results/, named by benchmark and machine, so that a
@@ -61,7 +64,7 @@ const percent = (value: unknown) => {
 const benches: Record<string, Bench> = {
   gemm: {
     describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes (--isa avx512,avx2 --threads 1,2 --repeats N --quick)',
-    columns: ['isa', 'threads', 'M', 'K', 'N', 'medianMs', 'minMs', 'gflops'],
+    columns: ['isa', 'threads', 'M', 'K', 'N', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
     run: (o) =>
       benchGemm({
         isas: list(o.isa) as CpuPath[] | undefined,
@@ -72,7 +75,7 @@ const benches: Record<string, Bench> = {
   },
   attention: {
     describe: 'softmax vs linear-angular (and Sparsifiner) attention, N in 197..12545, H=6, d=64: latency, FLOPs, GFLOP/s, peak memory, speed-up, chart (--chart FILE, --tokens, --quick)',
-    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax'],
+    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfPeak', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax'],
     run: async (o, context) => {
       const chart = typeof o.chart === 'string' ? o.chart : context.repository ? 'bench/out/attention.svg' : undefined;
       const writeLineChart = chart ? await chartWriter() : null; // before the run: a missing Vega fails fast
@@ -97,7 +100,7 @@ const benches: Record<string, Bench> = {
   },
   model: {
     describe: 'ViT images/s: predict (batch 1, 8) and trainStep (batch 32, in micro-batches whose activations fit --train-budget BYTES, default 12e9), deit-tiny/small x softmax/castling (sparsifiner with --kinds) x 224/448/896, predicts of the kinds interleaved, with the ratio to softmax (--models, --kinds, --images, --batches, --repeats, --quick: deit-tiny, 224)',
-    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'gflops', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
+    columns: ['model', 'kind', 'image', 'tokens', 'pass', 'batch', 'microBatch', 'medianMs', 'imagesPerSecond', 'gflops', 'shareOfPeak', 'ratioToSoftmax', 'outsideKernels', 'peakBytes', 'skipped'],
     run: (o) =>
       benchModel({
         models: (list(o.models) as Array<'deitTiny' | 'deitSmall'> | undefined) ?? (o.quick ? ['deitTiny'] : undefined),
@@ -150,6 +153,7 @@ const benches: Record<string, Bench> = {
       }),
   },
   cuda: {
+    gpu: true,
     describe: "device 'cuda' (a GPU): attention kinds at N up to 16384 (H=6, d=64) and DeiT-S/B predict and trainStep images/s at 224/448/896, every time up to synchronizeCuda(); --torch FILE adds PyTorch's figures from bench/cuda_torch.py on the same GPU (ratioToTorch) (--tokens --models deitSmall,deitBase --images --batches --train-batch --repeats --quick)",
     columns: ['section', 'model', 'image', 'kind', 'pass', 'tokens', 'batch', 'medianMs', 'gflops', 'imagesPerSecond', 'ratioToSoftmaxForward', 'torchMs', 'ratioToTorch', 'skipped'],
     run: (o) =>
@@ -166,7 +170,7 @@ const benches: Record<string, Bench> = {
   },
   onnx: {
     describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
-    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
+    columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'gflops', 'shareOfPeak', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
     run: (o) =>
       benchOnnx({
         model: (list(o.models)?.[0] as 'deitTiny' | 'deitSmall' | undefined) ?? 'deitSmall',
@@ -246,11 +250,13 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
   const m = machine();
   console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
   const results = await bench.run(values, context);
+  const peaks = bench.gpu ? [] : await addShareOfPeak(results);
   printTable(results, bench.columns);
+  for (const p of peaks) console.log(`FMA peak, measured after the run: ${p.isa} on ${p.threads} thread${p.threads === 1 ? '' : 's'}, ${p.gflops.toFixed(1)} GFLOP/s`);
   // A skipped run (say, onnxruntime-node not installed) leaves bench/results/ alone.
   const json = values.json ?? (context.repository && results.some((r) => !r.skipped) ? bench.defaultJson?.() : undefined);
   if (json) {
-    writeJsonAtomic(json, { bench: name, machine: m, commit: commit(), results });
+    writeJsonAtomic(json, { bench: name, machine: { ...m, fmaPeaks: peaks }, commit: commit(), results });
     console.log(`wrote ${json}`);
   }
   return 0;

@@ -24,6 +24,13 @@ describe('castling-vit bench', () => {
     const json = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
     expect(json.bench).toBe('gemm');
     expect(json.results.map((r: { threads: number }) => r.threads)).toEqual([1, 2]);
+    // Each result's share of the FMA peak measured in the same run, for its own path and threads.
+    expect(json.machine.fmaPeaks.map((p: { isa: string; threads: number }) => `${p.isa}/${p.threads}`)).toEqual(['scalar/1', 'scalar/2']);
+    for (const r of json.results) {
+      const peak = json.machine.fmaPeaks.find((p: { threads: number }) => p.threads === r.threads).gflops;
+      expect(r.shareOfPeak).toBeCloseTo(r.gflops / peak, 10);
+      expect(r.shareOfPeak).toBeGreaterThan(0);
+    }
     expect(readdirSync(dir)).toEqual(['gemm.json']);
   });
 
