@@ -1,7 +1,7 @@
 // The ViT's layout, loss and optimizer ops against float64 references, on every CPU path.
 import { describe, expect, it } from 'vitest';
 
-import { Tensor } from '../lib/index.js';
+import { Tensor, backendInfo, setThreads } from '../lib/index.js';
 import { runSync } from '../lib/ops.js';
 import { expectClose, onEachPath, randomArray } from './helpers.js';
 
@@ -59,8 +59,11 @@ describe('patch embedding', () => {
 });
 
 describe('tokens and heads', () => {
-  it('assembleTokens prepends the class token and adds the position embedding; its backward sums', () => {
-    const [B, P, D] = [2, 4, 3];
+  // The second size spreads the rows over several of the pool's chunks.
+  it.each([
+    [2, 4, 3],
+    [5, 196, 37],
+  ])('assembleTokens prepends the class token and adds the position embedding; its backward sums (%i x %i x %i)', (B, P, D) => {
     const patches = randomArray(B * P * D);
     const cls = randomArray(D);
     const pos = randomArray((P + 1) * D);
@@ -74,8 +77,9 @@ describe('tokens and heads', () => {
         }
     const dx = randomArray(B * (P + 1) * D);
     const [dpatches, dcls, dpos] = run('assembleTokensBackward', [T(dx, [B, P + 1, D])]);
-    expectClose(dcls!.toFloat32Array(), Array.from({ length: D }, (_, c) => dx[c]! + dx[(P + 1) * D + c]!), 1e-6, 1e-6, 'dcls');
-    expectClose(dpos!.toFloat32Array(), Array.from({ length: (P + 1) * D }, (_, i) => dx[i]! + dx[(P + 1) * D + i]!), 1e-6, 1e-6, 'dpos');
+    const overBatch = (i: number) => Array.from({ length: B }, (_, b) => dx[b * (P + 1) * D + i]!).reduce((a, v) => a + v, 0);
+    expectClose(dcls!.toFloat32Array(), Array.from({ length: D }, (_, c) => overBatch(c)), 1e-6, 1e-6, 'dcls');
+    expectClose(dpos!.toFloat32Array(), Array.from({ length: (P + 1) * D }, (_, i) => overBatch(i)), 1e-6, 1e-6, 'dpos');
     expect(dpatches!.toFloat32Array()).toEqual(Float32Array.from({ length: B * P * D }, (_, i) => dx[Math.floor(i / (P * D)) * (P + 1) * D + D + (i % (P * D))]!));
   });
 
@@ -108,6 +112,28 @@ describe('tokens and heads', () => {
     expect(dx!.shape).toEqual([2, 3, 4]);
     expect(Array.from(dx!.toFloat32Array().slice(0, 4))).toEqual(Array.from(x.slice(0, 4)));
     expect(Array.from(dx!.toFloat32Array().slice(4, 12))).toEqual(new Array(8).fill(0));
+  });
+});
+
+describe('checkFinite', () => {
+  it('names the first non-finite element, whatever the thread count', () => {
+    const values = randomArray(300007);
+    values[250001] = Number.NaN;
+    values[170003] = Number.POSITIVE_INFINITY;
+    values[90001] = Number.NEGATIVE_INFINITY; // the first: chunks past it stop at their own
+    const x = T(values, [values.length]);
+    const before = backendInfo().threads;
+    try {
+      for (const threads of [1, 2, 3, 5]) {
+        setThreads(threads);
+        expect(() => run('checkFinite', [x])).toThrow('checkFinite: element 90001 is -Infinity, expected a finite number');
+      }
+      values[90001] = 0.5;
+      expect(() => run('checkFinite', [T(values, [values.length])])).toThrow('checkFinite: element 170003 is Infinity');
+      expect(run('checkFinite', [T(randomArray(300007), [300007])])).toEqual([]);
+    } finally {
+      setThreads(before);
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 // Elementwise and row-wise ops: add, scale, GELU, softmax over the last axis, LayerNorm over the
 // last axis. Forward and backward of each side by side; the arithmetic is in elementwise.inc.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -163,15 +164,28 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
 }
 
 // Throws when x holds a NaN or an infinity, naming the first such element: a model checks its
-// input with it before spending a forward pass on values that can only give garbage.
+// input with it before spending a forward pass on values that can only give garbage. The scan is
+// split over the pool (a batch of images is megabytes: on one thread it was the largest serial
+// section of a predict); each chunk stops at its first bad element and the smallest index wins,
+// so the message names the same element whatever the thread count.
 std::vector<Tensor> checkFiniteOp(const OpInputs& in, const Attrs&) {
   Tensor x = in.required(0, "x").contiguous();
   const float* v = x.data();
-  for (std::int64_t i = 0; i < x.numel(); ++i) {
-    if (!std::isfinite(v[i])) {
-      fail("checkFinite: element ", i, " is ", std::isnan(v[i]) ? "NaN" : v[i] > 0 ? "Infinity" : "-Infinity",
-           ", expected a finite number");
+  const std::int64_t n = x.numel();
+  std::atomic<std::int64_t> first{n};
+  ThreadPool::global().parallelFor(n, kElementGrain, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e && i < first.load(std::memory_order_relaxed); ++i) {
+      if (std::isfinite(v[i])) continue;
+      std::int64_t seen = first.load(std::memory_order_relaxed);
+      while (i < seen && !first.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+      }
+      return;
     }
+  });
+  const std::int64_t i = first.load();
+  if (i < n) {
+    fail("checkFinite: element ", i, " is ", std::isnan(v[i]) ? "NaN" : v[i] > 0 ? "Infinity" : "-Infinity",
+         ", expected a finite number");
   }
   return {};
 }

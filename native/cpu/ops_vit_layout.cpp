@@ -1,6 +1,7 @@
 // The ViT's data movement around the GEMMs and attention: patch embedding (im2col + GEMM),
 // assembling tokens (class token + position embedding), splitting qkv into heads and merging
 // heads back, and picking the class token. Each forward and its backward side by side.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -84,11 +85,15 @@ std::vector<Tensor> assembleTokensOp(const OpInputs& in, const Attrs&) {
   Tensor x = Tensor::empty({B, N, D});
   const DenseKernels& kt = denseKernels();
   // (Here and below: with no values per image, a huge batch of empty rows is no work at all.)
-  for (std::int64_t b = 0; b < B && D > 0; ++b) {
-    float* xb = x.data() + b * N * D;
-    kt.add(cls.data(), pos.data(), xb, D);
-    kt.add(patches.data() + b * P * D, pos.data() + D, xb + D, P * D);
-  }
+  if (D == 0) return {x};
+  // Token rows over the pool: a serial copy of the whole batch held the other threads idle.
+  ThreadPool::global().parallelFor(B * N, std::max<std::int64_t>(1, (1 << 14) / D), [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t row = begin; row < end; ++row) {
+      std::int64_t b = row / N, n = row % N;
+      const float* source = n == 0 ? cls.data() : patches.data() + (b * P + n - 1) * D;
+      kt.add(source, pos.data() + n * D, x.data() + row * D, D);
+    }
+  });
   return {x};
 }
 
