@@ -115,6 +115,30 @@ describe('tokens and heads', () => {
   });
 });
 
+describe('linearBackward', () => {
+  it("gives the bias gradient as dy's column sums, the same bits on any thread count", () => {
+    const [M, K, N] = [185, 24, 70]; // N: four 16-column chunks and a partial one
+    const x = T(randomArray(M * K), [5, 37, K]);
+    const w = T(randomArray(N * K), [N, K]);
+    const dyValues = randomArray(M * N);
+    const dy = T(dyValues, [5, 37, N]);
+    const want = Array.from({ length: N }, (_, c) => Array.from({ length: M }, (_, r) => dyValues[r * N + c]!).reduce((a, v) => a + v, 0));
+    const before = backendInfo().threads;
+    const results: Float32Array[] = [];
+    try {
+      for (const threads of [1, 2, 3]) {
+        setThreads(threads);
+        results.push(run('linearBackward', [x, w, dy])[2]!.toFloat32Array());
+      }
+    } finally {
+      setThreads(before);
+    }
+    expectClose(results[0]!, want, 1e-5, 1e-5, 'dbias');
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+  });
+});
+
 describe('checkFinite', () => {
   it('names the first non-finite element, whatever the thread count', () => {
     const values = randomArray(300007);
