@@ -95,6 +95,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
   Tensor qnorm = Tensor::empty(s.perToken()), knorm = Tensor::empty(s.perToken()),
          znorm = Tensor::empty(s.perToken()), S = Tensor::empty({s.batch, s.heads, d, d});
   TokenRanges tr = tokenRanges(s, kt);
+  Tensor sPartial = Tensor::empty({s.count(), tr.ranges, d, d});
   auto headArgs = [&](std::int64_t head) {
     std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
     return AngularForwardArgs{q.data() + off, k.data() + off, v.data() + off, s.tokens, d,
@@ -104,22 +105,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
                               qnorm.data() + rows, znorm.data() + rows, y.data() + off};
   };
   std::int64_t scratch = kt.angularScratchFloats(d);
-  if (tr.ranges == 1) {
-    // A head per job (as many heads as threads or more): S from the head's keys, then its
-    // outputs, before the next head. Both passes read v: back to back, the second pass finds the
-    // head's v in the last-level cache, where two passes over all heads would have pushed it out
-    // once the tensors outgrow that cache (12545 tokens at H = 6, d = 64: 19 MB a tensor). S and
-    // y are bit for bit what the two passes give with one range per head.
-    runAttentionJobs(s.count(), scratch, [&](std::int64_t head, float* area) {
-      const AngularForwardArgs args = headArgs(head);
-      kt.angularKeys(args, 0, s.tokens, S.data() + head * d * d, area);
-      kt.angularApply(args, 0, s.tokens, area);
-    });
-    if (o.aux) return {y, qnorm, knorm, S, znorm, lse, auxOut, auxMass, l1};
-    return {y, qnorm, knorm, S, znorm};
-  }
   // Pass 1: knorm and S, a partial S per token range summed in range order (deterministic).
-  Tensor sPartial = Tensor::empty({s.count(), tr.ranges, d, d});
   runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
     std::int64_t head = job / tr.ranges, range = job % tr.ranges;
     kt.angularKeys(headArgs(head), tr.begin(range), tr.end(range),
