@@ -250,7 +250,7 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
   const m = machine();
   console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
   const results = await bench.run(values, context);
-  const peaks = bench.gpu ? [] : await addShareOfPeak(results);
+  const peaks = bench.gpu ? [] : await addShareOfPeak(results, (line) => console.error(line));
   printTable(results, bench.columns);
   for (const p of peaks) console.log(`FMA peak, measured after the run: ${p.isa} on ${p.threads} thread${p.threads === 1 ? '' : 's'}, ${p.gflops.toFixed(1)} GFLOP/s`);
   // A skipped run (say, onnxruntime-node not installed) leaves bench/results/ alone.

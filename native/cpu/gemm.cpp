@@ -199,6 +199,25 @@ std::int64_t kSliceWidth(std::int64_t K) {
   return (K + k_slices - 1) / k_slices;
 }
 
+// Whether MR rows of A read in place, `lda` floats apart, crowd into a few sets of the L1 cache.
+// A 64-set, 8-way L1 (32 or 48 KB) gives addresses 4 KB apart the same set: at K = 3072 (rows
+// 12 KB apart) all 12 rows of an AVX-512 tile share one set, more lines than it has ways, and the
+// micro-kernel's loads of A miss in L1 all the way along k (the K = 3072 GEMM ran at 82% of the
+// peak against 94% for its neighbours). Packed, the tile's rows are contiguous.
+bool rowsCrowdL1Sets(std::int64_t lda, int mr) {
+  constexpr std::int64_t kSets = 64, kLine = 64;
+  constexpr int kWaysForA = 6;  // of 8: K = 1536 (6 rows a set) measured as fast as its neighbours
+  std::int64_t perSet[kSets] = {};
+  std::int64_t previous = -1;
+  for (int r = 0; r < mr; ++r) {
+    std::int64_t line = std::int64_t(r) * lda * std::int64_t(sizeof(float)) / kLine;
+    if (line == previous) continue;  // short rows share lines: one line, not several
+    previous = line;
+    if (++perSet[line % kSets] > kWaysForA) return true;
+  }
+  return false;
+}
+
 // The whole blocked algorithm, single-threaded, for the C block rows [i_begin, i_end) x columns
 // [j_begin, j_end): one thread's share of the GEMM.
 void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_begin,
@@ -207,15 +226,16 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
   std::int64_t kc_max = kSliceWidth(g.K);
   std::int64_t cols_total = j_end - j_begin;
   std::int64_t nc = evenChunk(cols_total, (cols_total + kMaxNc - 1) / kMaxNc, nr);
+  const bool pack_a = g.transA || rowsCrowdL1Sets(g.lda, mr);
   for (std::int64_t i0 = i_begin; i0 < i_end; i0 += kMc) {
     std::int64_t rows = std::min(kMc, i_end - i0);
-    float* packed_a = g.transA ? t_packed_a.ensure(roundUp(rows, mr) * kc_max) : nullptr;
+    float* packed_a = pack_a ? t_packed_a.ensure(roundUp(rows, mr) * kc_max) : nullptr;
     for (std::int64_t k0 = 0; k0 < g.K; k0 += kc_max) {
       std::int64_t kc = std::min(kc_max, g.K - k0);
       bool accumulate = g.accumulate || k0 > 0;
       bool last_slice = k0 + kc == g.K;
       const float* direct_a = nullptr;
-      if (!g.transA) {
+      if (!pack_a) {
         // A's rows are read in place (packing them would be a transpose, and at M = 197 both
         // threads would do it for all of A), a last partial row tile too (gemmMicroDirectRows).
         direct_a = g.A + i0 * g.lda + k0;

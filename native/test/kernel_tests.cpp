@@ -116,11 +116,12 @@ TEST(gemm_blocking_threads_and_epilogues) {
 // The thread partition at the shapes of a ViT's linear layers (B transposed as the linear op
 // passes it, M = 197 tokens) and awkward neighbours of them: a single column, one column short of
 // two micro-tiles, N = 384 (two column blocks of 192 across 2 threads), one past it, K of one
-// step, one K-slice and four. Every thread count must match the float64 reference, and repeated
+// step, one K-slice and four, and K = 1024, whose rows 4 KB apart are packed rather than read in
+// place (gemm.cpp, rowsCrowdL1Sets). Every thread count must match the float64 reference, and repeated
 // calls with the same thread count must give the same bits.
 TEST(gemm_linear_shapes_partition) {
   const std::int64_t Ns[] = {1, 63, 384, 385};
-  const std::int64_t Ks[] = {1, 384, 1536};
+  const std::int64_t Ks[] = {1, 384, 1024, 1536};
   for (std::int64_t M : {std::int64_t(197), std::int64_t(13)}) {
     for (std::int64_t N : Ns) {
       for (std::int64_t K : Ks) {
