@@ -4,7 +4,7 @@
 // tidy.mjs makes the pages the repository's own (entry point names, no links outside it).
 // Usage: node scripts/api-docs/generate.mjs [--types <folder holding lib/*.d.ts>] [--out <folder>]
 //   defaults: --types dist --out docs/api. The test regenerates into a temporary folder.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,8 @@ const typesRoot = resolve(root, values.types);
 const out = resolve(root, values.out);
 
 const points = entryPoints(root, typesRoot);
+const missing = points.find((p) => !existsSync(p.declarations));
+if (missing) fail(`no ${missing.declarations}: build the declarations first (npm run docs does: tsc -p tsconfig.json)`);
 const models = mkdtempSync(join(tmpdir(), 'castling-api-models-'));
 try {
   const warnings = extractModels(root, points, models);
@@ -29,6 +31,15 @@ try {
   writeMarkdown(models, out);
   const pages = tidyReference(out, points);
   console.log(`api-docs: ${pages} pages for ${points.length} entry points in ${values.out}${warnings ? ` (${warnings} warnings above)` : ''}`);
+} catch (error) {
+  // The message alone: it names the page or the declaration file at fault.
+  console.error(`api-docs: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
 } finally {
   rmSync(models, { recursive: true, force: true });
+}
+
+function fail(message) {
+  console.error(`api-docs: ${message}`);
+  process.exit(1);
 }
