@@ -1,7 +1,11 @@
-// castling-vit: the public API's root, what a user of the models needs: tensors, the ViT with its
-// presets, images in, the optimizer, backend controls and the errors these throw. Low-level ops,
-// training workflows, the digits data set, ONNX, serving and safetensors files are subpath exports
-// (castling-vit/ops, /train, /digits, /onnx, /serve, /safetensors), each in lib/entry/.
+/**
+ * castling-vit: the public API's root, what a user of the models needs: tensors, the ViT with its
+ * presets, images in, the optimizer, backend controls and the errors these throw. Low-level ops,
+ * training workflows, the digits data set, ONNX, serving and safetensors files are subpath exports
+ * (castling-vit/ops, /train, /digits, /onnx, /serve, /safetensors), each in lib/entry/.
+ *
+ * @packageDocumentation
+ */
 export { Tensor, shapeSize, MAX_RANK, type DType, type Device } from './tensor.js';
 export { backendInfo, cudaAvailable, setThreads, setCpuPath, nativeMemoryBytes, releaseCachedMemory, synchronizeCuda, type BackendInfo, type CpuPath, type CudaStatus } from './backend.js';
 export { VisionTransformer, type LoadReport, type LoadOptions, type CreateOptions, type TrainStepOptions, type TrainStepResult } from './vision_transformer.js';

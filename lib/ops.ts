@@ -47,7 +47,7 @@ function matmulAttrs(options: MatmulOptions): Attrs {
 }
 
 /**
- * alpha * a @ b. a is [..., M, K]; b is [K, N] (shared by the batch) or [..., K, N] with a's batch
+ * `alpha * a @ b`. a is [..., M, K]; b is [K, N] (shared by the batch) or [..., K, N] with a's batch
  * dimensions. Returns [..., M, N].
  */
 export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Promise<Tensor> {
@@ -77,7 +77,7 @@ function linearAttrs(options: LinearOptions): Attrs {
 const linearInputs = ['x', 'weight', 'options.bias', 'options.residual'];
 
 /**
- * A linear layer as in PyTorch: activation(x @ weightᵀ + bias) + residual, with weight [out, in]
+ * A linear layer as in PyTorch: `activation(x @ weightᵀ + bias) + residual`, with weight [out, in]
  * and x [..., in]; one fused GEMM that writes its output once. Returns [..., out].
  */
 export async function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): Promise<Tensor> {

@@ -12,6 +12,8 @@ import { applyTinyValues, extractSamples, type Sample } from './doc_samples.js';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'dist', 'lib', 'cli.js');
+// docs/ itself, not its subfolders: docs/api/ is the generated API reference, with no samples to
+// run, and test/api_docs.test.ts checks its links.
 const guides = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
 
 // `npx castling-vit` in a sample means the CLI built here; any other npx would reach the network.

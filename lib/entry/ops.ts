@@ -1,5 +1,9 @@
-// castling-vit/ops: tensors' building blocks below the model: the ops (each as a promise and as a
-// Sync call), their gradients, the attention kernels, compiled plans of ops, and FLOP counts.
+/**
+ * castling-vit/ops: tensors' building blocks below the model: the ops (each as a promise and as a
+ * Sync call), their gradients, the attention kernels, compiled plans of ops, and FLOP counts.
+ *
+ * @packageDocumentation
+ */
 export {
   matmul,
   matmulSync,

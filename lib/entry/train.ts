@@ -1,6 +1,10 @@
-// castling-vit/train: training beyond VisionTransformer.trainStep and AdamW (both in the root):
-// schedules, image folders, evaluation, resumable checkpoints, the Sparsifiner workflow and
-// random crops.
+/**
+ * castling-vit/train: training beyond VisionTransformer.trainStep and AdamW (both in the root):
+ * schedules, image folders, evaluation, resumable checkpoints, the Sparsifiner workflow and
+ * random crops.
+ *
+ * @packageDocumentation
+ */
 export { learningRateAt, castlingAt, EARLY_CASTLING, type LrSchedule, type CastlingSchedule, type AuxBranchState, type StepInfo, type TrainingLoopOptions } from '../train/schedule.js';
 export { listImageFolder, IMAGE_EXTENSIONS, type ImageFolder, type ImageList } from '../data/image_folder.js';
 export { trainImageFolder, imageAccuracy, type ImageFolderTrainingOptions, type ImageFolderTrainingResult } from '../train/image_folder.js';

@@ -151,11 +151,13 @@ function topOf(url: URL, fallback: number, classes: number): number {
 
 /**
  * An http.Server (not listening yet: call listen) answering
+ * ```text
  *   POST /classify   body: an image file's bytes; ?top=k   -> { classes: [{ index, label, probability }] }
  *   POST /embed      body: an image file's bytes            -> { embedding: number[] } (model.embed's)
  *   GET  /health     -> { model: { attention, imageSize, numClasses, width }, classify, embed (batcher stats),
  *                         uploads: { bytes, maxInFlightBytes } }
- * Errors are JSON { error, code } (code: the error's ERR_CASTLING_ code, docs/errors.md, where it
+ * ```
+ * Errors are JSON `{ error, code }` (code: the error's ERR_CASTLING_ code, docs/errors.md, where it
  * has one) with 400 (not an image, bad top), 404, 405, 408 (headers or body too slow), 413 (body
  * or image too large), 503 (more images waiting than maxWaiting, or the upload budget spent: try
  * again later, Retry-After: 1) or 500; error_status.ts maps codes to statuses. Its drain() stops it

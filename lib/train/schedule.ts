@@ -35,7 +35,7 @@ export interface CastlingSchedule {
 }
 
 export interface AuxBranchState {
-  /** The branch runs (tau < 1). */
+  /** The branch runs (`tau < 1`). */
   active: boolean;
   tau: number;
   l1: number;

@@ -16,7 +16,7 @@ import { DisposedError, InvalidArgTypeError, InvalidArgValueError } from '../err
 import { requireFloat32Storage } from '../nn/weight_storage.js';
 
 export interface TrainStepOptions {
-  /** Label smoothing of the cross-entropy (0 to < 1). */
+  /** Label smoothing of the cross-entropy (from 0 up to, not including, 1). */
   labelSmoothing?: number;
   /**
    * Castling models: drive the auxiliary branch's threshold (and L1 weight) by the fraction of
