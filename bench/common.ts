@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-import { backendInfo } from '../lib/index.js';
+import { backendInfo, Tensor } from '../lib/index.js';
 
 export interface Machine {
   cpu: string;
@@ -33,6 +33,13 @@ export function commit(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** Images [batch, 3, size, size] of a fixed pattern (not zeros): a model's input for timing. */
+export function randomImages(batch: number, size: number): Tensor {
+  const data = new Float32Array(batch * 3 * size * size);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7) * 0.5;
+  return Tensor.fromArray(data, [batch, 3, size, size]);
 }
 
 export interface Stats {

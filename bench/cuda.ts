@@ -11,7 +11,7 @@ import { AdamW, Tensor, VisionTransformer, cudaAvailable, presets, synchronizeCu
 import { attention } from '../lib/entry/ops.js';
 import { runAsync } from '../lib/ops.js';
 import { attentionFlops } from '../lib/flops.js';
-import { stats, type BenchRecord } from './common.js';
+import { randomImages, stats, type BenchRecord } from './common.js';
 
 export interface CudaBenchOptions {
   tokens?: number[];
@@ -131,12 +131,6 @@ async function benchAttentionOnCuda(tokens: number[], repeats: number, log: (lin
   return records;
 }
 
-function randomImages(batch: number, size: number): Tensor {
-  const data = new Float32Array(batch * 3 * size * size);
-  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7) * 0.5;
-  return Tensor.fromArray(data, [batch, 3, size, size]); // predict moves it to the device: that copy is part of a call
-}
-
 async function benchModelsOnCuda(options: Required<Pick<CudaBenchOptions, 'models' | 'images' | 'predictBatches' | 'trainBatch' | 'repeats'>>, log: (line: string) => void): Promise<BenchRecord[]> {
   const records: BenchRecord[] = [];
   const kinds: AttentionKind[] = ['softmax', 'castling', 'sparsifiner'];
@@ -149,7 +143,7 @@ async function benchModelsOnCuda(options: Required<Pick<CudaBenchOptions, 'model
       const cases: Case[] = [];
       const inputs: Tensor[] = [];
       for (const batch of options.predictBatches) {
-        const images = randomImages(batch, image);
+        const images = randomImages(batch, image); // on the CPU: predict moves it to the device, and that copy is part of a call
         inputs.push(images);
         for (const [attention, model] of models) {
           cases.push({ fields: { ...fields, kind: attention, pass: 'predict', batch }, flops: 0, run: async () => [await model.predict(images)], times: [] });

@@ -4,10 +4,10 @@
 // around them) and the time against softmax's, the kinds timed in interleaved rounds. A trainStep batch
 // whose activations would not fit in the memory budget runs as micro-batches (gradient
 // accumulation, trainStep's microBatch option); the record says which micro-batch was used.
-import { AdamW, Tensor, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
+import { AdamW, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
 import { vitFlops } from '../lib/flops.js';
 import { native } from '../lib/native.js';
-import { stats, type BenchRecord } from './common.js';
+import { randomImages, stats, type BenchRecord } from './common.js';
 
 export interface ModelBenchOptions {
   models?: Array<'deitTiny' | 'deitSmall'>;
@@ -19,12 +19,6 @@ export interface ModelBenchOptions {
   /** Bytes of activations a trainStep pass may keep: larger batches run as micro-batches that fit. */
   memoryBudget?: number;
   log?: (line: string) => void;
-}
-
-function randomImages(batch: number, size: number): Tensor {
-  const data = new Float32Array(batch * 3 * size * size);
-  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7) * 0.5;
-  return Tensor.fromArray(data, [batch, 3, size, size]);
 }
 
 /** Rough bytes a training step keeps for its backward: about 24 activations of tokens x width per block. */

@@ -5,9 +5,9 @@
 // workload and thread count: the jobs per call, the serial time outside jobs (which must not
 // grow with threads), the work that did not split, the modelled share of the threads kept busy,
 // and the ops that lose the most thread time.
-import { AdamW, Tensor, VisionTransformer, presets, setThreads, backendInfo, type AttentionKind } from '../lib/index.js';
+import { AdamW, VisionTransformer, presets, setThreads, backendInfo, type AttentionKind } from '../lib/index.js';
 import { native, type PoolTraceRegion } from '../lib/native.js';
-import type { BenchRecord } from './common.js';
+import { randomImages, type BenchRecord } from './common.js';
 import { workSplit } from './work_split.js';
 
 export interface ScalingOptions {
@@ -18,12 +18,6 @@ export interface ScalingOptions {
   /** Also trace a trainStep at the largest batch. */
   train?: boolean;
   log?: (line: string) => void;
-}
-
-function images(batch: number, size: number): Tensor {
-  const data = new Float32Array(batch * 3 * size * size);
-  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.37) * 0.5;
-  return Tensor.fromArray(data, [batch, 3, size, size]);
 }
 
 /** Runs `call` once untraced (warm-up: plans, caches) and once traced; returns the trace. */
@@ -73,7 +67,7 @@ export async function benchScaling(o: ScalingOptions = {}): Promise<BenchRecord[
       const model = VisionTransformer.create({ ...presets.deitSmall, attention, imageSize: image });
       if (attention === 'castling') model.castle();
       for (const batch of batches) {
-        const input = images(batch, image);
+        const input = randomImages(batch, image);
         for (const threads of threadCounts) {
           setThreads(threads);
           report(`deitSmall ${image}px predict`, attention, batch, threads, await traced(async () => (await model.predict(input)).dispose()));
@@ -86,7 +80,7 @@ export async function benchScaling(o: ScalingOptions = {}): Promise<BenchRecord[
       const batch = Math.max(...batches);
       const model = VisionTransformer.create({ ...presets.deitSmall, attention: 'castling', imageSize: image });
       const optimizer = new AdamW(model.parameters(), { lr: 1e-5 });
-      const input = images(batch, image);
+      const input = randomImages(batch, image);
       const labels = Array.from({ length: batch }, (_, i) => i % 1000);
       for (const threads of threadCounts) {
         setThreads(threads);
