@@ -5,7 +5,7 @@
 // whose activations would not fit in the memory budget runs as micro-batches (gradient
 // accumulation, trainStep's microBatch option); the record says which micro-batch was used.
 import { AdamW, VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
-import { vitFlops } from '../lib/flops.js';
+import { vitFlops } from '../lib/nn/model_flops.js';
 import { native } from '../lib/native.js';
 import { randomImages, stats, type BenchRecord } from './common.js';
 

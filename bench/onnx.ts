@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
-import { vitFlops } from '../lib/flops.js';
+import { vitFlops } from '../lib/nn/model_flops.js';
 import { stats, type BenchRecord } from './common.js';
 import { exportVit } from '../lib/io/onnx/export_vit.js';
 import { ORT_INSTALL, createSessionWithOpCounts, loadOrt, type Ort, type OrtSession } from './onnx/ort.js';

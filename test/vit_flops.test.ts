@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { VisionTransformer, presets, type AttentionKind } from '../lib/index.js';
-import { attentionFlops, vitFlops } from '../lib/flops.js';
+import { attentionFlops } from '../lib/flops.js';
+import { vitFlops } from '../lib/nn/model_flops.js';
 
 /** Each GEMM from the weights the model holds: 2 x rows it sees x the weight's elements. */
 function flopsFromWeights(model: VisionTransformer, tokens: number, patches: number): number {

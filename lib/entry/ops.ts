@@ -28,4 +28,5 @@ export {
 export * as backward from '../backward.js';
 export * as attention from '../attention.js';
 export { PlanBuilder, CompiledPlan, Slot } from '../plan.js';
-export { attentionFlops, vitFlops, type AttentionFlopKind, type FlopOptions, type VitFlopConfig } from '../flops.js';
+export { attentionFlops, type AttentionFlopKind, type FlopOptions } from '../flops.js';
+export { vitFlops, type VitFlopConfig } from '../nn/model_flops.js';
