@@ -82,7 +82,7 @@ Napi::Value measureFmaPeak(const Napi::CallbackInfo& info) {
   double ms = 200;
   addon::rethrowAsJs(env, [&] {
     if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    if (!isaSupported(isa)) failAs(ErrorKind::Unsupported, "measureFmaPeak: CPU path '", isaName(isa), "' is not supported by this CPU");
+    requireIsa(isa);
     threads = int(attrs.integer("threads", 1, 1, ThreadPool::kMaxThreads));
     ms = attrs.number("ms", 200);
     if (!(ms >= 1 && ms <= 60000)) fail("measureFmaPeak: ms must be from 1 to 60000, got ", ms);

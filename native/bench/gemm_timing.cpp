@@ -75,7 +75,7 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
     repeats = int(attrs.integer("repeats", 5, 1, 100000));
     b_copies = int(attrs.integer("bCopies", 1, 1, 256));
     if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    if (!isaSupported(isa)) failAs(ErrorKind::Unsupported, "CPU path '", isaName(isa), "' is not supported by this CPU");
+    requireIsa(isa);
   });
   auto times = std::make_shared<std::vector<double>>();
   return addon::runOffThread(

@@ -100,11 +100,15 @@ Isa bestIsa() {
   return Isa::Scalar;
 }
 
-void setActiveIsa(Isa isa) {
+void requireIsa(Isa isa) {
   if (!isaSupported(isa)) {
     failAs(ErrorKind::Unsupported, "CPU path '", isaName(isa), "' is not supported by this CPU (", cpuFeatures().brand,
          "): the best it supports is '", isaName(bestIsa()), "'");
   }
+}
+
+void setActiveIsa(Isa isa) {
+  requireIsa(isa);
   g_active.store(int(isa));
 }
 

@@ -20,6 +20,10 @@ struct CpuFeatures {
 const CpuFeatures& cpuFeatures();
 bool isaSupported(Isa isa);
 Isa bestIsa();
+// Throws castling::Error (kind Unsupported, naming the CPU and the best path it has) when the CPU
+// lacks `isa`: checked wherever an ISA's code is about to be reached, since running an AVX-512
+// instruction on a CPU without it kills the process with SIGILL instead of raising an error.
+void requireIsa(Isa isa);
 
 // The path kernels use now: CASTLING_CPU at first use, else the best the CPU supports.
 Isa activeIsa();

@@ -1,13 +1,9 @@
 #include "cpu_kernels.h"
 
-#include "../core/error.h"
-
 namespace castling::cpu {
 
 const CpuKernels& cpuKernelsFor(Isa isa) {
-  // The caller is responsible for having checked isaSupported(); we check again because running
-  // an AVX-512 instruction on a CPU without it kills the process with SIGILL.
-  if (!isaSupported(isa)) fail("CPU path '", isaName(isa), "' is not supported by this CPU");
+  requireIsa(isa);  // again, whatever the caller checked: a SIGILL is no error
   switch (isa) {
     case Isa::Avx512: return avx512CpuKernels();
     case Isa::Avx2: return avx2CpuKernels();
