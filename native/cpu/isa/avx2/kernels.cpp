@@ -29,7 +29,7 @@ namespace {
 
 namespace dense {
 #include "../../elementwise.inc"
-#include "gemm_micro.inc"
+#include "../../gemm_micro.inc"
 #include "../../gemm_rows.inc"
 }  // namespace dense
 
