@@ -17,7 +17,18 @@ export interface BenchAddon {
    * copies of B (weights coming from memory, not cache).
    */
   timeGemm(
-    options: { M: number; N: number; K: number; transA?: boolean; transB?: boolean; threads: number; repeats: number; bCopies?: number },
+    options: {
+      M: number;
+      N: number;
+      K: number;
+      transA?: boolean;
+      transB?: boolean;
+      threads: number;
+      repeats: number;
+      bCopies?: number;
+      /** B packed once before the timed region (as the linear op keeps a weight), not on every call. */
+      packedB?: boolean;
+    },
     isa?: CpuPath,
   ): Promise<number[]>;
   /** GFLOP/s of `threads` threads running independent FMA chains of `isa` at once, best of a few tries of about `ms` each. */

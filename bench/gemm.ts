@@ -1,6 +1,9 @@
 // `bench gemm`: SGEMM GFLOP/s per CPU path and thread count at the shapes of a ViT's linear
 // layers (M = 197 tokens x batch, weights (N, K) as in PyTorch, so B is transposed). The timed
-// region is the native GEMM alone, on random inputs prepared once (the benchmark addon's timeGemm).
+// region is the native GEMM alone, on random inputs prepared once (the benchmark addon's timeGemm),
+// with B packed into the micro-kernel's panels on every call (a GEMM on two arbitrary matrices) or
+// once beforehand (a linear layer's weight, which the linear op packs once and keeps): the
+// difference is the packing's share.
 import { backendInfo, setThreads, type CpuPath } from '../lib/index.js';
 import { benchAddon } from './bench_addon.js';
 import { stats, type BenchRecord } from './common.js';
@@ -9,8 +12,13 @@ export interface GemmOptions {
   isas?: CpuPath[];
   threads?: number[];
   repeats?: number;
+  /** Where B is packed: 'call' (every call), 'once' (beforehand, as a linear layer's weight); default both. */
+  packing?: BPacking[];
   quick?: boolean;
 }
+
+export type BPacking = 'call' | 'once';
+export const B_PACKINGS: BPacking[] = ['call', 'once'];
 
 export const VIT_SHAPES: Array<[number, number]> = [
   [384, 1152],
@@ -34,11 +42,13 @@ export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
       setThreads(threads);
       for (const batch of batches) {
         for (const [K, N] of shapes) {
-          const M = 197 * batch;
-          const times = await benchAddon().timeGemm({ M, N, K, transB: true, threads, repeats }, isa);
-          const s = stats(times);
-          const flops = 2 * M * N * K;
-          records.push({ kind: 'gemm', isa, threads, batch, M, K, N, ...s, flops, gflops: flops / (s.medianMs * 1e6) });
+          for (const packing of options.packing ?? B_PACKINGS) {
+            const M = 197 * batch;
+            const times = await benchAddon().timeGemm({ M, N, K, transB: true, threads, repeats, packedB: packing === 'once' }, isa);
+            const s = stats(times);
+            const flops = 2 * M * N * K;
+            records.push({ kind: 'gemm', isa, threads, batch, M, K, N, bPacked: packing, ...s, flops, gflops: flops / (s.medianMs * 1e6) });
+          }
         }
       }
     }

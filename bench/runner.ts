@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 
 import { commit, machine, printTable, writeJsonAtomic, type BenchRecord } from './common.js';
 import { machineName, readCpuId } from './machine_name.js';
-import { benchGemm } from './gemm.js';
+import { B_PACKINGS, benchGemm, type BPacking } from './gemm.js';
 import { benchModel } from './model.js';
 import { benchAttention } from './attention.js';
 import { benchOnnx, type OnnxKind } from './onnx.js';
@@ -54,6 +54,11 @@ const count = (value: unknown) => {
   return n;
 };
 
+const bPackings = (value: unknown) => list(value)?.map((s) => {
+  if (!(B_PACKINGS as string[]).includes(s)) throw new Error(`--packing: expected ${B_PACKINGS.join(' or ')}, got '${s}'`);
+  return s as BPacking;
+});
+
 const percent = (value: unknown) => {
   if (typeof value !== 'string') return undefined;
   const n = Number(value);
@@ -63,12 +68,13 @@ const percent = (value: unknown) => {
 
 const benches: Record<string, Bench> = {
   gemm: {
-    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes (--isa avx512,avx2 --threads 1,2 --repeats N --quick)',
-    columns: ['isa', 'threads', 'M', 'K', 'N', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
+    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes, B packed on every call and once beforehand as a linear layer\'s weight (--isa avx512,avx2 --threads 1,2 --packing call,once --repeats N --quick)',
+    columns: ['isa', 'threads', 'M', 'K', 'N', 'bPacked', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
     run: (o) =>
       benchGemm({
         isas: list(o.isa) as CpuPath[] | undefined,
         threads: numbers(o.threads),
+        packing: bPackings(o.packing),
         repeats: numbers(o.repeats)?.[0],
         quick: o.quick === true,
       }),
@@ -213,6 +219,7 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
       isa: { type: 'string' },
       threads: { type: 'string' },
       repeats: { type: 'string' },
+      packing: { type: 'string' },
       quick: { type: 'boolean' },
       tokens: { type: 'string' },
       chart: { type: 'string' },

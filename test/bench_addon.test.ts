@@ -59,6 +59,16 @@ describe('the benchmark addon', () => {
     await expect(peak({ ms: '5' })).rejects.toThrow(/ms must be a number/);
     await expect(peak({ count: 3 })).rejects.toThrow(/unknown option 'count' \(expected isa, threads, ms\)/);
   });
+
+  it('times a product with B packed per call or beforehand, refusing a packedB that is not a boolean', async () => {
+    const gemm = async (options: object) => benchAddon().timeGemm({ M: 13, N: 37, K: 29, transB: true, threads: 1, repeats: 2, ...options });
+    for (const packedB of [false, true]) {
+      const times = await gemm({ packedB, bCopies: 3 });
+      expect(times).toHaveLength(2);
+      for (const ms of times) expect(ms).toBeGreaterThanOrEqual(0);
+    }
+    await expect(gemm({ packedB: 'yes' })).rejects.toThrow(/packedB/);
+  });
 });
 
 describe('measurePeak', () => {

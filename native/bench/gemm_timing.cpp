@@ -20,8 +20,10 @@ namespace castling::bench {
 
 namespace {
 
-// The wall time of each of `repeats` products (ms), after a warm-up.
-std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies) {
+// The wall time of each of `repeats` products (ms), after a warm-up. packed_b: each copy of B
+// packed once before the timed region, as the linear op keeps its weights (cpu/ops_linear.cpp), so
+// that the product alone is timed; otherwise sgemm packs B on every call.
+std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int repeats, int b_copies, bool packed_b) {
   const cpu::DenseKernels& kt = cpu::cpuKernelsFor(isa).dense;
   // This addon has a pool of its own (the shipped addon's setThreads does not reach it): grow it
   // to `threads`, as sgemm uses no more threads than the pool has.
@@ -42,10 +44,22 @@ std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int r
   args.lda = args.transA ? args.M : args.K;
   args.ldb = args.transB ? args.K : args.N;
   args.ldc = args.N;
+  const std::int64_t packed_floats = cpu::packedBFloats(kt, args);
+  Storage packed(packed_b ? packed_floats * b_copies : 0);
+  for (int copy = 0; packed_b && copy < b_copies; ++copy) {
+    args.B = b.data() + copy * args.K * args.N;
+    cpu::packWholeB(kt, args, packed.data() + copy * packed_floats);
+  }
+  if (packed_b) args.packedNr = kt.nr;
+  auto selectB = [&](int r) {
+    args.B = b.data() + (r % b_copies) * args.K * args.N;
+    if (packed_b) args.packedB = packed.data() + (r % b_copies) * packed_floats;
+  };
+  selectB(0);
   cpu::sgemm(kt, args, threads);  // warm-up: packing buffers, caches, thread wake-up
   std::vector<double> times;
   for (int r = 0; r < repeats; ++r) {
-    args.B = b.data() + (r % b_copies) * args.K * args.N;
+    selectB(r);
     auto start = std::chrono::steady_clock::now();
     cpu::sgemm(kt, args, threads);
     auto end = std::chrono::steady_clock::now();
@@ -56,7 +70,7 @@ std::vector<double> timeProducts(cpu::GemmArgs args, Isa isa, int threads, int r
 
 }  // namespace
 
-// timeGemm({M, N, K, transA?, transB?, threads, repeats, bCopies?}, isa?) -> Promise<number[]> (ms each)
+// timeGemm({M, N, K, transA?, transB?, threads, repeats, bCopies?, packedB?}, isa?) -> Promise<number[]> (ms each)
 Napi::Value timeGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw addon::typeError(env, "timeGemm: expected an options object");
@@ -65,6 +79,7 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
   cpu::GemmArgs args;
   Isa isa = activeIsa();
   int threads = 1, repeats = 1, b_copies = 1;
+  bool packed_b = false;
   addon::rethrowAsJs(env, [&] {
     args.M = attrs.integer("M", 1, 1, 1 << 20);
     args.N = attrs.integer("N", 1, 1, 1 << 20);
@@ -74,12 +89,13 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
     threads = int(attrs.integer("threads", 1, 1, 256));
     repeats = int(attrs.integer("repeats", 5, 1, 100000));
     b_copies = int(attrs.integer("bCopies", 1, 1, 256));
+    packed_b = attrs.flag("packedB", false);
     if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
     requireIsa(isa);
   });
   auto times = std::make_shared<std::vector<double>>();
   return addon::runOffThread(
-      env, [=] { *times = timeProducts(args, isa, threads, repeats, b_copies); },
+      env, [=] { *times = timeProducts(args, isa, threads, repeats, b_copies, packed_b); },
       [times](Napi::Env env) -> Napi::Value {
         auto out = Napi::Array::New(env, times->size());
         for (std::size_t i = 0; i < times->size(); ++i) out.Set(std::uint32_t(i), (*times)[i]);
