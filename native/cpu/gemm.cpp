@@ -85,18 +85,24 @@ inline void transpose2x4(const float* src, std::int64_t ld, float* dst, int widt
 // dst[k * width + r] = src[r * ld + k] for r < rows, 0 for rows <= r < width.
 void transposePanel(const float* src, std::int64_t ld, std::int64_t rows, std::int64_t kc,
                     int width, float* dst) {
-  std::int64_t k = 0;
-  // Four k at a time across all the rows: each step completes `width` x 4 destination floats
-  // (whole lines) while the source rows advance together, one line of each held in L1.
-  for (; k + 4 <= kc; k += 4) {
-    float* out = dst + k * width;
+  // Four k of 4 rows per register transpose. The steps run over a whole 64-byte line of every row
+  // (16 k) before moving on, so that each source line is used up right after it is loaded: rows
+  // K floats apart with K a multiple of 1024 (a ViT's 3072 hidden width: 12 KB) all fall in one
+  // L1 set, and a line left for later was evicted by the other rows before its next use.
+  constexpr std::int64_t kLineFloats = 16;
+  auto steps = [&](std::int64_t k, std::int64_t ks) {  // k .. k + ks, ks a multiple of 4
     std::int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) transpose4x4(src + r * ld + k, ld, out + r, width);
-    for (; r + 2 <= rows; r += 2) transpose2x4(src + r * ld + k, ld, out + r, width);
+    for (; r + 4 <= rows; r += 4)
+      for (std::int64_t j = 0; j < ks; j += 4) transpose4x4(src + r * ld + k + j, ld, dst + (k + j) * width + r, width);
+    for (; r + 2 <= rows; r += 2)
+      for (std::int64_t j = 0; j < ks; j += 4) transpose2x4(src + r * ld + k + j, ld, dst + (k + j) * width + r, width);
     for (; r < rows; ++r)
-      for (int j = 0; j < 4; ++j) out[j * width + r] = src[r * ld + k + j];
-    for (int j = 0; j < 4; ++j) std::fill(out + j * width + rows, out + (j + 1) * width, 0.0f);
-  }
+      for (std::int64_t j = 0; j < ks; ++j) dst[(k + j) * width + r] = src[r * ld + k + j];
+    for (std::int64_t j = 0; j < ks; ++j) std::fill(dst + (k + j) * width + rows, dst + (k + j + 1) * width, 0.0f);
+  };
+  std::int64_t k = 0;
+  for (; k + kLineFloats <= kc; k += kLineFloats) steps(k, kLineFloats);
+  if (std::int64_t ks = (kc - k) / 4 * 4; ks > 0) steps(k, ks), k += ks;
   for (; k < kc; ++k) {
     float* out = dst + k * width;
     for (std::int64_t r = 0; r < rows; ++r) out[r] = src[r * ld + k];
