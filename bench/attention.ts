@@ -173,8 +173,28 @@ function denseCases(kind: 'softmax' | 'castling', q: Tensor, k: Tensor, v: Tenso
       return Object.values(g) as Tensor[];
     };
     cases.push(newCase(`${kind} N=${N} forward+backward`, { ...fields, pass: 'forward+backward' }, flops + H * attentionFlops(kind, 'backward', N, d, { kernel: K }), both));
+    if (kind === 'castling') cases.push(auxiliaryBranchCase(q, k, v, dy, w, fields));
   }
   return cases;
+}
+
+/** Where training starts the auxiliary branch's threshold (EARLY_CASTLING's tau0). */
+const AUX_TAU = 0.02;
+
+/**
+ * Castling's training form: linear-angular forward+backward with the auxiliary masked softmax
+ * branch at the schedule's first threshold. Its FLOPs depend on how many probabilities pass the
+ * mask, so none are counted; what it reports is the branch's cost (this case less the plain
+ * castling forward+backward) against flash softmax attention's forward+backward.
+ */
+function auxiliaryBranchCase(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, w: Tensor, fields: BenchRecord): Case {
+  const options = { aux: { tau: AUX_TAU, l1: 1e-3 } };
+  return newCase(`castling N=${fields.tokens} forward+backward, auxiliary branch tau ${AUX_TAU}`, { ...fields, pass: 'forward+backward, auxiliary branch', auxTau: AUX_TAU }, 0, async () => {
+    const r = await attention.linearAngular(q, k, v, w, options);
+    const g = await attention.linearAngularBackward(q, k, v, w, r, dy, options);
+    [r.y, ...r.saved].forEach((t) => t.dispose());
+    return Object.values(g) as Tensor[];
+  });
 }
 
 export async function benchAttention(o: AttentionBenchOptions = {}): Promise<BenchRecord[]> {
@@ -205,12 +225,19 @@ export async function benchAttention(o: AttentionBenchOptions = {}): Promise<Ben
     }
     await timeInRounds(cases, o.repeats ?? (N > 4000 ? 3 : 7));
     const softmaxForwardMs = stats(cases[0]!.times).medianMs;
+    const medianOf = (kind: string, pass: string) => {
+      const c = cases.find((x) => x.fields.kind === kind && x.fields.pass === pass);
+      return c ? stats(c.times).medianMs : Number.NaN;
+    };
     for (const c of cases) {
       const st = stats(c.times);
       const rec: BenchRecord = { ...c.fields, ...st, flops: c.flops, macs: c.flops / 2, gflops: c.flops / (st.medianMs * 1e6), peakBytes: c.peakExtra };
       rec.shareOfGemmRate = Number(rec.gflops) / gemmRate;
       if (rec.kind !== 'softmax' && rec.pass === 'forward') rec.speedupOverSoftmax = softmaxForwardMs / st.medianMs;
       if (rec.pass === 'predictor' || rec.pass === 'sparse attention' || rec.pass === 'threshold forward') rec.shareOfSoftmaxForward = st.medianMs / softmaxForwardMs;
+      if (rec.pass === 'forward+backward, auxiliary branch') {
+        rec.auxBranchOverSoftmaxForwardBackward = (st.medianMs - medianOf('castling', 'forward+backward')) / medianOf('softmax', 'forward+backward');
+      }
       if (rec.kind === 'sparsifiner' && rec.pass === 'forward') rec.flopsSavedVsSoftmax = 1 - c.flops / (H * attentionFlops('softmax', 'forward', N, d));
       records.push(rec);
       log(`${c.label} ${st.medianMs.toFixed(2)} ms`);

@@ -81,7 +81,7 @@ const benches: Record<string, Bench> = {
   },
   attention: {
     describe: 'softmax vs linear-angular (and Sparsifiner) attention, N in 197..12545, H=6, d=64: latency, FLOPs, GFLOP/s, peak memory, speed-up, chart (--chart FILE, --tokens, --quick)',
-    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfPeak', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax'],
+    columns: ['kind', 'keepRate', 'coefficientKeep', 'pass', 'tokens', 'medianMs', 'flops', 'gflops', 'shareOfPeak', 'shareOfGemmRate', 'peakBytes', 'speedupOverSoftmax', 'shareOfSoftmaxForward', 'flopsSavedVsSoftmax', 'auxBranchOverSoftmaxForwardBackward'],
     run: async (o, context) => {
       const chart = typeof o.chart === 'string' ? o.chart : context.repository ? 'bench/out/attention.svg' : undefined;
       const writeLineChart = chart ? await chartWriter() : null; // before the run: a missing Vega fails fast
