@@ -79,7 +79,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
     auxOut = Tensor::empty(s.full());
     auxMass = Tensor::empty(s.perToken());
     TokenRanges tr = tokenRanges(s, kt);
-    runAttentionJobs(s.count() * tr.ranges, kt.flashForwardScratchFloats(s.tokens, d),
+    runAttentionJobs(s.count() * tr.ranges, kt.maskedForwardScratchFloats(s.tokens, d),
                      [&](std::int64_t job, float* scratch) {
       std::int64_t head = job / tr.ranges, range = job % tr.ranges, off = head * s.headFloats();
       FlashForwardArgs a{q.data() + off, k.data() + off, v.data() + off, s.tokens, d, o.auxScale, true,
