@@ -110,6 +110,7 @@ struct AttentionKernels {
   std::int64_t flashBlock;
 
   std::int64_t (*flashForwardScratchFloats)(std::int64_t n, std::int64_t d);
+  std::int64_t (*maskedForwardScratchFloats)(std::int64_t n, std::int64_t d);  // flashForward with maskedAux
   void (*flashForward)(const FlashForwardArgs& args, std::int64_t queryBegin,
                        std::int64_t queryEnd, float* scratch);
   std::int64_t (*flashBackwardScratchFloats)(std::int64_t n, std::int64_t d);
