@@ -38,7 +38,8 @@ const median = (xs) => {
 
 /** The child: times the cases in interleaved rounds and prints {case: [ms, ...]} as JSON. */
 async function child() {
-  const { Tensor, attention } = await import('../dist/lib/index.js');
+  const { Tensor } = await import('../dist/lib/index.js');
+  const { attention } = await import('../dist/lib/entry/ops.js');
   const { runAsync } = await import('../dist/lib/ops.js');
   const [N, H, d, K] = [Number(values.tokens), 6, 64, 9];
   const keepRate = Number(values['keep-rate']), coefficientKeep = Number(values['coefficient-keep']);
