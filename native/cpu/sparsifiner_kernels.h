@@ -63,6 +63,10 @@ struct SparsifinerKernels {
   // approximate attention from the few coefficients the coefficient top-k keeps.
   void (*combineRows)(const float* coeff, const std::int32_t* which, std::int64_t count, const float* rows,
                       std::int64_t n, float* out);
+  // selectTopK(row, n, keep, out) of the row combineRows(coeff, which, count, rows, n) would write,
+  // without writing it (the same floats, so the same answer). Scratch: topKScratchFloats(n).
+  void (*selectTopKOfCombination)(const float* coeff, const std::int32_t* which, std::int64_t count,
+                                  const float* rows, std::int64_t n, std::int64_t keep, float* out, float* scratch);
 
   // x[r][c] = softmax over c of (scale * x[r][c]) for rows x cols, in place.
   void (*softmaxRows)(float* x, std::int64_t rows, std::int64_t cols, float scale);

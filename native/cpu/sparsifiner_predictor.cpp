@@ -19,6 +19,11 @@ namespace {
 
 enum class SelectMode { TopK = 0, Threshold = 1 };
 
+// Up to this many kept coefficients, the top-k reads the approximation's row straight from the
+// basis rows (selectTopKOfCombination: one pass that reads coefficientKeep rows per vector);
+// beyond, combineRows' sweeps of four rows stream better.
+constexpr std::int64_t kFusedCoefficients = 8;
+
 // Floats of scratch for n values, in whole cache lines.
 std::int64_t scratchFloatsFor(std::int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -102,6 +107,11 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
       for (std::int64_t i = 0; i < rows; ++i) {
         float* c = basis.coeff.data() + (head * N + row0 + i) * r;
         keepLargestCoefficients(kt, c, r, coefficientKeep, which, picked, selectScratch);
+        if (row0 + i > 0 && mode == SelectMode::TopK && coefficientKeep <= kFusedCoefficients) {
+          float* out = indices.data() + (head * N + row0 + i) * kept;
+          kt.selectTopKOfCombination(picked, which, coefficientKeep, basis.bbT->data(), N, kept, out, selectScratch);
+          continue;
+        }
         if (row0 + i > 0) kt.combineRows(picked, which, coefficientKeep, basis.bbT->data(), N, approx);
         select(row0 + i, approx);
       }

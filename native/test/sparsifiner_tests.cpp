@@ -701,6 +701,58 @@ TEST(topk_selection_matches_sorting_on_hard_rows) {
   CHECK(ok);
 }
 
+// The fused top-k of a combination of rows must choose exactly what combineRows then selectTopK
+// choose, ties included: on every length around the vector width and long rows, few and several
+// rows combined, every keep route (all, few, radix, bracketed), basis rows of few distinct values
+// (ties everywhere), rows that are -0, +-inf or NaN somewhere, and rows a few ulps apart (any
+// other order of the additions rounds differently).
+TEST(topk_of_combination_chooses_what_combine_then_topk_choose) {
+  const auto& kt = castling::cpu::sparsifinerKernels();
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  bool ok = true;
+  int cases = 0;
+  for (std::int64_t n : {1, 2, 15, 16, 17, 33, 100, 255, 256, 257, 785, 1000, 3137}) {
+    const std::int64_t basisRows = 9;
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<float> rows(static_cast<std::size_t>(basisRows * n));
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        float u = uniform(rng());
+        if (kind == 0) rows[i] = 2.0f * u - 1.0f;                   // smooth
+        else if (kind == 1) rows[i] = float(int(u * 3.0f)) - 1.0f;  // three values: ties
+        else if (kind == 2) rows[i] = u < 0.05f ? (u < 0.02f ? inf : u < 0.04f ? -0.0f : nan) : 2.0f * u - 1.0f;  // specials
+        else rows[i] = 1.0f + float(int(u * 8.0f)) * std::numeric_limits<float>::epsilon();  // a few ulps apart:
+      }  // (kind 3: which entries tie, and their order, turn on the last bit of each sum's rounding)
+      for (std::int64_t count : {1, 2, 3, 4, 5, 8}) {
+        std::vector<std::int32_t> which(static_cast<std::size_t>(count));
+        std::vector<float> coeff(static_cast<std::size_t>(count));
+        for (std::int64_t t = 0; t < count; ++t) {
+          which[std::size_t(t)] = std::int32_t((t * 5 + kind) % basisRows);  // distinct, not in order
+          coeff[std::size_t(t)] = kind == 1 ? 0.5f : uniform(rng());        // equal weights: more ties
+        }
+        std::vector<float> row(static_cast<std::size_t>(n));
+        kt.combineRows(coeff.data(), which.data(), count, rows.data(), n, row.data());
+        std::vector<float> scratch(static_cast<std::size_t>(kt.topKScratchFloats(n)) + 64);
+        std::vector<float> want(static_cast<std::size_t>(n)), got(static_cast<std::size_t>(n));
+        std::vector<std::int64_t> keeps = {1, 2, 8, 9, n / 10 + 1, n / 4, n / 2, n - 1, n};
+        for (std::int64_t keep : keeps) {
+          if (keep < 1 || keep > n) continue;
+          kt.selectTopK(row.data(), n, keep, want.data(), scratch.data());
+          std::fill(got.begin(), got.end(), -2.0f);
+          kt.selectTopKOfCombination(coeff.data(), which.data(), count, rows.data(), n, keep, got.data(), scratch.data());
+          ++cases;
+          if (!std::equal(want.begin(), want.begin() + keep, got.begin())) {
+            std::fprintf(stderr, "  n=%ld kind=%d count=%ld keep=%ld: fused top-k differs\n", long(n), kind, long(count), long(keep));
+            ok = false;
+          }
+        }
+      }
+    }
+  }
+  CHECK(cases > 500);
+  CHECK(ok);
+}
+
 TEST(predictor_threshold_mode_keeps_entries_above_threshold) {
   for (Dims s : {Dims{1, 3, 197, 16}, Dims{2, 1, 17, 64}}) {
     auto q = randomVector(std::size_t(s.size())), k = randomVector(std::size_t(s.size()));
