@@ -3,7 +3,8 @@
 // region is the native GEMM alone, on random inputs prepared once (the benchmark addon's timeGemm),
 // with B packed into the micro-kernel's panels on every call (a GEMM on two arbitrary matrices) or
 // once beforehand (a linear layer's weight, which the linear op packs once and keeps): the
-// difference is the packing's share.
+// difference is the packing's share. Each CPU path's micro-kernel is timed alone first, on panels
+// in cache: the ceiling of its GEMMs on one thread, which a register spill would lower.
 import { backendInfo, setThreads, type CpuPath } from '../lib/index.js';
 import { benchAddon } from './bench_addon.js';
 import { stats, type BenchRecord } from './common.js';
@@ -37,6 +38,13 @@ export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
   const batches = options.quick ? [8] : [1, 8];
   const shapes = options.quick ? VIT_SHAPES.slice(0, 1) : VIT_SHAPES;
   const records: BenchRecord[] = [];
+  // Each path's micro-kernel alone first: the ceiling of the GEMM rates below on one thread.
+  for (const isa of isas) {
+    const micro = await benchAddon().timeMicroKernel({ isa });
+    for (const [a, gflops] of [['A packed', micro.packedGflops], ['A in place', micro.directGflops]] as const) {
+      records.push({ kind: `micro-kernel, ${a}`, isa, threads: 1, M: micro.mr, K: micro.kc, N: micro.nr, gflops });
+    }
+  }
   for (const isa of isas) {
     for (const threads of [...new Set(threadCounts)]) {
       setThreads(threads);

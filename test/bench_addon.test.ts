@@ -12,7 +12,7 @@ import { measurePeak } from '../bench/peak.js';
 import { backendInfo } from '../lib/index.js';
 import { native, packageRoot } from '../lib/native.js';
 
-const BENCH_ONLY = ['timeGemm', 'measureFmaPeak'];
+const BENCH_ONLY = ['timeGemm', 'measureFmaPeak', 'timeMicroKernel'];
 
 /** How many cores were at least 90% idle over the next `ms` milliseconds. */
 async function idleCores(ms: number): Promise<number> {
@@ -58,6 +58,19 @@ describe('the benchmark addon', () => {
     await expect(peak({ ms: Number.NaN })).rejects.toThrow(/'ms' is nan: expected a finite number/);
     await expect(peak({ ms: '5' })).rejects.toThrow(/ms must be a number/);
     await expect(peak({ count: 3 })).rejects.toThrow(/unknown option 'count' \(expected isa, threads, ms\)/);
+  });
+
+  it('times the micro-kernel alone, packed and in place, at its tile, refusing unknown options', async () => {
+    const rate = await benchAddon().timeMicroKernel({ isa: 'scalar', ms: 5 });
+    expect(rate).toMatchObject({ mr: 4, nr: 8, kc: 256 });
+    // One thread: more than a multiply-add per cycle at 0.5 GHz, less than 64 flops a cycle at 6 GHz.
+    for (const gflops of [rate.packedGflops, rate.directGflops]) expect(gflops).toBeGreaterThan(1), expect(gflops).toBeLessThan(64 * 6);
+    // The checks throw before any Promise is made; async turns that into a rejection here.
+    const micro = async (options: object) => benchAddon().timeMicroKernel(options);
+    await expect(micro({ isa: 'sse' })).rejects.toThrow(/unknown CPU path 'sse'/);
+    await expect(micro({ ms: 0 })).rejects.toThrow(/ms must be from 1 to 60000, got 0/);
+    await expect(micro({ ms: '5' })).rejects.toThrow(/ms must be a number/);
+    await expect(micro({ kc: 3 })).rejects.toThrow(/unknown option 'kc' \(expected isa, ms\)/);
   });
 
   it('times a product with B packed per call or beforehand, refusing a packedB that is not a boolean', async () => {

@@ -24,7 +24,16 @@ describe('castling-vit bench', () => {
     const json = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
     expect(json.bench).toBe('gemm');
     // Each thread count with B packed on every call, then once beforehand (a linear layer's weight).
-    expect(json.results.map((r: { threads: number; bPacked: string }) => `${r.threads}/${r.bPacked}`)).toEqual(['1/call', '1/once', '2/call', '2/once']);
+    // The micro-kernel alone (one thread, A packed and in place), then each thread count with B
+    // packed on every call and once beforehand (a linear layer's weight).
+    expect(json.results.map((r: { kind: string; threads: number; bPacked?: string }) => `${r.kind} ${r.threads}/${r.bPacked ?? '-'}`)).toEqual([
+      'micro-kernel, A packed 1/-',
+      'micro-kernel, A in place 1/-',
+      'gemm 1/call',
+      'gemm 1/once',
+      'gemm 2/call',
+      'gemm 2/once',
+    ]);
     // Each result's share of the FMA peak measured in the same run, for its own path and threads.
     expect(json.machine.fmaPeaks.map((p: { isa: string; threads: number }) => `${p.isa}/${p.threads}`)).toEqual(['scalar/1', 'scalar/2']);
     for (const r of json.results) {

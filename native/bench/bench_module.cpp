@@ -7,6 +7,7 @@
 #include "../addon/off_thread.h"
 #include "fma_peak.h"
 #include "gemm_timing.h"
+#include "micro_kernel_rate.h"
 
 namespace castling::bench {
 
@@ -17,6 +18,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(state);
   exports.Set("timeGemm", Napi::Function::New<timeGemm>(env, "timeGemm"));
   exports.Set("measureFmaPeak", Napi::Function::New<measureFmaPeak>(env, "measureFmaPeak"));
+  exports.Set("timeMicroKernel", Napi::Function::New<timeMicroKernel>(env, "timeMicroKernel"));
   return exports;
 }
 
