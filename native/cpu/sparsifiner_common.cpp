@@ -56,21 +56,34 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
   project(q, w.wq, w.bq, b.qp);
   project(k, w.wk, w.bk, b.kp);
 
+  // Kp = kp^T P for every head of a batch entry at once: one (H half x N) (N x r) product, whose
+  // rows (head, c) are kpBasis's layout. Head by head, each GEMM packed all of P (N x r, 4.9 MB at
+  // N = 3137) for a product of only half rows; here P is packed once per entry, after kp's heads
+  // are laid side by side (N x H half, half P's size at H = 6, d = 64) so that one lda reaches them.
+  Tensor kpSideBySide = Tensor::empty({N, h.heads * half});
+  for (std::int64_t entry = 0; entry < h.batch; ++entry) {
+    const float* kpEntry = b.kp.data() + entry * h.heads * N * half;
+    ThreadPool::global().parallelFor(N, 256, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t n = begin; n < end; ++n)
+        for (std::int64_t head = 0; head < h.heads; ++head)
+          std::copy_n(kpEntry + (head * N + n) * half, half, kpSideBySide.data() + (n * h.heads + head) * half);
+    });
+    GemmArgs g;  // (kp of every head)^T P: (H half x N) (N x r)
+    g.transA = true;
+    g.M = h.heads * half; g.N = r; g.K = N;
+    g.A = kpSideBySide.data(); g.lda = h.heads * half;
+    g.B = w.p.data(); g.ldb = r;
+    g.C = b.kpBasis.data() + entry * h.heads * half * r; g.ldc = r;
+    sgemm(g);
+  }
+
   // Per head (small products: one head per job, the GEMMs inside run inline).
   const SparsifinerKernels& kt = sparsifinerKernels();
   runAttentionJobs(h.count(), 0, [&](std::int64_t head, float*) {
-    const float* kpHead = b.kp.data() + head * N * half;
     const float* qpHead = b.qp.data() + head * N * half;
-    float* kpBasis = b.kpBasis.data() + head * half * r;
+    const float* kpBasis = b.kpBasis.data() + head * half * r;
     float* coeff = b.coeff.data() + head * N * r;
-    GemmArgs g;  // Kp = kp^T P: (half x N) (N x r)
-    g.transA = true;
-    g.M = half; g.N = r; g.K = N;
-    g.A = kpHead; g.lda = half;
-    g.B = w.p.data(); g.ldb = r;
-    g.C = kpBasis; g.ldc = r;
-    sgemm(g);
-    g = GemmArgs();  // C = softmax(scale qp Kp): (N x half) (half x r)
+    GemmArgs g;  // C = softmax(scale qp Kp): (N x half) (half x r)
     g.M = N; g.N = r; g.K = half;
     g.A = qpHead; g.lda = half;
     g.B = kpBasis; g.ldb = r;
