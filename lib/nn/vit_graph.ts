@@ -1,9 +1,7 @@
 // Records a ViT's forward pass (and for training its backward pass and the AdamW updates) into a
-// plan. Both fuse GELU and the residual into the GEMMs (training also keeps the values before
-// GELU, from the same epilogue) and the backward adds the residual path's gradient inside
-// LayerNorm's backward; training keeps what the backward needs (LayerNorm statistics,
-// pre-activations, attention state), and the plan frees each of these right after the backward
-// has read it.
+// plan. Inference fuses GELU and the residual into the GEMMs; training keeps what the backward
+// needs (LayerNorm statistics, pre-activations, attention state), and the plan frees each of
+// these right after the backward has read it.
 import type { PlanBuilder, Slot } from '../plan.js';
 import { Tensor } from '../tensor.js';
 import type { VitConfig } from './config.js';
@@ -113,8 +111,8 @@ export class VitGraph {
       let pre: Slot;
       let m: Slot;
       if (o.training) {
-        // GELU in the GEMM's epilogue too, which also keeps the values before it for the backward.
-        [m, pre] = p.op('linear', [h2!, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true, keepPre: true }, 2) as [Slot, Slot];
+        pre = this.one('linear', [h2!, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)]);
+        m = this.one('gelu', [pre]);
       } else {
         m = pre = this.one('linear', [h2!, w(`${b}.mlp.fc1.weight`), w(`${b}.mlp.fc1.bias`)], { gelu: true });
       }

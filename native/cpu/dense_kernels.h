@@ -14,11 +14,6 @@ struct Epilogue {
   bool gelu = false;                // exact erf GELU after the bias
   const float* residual = nullptr;  // M x N, row stride ldr, added last
   std::int64_t ldr = 0;
-  // With gelu: where the values before it (after the bias) are stored too, M x N, row stride ldp.
-  // A training step keeps them for GELU's backward; writing them from the finished tile spares a
-  // separate GELU pass over the whole activation.
-  float* preGelu = nullptr;
-  std::int64_t ldp = 0;
 };
 
 // What a GEMM micro-kernel adds to alpha * A.B as it stores its tile, while the values are still

@@ -129,26 +129,6 @@ void packB(const GemmArgs& g, int nr, std::int64_t j0, std::int64_t cols, std::i
 
 bool hasEpilogue(const Epilogue& e) { return e.bias || e.gelu || e.residual; }
 
-// Copies a finished tile's values before GELU (rows x cols of C at row i, column j) to preGelu.
-void storePreGelu(const Epilogue& e, const float* c, std::int64_t ldc, std::int64_t i, std::int64_t j,
-                  std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r)
-    std::memcpy(e.preGelu + (i + r) * e.ldp + j, c + r * ldc, std::size_t(cols) * sizeof(float));
-}
-
-// The epilogue of a tile whose product (without bias) is in C: bias, GELU and residual, with the
-// values before GELU kept when asked.
-void finishTile(const DenseKernels& kt, const Epilogue& e, float* c, std::int64_t ldc, std::int64_t i,
-                std::int64_t j, std::int64_t rows, std::int64_t cols, const float* bias, const float* residual) {
-  if (!e.preGelu) {
-    kt.epilogueTile(c, ldc, rows, cols, bias, e.gelu, residual, e.ldr);
-    return;
-  }
-  kt.epilogueTile(c, ldc, rows, cols, bias, false, nullptr, 0);
-  storePreGelu(e, c, ldc, i, j, rows, cols);
-  kt.epilogueTile(c, ldc, rows, cols, nullptr, true, residual, e.ldr);
-}
-
 std::int64_t roundUp(std::int64_t x, std::int64_t to) { return (x + to - 1) / to * to; }
 
 // One K-slice of the product for the C block rows [i0, i0 + rows) x columns [j0, j0 + cols), from
@@ -188,7 +168,6 @@ void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float
           if (!e.gelu) add.residual = residual, add.ldr = e.ldr;
         }
         micro(b, c, g.ldc, add);
-        if (epilogue && e.preGelu) storePreGelu(e, c, g.ldc, i0 + r0, j0 + c0, tile_rows, tile_cols);
         if (epilogue && e.gelu) kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, nullptr, true, residual, e.ldr);
         continue;
       }
@@ -201,7 +180,7 @@ void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float
         else
           std::memcpy(cr, er, std::size_t(tile_cols) * sizeof(float));
       }
-      if (epilogue) finishTile(kt, e, c, g.ldc, i0 + r0, j0 + c0, tile_rows, tile_cols, bias, residual);
+      if (epilogue) kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, bias, e.gelu, residual, e.ldr);
     }
   }
 }
@@ -322,8 +301,6 @@ void checkArgs(const GemmArgs& g) {
   if (g.ldc < g.N) fail("gemm ldc=", g.ldc, " is smaller than N=", g.N);
   if (g.epilogue.residual && g.epilogue.ldr < g.N) fail("gemm residual stride ", g.epilogue.ldr, " is smaller than N=", g.N);
   if (g.accumulate && g.epilogue.gelu) fail("gemm cannot both accumulate into C and apply GELU");
-  if (g.epilogue.preGelu && !g.epilogue.gelu) fail("gemm: preGelu keeps the values before GELU, but the epilogue has no GELU");
-  if (g.epilogue.preGelu && g.epilogue.ldp < g.N) fail("gemm preGelu stride ", g.epilogue.ldp, " is smaller than N=", g.N);
 }
 
 }  // namespace
@@ -357,8 +334,9 @@ void sgemm(const DenseKernels& kt, const GemmArgs& g, int threads) {
     for (std::int64_t i = 0; i < g.M; ++i) {
       float* c = g.C + i * g.ldc;
       if (!g.accumulate) std::memset(c, 0, std::size_t(g.N) * sizeof(float));
-      finishTile(kt, g.epilogue, c, g.ldc, i, 0, 1, g.N, g.epilogue.bias,
-                 g.epilogue.residual ? g.epilogue.residual + i * g.epilogue.ldr : nullptr);
+      kt.epilogueTile(c, g.ldc, 1, g.N, g.epilogue.bias, g.epilogue.gelu,
+                      g.epilogue.residual ? g.epilogue.residual + i * g.epilogue.ldr : nullptr,
+                      g.epilogue.ldr);
     }
     return;
   }

@@ -1,6 +1,5 @@
 // Matrix products: matmul (batched, either operand transposed) and linear (x W^T + b with the
-// GELU / residual epilogue fused into the GEMM, so the output is written once; with keepPre the
-// values before GELU are a second output, for training), and linear's
+// GELU / residual epilogue fused into the GEMM, so the output is written once), and linear's
 // backward (dx = dy W, dW = dy^T x, db = column sums of dy).
 #include <memory>
 #include <string>
@@ -102,14 +101,6 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     g.epilogue.ldr = N;
   }
   g.epilogue.gelu = attrs.flag("gelu", false);
-  // keepPre: a second output, the values before GELU (what geluBackward reads in training).
-  Tensor pre;
-  if (attrs.flag("keepPre", false)) {
-    if (!g.epilogue.gelu) fail(op, ": keepPre keeps the values before GELU, expected gelu: 1 with it");
-    pre = Tensor::empty(out_shape);
-    g.epilogue.preGelu = pre.data();
-    g.epilogue.ldp = N;
-  }
   const DenseKernels& kt = denseKernels();
   std::shared_ptr<const Storage> packed;
   if (g.M > 0 && g.N > 0 && g.K > 0) {
@@ -118,7 +109,6 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     g.packedNr = kt.nr;
   }
   sgemm(kt, g, ThreadPool::global().threads());
-  if (pre.defined()) return {out, pre};
   return {out};
 }
 

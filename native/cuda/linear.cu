@@ -23,11 +23,10 @@ namespace {
 
 // out = act(out + bias) + residual, in place, row-major rows of `cols`.
 template <typename T>
-__global__ void epilogueKernel(T* out, const T* bias, const T* residual, bool applyGelu, T* preGelu, std::int64_t n, std::int64_t cols) {
+__global__ void epilogueKernel(T* out, const T* bias, const T* residual, bool applyGelu, std::int64_t n, std::int64_t cols) {
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
     float v = toFloat(out[i]);
     if (bias) v += toFloat(bias[i % cols]);
-    if (preGelu) preGelu[i] = fromFloat<T>(v);
     if (applyGelu) v = devmath::gelu(v);
     if (residual) v += toFloat(residual[i]);
     out[i] = fromFloat<T>(v);
@@ -105,12 +104,6 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
     expectSameDType(op, "residual", residual, x.dtype());
   }
   bool applyGelu = attrs.flag("gelu", false);
-  // keepPre: a second output, the values before GELU (what geluBackward reads in training).
-  Tensor pre;
-  if (attrs.flag("keepPre", false)) {
-    if (!applyGelu) fail(op, ": keepPre keeps the values before GELU, expected gelu: 1 with it");
-    pre = deviceEmpty(outShape, x.dtype());
-  }
   Tensor gemmX = storedWeight ? castTensor(x, w.dtype()) : x;  // released after the GEMM is queued: the stream keeps the order
   Gemm product = denseGemm(rowsOf(x), N, K, gemmX.raw(), false, w.raw(), true, out.raw(), w.dtype());
   product.outDtype = x.dtype();
@@ -120,12 +113,10 @@ std::vector<Tensor> linearOp(const OpInputs& in, const Attrs& attrs) {
       using T = decltype(tag);
       launch(epilogueKernel<T>, gridFor(out.numel()), kThreads, 0, stream(),
           static_cast<T*>(out.raw()), bias.defined() ? static_cast<const T*>(bias.raw()) : nullptr,
-          residual.defined() ? static_cast<const T*>(residual.raw()) : nullptr, applyGelu,
-          pre.defined() ? static_cast<T*>(pre.raw()) : nullptr, out.numel(), N);
+          residual.defined() ? static_cast<const T*>(residual.raw()) : nullptr, applyGelu, out.numel(), N);
     });
     CASTLING_CUDA_CHECK_LAUNCH();
   }
-  if (pre.defined()) return {out, pre};
   return {out};
 }
 

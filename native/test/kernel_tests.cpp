@@ -113,56 +113,6 @@ TEST(gemm_blocking_threads_and_epilogues) {
   }
 }
 
-// GELU's epilogue with the values before it kept (preGelu, a training step's fc1): whole and
-// partial tiles, several K-slices, a residual after GELU, K = 0, strides past N and 1 or 2
-// threads. C must hold gelu(v) + residual and preGelu v = alpha A.B + bias, nothing written past N.
-TEST(gemm_gelu_keeps_values_before_it) {
-  const std::int64_t sizes[][3] = {{197, 384, 40}, {13, 1000, 5}, {29, 67, 800}, {1, 33, 385}, {5, 7, 0}};
-  for (auto& s : sizes) {
-    std::int64_t M = s[0], N = s[1], K = s[2], ldc = N + 2, ldp = N + 5;
-    auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(N * K));
-    auto bias = randomVector(std::size_t(N)), res = randomVector(std::size_t(M * N));
-    ops::GemmLayout layout;
-    layout.transB = true, layout.K = K, layout.lda = K, layout.ldb = K;
-    std::vector<double> want_pre(std::size_t(M * N)), want_c(std::size_t(M * N));
-    for (std::int64_t i = 0; i < M; ++i)
-      for (std::int64_t j = 0; j < N; ++j) {
-        double v = 0.75 * referenceProduct(layout, a.data(), b.data(), i, j) + bias[j];
-        want_pre[i * N + j] = v;
-        want_c[i * N + j] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))) + res[i * N + j];
-      }
-    for (int threads = 1; threads <= 2; ++threads) {
-      std::vector<float> c(std::size_t(M * ldc), 9.0f), pre(std::size_t(M * ldp), 9.0f);
-      cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), false, b.data(), true, c.data());
-      g.ldc = ldc;
-      g.alpha = 0.75f;
-      g.epilogue.bias = bias.data();
-      g.epilogue.gelu = true;
-      g.epilogue.residual = res.data();
-      g.epilogue.ldr = N;
-      g.epilogue.preGelu = pre.data();
-      g.epilogue.ldp = ldp;
-      cpu::sgemm(cpu::denseKernels(), g, threads);
-      std::vector<float> got_c(std::size_t(M * N)), got_pre(std::size_t(M * N));
-      bool padding_kept = true;
-      for (std::int64_t i = 0; i < M; ++i) {
-        for (std::int64_t j = 0; j < N; ++j) got_c[i * N + j] = c[i * ldc + j], got_pre[i * N + j] = pre[i * ldp + j];
-        for (std::int64_t j = N; j < ldc; ++j) padding_kept = padding_kept && c[i * ldc + j] == 9.0f;
-        for (std::int64_t j = N; j < ldp; ++j) padding_kept = padding_kept && pre[i * ldp + j] == 9.0f;
-      }
-      double tol = 1e-5 * std::sqrt(double(K) + 1);
-      double err_c = errorRatio(got_c.data(), want_c.data(), want_c.size(), tol, 1e-5);
-      double err_pre = errorRatio(got_pre.data(), want_pre.data(), want_pre.size(), tol, 1e-5);
-      if (err_c > 1 || err_pre > 1 || !padding_kept)
-        std::fprintf(stderr, "  M=%ld N=%ld K=%ld threads=%d error ratio C %g, preGelu %g%s\n", long(M), long(N), long(K),
-                     threads, err_c, err_pre, padding_kept ? "" : ", wrote past N");
-      CHECK(err_c <= 1);
-      CHECK(err_pre <= 1);
-      CHECK(padding_kept);
-    }
-  }
-}
-
 // The thread partition at the shapes of a ViT's linear layers (B transposed as the linear op
 // passes it, M = 197 tokens) and awkward neighbours of them: a single column, one column short of
 // two micro-tiles, N = 384 (two column blocks of 192 across 2 threads), one past it, K of one
