@@ -3,6 +3,7 @@ import { describe, it } from 'vitest';
 
 import { Tensor } from '../lib/index.js';
 import { add, backward, gelu, geluSync, layerNormWithStats, linear, matmul, matmulSync, scale, softmax } from '../lib/entry/ops.js';
+import { runAsync } from '../lib/ops.js';
 import * as ref from './reference.js';
 import { expectClose, onEachPath, randomArray } from './helpers.js';
 
@@ -210,6 +211,26 @@ describe('elementwise and row-wise ops', () => {
           expectClose(grads.dweight.toFloat32Array(), wantGrads.dgamma, 1e-4 * Math.sqrt(rows), 1e-4, `${path} dgamma`);
           expectClose(grads.dbias.toFloat32Array(), wantGrads.dbeta, 1e-5 * Math.sqrt(rows), 1e-5, `${path} dbeta`);
         }
+      }
+    });
+  });
+
+  it('layerNormBackward adds the gradient that passes around the norm (dresidual) to dx', async () => {
+    await onEachPath(async (path) => {
+      for (const [rows, cols] of [[7, 1153], [197, 384], [3, 5]] as const) {
+        const x = randomArray(rows * cols, 3);
+        const gamma = randomArray(cols);
+        const dy = randomArray(rows * cols);
+        const around = randomArray(rows * cols, 2);
+        const eps = 1e-6;
+        const { mean, rstd } = await layerNormWithStats(Tensor.fromArray(x, [rows, cols]), Tensor.fromArray(gamma, [cols]), Tensor.fromArray(randomArray(cols), [cols]), { eps });
+        const names = ['x', 'weight', 'mean', 'rstd', 'dy', 'dresidual'];
+        const inputs = [Tensor.fromArray(x, [rows, cols]), Tensor.fromArray(gamma, [cols]), mean, rstd, Tensor.fromArray(dy, [rows, cols]), Tensor.fromArray(around, [rows, cols])];
+        const [dx, dgamma, dbeta] = await runAsync('layerNormBackward', names, inputs);
+        const want = ref.layerNormRowsBackward(x, gamma, dy, rows, cols, eps);
+        expectClose(dx!.toFloat32Array(), want.dx.map((v, i) => v + around[i]!), 5e-5, 1e-4, `${path} dx + dresidual ${rows}x${cols}`);
+        expectClose(dgamma!.toFloat32Array(), want.dgamma, 1e-4 * Math.sqrt(rows), 1e-4, `${path} dgamma`);
+        expectClose(dbeta!.toFloat32Array(), want.dbeta, 1e-5 * Math.sqrt(rows), 1e-5, `${path} dbeta`);
       }
     });
   });

@@ -117,7 +117,7 @@ describe('tokens and heads', () => {
 
 describe('linearBackward', () => {
   it("gives the bias gradient as dy's column sums, the same bits on any thread count", () => {
-    const [M, K, N] = [185, 24, 70]; // N: four 16-column chunks and a partial one
+    const [M, K, N] = [185, 24, 70]; // M: a whole block of 128 rows and a partial one
     const x = T(randomArray(M * K), [5, 37, K]);
     const w = T(randomArray(N * K), [N, K]);
     const dyValues = randomArray(M * N);

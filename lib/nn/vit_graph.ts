@@ -210,8 +210,9 @@ export class VitGraph {
       if (bias) grads.set(`${name}.bias`, out[2]!);
       return out[0]!;
     };
-    const layerNormBackward = (x: Slot, name: string, mean: Slot, rstd: Slot, dy: Slot): Slot => {
-      const [dx, dw, db] = p.op('layerNormBackward', [x, w(`${name}.weight`), mean, rstd, dy], {}, 3);
+    // `around`: the gradient reaching x by the residual path, which the op adds to its dx.
+    const layerNormBackward = (x: Slot, name: string, mean: Slot, rstd: Slot, dy: Slot, around: Slot | null = null): Slot => {
+      const [dx, dw, db] = p.op('layerNormBackward', [x, w(`${name}.weight`), mean, rstd, dy, around], {}, 3);
       grads.set(`${name}.weight`, dw!);
       grads.set(`${name}.bias`, db!);
       return dx!;
@@ -227,7 +228,7 @@ export class VitGraph {
       const dm = linearBackward(r.m, `${b}.mlp.fc2`, dbranch2);
       const dpre = this.one('geluBackward', [r.pre, dm]);
       const dh2 = linearBackward(r.h2, `${b}.mlp.fc1`, dpre);
-      const dx1 = this.one('add', [layerNormBackward(r.x1, `${b}.norm2`, r.mean2, r.rstd2, dh2), dx]);
+      const dx1 = layerNormBackward(r.x1, `${b}.norm2`, r.mean2, r.rstd2, dh2, dx);
       const dbranch1 = scales ? this.one('scaleBatch', [dx1, scales[0]]) : dx1;
       const da = linearBackward(r.a, `${b}.attn.proj`, dbranch1);
       const dy = this.one('splitHeads', [da], { heads: cfg.heads });
@@ -247,7 +248,7 @@ export class VitGraph {
       }
       const dqkv = this.one('mergeHeads', [dq, dk, dv]);
       const dh1 = linearBackward(r.h1, `${b}.attn.qkv`, dqkv);
-      dx = this.one('add', [layerNormBackward(r.x0, `${b}.norm1`, r.mean1, r.rstd1, dh1), dx1]);
+      dx = layerNormBackward(r.x0, `${b}.norm1`, r.mean1, r.rstd1, dh1, dx1);
     }
     const [dpatches, dclsToken, dpos] = p.op('assembleTokensBackward', [dx], {}, 3);
     grads.set('cls_token', dclsToken!);

@@ -62,10 +62,12 @@ struct DenseKernels {
   // y = (x - mean) / sqrt(var + eps) * gamma + beta; mean and rstd (per row) saved when non-null.
   void (*layerNormRows)(const float* x, const float* gamma, const float* beta, float* y,
                         float* mean, float* rstd, std::int64_t rows, std::int64_t cols, float eps);
-  // dx from dy and the saved mean/rstd; dgamma and dbeta are accumulated (+=) when non-null.
+  // dx from dy and the saved mean/rstd, plus `passed` (the gradient that reaches x around the
+  // norm, by a residual connection) when non-null; dgamma and dbeta are accumulated (+=) when
+  // non-null.
   void (*layerNormRowsBackward)(const float* x, const float* gamma, const float* mean,
-                                const float* rstd, const float* dy, float* dx, float* dgamma,
-                                float* dbeta, std::int64_t rows, std::int64_t cols);
+                                const float* rstd, const float* dy, const float* passed, float* dx,
+                                float* dgamma, float* dbeta, std::int64_t rows, std::int64_t cols);
 };
 
 // out[c] += sum over the rows of x[r][c] (a bias gradient), rows in order.

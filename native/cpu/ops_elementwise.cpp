@@ -140,6 +140,12 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
   expectShape("layerNormBackward", "mean", mean, rowShape(x));
   expectShape("layerNormBackward", "rstd", rstd, rowShape(x));
   expectShape("layerNormBackward", "dy", dy, x.shape());
+  // The gradient that reaches x around the norm (a residual connection), added to dx.
+  Tensor passed;
+  if (const Tensor* p = in.optional(5)) {
+    passed = p->contiguous();
+    expectShape("layerNormBackward", "dresidual", passed, x.shape());
+  }
   Tensor dx = Tensor::empty(x.shape());
   // dgamma and dbeta sum over rows: each worker sums its rows into its own partial, and the
   // partials are added in worker order, so the result does not depend on thread timing.
@@ -151,7 +157,8 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
     std::int64_t b = rows * w / workers, e = rows * (w + 1) / workers;
     float* dgamma = partial.data() + std::int64_t(w) * 2 * cols;
     kt.layerNormRowsBackward(x.data() + b * cols, gamma.data(), mean.data() + b, rstd.data() + b,
-                             dy.data() + b * cols, dx.data() + b * cols, dgamma, dgamma + cols,
+                             dy.data() + b * cols, passed.defined() ? passed.data() + b * cols : nullptr,
+                             dx.data() + b * cols, dgamma, dgamma + cols,
                              e - b, cols);
   });
   Tensor dgamma = Tensor::zeros({cols}), dbeta = Tensor::zeros({cols});
@@ -201,7 +208,7 @@ void registerElementwiseOps(OpRegistry& r) {
   r.add("softmax", {"x"}, softmaxOp);
   r.add("softmaxBackward", {"y", "dy"}, softmaxBackwardOp);
   r.add("layerNorm", {"x", "weight", "bias"}, layerNormOp);
-  r.add("layerNormBackward", {"x", "weight", "mean", "rstd", "dy"}, layerNormBackwardOp);
+  r.add("layerNormBackward", {"x", "weight", "mean", "rstd", "dy", "dresidual"}, layerNormBackwardOp);
 }
 
 }  // namespace castling::cpu

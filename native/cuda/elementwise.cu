@@ -213,10 +213,11 @@ __global__ void layerNormKernel(const T* x, const float* gamma, const float* bet
     y[row * cols + c] = fromFloat<T>((toFloat(xr[c]) - mean) * rstd * gamma[c] + beta[c]);
 }
 
-// dx = rstd (g - mean(g) - xhat mean(g xhat)) with g = dy gamma, xhat = (x - mean) rstd.
+// dx = rstd (g - mean(g) - xhat mean(g xhat)) [+ passed] with g = dy gamma, xhat = (x - mean) rstd;
+// `passed`, when given, is the gradient reaching x around the norm (a residual connection).
 template <typename T>
 __global__ void layerNormBackwardKernel(const T* x, const float* gamma, const float* mean, const float* rstd, const T* dy,
-                                        T* dx, std::int64_t rows, std::int64_t cols) {
+                                        const T* passed, T* dx, std::int64_t rows, std::int64_t cols) {
   const std::int64_t row = std::int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -231,7 +232,8 @@ __global__ void layerNormBackwardKernel(const T* x, const float* gamma, const fl
   const float meanG = warpSum(sumG) / float(cols), meanGx = warpSum(sumGx) / float(cols);
   for (std::int64_t c = lane; c < cols; c += 32) {
     float xhat = (toFloat(xr[c]) - m) * s;
-    dx[row * cols + c] = fromFloat<T>(s * (toFloat(gr[c]) * gamma[c] - meanG - xhat * meanGx));
+    const float around = passed ? toFloat(passed[row * cols + c]) : 0.0f;
+    dx[row * cols + c] = fromFloat<T>(s * (toFloat(gr[c]) * gamma[c] - meanG - xhat * meanGx) + around);
   }
 }
 
@@ -293,6 +295,12 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
   expectFloat32(op, "mean", mean);
   expectFloat32(op, "rstd", rstd);
   expectSameDType(op, "dy", dy, x.dtype());
+  Tensor passed;
+  if (const Tensor* p = in.optional(5)) {
+    passed = p->contiguous();
+    expectShape(op, "dresidual", passed, x.shape());
+    expectSameDType(op, "dresidual", passed, x.dtype());
+  }
   Tensor dx = deviceEmpty(x.shape(), x.dtype());
   Tensor dgamma = deviceZeros({cols}), dbeta = deviceZeros({cols});
   if (rows == 0 || cols == 0) return {dx, dgamma, dbeta};
@@ -300,8 +308,9 @@ std::vector<Tensor> layerNormBackwardOp(const OpInputs& in, const Attrs&) {
     using T = decltype(tag);
     const T* xp = static_cast<const T*>(x.raw());
     const T* dyp = static_cast<const T*>(dy.raw());
+    const T* passedp = passed.defined() ? static_cast<const T*>(passed.raw()) : nullptr;
     launch(layerNormBackwardKernel<T>, gridForRows(rows), kThreads, 0, stream(), xp, gamma.data(), mean.data(), rstd.data(), dyp,
-                                                                            static_cast<T*>(dx.raw()), rows, cols);
+           passedp, static_cast<T*>(dx.raw()), rows, cols);
     CASTLING_CUDA_CHECK_LAUNCH();
     columnSums(rows, cols, LayerNormParamTerm<T>{xp, dyp, mean.data(), rstd.data(), cols}, dgamma.data(), dbeta.data());
   });
@@ -373,7 +382,7 @@ void registerElementwiseOps(OpRegistry& r) {
   r.add(Device::Cuda, "softmax", {"x"}, softmaxOp);
   r.add(Device::Cuda, "softmaxBackward", {"y", "dy"}, softmaxBackwardOp);
   r.add(Device::Cuda, "layerNorm", {"x", "weight", "bias"}, layerNormOp);
-  r.add(Device::Cuda, "layerNormBackward", {"x", "weight", "mean", "rstd", "dy"}, layerNormBackwardOp);
+  r.add(Device::Cuda, "layerNormBackward", {"x", "weight", "mean", "rstd", "dy", "dresidual"}, layerNormBackwardOp);
 }
 
 }  // namespace castling::cuda

@@ -110,6 +110,8 @@ TEST(cuda_layer_norm) {
     // One column: dx is exactly 0; what each device computes is rounding times rstd = 1/sqrt(eps) = 1000,
     // so the floor is 1000 times the usual one.
     CHECK(compare("layerNormBackward", {x, w, f[1], f[2], dy}, {}, 1e-5, std::nullopt, {}, cols == 1 ? 10.0 : 0.01));
+    // With the gradient that passes around the norm added to dx.
+    CHECK(compare("layerNormBackward", {x, w, f[1], f[2], dy, rand({2, 17, cols})}, {}, 1e-5, std::nullopt, {}, cols == 1 ? 10.0 : 0.01));
   }
 }
 
