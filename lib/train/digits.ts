@@ -2,6 +2,7 @@
 // warm-up and cosine decay, the Castling schedule over the run, per-epoch loss and held-out
 // accuracy, then the switch and the castled model's accuracy.
 import { loadDigits, DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
+import { augmentDigit, checkDigitAugmentation, normaliseDigitPixel } from './digit_augment.js';
 import { presets, type VitConfig } from '../nn/config.js';
 import { VisionTransformer } from '../nn/vit.js';
 import { SeededRandom } from '../nn/random.js';
@@ -22,6 +23,16 @@ export interface DigitsOptions extends TrainingLoopOptions {
   rotate?: number;
   /** Largest random change of the training images' size, as a fraction (0.1: 90% to 110%; 0: none). */
   scale?: number;
+  /** Shift by fractions of a pixel too (bilinear sampling), not by whole pixels only. */
+  subpixel?: boolean;
+  /** Chance that a training image has a random rectangle erased (0: never). */
+  erase?: number;
+  /** The learning rate the cosine decay ends at, as a fraction of the peak. */
+  minLrFraction?: number;
+  /** Epochs of linear warm-up. */
+  warmupEpochs?: number;
+  /** AdamW's moment decay rates. */
+  betas?: [number, number];
   /** Use only this many training images (quick runs). */
   limit?: number;
   config?: Partial<VitConfig>;
@@ -55,63 +66,13 @@ export const DIGITS_EPOCHS = 48;
 /** The Castling schedule of the digits: the auxiliary branch for the first 40% of training. */
 export const DIGITS_CASTLING: CastlingSchedule = EARLY_CASTLING;
 
-const MEAN = digitsPreprocessing.mean[0]!;
-const STD = digitsPreprocessing.std[0]!;
-
-function normalise(v: number): number {
-  return (v - MEAN) / STD;
-}
-
-/** Copies image `index` into `out` shifted by (dx, dy), filling with the background. */
-function shifted(set: DigitSet, index: number, dx: number, dy: number, out: Float32Array, offset: number): void {
-  const n = DIGIT_SIZE;
-  const background = normalise(0);
-  for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) {
-      const sx = x - dx;
-      const sy = y - dy;
-      out[offset + y * n + x] = sx >= 0 && sx < n && sy >= 0 && sy < n ? normalise(set.images[index * n * n + sy * n + sx]!) : background;
-    }
-  }
-}
-
-/**
- * Copies image `index` into `out` rotated by `angle` radians and scaled by `zoom` about the
- * centre, then shifted by (dx, dy) pixels: each output pixel samples the source bilinearly
- * (background outside), so small rotations and size changes do not lose strokes.
- */
-function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: number, dy: number, out: Float32Array, offset: number): void {
-  const n = DIGIT_SIZE;
-  const centre = (n - 1) / 2;
-  const source = set.images.subarray(index * n * n, (index + 1) * n * n);
-  const pixel = (x: number, y: number) => (x >= 0 && x < n && y >= 0 && y < n ? source[y * n + x]! : 0);
-  // The inverse map: from an output pixel back to where it comes from in the source.
-  const cos = Math.cos(angle) / zoom;
-  const sin = Math.sin(angle) / zoom;
-  for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) {
-      const u = x - dx - centre;
-      const v = y - dy - centre;
-      const sx = cos * u + sin * v + centre;
-      const sy = -sin * u + cos * v + centre;
-      const x0 = Math.floor(sx);
-      const y0 = Math.floor(sy);
-      const fx = sx - x0;
-      const fy = sy - y0;
-      const value =
-        (1 - fy) * ((1 - fx) * pixel(x0, y0) + fx * pixel(x0 + 1, y0)) + fy * ((1 - fx) * pixel(x0, y0 + 1) + fx * pixel(x0 + 1, y0 + 1));
-      out[offset + y * n + x] = normalise(value);
-    }
-  }
-}
-
 /** Accuracy of `model` on a set, in batches. */
 export async function evaluateDigits(model: VisionTransformer, set: DigitSet, batchSize = 250): Promise<number> {
   const pixels = DIGIT_SIZE * DIGIT_SIZE;
   let correct = 0;
   for (let start = 0; start < set.count; start += batchSize) {
     const n = Math.min(batchSize, set.count - start);
-    const images = Float32Array.from(set.images.subarray(start * pixels, (start + n) * pixels), normalise);
+    const images = Float32Array.from(set.images.subarray(start * pixels, (start + n) * pixels), normaliseDigitPixel);
     const logits = await model.predict(Tensor.fromArray(images, [n, 1, DIGIT_SIZE, DIGIT_SIZE]));
     const values = logits.toFloat32Array();
     logits.dispose();
@@ -142,15 +103,21 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
   const optimizer = new AdamW(model.parameters(), {
     lr: options.lr ?? 2e-3,
     weightDecay: options.weightDecay ?? 0.05,
-    warmupSteps: stepsPerEpoch,
+    warmupSteps: Math.round(stepsPerEpoch * (options.warmupEpochs ?? 1)),
     totalSteps: stepsPerEpoch * epochs,
+    minLr: (options.lr ?? 2e-3) * (options.minLrFraction ?? 0),
+    ...(options.betas ? { betas: options.betas } : {}),
     maxGradNorm: 1,
   });
   const castling = options.castling ?? DIGITS_CASTLING;
   const rng = new SeededRandom(seed * 7 + 1);
-  const maxShift = options.shift ?? 2;
-  const maxAngle = ((options.rotate ?? 0) * Math.PI) / 180;
-  const maxScale = options.scale ?? 0;
+  const augmentation = checkDigitAugmentation({
+    shift: options.shift ?? 2,
+    subpixel: options.subpixel ?? false,
+    rotate: options.rotate ?? 0,
+    scale: options.scale ?? 0,
+    erase: options.erase ?? 0,
+  });
   const pixels = DIGIT_SIZE * DIGIT_SIZE;
   const order = Array.from({ length: train.count }, (_, i) => i);
   const history: DigitsResult['epochs'] = [];
@@ -164,15 +131,7 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
       const labels = new Float32Array(batchSize);
       for (let b = 0; b < batchSize; b++) {
         const index = order[step * batchSize + b]!;
-        const dx = Math.round((rng.next() * 2 - 1) * maxShift);
-        const dy = Math.round((rng.next() * 2 - 1) * maxShift);
-        if (maxAngle > 0 || maxScale > 0) {
-          const angle = (rng.next() * 2 - 1) * maxAngle;
-          const zoom = 1 + (rng.next() * 2 - 1) * maxScale;
-          warped(train, index, angle, zoom, dx, dy, images, b * pixels);
-        } else {
-          shifted(train, index, dx, dy, images, b * pixels);
-        }
+        augmentDigit(train, index, augmentation, rng, images, b * pixels);
         labels[b] = train.labels[index]!;
       }
       const batch = Tensor.fromArray(images, [batchSize, 1, DIGIT_SIZE, DIGIT_SIZE]);

@@ -1,0 +1,117 @@
+// The random changes a training digit goes through before a step: a shift, a rotation and a change
+// of size (one affine map, sampled bilinearly), and random erasing of a rectangle. Each image
+// draws its own from the run's seeded generator, so the same seed trains the same model.
+import { DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
+import type { SeededRandom } from '../nn/random.js';
+import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
+
+export interface DigitAugmentation {
+  /** Largest shift in pixels along each axis (0: none). */
+  shift: number;
+  /** Shifts by any fraction of a pixel (bilinear) instead of whole pixels only. */
+  subpixel: boolean;
+  /** Largest rotation in degrees (0: none). */
+  rotate: number;
+  /** Largest change of size, as a fraction (0.1: 90% to 110%; 0: none). */
+  scale: number;
+  /** Chance that an image has a rectangle of it erased to the background (0: never). */
+  erase: number;
+}
+
+/** Checks each field (errors name it and the range expected); returns the augmentation. */
+export function checkDigitAugmentation(aug: DigitAugmentation): DigitAugmentation {
+  const ranges: Array<[keyof DigitAugmentation, number, string]> = [
+    ['shift', DIGIT_SIZE, 'pixels'],
+    ['rotate', 180, 'degrees'],
+    ['scale', 0.5, 'a fraction of the size'],
+    ['erase', 1, 'a probability'],
+  ];
+  for (const [field, max, unit] of ranges) {
+    const v = aug[field];
+    if (typeof v !== 'number' || !(v >= 0 && v <= max)) throw new InvalidArgValueError(`trainDigits: ${field} is ${JSON.stringify(v)}, expected a number from 0 to ${max} (${unit})`);
+  }
+  if (typeof aug.subpixel !== 'boolean') throw new InvalidArgTypeError(`trainDigits: subpixel is ${JSON.stringify(aug.subpixel)}, expected true or false`);
+  return aug;
+}
+
+const MEAN = digitsPreprocessing.mean[0]!;
+const STD = digitsPreprocessing.std[0]!;
+
+/** A grey value in [0, 1] as the model reads it. */
+export function normaliseDigitPixel(v: number): number {
+  return (v - MEAN) / STD;
+}
+
+/** Copies image `index` into `out` shifted by whole pixels (dx, dy), filling with the background. */
+function shifted(set: DigitSet, index: number, dx: number, dy: number, out: Float32Array, offset: number): void {
+  const n = DIGIT_SIZE;
+  const background = normaliseDigitPixel(0);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      const sx = x - dx;
+      const sy = y - dy;
+      out[offset + y * n + x] = sx >= 0 && sx < n && sy >= 0 && sy < n ? normaliseDigitPixel(set.images[index * n * n + sy * n + sx]!) : background;
+    }
+  }
+}
+
+/**
+ * Copies image `index` into `out` rotated by `angle` radians and scaled by `zoom` about the
+ * centre, then shifted by (dx, dy) pixels: each output pixel samples the source bilinearly
+ * (background outside), so small rotations and size changes do not lose strokes.
+ */
+function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: number, dy: number, out: Float32Array, offset: number): void {
+  const n = DIGIT_SIZE;
+  const centre = (n - 1) / 2;
+  const source = set.images.subarray(index * n * n, (index + 1) * n * n);
+  const pixel = (x: number, y: number) => (x >= 0 && x < n && y >= 0 && y < n ? source[y * n + x]! : 0);
+  // The inverse map: from an output pixel back to where it comes from in the source.
+  const cos = Math.cos(angle) / zoom;
+  const sin = Math.sin(angle) / zoom;
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      const u = x - dx - centre;
+      const v = y - dy - centre;
+      const sx = cos * u + sin * v + centre;
+      const sy = -sin * u + cos * v + centre;
+      const x0 = Math.floor(sx);
+      const y0 = Math.floor(sy);
+      const fx = sx - x0;
+      const fy = sy - y0;
+      const value =
+        (1 - fy) * ((1 - fx) * pixel(x0, y0) + fx * pixel(x0 + 1, y0)) + fy * ((1 - fx) * pixel(x0, y0 + 1) + fx * pixel(x0 + 1, y0 + 1));
+      out[offset + y * n + x] = normaliseDigitPixel(value);
+    }
+  }
+}
+
+/**
+ * Erases a random rectangle of 1/16 to 1/4 of the image (random erasing), to the background: the
+ * model then cannot lean on any one part of a digit.
+ */
+function erased(rng: SeededRandom, out: Float32Array, offset: number): void {
+  const n = DIGIT_SIZE;
+  const area = (n * n * (1 + 3 * rng.next())) / 16;
+  const aspect = Math.exp((rng.next() * 2 - 1) * Math.log(2)); // 1:2 to 2:1
+  const h = Math.min(n, Math.max(1, Math.round(Math.sqrt(area * aspect))));
+  const w = Math.min(n, Math.max(1, Math.round(Math.sqrt(area / aspect))));
+  const top = Math.floor(rng.next() * (n - h + 1));
+  const left = Math.floor(rng.next() * (n - w + 1));
+  const background = normaliseDigitPixel(0);
+  for (let y = top; y < top + h; y++) out.fill(background, offset + y * n + left, offset + y * n + left + w);
+}
+
+/** Writes training image `index`, randomly changed by `aug`, normalised, into `out` at `offset`. */
+export function augmentDigit(set: DigitSet, index: number, aug: DigitAugmentation, rng: SeededRandom, out: Float32Array, offset: number): void {
+  const draw = (limit: number) => (rng.next() * 2 - 1) * limit;
+  const dx = aug.subpixel ? draw(aug.shift) : Math.round(draw(aug.shift));
+  const dy = aug.subpixel ? draw(aug.shift) : Math.round(draw(aug.shift));
+  if (aug.subpixel || aug.rotate > 0 || aug.scale > 0) {
+    const angle = (draw(aug.rotate) * Math.PI) / 180;
+    const zoom = 1 + draw(aug.scale);
+    warped(set, index, angle, zoom, dx, dy, out, offset);
+  } else {
+    shifted(set, index, dx, dy, out, offset);
+  }
+  if (aug.erase > 0 && rng.next() < aug.erase) erased(rng, out, offset);
+}
