@@ -10,7 +10,7 @@ import { trainDigits } from '../lib/train/digits.js';
 import { random } from './helpers.js';
 
 const n = DIGIT_SIZE;
-const none: DigitAugmentation = { shift: 0, subpixel: false, rotate: 0, scale: 0, erase: 0 };
+const none: DigitAugmentation = { shift: 0, subpixel: false, rotate: 0, scale: 0, erase: 0, elastic: 0 };
 const { train } = loadDigits();
 const background = Math.fround(normaliseDigitPixel(0)); // as the images store it
 
@@ -64,12 +64,19 @@ describe('augmentDigit', () => {
 
   it('sub-pixel shifts keep the ink (inside the frame) and are not whole-pixel moves', () => {
     let fractional = 0;
+    const clearOfBorder = (index: number) => {
+      for (let y = 0; y < n; y++) {
+        for (let x = 0; x < n; x++) if (Math.min(x, y, n - 1 - x, n - 1 - y) < 2 && train.images[index * n * n + y * n + x]! > 0) return false;
+      }
+      return true;
+    };
     for (let draw = 0; draw < 40; draw++) {
-      const index = Math.floor(random() * train.count);
+      let index = Math.floor(random() * train.count);
+      while (!clearOfBorder(index)) index = Math.floor(random() * train.count);
       const image = augmented(index, { ...none, shift: 1.5, subpixel: true }, draw + 1);
       const ink = (pixels: Float32Array) => pixels.reduce((a, v) => a + (v - background), 0);
       // Bilinear sampling of a shift conserves the sum while the digit stays clear of the border.
-      expect(ink(image)).toBeCloseTo(ink(movedReference(index, 0, 0)), 1);
+      expect(ink(image) / ink(movedReference(index, 0, 0))).toBeCloseTo(1, 4);
       if (findMove(index, image, 2) === null) fractional++;
     }
     expect(fractional).toBeGreaterThan(30);
@@ -83,6 +90,25 @@ describe('augmentDigit', () => {
       const ratio = ink(augmented(index, { ...none, rotate: 15, scale: 0.2 }, draw + 1)) / plain;
       expect(ratio).toBeGreaterThan(0.8 ** 2 * 0.95);
       expect(ratio).toBeLessThan(1.2 ** 2 * 1.05);
+    }
+  });
+
+  it('elastic bending moves ink by at most its limit, and differently for each image', () => {
+    const limit = 1.5;
+    const reach = Math.ceil(limit) + 1; // the displacement, then the bilinear neighbour
+    for (let draw = 0; draw < 20; draw++) {
+      const index = Math.floor(random() * train.count);
+      const image = augmented(index, { ...none, elastic: limit }, draw + 1);
+      const source = train.images.subarray(index * n * n, (index + 1) * n * n);
+      const inkNear = (x: number, y: number) => {
+        for (let sy = Math.max(0, y - reach); sy <= Math.min(n - 1, y + reach); sy++) {
+          for (let sx = Math.max(0, x - reach); sx <= Math.min(n - 1, x + reach); sx++) if (source[sy * n + sx]! > 0) return true;
+        }
+        return false;
+      };
+      for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) if (image[y * n + x]! > background + 1e-4) expect(inkNear(x, y), `pixel ${x},${y}`).toBe(true);
+      expect(image).not.toEqual(movedReference(index, 0, 0));
+      expect(image).not.toEqual(augmented(index, { ...none, elastic: limit }, draw + 101));
     }
   });
 
@@ -111,7 +137,7 @@ describe('augmentDigit', () => {
   });
 
   it('the same seed draws the same images', () => {
-    const aug = { shift: 2, subpixel: true, rotate: 10, scale: 0.1, erase: 0.5 };
+    const aug = { shift: 2, subpixel: true, rotate: 10, scale: 0.1, erase: 0.5, elastic: 1.5 };
     const index = Math.floor(random() * train.count);
     expect(augmented(index, aug, 9)).toEqual(augmented(index, aug, 9));
     expect(augmented(index, aug, 9)).not.toEqual(augmented(index, aug, 10));

@@ -16,7 +16,15 @@ export interface DigitAugmentation {
   scale: number;
   /** Chance that an image has a rectangle of it erased to the background (0: never). */
   erase: number;
+  /**
+   * Largest displacement, in pixels, of the points of a coarse grid that bend the image smoothly
+   * (an elastic distortion: strokes thicken, thin and curve as handwriting varies; 0: none).
+   */
+  elastic: number;
 }
+
+/** Points per side of the elastic distortion's grid: 4 bends a digit at about the scale of its strokes' turns. */
+const ELASTIC_GRID = 4;
 
 /** Checks each field (errors name it and the range expected); returns the augmentation. */
 export function checkDigitAugmentation(aug: DigitAugmentation): DigitAugmentation {
@@ -25,6 +33,7 @@ export function checkDigitAugmentation(aug: DigitAugmentation): DigitAugmentatio
     ['rotate', 180, 'degrees'],
     ['scale', 0.5, 'a fraction of the size'],
     ['erase', 1, 'a probability'],
+    ['elastic', 8, 'pixels'],
   ];
   for (const [field, max, unit] of ranges) {
     const v = aug[field];
@@ -60,7 +69,7 @@ function shifted(set: DigitSet, index: number, dx: number, dy: number, out: Floa
  * centre, then shifted by (dx, dy) pixels: each output pixel samples the source bilinearly
  * (background outside), so small rotations and size changes do not lose strokes.
  */
-function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: number, dy: number, out: Float32Array, offset: number): void {
+function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: number, dy: number, bend: Float64Array | null, out: Float32Array, offset: number): void {
   const n = DIGIT_SIZE;
   const centre = (n - 1) / 2;
   const source = set.images.subarray(index * n * n, (index + 1) * n * n);
@@ -72,8 +81,12 @@ function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: n
     for (let x = 0; x < n; x++) {
       const u = x - dx - centre;
       const v = y - dy - centre;
-      const sx = cos * u + sin * v + centre;
-      const sy = -sin * u + cos * v + centre;
+      let sx = cos * u + sin * v + centre;
+      let sy = -sin * u + cos * v + centre;
+      if (bend) {
+        sx += bend[(y * n + x) * 2]!;
+        sy += bend[(y * n + x) * 2 + 1]!;
+      }
       const x0 = Math.floor(sx);
       const y0 = Math.floor(sy);
       const fx = sx - x0;
@@ -83,6 +96,36 @@ function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: n
       out[offset + y * n + x] = normaliseDigitPixel(value);
     }
   }
+}
+
+/** Per pixel coordinate: the grid cell it falls in and how far across it (the grid spans the image). */
+const GRID_CELL = Array.from({ length: DIGIT_SIZE }, (_, t) => {
+  const g = Math.min((t * (ELASTIC_GRID - 1)) / (DIGIT_SIZE - 1), ELASTIC_GRID - 1 - 1e-9);
+  return { cell: Math.floor(g), across: g - Math.floor(g) };
+});
+
+/**
+ * A smooth random displacement per pixel (x then y): a grid of displacements within +-limit
+ * pixels, interpolated bilinearly between its points.
+ */
+function drawBend(rng: SeededRandom, limit: number): Float64Array {
+  const grid = new Float64Array(ELASTIC_GRID * ELASTIC_GRID * 2);
+  for (let i = 0; i < grid.length; i++) grid[i] = (rng.next() * 2 - 1) * limit;
+  const at = (col: number, row: number, axis: number) => grid[(row * ELASTIC_GRID + col) * 2 + axis]!;
+  const n = DIGIT_SIZE;
+  const bend = new Float64Array(n * n * 2);
+  for (let y = 0; y < n; y++) {
+    const { cell: j, across: fy } = GRID_CELL[y]!;
+    for (let x = 0; x < n; x++) {
+      const { cell: i, across: fx } = GRID_CELL[x]!;
+      for (let axis = 0; axis < 2; axis++) {
+        const top = (1 - fx) * at(i, j, axis) + fx * at(i + 1, j, axis);
+        const bottom = (1 - fx) * at(i, j + 1, axis) + fx * at(i + 1, j + 1, axis);
+        bend[(y * n + x) * 2 + axis] = (1 - fy) * top + fy * bottom;
+      }
+    }
+  }
+  return bend;
 }
 
 /**
@@ -106,10 +149,11 @@ export function augmentDigit(set: DigitSet, index: number, aug: DigitAugmentatio
   const draw = (limit: number) => (rng.next() * 2 - 1) * limit;
   const dx = aug.subpixel ? draw(aug.shift) : Math.round(draw(aug.shift));
   const dy = aug.subpixel ? draw(aug.shift) : Math.round(draw(aug.shift));
-  if (aug.subpixel || aug.rotate > 0 || aug.scale > 0) {
+  if (aug.subpixel || aug.rotate > 0 || aug.scale > 0 || aug.elastic > 0) {
     const angle = (draw(aug.rotate) * Math.PI) / 180;
     const zoom = 1 + draw(aug.scale);
-    warped(set, index, angle, zoom, dx, dy, out, offset);
+    const bend = aug.elastic > 0 ? drawBend(rng, aug.elastic) : null;
+    warped(set, index, angle, zoom, dx, dy, bend, out, offset);
   } else {
     shifted(set, index, dx, dy, out, offset);
   }

@@ -27,6 +27,8 @@ export interface DigitsOptions extends TrainingLoopOptions {
   subpixel?: boolean;
   /** Chance that a training image has a random rectangle erased (0: never). */
   erase?: number;
+  /** Largest displacement in pixels of a smooth random bending of the training images (0: none). */
+  elastic?: number;
   /** The learning rate the cosine decay ends at, as a fraction of the peak. */
   minLrFraction?: number;
   /** Epochs of linear warm-up. */
@@ -117,6 +119,7 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
     rotate: options.rotate ?? 0,
     scale: options.scale ?? 0,
     erase: options.erase ?? 0,
+    elastic: options.elastic ?? 0,
   });
   const pixels = DIGIT_SIZE * DIGIT_SIZE;
   const order = Array.from({ length: train.count }, (_, i) => i);
