@@ -152,13 +152,19 @@ describe('augmentDigit', () => {
 });
 
 describe('trainDigits', () => {
-  it('learns in a short run with the default recipe, and the same seed trains the same model', async () => {
-    const quick = { epochs: 4, limit: 1024, batchSize: 32, seed: 2 };
+  it('learns in a short run with the default recipe', async () => {
+    // 128 steps, the first 64 of them the warm-up: far from trained, but far above chance (0.1).
+    const result = await trainDigits({ epochs: 2, limit: 1024, batchSize: 16, seed: 2 });
+    expect(result.epochs).toHaveLength(2);
+    expect(result.epochs[1]!.loss).toBeLessThan(result.epochs[0]!.loss);
+    expect(result.testAccuracy).toBeGreaterThan(0.2);
+  }, 120_000);
+
+  it('the same seed trains the same model', async () => {
+    const quick = { epochs: 1, limit: 128, batchSize: 16, seed: 3 };
     const first = await trainDigits(quick);
-    expect(first.epochs).toHaveLength(4);
-    expect(first.testAccuracy).toBeGreaterThan(0.4); // chance is 0.1
     const again = await trainDigits(quick);
-    expect(again.testAccuracy).toBe(first.testAccuracy);
     expect(again.epochs.map((e) => e.loss)).toEqual(first.epochs.map((e) => e.loss));
-  }, 60_000);
+    expect(again.testAccuracy).toBe(first.testAccuracy);
+  }, 120_000);
 });

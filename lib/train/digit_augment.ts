@@ -66,14 +66,16 @@ function shifted(set: DigitSet, index: number, dx: number, dy: number, out: Floa
 
 /**
  * Copies image `index` into `out` rotated by `angle` radians and scaled by `zoom` about the
- * centre, then shifted by (dx, dy) pixels: each output pixel samples the source bilinearly
- * (background outside), so small rotations and size changes do not lose strokes.
+ * centre, shifted by (dx, dy) pixels and bent by `bend` (drawBend's, or null): each output pixel
+ * samples the source bilinearly (background outside), so small changes do not lose strokes.
  */
 function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: number, dy: number, bend: Float64Array | null, out: Float32Array, offset: number): void {
   const n = DIGIT_SIZE;
   const centre = (n - 1) / 2;
-  const source = set.images.subarray(index * n * n, (index + 1) * n * n);
-  const pixel = (x: number, y: number) => (x >= 0 && x < n && y >= 0 && y < n ? source[y * n + x]! : 0);
+  const images = set.images;
+  const start = index * n * n;
+  // Reads near the border check their bounds; the rest (most of the image) read directly.
+  const pixel = (x: number, y: number) => (x >= 0 && x < n && y >= 0 && y < n ? images[start + y * n + x]! : 0);
   // The inverse map: from an output pixel back to where it comes from in the source.
   const cos = Math.cos(angle) / zoom;
   const sin = Math.sin(angle) / zoom;
@@ -91,8 +93,15 @@ function warped(set: DigitSet, index: number, angle: number, zoom: number, dx: n
       const y0 = Math.floor(sy);
       const fx = sx - x0;
       const fy = sy - y0;
-      const value =
-        (1 - fy) * ((1 - fx) * pixel(x0, y0) + fx * pixel(x0 + 1, y0)) + fy * ((1 - fx) * pixel(x0, y0 + 1) + fx * pixel(x0 + 1, y0 + 1));
+      let value: number;
+      if (x0 >= 0 && y0 >= 0 && x0 < n - 1 && y0 < n - 1) {
+        const at = start + y0 * n + x0;
+        value = (1 - fy) * ((1 - fx) * images[at]! + fx * images[at + 1]!) + fy * ((1 - fx) * images[at + n]! + fx * images[at + n + 1]!);
+      } else if (x0 < -1 || y0 < -1 || x0 >= n || y0 >= n) {
+        value = 0;
+      } else {
+        value = (1 - fy) * ((1 - fx) * pixel(x0, y0) + fx * pixel(x0 + 1, y0)) + fy * ((1 - fx) * pixel(x0, y0 + 1) + fx * pixel(x0 + 1, y0 + 1));
+      }
       out[offset + y * n + x] = normaliseDigitPixel(value);
     }
   }
@@ -104,28 +113,31 @@ const GRID_CELL = Array.from({ length: DIGIT_SIZE }, (_, t) => {
   return { cell: Math.floor(g), across: g - Math.floor(g) };
 });
 
+/** drawBend's grid and field, reused from image to image (the training loop draws one at a time). */
+const bendGrid = new Float64Array(ELASTIC_GRID * ELASTIC_GRID * 2);
+const bendField = new Float64Array(DIGIT_SIZE * DIGIT_SIZE * 2);
+
 /**
  * A smooth random displacement per pixel (x then y): a grid of displacements within +-limit
- * pixels, interpolated bilinearly between its points.
+ * pixels, interpolated bilinearly between its points. Valid until the next call.
  */
 function drawBend(rng: SeededRandom, limit: number): Float64Array {
-  const grid = new Float64Array(ELASTIC_GRID * ELASTIC_GRID * 2);
+  const grid = bendGrid;
   for (let i = 0; i < grid.length; i++) grid[i] = (rng.next() * 2 - 1) * limit;
-  const at = (col: number, row: number, axis: number) => grid[(row * ELASTIC_GRID + col) * 2 + axis]!;
   const n = DIGIT_SIZE;
-  const bend = new Float64Array(n * n * 2);
+  const g = ELASTIC_GRID;
   for (let y = 0; y < n; y++) {
     const { cell: j, across: fy } = GRID_CELL[y]!;
     for (let x = 0; x < n; x++) {
       const { cell: i, across: fx } = GRID_CELL[x]!;
       for (let axis = 0; axis < 2; axis++) {
-        const top = (1 - fx) * at(i, j, axis) + fx * at(i + 1, j, axis);
-        const bottom = (1 - fx) * at(i, j + 1, axis) + fx * at(i + 1, j + 1, axis);
-        bend[(y * n + x) * 2 + axis] = (1 - fy) * top + fy * bottom;
+        const top = (1 - fx) * grid[(j * g + i) * 2 + axis]! + fx * grid[(j * g + i + 1) * 2 + axis]!;
+        const bottom = (1 - fx) * grid[((j + 1) * g + i) * 2 + axis]! + fx * grid[((j + 1) * g + i + 1) * 2 + axis]!;
+        bendField[(y * n + x) * 2 + axis] = (1 - fy) * top + fy * bottom;
       }
     }
   }
-  return bend;
+  return bendField;
 }
 
 /**
