@@ -1,6 +1,7 @@
-// The random changes a training digit goes through before a step: a shift, a rotation and a change
-// of size (one affine map, sampled bilinearly), and random erasing of a rectangle. Each image
-// draws its own from the run's seeded generator, so the same seed trains the same model.
+// The random changes a training digit goes through before a step: a shift, a rotation, a change
+// of size and an elastic bending (one map from output to source pixels, sampled bilinearly), and
+// random erasing of a rectangle. Each image draws its own from the run's seeded generator, so the
+// same seed trains the same model.
 import { DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
 import type { SeededRandom } from '../nn/random.js';
 import { InvalidArgTypeError, InvalidArgValueError } from '../errors.js';
