@@ -11,6 +11,7 @@
 #include "../addon/off_thread.h"
 #include "../core/thread_pool.h"
 #include "../cpu/fma_chains.h"
+#include "bench_options.h"
 
 namespace castling::bench {
 
@@ -60,31 +61,16 @@ double measureFmaPeakGflops(Isa isa, int threads, double ms, int tries) {
 
 Napi::Value measureFmaPeak(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* usage = "measureFmaPeak: expected an options object {isa?: 'scalar' | 'avx2' | 'avx512', threads?, ms?}";
-  if (info.Length() < 1 || !info[0].IsObject()) throw addon::typeError(env, usage);
-  Napi::Object options = info[0].As<Napi::Object>();
-  // isa is a string, which Attrs (numbers only) does not hold: read apart from the numbers.
-  Napi::Value isaValue = options.Get("isa");
-  if (!isaValue.IsUndefined() && !isaValue.IsString()) throw addon::typeError(env, usage);
-  Attrs attrs;
-  Napi::Array keys = options.GetPropertyNames();
-  for (std::uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string key = keys.Get(i).ToString();
-    if (key == "isa") continue;
-    Napi::Value value = options.Get(key);
-    if (key != "threads" && key != "ms") throw addon::typeError(env, "measureFmaPeak: unknown option '" + key + "' (expected isa, threads, ms)");
-    if (value.IsUndefined()) continue;
-    if (!value.IsNumber()) throw addon::typeError(env, "measureFmaPeak: " + key + " must be a number");
-    attrs.set(key, value.As<Napi::Number>().DoubleValue());
-  }
+  BenchOptions options = readBenchOptions(
+      info, "measureFmaPeak", "measureFmaPeak: expected an options object {isa?: 'scalar' | 'avx2' | 'avx512', threads?, ms?}",
+      {"threads", "ms"});
   Isa isa = activeIsa();
   int threads = 1;
   double ms = 200;
   addon::rethrowAsJs(env, [&] {
-    if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    requireIsa(isa);
-    threads = int(attrs.integer("threads", 1, 1, ThreadPool::kMaxThreads));
-    ms = attrs.number("ms", 200);
+    isa = resolveIsa(options.isa);
+    threads = int(options.numbers.integer("threads", 1, 1, ThreadPool::kMaxThreads));
+    ms = options.numbers.number("ms", 200);
     if (!(ms >= 1 && ms <= 60000)) fail("measureFmaPeak: ms must be from 1 to 60000, got ", ms);
   });
   auto gflops = std::make_shared<double>(0);

@@ -15,6 +15,7 @@
 #include "../core/thread_pool.h"
 #include "../cpu/cpu_kernels.h"
 #include "../cpu/gemm.h"
+#include "bench_options.h"
 
 namespace castling::bench {
 
@@ -90,8 +91,7 @@ Napi::Value timeGemm(const Napi::CallbackInfo& info) {
     repeats = int(attrs.integer("repeats", 5, 1, 100000));
     b_copies = int(attrs.integer("bCopies", 1, 1, 256));
     packed_b = attrs.flag("packedB", false);
-    if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    requireIsa(isa);
+    isa = resolveIsa(isaValue);
   });
   auto times = std::make_shared<std::vector<double>>();
   return addon::runOffThread(

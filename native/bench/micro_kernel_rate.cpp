@@ -11,6 +11,7 @@
 #include "../addon/off_thread.h"
 #include "../core/storage.h"
 #include "../cpu/cpu_kernels.h"
+#include "bench_options.h"
 
 namespace castling::bench {
 
@@ -76,23 +77,13 @@ MicroKernelRate measureMicroKernel(Isa isa, double ms, int tries) {
 
 Napi::Value timeMicroKernel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* usage = "timeMicroKernel: expected an options object {isa?: 'scalar' | 'avx2' | 'avx512', ms?}";
-  if (info.Length() < 1 || !info[0].IsObject()) throw addon::typeError(env, usage);
-  Napi::Object options = info[0].As<Napi::Object>();
-  Napi::Value isaValue = options.Get("isa");
-  if (!isaValue.IsUndefined() && !isaValue.IsString()) throw addon::typeError(env, usage);
-  Napi::Value msValue = options.Get("ms");
-  Napi::Array keys = options.GetPropertyNames();
-  for (std::uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string key = keys.Get(i).ToString();
-    if (key != "isa" && key != "ms") throw addon::typeError(env, "timeMicroKernel: unknown option '" + key + "' (expected isa, ms)");
-  }
-  if (!msValue.IsUndefined() && !msValue.IsNumber()) throw addon::typeError(env, "timeMicroKernel: ms must be a number");
+  BenchOptions options = readBenchOptions(
+      info, "timeMicroKernel", "timeMicroKernel: expected an options object {isa?: 'scalar' | 'avx2' | 'avx512', ms?}", {"ms"});
   Isa isa = activeIsa();
-  double ms = msValue.IsNumber() ? msValue.As<Napi::Number>().DoubleValue() : 50;
+  double ms = 50;
   addon::rethrowAsJs(env, [&] {
-    if (isaValue.IsString()) isa = parseIsa(isaValue.As<Napi::String>().Utf8Value());
-    requireIsa(isa);
+    isa = resolveIsa(options.isa);
+    ms = options.numbers.number("ms", 50);
     if (!(ms >= 1 && ms <= 60000)) fail("timeMicroKernel: ms must be from 1 to 60000, got ", ms);
   });
   auto rate = std::make_shared<MicroKernelRate>();
