@@ -9,7 +9,7 @@ import { native } from '../lib/native.js';
 import { runAsync } from '../lib/ops.js';
 import { attentionFlops } from '../lib/flops.js';
 import { benchAddon } from './bench_addon.js';
-import { stats, type BenchRecord } from './common.js';
+import { collectGarbage, stats, type BenchRecord } from './common.js';
 
 export interface AttentionBenchOptions {
   tokens?: number[];
@@ -51,16 +51,29 @@ interface Case {
   peakExtra: number;
 }
 
+/** Cases shorter than this run once untimed right before each timed run. */
+const SHORT_CASE_MS = 250;
+
 /**
  * Times every case `repeats` times in interleaved rounds (each round runs every case once, after
  * one untimed warm-up each), so that the ratios between kinds are taken side by side: these VMs'
- * speed drifts by tens of percent within minutes. Peak memory is the peak beyond the inputs (live
- * before the call) and the outputs (still live after it).
+ * speed drifts by tens of percent within minutes. Each timed run starts from a collected heap
+ * (collectGarbage), and a short case is run once untimed just before: what the previous case left
+ * behind (its garbage, the pool's threads gone to sleep during a collection) would otherwise cost
+ * a 9 ms kernel several milliseconds that are not its own. Peak memory is the peak beyond the
+ * inputs (live before the call) and the outputs (still live after it).
  */
 async function timeInRounds(cases: Case[], repeats: number): Promise<void> {
-  for (const c of cases) (await c.run()).forEach((t) => t.dispose());
+  const short = new Set<Case>();
+  for (const c of cases) {
+    const start = performance.now();
+    (await c.run()).forEach((t) => t.dispose());
+    if (performance.now() - start < SHORT_CASE_MS) short.add(c);
+  }
   for (let r = 0; r < repeats; r++) {
     for (const c of cases) {
+      collectGarbage();
+      if (short.has(c)) (await c.run()).forEach((t) => t.dispose());
       native.memoryStats(true);
       const start = performance.now();
       const outputs = await c.run();

@@ -3,6 +3,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { backendInfo, Tensor } from '../lib/index.js';
 
@@ -40,6 +42,23 @@ export function randomImages(batch: number, size: number): Tensor {
   const data = new Float32Array(batch * 3 * size * size);
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7) * 0.5;
   return Tensor.fromArray(data, [batch, 3, size, size]);
+}
+
+let gc: (() => void) | undefined;
+
+/**
+ * Runs V8's full garbage collection now. Native tensors count as external memory, so a case that
+ * allocates large ones (a backward's gradients) starts a collection that V8 finishes on the main
+ * thread a few milliseconds later, while whatever runs next is being timed: on a 2-core machine it
+ * takes a core from the kernel's threads (+5-10 ms on a 9 ms kernel). Collecting between cases
+ * charges each case only with the collections its own allocations start.
+ */
+export function collectGarbage(): void {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
 }
 
 export interface Stats {

@@ -21,6 +21,11 @@ export interface BackendInfo {
   cpu: string;
   /** Threads in the pool. */
   threads: number;
+  /**
+   * How long, in microseconds, an idle pool thread spins for the next kernel before it sleeps
+   * (CASTLING_SPIN_US; default 1000, 0: sleep at once).
+   */
+  spinMicroseconds: number;
   /** CUDA availability, and why not when it is not (with the GPU's name and memory when it is). */
   cuda: CudaStatus;
 }
@@ -45,6 +50,7 @@ export function backendInfo(): BackendInfo {
     supportedIsas: [...info.supportedIsas],
     cpu: info.cpu,
     threads: info.threads,
+    spinMicroseconds: info.spinMicroseconds,
     cuda: info.cuda,
   };
 }

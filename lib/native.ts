@@ -44,6 +44,7 @@ export interface NativeBackendInfo {
   cpu: string;
   threads: number;
   defaultThreads: number;
+  spinMicroseconds: number;
   cuda: NativeCudaStatus;
   ops: string[];
 }

@@ -50,6 +50,18 @@ describe('CPU paths and threads', () => {
     expect(JSON.parse(r.stdout).threads).toBe(3);
   });
 
+  it('CASTLING_SPIN_US sets how long idle threads spin, and a bad value is a clear error', () => {
+    expect(backendInfo().spinMicroseconds).toBe(process.env.CASTLING_SPIN_US === undefined ? 1000 : Number(process.env.CASTLING_SPIN_US));
+    const r = infoWithEnv({ CASTLING_SPIN_US: '0' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).spinMicroseconds).toBe(0);
+    for (const bad of ['-1', 'lots', '1000001']) {
+      const b = infoWithEnv({ CASTLING_SPIN_US: bad });
+      expect(b.status).not.toBe(0);
+      expect(b.stderr).toMatch(new RegExp(`CASTLING_SPIN_US=${bad} is not valid: expected an integer from 0 to 1000000`));
+    }
+  });
+
   it('asking for a path the CPU lacks throws instead of crashing', () => {
     const missing = (['avx2', 'avx512'] as const).filter((p) => !backendInfo().supportedCpuPaths.includes(p));
     for (const path of missing) expect(() => setCpuPath(path)).toThrow(/not supported by this CPU/);

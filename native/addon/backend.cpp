@@ -72,6 +72,7 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info) {
     out.Set("cpu", cpuFeatures().brand);
     out.Set("threads", ThreadPool::global().threads());
     out.Set("defaultThreads", ThreadPool::defaultThreads());
+    out.Set("spinMicroseconds", ThreadPool::spinMicroseconds());
     out.Set("cuda", cudaStatus(env));
     auto ops = Napi::Array::New(env);
     std::uint32_t i = 0;

@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -20,9 +21,30 @@ namespace castling {
 
 namespace {
 thread_local bool t_inside_job = false;
-// Spinning this many rounds before sleeping keeps back-to-back small kernels from paying a
-// futex wake-up each (a few microseconds), at the cost of a little CPU while idle.
-constexpr int kSpinRounds = 4000;
+
+// The caller, done with its own part of a job, spins at most this long for the others before it
+// sleeps: they usually finish within microseconds of it, and a longer wait means one of them has
+// lost its CPU, when spinning would only burn the time slice it needs.
+constexpr std::int64_t kCallerSpinNs = 200'000;
+
+std::int64_t monotonicNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return std::int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+// Spins until done() or `ns` have passed; true when done() held.
+template <typename Done>
+bool spinFor(std::int64_t ns, Done&& done) {
+  if (done()) return true;
+  if (ns <= 0) return false;
+  const std::int64_t end = monotonicNs() + ns;
+  for (;;) {
+    for (int i = 0; i < 16; ++i) CASTLING_PAUSE();  // ~0.4 us on Zen 4, ~1 us on Intel cores since Skylake
+    if (done()) return true;
+    if (monotonicNs() >= end) return false;
+  }
+}
 }  // namespace
 
 ThreadPool& ThreadPool::global() {
@@ -47,6 +69,17 @@ int ThreadPool::defaultThreads() {
   return std::max(1u, std::min(std::thread::hardware_concurrency(), unsigned(kMaxThreads)));
 }
 
+int ThreadPool::spinMicroseconds() {
+  const char* env = std::getenv("CASTLING_SPIN_US");
+  if (env == nullptr) return kDefaultSpinMicroseconds;
+  char* end = nullptr;
+  long us = std::strtol(env, &end, 10);
+  if (end == env || *end != '\0' || us < 0 || us > kMaxSpinMicroseconds) {
+    fail("CASTLING_SPIN_US=", env, " is not valid: expected an integer from 0 to ", kMaxSpinMicroseconds, " (microseconds)");
+  }
+  return int(us);
+}
+
 ThreadPool::ThreadPool() {
   int n = 1;
   try {
@@ -54,6 +87,11 @@ ThreadPool::ThreadPool() {
   } catch (const Error&) {
     // A bad CASTLING_THREADS is reported by backendInfo()/setThreads callers; start with one.
     n = 1;
+  }
+  try {
+    spin_ns_ = std::int64_t(spinMicroseconds()) * 1000;
+  } catch (const Error&) {
+    // Likewise reported by backendInfo(); keep the default meanwhile.
   }
   start(n);
 }
@@ -93,12 +131,8 @@ void ThreadPool::setThreads(int threads) {
 void ThreadPool::workerLoop(int index, std::uint64_t seen) {
   for (;;) {
     // Wait for a new generation: spin first, then sleep.
-    int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinRounds) {
-      CASTLING_PAUSE();
-      ++spins;
-    }
-    if (generation_.load(std::memory_order_acquire) == seen) {
+    const bool arrived = spinFor(spin_ns_, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+    if (!arrived) {
       std::unique_lock<std::mutex> lock(wake_mutex_);
       wake_.wait(lock, [&] { return generation_.load() != seen; });
     }
@@ -156,10 +190,7 @@ void ThreadPool::runJob(int workers, const std::function<void(int)>& fn) {
   t_inside_job = true;
   job(0);
   t_inside_job = false;
-  // Spin briefly (the others usually finish within microseconds of us), then sleep on the
-  // counter: when the machine is oversubscribed, spinning would burn the time slice that a
-  // descheduled worker needs to finish.
-  for (int spins = 0; spins < kSpinRounds / 10 && remaining_.load(std::memory_order_acquire) != 0; ++spins) CASTLING_PAUSE();
+  spinFor(std::min(spin_ns_, kCallerSpinNs), [&] { return remaining_.load(std::memory_order_acquire) == 0; });
   for (int left = remaining_.load(std::memory_order_acquire); left != 0; left = remaining_.load(std::memory_order_acquire)) {
     remaining_.wait(left, std::memory_order_acquire);
   }

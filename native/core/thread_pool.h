@@ -37,6 +37,16 @@ class ThreadPool {
   static constexpr int kMaxThreads = 256;
   static int defaultThreads();  // CASTLING_THREADS, else the CPUs this process may use
 
+  // How long an idle worker spins for the next job before it sleeps: CASTLING_SPIN_US, else
+  // kDefaultSpinMicroseconds. A sleeping worker costs the next job a wake-up, which on a virtual
+  // machine whose idle CPU the host has given away can take milliseconds, and the woken thread
+  // may be placed on the caller's CPU when the other runs some background process. Kernels
+  // called back to back from JavaScript leave gaps of tens to hundreds of microseconds, which
+  // the default spin bridges; 0 sleeps at once (for machines shared with other busy processes).
+  static constexpr int kDefaultSpinMicroseconds = 1000;
+  static constexpr int kMaxSpinMicroseconds = 1'000'000;
+  static int spinMicroseconds();
+
   ~ThreadPool();
 
  private:
@@ -55,6 +65,7 @@ class ThreadPool {
   std::condition_variable wake_;
   std::atomic<std::uint64_t> generation_{0};
   bool stopping_ = false;
+  std::int64_t spin_ns_ = std::int64_t(kDefaultSpinMicroseconds) * 1000;
 
   const std::function<void(int)>* job_ = nullptr;
   int job_workers_ = 0;
