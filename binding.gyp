@@ -4,7 +4,7 @@
   # native/sources.txt's, which CMake reads too. Each ISA's kernel table is its own static library
   # so that it alone gets that ISA's flags.
   "variables": {
-    "castling_cflags": ["-O3", "-std=c++20", "-fPIC", "-fexceptions", "-Wno-unused-function"]
+    "castling_cflags": ["-O3", "-fno-trapping-math", "-std=c++20", "-fPIC", "-fexceptions", "-Wno-unused-function"]
   },
   "target_defaults": {
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
