@@ -677,12 +677,19 @@ TEST(topk_selection_matches_sorting_on_hard_rows) {
       } else {
         keeps = {1, 2, n / 10 + 1, n / 4, n / 2, n - 1, n};
       }
-      std::vector<float> scratch(static_cast<std::size_t>(kt.topKScratchFloats(n)) + 64), got(static_cast<std::size_t>(n));
+      // got has a vector of guard slots past the row: the top-k writes exactly `keep` slots (the
+      // predictor writes its output rows in place, one after another, from several threads).
+      std::vector<float> scratch(static_cast<std::size_t>(kt.topKScratchFloats(n)) + 64), got(static_cast<std::size_t>(n + 16));
       std::vector<int> order(static_cast<std::size_t>(n));
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return before(row[std::size_t(a)], row[std::size_t(b)]); });
       for (std::int64_t keep : keeps) {
+        std::fill(got.begin(), got.end(), -2.0f);
         kt.selectTopK(row.data(), n, keep, got.data(), scratch.data());
+        if (std::count(got.begin() + keep, got.end(), -2.0f) != std::ptrdiff_t(got.size()) - keep) {
+          std::fprintf(stderr, "  n=%ld kind=%d keep=%ld: wrote past the kept slots\n", long(n), kind, long(keep));
+          ok = false;
+        }
         std::vector<int> want(order.begin(), order.begin() + keep);
         std::sort(want.begin(), want.end());
         ++cases;
@@ -733,7 +740,7 @@ TEST(topk_of_combination_chooses_what_combine_then_topk_choose) {
         std::vector<float> row(static_cast<std::size_t>(n));
         kt.combineRows(coeff.data(), which.data(), count, rows.data(), n, row.data());
         std::vector<float> scratch(static_cast<std::size_t>(kt.topKScratchFloats(n)) + 64);
-        std::vector<float> want(static_cast<std::size_t>(n)), got(static_cast<std::size_t>(n));
+        std::vector<float> want(static_cast<std::size_t>(n)), got(static_cast<std::size_t>(n + 16));  // guard slots
         std::vector<std::int64_t> keeps = {1, 2, 8, 9, n / 10 + 1, n / 4, n / 2, n - 1, n};
         for (std::int64_t keep : keeps) {
           if (keep < 1 || keep > n) continue;
@@ -741,7 +748,8 @@ TEST(topk_of_combination_chooses_what_combine_then_topk_choose) {
           std::fill(got.begin(), got.end(), -2.0f);
           kt.selectTopKOfCombination(coeff.data(), which.data(), count, rows.data(), n, keep, got.data(), scratch.data());
           ++cases;
-          if (!std::equal(want.begin(), want.begin() + keep, got.begin())) {
+          const bool untouchedPastKeep = std::count(got.begin() + keep, got.end(), -2.0f) == std::ptrdiff_t(got.size()) - keep;
+          if (!std::equal(want.begin(), want.begin() + keep, got.begin()) || !untouchedPastKeep) {
             std::fprintf(stderr, "  n=%ld kind=%d count=%ld keep=%ld: fused top-k differs\n", long(n), kind, long(count), long(keep));
             ok = false;
           }
