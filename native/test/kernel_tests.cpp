@@ -1,8 +1,10 @@
 // C++ kernel tests of the core CPU ops against float64 references: runnable without Node.js
 // (`npm run test:cpp`, or ctest on a machine that only has a compiler).
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -249,6 +251,27 @@ TEST(thread_pool_runs_every_index_once) {
     for (int workers : {1, 2, 3, 5, 8}) {
       std::vector<std::atomic<int>> calls(static_cast<std::size_t>(workers));
       pool.run(workers, [&](int w) { calls[std::size_t(w)].fetch_add(1); });
+      bool once = true;
+      for (auto& c : calls) once = once && c.load() == 1;
+      CHECK(once);
+    }
+  }
+  pool.setThreads(before);
+}
+
+// Jobs that find the workers spinning (back to back) and jobs that must wake them from sleep
+// (after a pause longer than CASTLING_SPIN_US, 1000 us by default) both run every index once: a
+// lost wake-up would hang the caller here.
+TEST(thread_pool_runs_jobs_after_spinning_and_after_sleeping) {
+  ThreadPool& pool = ThreadPool::global();
+  const int before = pool.threads();
+  pool.setThreads(3);
+  const int pause_us[] = {0, 50, ThreadPool::spinMicroseconds() + 3000};
+  for (int pause : pause_us) {
+    for (int round = 0; round < 12; ++round) {
+      std::this_thread::sleep_for(std::chrono::microseconds(pause));
+      std::vector<std::atomic<int>> calls(3);
+      pool.run(3, [&](int w) { calls[std::size_t(w)].fetch_add(1); });
       bool once = true;
       for (auto& c : calls) once = once && c.load() == 1;
       CHECK(once);
