@@ -19,6 +19,9 @@ export interface GemmOptions {
 }
 
 export type BPacking = 'call' | 'once';
+
+/** The rounds a path's repetitions are split into (fewer when there are fewer repetitions). */
+const ROUNDS = 3;
 export const B_PACKINGS: BPacking[] = ['call', 'once'];
 
 export const VIT_SHAPES: Array<[number, number]> = [
@@ -45,19 +48,26 @@ export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
       records.push({ kind: `micro-kernel, ${a}`, isa, threads: 1, M: micro.mr, K: micro.kc, N: micro.nr, gflops });
     }
   }
+  // The repetitions of one path and thread count run in interleaved rounds over its shapes, so
+  // that a burst of another virtual machine's work on the host lowers a few repetitions of every
+  // shape rather than all of one shape's.
+  const rounds = Math.min(ROUNDS, repeats);
   for (const isa of isas) {
     for (const threads of [...new Set(threadCounts)]) {
       setThreads(threads);
-      for (const batch of batches) {
-        for (const [K, N] of shapes) {
-          for (const packing of options.packing ?? B_PACKINGS) {
-            const M = 197 * batch;
-            const times = await benchAddon().timeGemm({ M, N, K, transB: true, threads, repeats, packedB: packing === 'once' }, isa);
-            const s = stats(times);
-            const flops = 2 * M * N * K;
-            records.push({ kind: 'gemm', isa, threads, batch, M, K, N, bPacked: packing, ...s, flops, gflops: flops / (s.medianMs * 1e6) });
-          }
+      const cases = batches.flatMap((batch) =>
+        shapes.flatMap(([K, N]) => (options.packing ?? B_PACKINGS).map((packing) => ({ M: 197 * batch, K, N, batch, packing, times: [] as number[] }))),
+      );
+      for (let round = 0; round < rounds; round++) {
+        const perRound = Math.ceil((repeats * (round + 1)) / rounds) - Math.ceil((repeats * round) / rounds);
+        for (const c of cases) {
+          c.times.push(...(await benchAddon().timeGemm({ M: c.M, N: c.N, K: c.K, transB: true, threads, repeats: perRound, packedB: c.packing === 'once' }, isa)));
         }
+      }
+      for (const { M, K, N, batch, packing, times } of cases) {
+        const s = stats(times);
+        const flops = 2 * M * N * K;
+        records.push({ kind: 'gemm', isa, threads, batch, M, K, N, bPacked: packing, ...s, flops, gflops: flops / (s.medianMs * 1e6) });
       }
     }
   }
