@@ -1,12 +1,15 @@
 // The digits main job's recipe: the augmentation each training image goes through (shifts whole
-// or sub-pixel, rotation and size, random erasing), its option errors, and a short trainDigits
-// run that learns and depends on its seed alone.
+// or sub-pixel, rotation and size, random erasing), its option errors, and short trainDigits
+// runs: one learns and depends on its seed alone, one feeds the steps the batches drawn in
+// sequence.
 import { describe, expect, it } from 'vitest';
 
 import { DIGIT_SIZE, loadDigits } from '../lib/entry/digits.js';
 import { SeededRandom } from '../lib/nn/random.js';
 import { augmentDigit, checkDigitAugmentation, normaliseDigitPixel, type DigitAugmentation } from '../lib/train/digit_augment.js';
-import { trainDigits } from '../lib/train/digits.js';
+import { DIGITS_AUGMENTATION, trainDigits } from '../lib/train/digits.js';
+import { VisionTransformer, type Tensor } from '../lib/index.js';
+import { presets } from '../lib/nn/config.js';
 import { random } from './helpers.js';
 
 const n = DIGIT_SIZE;
@@ -166,5 +169,36 @@ describe('trainDigits', () => {
     const again = await trainDigits(quick);
     expect(again.epochs.map((e) => e.loss)).toEqual(first.epochs.map((e) => e.loss));
     expect(again.testAccuracy).toBe(first.testAccuracy);
+  }, 120_000);
+
+  it('feeds each step the batch drawn in sequence (drawn while the step before runs)', async () => {
+    const seed = 1 + Math.floor(random() * 100);
+    const batchSize = 8;
+    const model = VisionTransformer.create({ ...presets.digits, attention: 'castling', seed });
+    const fed: Float32Array[] = [];
+    const fedLabels: number[][] = [];
+    const step = model.trainStep.bind(model);
+    model.trainStep = (images, labels, ...rest) => {
+      fed.push(images.toFloat32Array());
+      fedLabels.push(Array.from((labels as Tensor).toFloat32Array()));
+      return step(images, labels, ...rest);
+    };
+    await trainDigits({ model, seed, epochs: 2, limit: 24, batchSize });
+    // The reference: the run's generator shuffles every epoch, then draws each image of each step.
+    const rng = new SeededRandom(seed * 7 + 1);
+    const order = Array.from({ length: train.count }, (_, i) => i);
+    const expected: Float32Array[] = [];
+    const expectedLabels: number[][] = [];
+    for (let epoch = 0; epoch < 2; epoch++) {
+      rng.shuffle(order);
+      for (let s = 0; s < 3; s++) {
+        const images = new Float32Array(batchSize * n * n);
+        for (let b = 0; b < batchSize; b++) augmentDigit(train, order[s * batchSize + b]!, DIGITS_AUGMENTATION, rng, images, b * n * n);
+        expected.push(images);
+        expectedLabels.push(order.slice(s * batchSize, (s + 1) * batchSize).map((i) => train.labels[i]!));
+      }
+    }
+    expect(fed).toEqual(expected);
+    expect(fedLabels).toEqual(expectedLabels);
   }, 120_000);
 });

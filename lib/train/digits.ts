@@ -1,6 +1,6 @@
-// Trains the digits preset end to end: shuffled mini-batches of randomly warped digits, AdamW with
-// warm-up and cosine decay, the Castling schedule over the run, per-epoch loss and held-out
-// accuracy, then the switch and the castled model's accuracy.
+// Trains the digits preset end to end: shuffled mini-batches of randomly warped digits (each drawn
+// while the step before runs), AdamW with warm-up and cosine decay, the Castling schedule over the
+// run, per-epoch loss and held-out accuracy, then the switch and the castled model's accuracy.
 import { loadDigits, DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
 import { augmentDigit, checkDigitAugmentation, normaliseDigitPixel, type DigitAugmentation } from './digit_augment.js';
 import { presets, type VitConfig } from '../nn/config.js';
@@ -9,7 +9,7 @@ import { SeededRandom } from '../nn/random.js';
 import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { EARLY_CASTLING, type CastlingSchedule, type TrainingLoopOptions } from './schedule.js';
-import type { TrainStepOptions } from './train_step.js';
+import type { TrainStepOptions, TrainStepResult } from './train_step.js';
 import './train_step.js'; // model.trainStep
 
 export interface DigitsOptions extends TrainingLoopOptions {
@@ -129,30 +129,46 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
     erase: options.erase ?? DIGITS_AUGMENTATION.erase,
     elastic: options.elastic ?? DIGITS_AUGMENTATION.elastic,
   });
-  const pixels = DIGIT_SIZE * DIGIT_SIZE;
   const order = Array.from({ length: train.count }, (_, i) => i);
+  /** The images and labels of step `step` of the epoch in `order`: the same draws whenever it runs. */
+  const drawBatch = (step: number) => {
+    const images = new Float32Array(batchSize * DIGIT_SIZE * DIGIT_SIZE);
+    const labels = new Float32Array(batchSize);
+    for (let b = 0; b < batchSize; b++) {
+      const index = order[step * batchSize + b]!;
+      augmentDigit(train, index, augmentation, rng, images, b * DIGIT_SIZE * DIGIT_SIZE);
+      labels[b] = train.labels[index]!;
+    }
+    return { images, labels };
+  };
   const history: DigitsResult['epochs'] = [];
   const started = performance.now();
+  rng.shuffle(order); // seeded: the same seed trains the same model
+  let next = drawBatch(0);
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
-    rng.shuffle(order); // seeded: the same seed trains the same model
     let lossSum = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
-      const images = new Float32Array(batchSize * pixels);
-      const labels = new Float32Array(batchSize);
-      for (let b = 0; b < batchSize; b++) {
-        const index = order[step * batchSize + b]!;
-        augmentDigit(train, index, augmentation, rng, images, b * pixels);
-        labels[b] = train.labels[index]!;
-      }
-      const batch = Tensor.fromArray(images, [batchSize, 1, DIGIT_SIZE, DIGIT_SIZE]);
-      const labelTensor = Tensor.fromArray(labels, [batchSize]);
-      const result = await model.trainStep(batch, labelTensor, optimizer, {
+      const batch = Tensor.fromArray(next.images, [batchSize, 1, DIGIT_SIZE, DIGIT_SIZE]);
+      const labelTensor = Tensor.fromArray(next.labels, [batchSize]);
+      // The native step starts before trainStep returns: the next batch is drawn while it runs (in
+      // the order the draws would have in sequence, so the results do not change).
+      const running = model.trainStep(batch, labelTensor, optimizer, {
         labelSmoothing: options.labelSmoothing ?? 0.1,
         castling,
         stage: options.stage,
         distillation: options.distillation,
       });
+      let result: TrainStepResult;
+      try {
+        if (step + 1 < stepsPerEpoch) next = drawBatch(step + 1);
+        else if (epoch < epochs) {
+          rng.shuffle(order);
+          next = drawBatch(0);
+        }
+      } finally {
+        result = await running; // awaited even if a draw failed: no step is left running unwatched
+      }
       batch.dispose();
       labelTensor.dispose();
       lossSum += result.loss;
