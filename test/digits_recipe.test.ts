@@ -1,7 +1,7 @@
 // The digits main job's recipe: the augmentation each training image goes through (shifts whole
 // or sub-pixel, rotation and size, random erasing), its option errors, and short trainDigits
 // runs: one learns and depends on its seed alone, one feeds the steps the batches drawn in
-// sequence.
+// sequence, one ends with the moving average of the weights, switched.
 import { describe, expect, it } from 'vitest';
 
 import { DIGIT_SIZE, loadDigits } from '../lib/entry/digits.js';
@@ -183,7 +183,7 @@ describe('trainDigits', () => {
       fedLabels.push(Array.from((labels as Tensor).toFloat32Array()));
       return step(images, labels, ...rest);
     };
-    await trainDigits({ model, seed, epochs: 2, limit: 24, batchSize });
+    await trainDigits({ model, seed, epochs: 2, limit: 24, batchSize, weightAverage: 0 });
     // The reference: the run's generator shuffles every epoch, then draws each image of each step.
     const rng = new SeededRandom(seed * 7 + 1);
     const order = Array.from({ length: train.count }, (_, i) => i);
@@ -200,5 +200,28 @@ describe('trainDigits', () => {
     }
     expect(fed).toEqual(expected);
     expect(fedLabels).toEqual(expectedLabels);
+  }, 120_000);
+
+  it('ends with the moving average of the weights, and switches it', async () => {
+    const decay = 0.9;
+    const model = VisionTransformer.create({ ...presets.digits, attention: 'castling', seed: 4 });
+    const weights = [...model.parameters().values()];
+    let reference = weights.map((t) => Array.from(t.toFloat32Array()));
+    let steps = 0;
+    const onStep = () => {
+      steps += 1;
+      const d = Math.min(decay, (1 + steps) / (10 + steps));
+      reference = reference.map((e, p) => {
+        const w = weights[p]!.toFloat32Array();
+        return e.map((v, i) => d * v + (1 - d) * w[i]!);
+      });
+    };
+    const result = await trainDigits({ model, seed: 4, epochs: 2, limit: 128, batchSize: 16, weightAverage: decay, onStep });
+    expect(result.model.castled).toBe(true);
+    weights.forEach((t, p) => {
+      const got = t.toFloat32Array();
+      reference[p]!.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 5));
+    });
+    expect(result.lastStepAccuracy).toBe(result.epochs[1]!.testAccuracy);
   }, 120_000);
 });

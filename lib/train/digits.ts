@@ -1,6 +1,7 @@
 // Trains the digits preset end to end: shuffled mini-batches of randomly warped digits (each drawn
 // while the step before runs), AdamW with warm-up and cosine decay, the Castling schedule over the
-// run, per-epoch loss and held-out accuracy, then the switch and the castled model's accuracy.
+// run, per-epoch loss and held-out accuracy, then the moving average of the weights swapped in,
+// the switch, and the castled model's accuracy.
 import { loadDigits, DIGIT_LABELS, DIGIT_SIZE, digitsPreprocessing, type DigitSet } from '../data/digits.js';
 import { augmentDigit, checkDigitAugmentation, normaliseDigitPixel, type DigitAugmentation } from './digit_augment.js';
 import { presets, type VitConfig } from '../nn/config.js';
@@ -10,6 +11,7 @@ import { Tensor } from '../tensor.js';
 import { AdamW } from './adamw.js';
 import { EARLY_CASTLING, type CastlingSchedule, type TrainingLoopOptions } from './schedule.js';
 import type { TrainStepOptions, TrainStepResult } from './train_step.js';
+import { WeightAverage, checkAverageDecay } from './weight_average.js';
 import './train_step.js'; // model.trainStep
 
 export interface DigitsOptions extends TrainingLoopOptions {
@@ -32,6 +34,11 @@ export interface DigitsOptions extends TrainingLoopOptions {
    * epochs, 0.25 cost 0.95 points held out (seed 1).
    */
   erase?: number;
+  /**
+   * Decay of the moving average of the weights that becomes the final model (default
+   * DIGITS_WEIGHT_AVERAGE; 0: the last step's weights). Castling models switch after the swap.
+   */
+  weightAverage?: number;
   /** Use only this many training images (quick runs). */
   limit?: number;
   config?: Partial<VitConfig>;
@@ -49,8 +56,10 @@ export interface DigitsResult {
   model: VisionTransformer;
   /** Held-out accuracy of the final model (after the switch for castling models). */
   testAccuracy: number;
-  /** Held-out accuracy just before the switch (castling models). */
+  /** Held-out accuracy just before the switch (castling models), of the final weights (the average's, if any). */
   accuracyBeforeSwitch: number;
+  /** Held-out accuracy of the last step's weights, before any average replaced them (and before the switch). */
+  lastStepAccuracy: number;
   trainSeconds: number;
   epochs: Array<{ epoch: number; loss: number; testAccuracy: number; seconds: number }>;
 }
@@ -77,6 +86,12 @@ export const WHOLE_PIXEL_SHIFTS: Readonly<DigitAugmentation> = Object.freeze({ s
 
 /** The Castling schedule of the digits: the auxiliary branch for the first 40% of training. */
 export const DIGITS_CASTLING: CastlingSchedule = EARLY_CASTLING;
+
+/**
+ * Decay of the moving average of the weights that `train mnist` ends with (0: none, the last
+ * step's weights).
+ */
+export const DIGITS_WEIGHT_AVERAGE = 0;
 
 /** Accuracy of `model` on a set, in batches. */
 export async function evaluateDigits(model: VisionTransformer, set: DigitSet, batchSize = 250): Promise<number> {
@@ -129,6 +144,8 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
     erase: options.erase ?? DIGITS_AUGMENTATION.erase,
     elastic: options.elastic ?? DIGITS_AUGMENTATION.elastic,
   });
+  const decay = checkAverageDecay(options.weightAverage ?? DIGITS_WEIGHT_AVERAGE, 'trainDigits');
+  const average = decay > 0 ? new WeightAverage(model.parameters(), decay) : null;
   const order = Array.from({ length: train.count }, (_, i) => i);
   /** The images and labels of step `step` of the epoch in `order`: the same draws whenever it runs. */
   const drawBatch = (step: number) => {
@@ -171,6 +188,7 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
       }
       batch.dispose();
       labelTensor.dispose();
+      average?.update();
       lossSum += result.loss;
       options.onStep?.({ epoch, step: step + 1, stepsPerEpoch, loss: result.loss, tau: result.tau });
     }
@@ -181,9 +199,11 @@ export async function trainDigits(options: DigitsOptions = {}): Promise<DigitsRe
   }
   optimizer.dispose(); // its moments: twice the parameters' memory
   const trainSeconds = (performance.now() - started) / 1000;
-  const accuracyBeforeSwitch = history[history.length - 1]?.testAccuracy ?? 0;
+  const lastStepAccuracy = history[history.length - 1]?.testAccuracy ?? 0;
+  average?.applyToModel();
+  const accuracyBeforeSwitch = average ? await evaluateDigits(model, test) : lastStepAccuracy;
   const switching = attention === 'castling' && !model.castled;
   if (switching) model.castle();
   const testAccuracy = switching ? await evaluateDigits(model, test) : accuracyBeforeSwitch;
-  return { model, testAccuracy, accuracyBeforeSwitch, trainSeconds, epochs: history };
+  return { model, testAccuracy, accuracyBeforeSwitch, lastStepAccuracy, trainSeconds, epochs: history };
 }
