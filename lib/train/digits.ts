@@ -35,8 +35,8 @@ export interface DigitsOptions extends TrainingLoopOptions {
    */
   erase?: number;
   /**
-   * Decay of the moving average of the weights that becomes the final model (default
-   * DIGITS_WEIGHT_AVERAGE; 0: the last step's weights). Castling models switch after the swap.
+   * Decay of a moving average of the weights that replaces them after the last epoch (0.998:
+   * about the last 500 steps; default 0: the last step's weights). Castling models switch after.
    */
   weightAverage?: number;
   /** Use only this many training images (quick runs). */
