@@ -10,7 +10,7 @@ import { backendInfo, setThreads } from './backend.js';
 import { compareAttention } from './demo/compare.js';
 import { VisionTransformer } from './vision_transformer.js';
 import { presets, type CastlingForm, type VitConfig } from './nn/config.js';
-import { DIGITS_EPOCHS, trainDigits, type DigitsOptions } from './train/digits.js';
+import { DIGITS_EPOCHS, DIGITS_WEIGHT_AVERAGE, trainDigits, type DigitsOptions } from './train/digits.js';
 import { sparsifinerDigits } from './train/sparsifiner_digits.js';
 import { trainFolderCommand, type TrainFolderFlags } from './commands/train_folder.js';
 import { predictCommand, type PredictFlags } from './commands/predict.js';
@@ -176,6 +176,9 @@ async function trainDigitsCommand(given: TrainFlags): Promise<number> {
     onEpoch: logEpoch,
   };
   const result = await trainDigits(options);
+  if (DIGITS_WEIGHT_AVERAGE > 0) {
+    console.log(`weights: the moving average of the last steps' (decay ${DIGITS_WEIGHT_AVERAGE}); held-out accuracy ${(100 * result.lastStepAccuracy).toFixed(2)}% with the last step's, ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% with the average`);
+  }
   if (flags.attention === 'castling') {
     console.log(`castled: the auxiliary branch is dropped; held-out accuracy ${(100 * result.accuracyBeforeSwitch).toFixed(2)}% before the switch, ${(100 * result.testAccuracy).toFixed(2)}% after`);
   }
