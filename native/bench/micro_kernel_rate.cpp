@@ -1,7 +1,5 @@
 #include "micro_kernel_rate.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -9,6 +7,7 @@
 #include "../addon/js_convert.h"
 #include "../addon/js_error.h"
 #include "../addon/off_thread.h"
+#include "../core/pool_trace.h"
 #include "../core/storage.h"
 #include "../cpu/cpu_kernels.h"
 #include "bench_options.h"
@@ -19,11 +18,7 @@ namespace {
 
 // The calling thread's CPU time: a single-threaded kernel's rate is then what it runs at while it
 // runs, whatever else the machine does (wall time counts the moments another process had the core).
-double threadSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
+double threadSeconds() { return 1e-9 * PoolTrace::threadCpuNs(); }
 
 // The depth of one call (a K-slice of the GEMM is up to 384) and how many B panels and C tiles
 // the calls cycle through: 8 x 256 x NR floats of B is 256 KB at NR = 32, in L2, as the GEMM's

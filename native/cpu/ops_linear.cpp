@@ -130,10 +130,10 @@ void columnSums(const DenseKernels& kt, const float* x, std::int64_t rows, std::
       float* sum = partial.data() + b * cols;
       const std::int64_t first = b * kRowsPerBlock, last = std::min(rows, first + kRowsPerBlock);
       std::memcpy(sum, x + first * cols, std::size_t(cols) * sizeof(float));
-      for (std::int64_t r = first + 1; r < last; ++r) kt.add(sum, x + r * cols, sum, cols);
+      addRowsInto(kt, x + (first + 1) * cols, last - first - 1, cols, sum);
     }
   });
-  for (std::int64_t b = 0; b < blocks; ++b) kt.add(out, partial.data() + b * cols, out, cols);
+  addRowsInto(kt, partial.data(), blocks, cols, out);
 }
 
 // inputs (x [..., in], weight [out, in], dy [..., out]); attrs inputGrad (1), bias (1).
