@@ -14,6 +14,7 @@
 #include "../core/thread_pool.h"
 #include "../cpu/cpu_ops.h"
 #include "../cpu/gemm.h"
+#include "../cpu/panel_packing.h"
 #include "op_helpers.h"
 #include "test_util.h"
 
@@ -206,6 +207,38 @@ TEST(gemm_every_row_tail_and_packed_b) {
 // A derived form (a linear layer's packed weight) is kept while the storage is only read, and
 // rebuilt after any write: a mutable accessor, noteWrite() (in-place updates through a pointer
 // taken earlier), or while a JavaScript view of the memory is alive.
+// Both packers against their definitions, on every width the kernels use (AVX2 MR 6, AVX-512
+// MR 12, key panels 8, NR 16 and 32, query blocks 96) and widths that are not, whole and partial
+// panels, step counts around the transposer's 4- and 16-step groups; the float after the panel
+// must stay untouched.
+TEST(panel_packing_matches_its_definition) {
+  const int widths[] = {1, 4, 6, 8, 12, 16, 32, 96};
+  const std::int64_t steps[] = {1, 3, 4, 15, 16, 17, 37, 64};
+  for (int width : widths) {
+    for (std::int64_t kc : steps) {
+      for (std::int64_t valid : {std::int64_t(0), std::int64_t(1), std::int64_t(width) / 2, std::int64_t(width)}) {
+        const std::int64_t ld = std::max<std::int64_t>(kc, width) + 5;  // rows longer than they are read
+        std::vector<float> src = randomVector(std::size_t(ld * std::max<std::int64_t>(kc, width)));
+        const float canary = -12345.0f;
+        std::vector<float> copied(std::size_t(kc * width + 1), canary), transposed(copied);
+        cpu::copyPanel(src.data(), ld, valid, kc, width, copied.data());
+        cpu::transposePanel(src.data(), ld, valid, kc, width, transposed.data());
+        bool copy_ok = copied.back() == canary, transpose_ok = transposed.back() == canary;
+        for (std::int64_t k = 0; k < kc; ++k) {
+          for (std::int64_t c = 0; c < width; ++c) {
+            float want_copy = c < valid ? src[std::size_t(k * ld + c)] : 0.0f;
+            float want_transpose = c < valid ? src[std::size_t(c * ld + k)] : 0.0f;
+            copy_ok = copy_ok && copied[std::size_t(k * width + c)] == want_copy;
+            transpose_ok = transpose_ok && transposed[std::size_t(k * width + c)] == want_transpose;
+          }
+        }
+        CHECK(copy_ok);
+        CHECK(transpose_ok);
+      }
+    }
+  }
+}
+
 TEST(storage_derived_forms_follow_writes) {
   auto storage = std::make_shared<Storage>(16);
   int builds = 0;

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "../../cpu_kernels.h"
+#include "../../panel_packing.h"
 
 namespace castling::cpu {
 namespace {

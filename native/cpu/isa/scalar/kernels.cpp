@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "../../cpu_kernels.h"
+#include "../../panel_packing.h"
 
 namespace castling::cpu {
 namespace {
