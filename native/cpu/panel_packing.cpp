@@ -47,8 +47,10 @@ inline void transpose2x4(const float* src, std::int64_t ld, float* dst, int widt
 void copyPanel(const float* src, std::int64_t ld, std::int64_t cols, std::int64_t kc, int width,
                float* dst) {
   if (cols == width) {
-    // Whole panels (all but the last of each block): a memcpy call for every k of 24 to 128 bytes
-    // was an eighth of the weight gradient's GEMM (dW = dy^T x packs both operands this way).
+    // Whole panels (all but the last of each block), in 4-float copies rather than a memcpy call
+    // per k. The weight gradient dW = dy^T x packs both operands this way, from rows 1.5-6 KB
+    // apart: waiting for them was an eighth of that GEMM's time (perf), and fetching each row 16
+    // steps ahead made the GEMM 3-4% faster (AVX-512), 3-7% (AVX2), at DeiT-S's batch-32 shapes.
     const int vec_end = width / 4 * 4;
     constexpr std::int64_t kPrefetchRows = 16;
     for (std::int64_t k = 0; k < kc; ++k, src += ld, dst += width) {
