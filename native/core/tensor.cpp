@@ -5,6 +5,7 @@
 
 #include "device_backend.h"
 #include "error.h"
+#include "thread_pool.h"
 
 namespace castling {
 
@@ -133,10 +134,51 @@ Tensor Tensor::transpose(int a, int b) const {
   return t;
 }
 
+Tensor Tensor::strided(const Shape& shape, const Shape& strides, std::int64_t offset) const {
+  if (shape.size() != strides.size()) fail("a strided view needs one stride per dimension: shape ", shapeToString(shape), ", strides ", shapeToString(strides));
+  Tensor t;
+  t.numel_ = checkedNumel(shape, "a strided view");
+  std::int64_t last = offset_ + offset;  // the furthest element the view reaches
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (strides[i] < 0) fail("a strided view has a negative stride in ", shapeToString(strides));
+    if (shape[i] > 0) last += (shape[i] - 1) * strides[i];
+  }
+  const std::int64_t elements = std::int64_t(storage_->bytes() / elementSize());
+  if (offset_ + offset < 0 || (t.numel_ > 0 && last >= elements)) {
+    fail("a view of shape ", shapeToString(shape), " and strides ", shapeToString(strides), " at offset ", offset,
+         " reaches past the ", elements, " elements of its storage");
+  }
+  t.storage_ = storage_;
+  t.offset_ = offset_ + offset;
+  t.shape_ = shape;
+  t.strides_ = strides;
+  t.dtype_ = dtype_;
+  return t;
+}
+
+bool Tensor::hasDenseRows() const { return shape_.empty() || shape_.back() <= 1 || strides_.back() == 1; }
+
 Tensor Tensor::contiguous() const {
   if (isContiguous()) return *this;
   if (device() != Device::Cpu) failAs(ErrorKind::Unsupported, "a non-contiguous view of a ", deviceName(device()), " tensor cannot be copied yet: expected a contiguous tensor");
   Tensor out = empty(shape_);
+  if (numel_ > 0 && hasDenseRows()) {
+    // Row by row: each row's source start from the outer indices, rows spread over the pool.
+    const std::int64_t width = shape_.back(), rows = numel_ / width;
+    const float* src = data();
+    float* dst = out.data();
+    ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 4096 / width), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        std::int64_t rest = r, off = 0;
+        for (int k = rank() - 2; k >= 0; --k) {
+          off += rest % shape_[std::size_t(k)] * strides_[std::size_t(k)];
+          rest /= shape_[std::size_t(k)];
+        }
+        std::memcpy(dst + r * width, src + off, std::size_t(width) * sizeof(float));
+      }
+    });
+    return out;
+  }
   // Walk the index space in row-major order with an odometer over the source strides.
   std::vector<std::int64_t> index(shape_.size(), 0);
   const float* src = data();

@@ -52,7 +52,15 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   // A view with two axes swapped (not contiguous in general).
   Tensor transpose(int a, int b) const;
-  // A contiguous copy (or this tensor when already contiguous).
+  // A view of the same storage with the given shape and strides (in elements, >= 0), starting
+  // `offset` elements past this tensor's start (splitHeads' q, k and v over the qkv rows). An
+  // Error when some element would lie outside the storage.
+  Tensor strided(const Shape& shape, const Shape& strides, std::int64_t offset) const;
+  // Whether the last dimension is dense (stride 1, or at most one element): rows that kernels can
+  // read with a row stride instead of a copy.
+  bool hasDenseRows() const;
+  // A contiguous copy (or this tensor when already contiguous); views with dense rows are copied
+  // a row at a time over the thread pool.
   Tensor contiguous() const;
   // A copy on `device` (this tensor when it is there already). Moving a 16-bit tensor to the CPU
   // gives float32 (the CPU path has no 16-bit kernels).

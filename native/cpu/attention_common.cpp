@@ -9,6 +9,13 @@
 
 namespace castling::cpu {
 
+HeadRows headRows(const Tensor& t) {
+  const Shape& st = t.strides();
+  return HeadRows{t.data(), t.dim(1), st[0], st[1], st[2]};
+}
+
+Tensor withDenseRows(const Tensor& t) { return t.hasDenseRows() ? t : t.contiguous(); }
+
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
                       const std::function<void(std::int64_t, float*)>& fn) {
   if (jobs <= 0) return;

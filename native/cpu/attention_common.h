@@ -11,6 +11,19 @@
 
 namespace castling::cpu {
 
+// Where the kernels find the rows of a (B, H, N, d) tensor with dense rows (contiguous, or
+// splitHeads' views of the qkv projection): head `index` (b * H + h) starts at head(index) and
+// its token rows lie `ld` floats apart.
+struct HeadRows {
+  const float* base;
+  std::int64_t heads, batchStride, headStride, ld;
+  const float* head(std::int64_t index) const { return base + index / heads * batchStride + index % heads * headStride; }
+};
+// t must have dense rows (Tensor::hasDenseRows; withDenseRows gives such a tensor).
+HeadRows headRows(const Tensor& t);
+// t itself when its rows are dense, else a contiguous copy.
+Tensor withDenseRows(const Tensor& t);
+
 // Runs fn(job, scratch) for job in [0, jobs) on the global pool, handing jobs out dynamically.
 // Each worker gets its own scratch of scratchFloats floats, allocated here on the calling thread
 // first: running out of memory is then a castling::Error for the caller, never an exception
@@ -27,6 +40,7 @@ float dotProduct(const float* a, const float* b, std::int64_t n);
 
 // The flash backward over every head (attention_softmax.cpp), shared by softmax attention and the
 // auxiliary branch of linear-angular attention: adds into dq, dk and dv (see FlashBackwardArgs).
+// q, k, v and dout need dense rows (HeadRows); dq, dk and dv are contiguous.
 void flashBackwardAllHeads(const ops::HeadsShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& dout, const Tensor& lse, const Tensor& rowTerm, float scale,
                            bool masked, float tau, float lambda, Tensor& dq, Tensor& dk, Tensor& dv);

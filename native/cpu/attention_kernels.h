@@ -3,8 +3,10 @@
 // buffers and calls these per-head, per-range kernels, compiled from attention_flash.inc and
 // attention_angular.inc in each ISA's translation unit (isa/<name>/kernels.cpp).
 //
-// Every kernel works on ONE head: q, k, v, ... point at that head's (n, d) rows (contiguous,
-// row stride d), per-token vectors (lse, norms) at its n values. Kernels never allocate and never
+// Every kernel works on ONE head: q, k, v, ... point at that head's (n, d) rows, per-token vectors
+// (lse, norms) at its n values. The rows of the forward's q, k and v (and of the softmax
+// backward's, and its dout) lie ld* floats apart (d when contiguous; splitHeads' views of the qkv
+// projection are 3 H d apart); every other operand and every output is contiguous (row stride d). Kernels never allocate and never
 // throw (they run inside pool workers, where an exception would end the process): they get a
 // scratch area of the size the matching *ScratchFloats function asked for.
 #pragma once
@@ -20,6 +22,7 @@ struct FlashForwardArgs {
   const float* q;
   const float* k;
   const float* v;
+  std::int64_t ldq, ldk, ldv;
   std::int64_t n, d;
   float scale;     // scores s = scale * q.k
   bool maskedAux;  // false: softmax attention; true: the auxiliary branch (see below)
@@ -44,6 +47,7 @@ struct FlashBackwardArgs {
   const float* dout;
   const float* lse;
   const float* rowTerm;
+  std::int64_t ldq, ldk, ldv, ldout;
   std::int64_t n, d;
   float scale;
   bool masked;
@@ -70,6 +74,7 @@ struct AngularForwardArgs {
   const float* q;
   const float* k;
   const float* v;
+  std::int64_t ldq, ldk, ldv;
   std::int64_t n, d;
   AngularConv conv;
   // Key pass outputs: knorm = max(|k|, eps) per token.

@@ -21,9 +21,9 @@ using namespace ops;
 
 namespace {
 
-// The inputs, in full: q, k, v and dconvWeight (cpu/attention_linear_angular_shapes.h), checked.
-AngularInputs readAngularInputs(const char* op, const OpInputs& in, const Attrs& attrs) {
-  AngularInputs a = readAngularTensors(op, in);
+// The inputs, in full: q, k, v and dconvWeight (ops/attention_linear_angular_shapes.h), checked.
+AngularInputs readAngularInputs(const char* op, const OpInputs& in, const Attrs& attrs, bool rowsInPlace = false) {
+  AngularInputs a = readAngularTensors(op, in, rowsInPlace);
   a.o = readAngularOptions(op, attrs, a.s, a.weight);
   return a;
 }
@@ -66,12 +66,14 @@ void sumRanges(const Tensor& partial, std::int64_t heads, std::int64_t ranges, s
 //   sums of M . A; l1 (1) = sum of M . A over everything.
 std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionLinearAngular";
-  AngularInputs inputs = readAngularInputs(op, in, attrs);
+  // q, k and v read in place when their rows are dense (splitHeads' views of the qkv projection).
+  AngularInputs inputs = readAngularInputs(op, in, attrs, true);
   const Tensor &q = inputs.q, &k = inputs.k, &v = inputs.v, &weight = inputs.weight;
   const HeadsShape& s = inputs.s;
   const AngularOptions& o = inputs.o;
   const AttentionKernels& kt = attentionKernels();
   const std::int64_t d = s.width;
+  const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v);
 
   Tensor lse, auxOut, auxMass, l1;
   if (o.aux) {
@@ -82,7 +84,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
     runAttentionJobs(s.count() * tr.ranges, kt.maskedForwardScratchFloats(s.tokens, d),
                      [&](std::int64_t job, float* scratch) {
       std::int64_t head = job / tr.ranges, range = job % tr.ranges, off = head * s.headFloats();
-      FlashForwardArgs a{q.data() + off, k.data() + off, v.data() + off, s.tokens, d, o.auxScale, true,
+      FlashForwardArgs a{hq.head(head), hk.head(head), hv.head(head), hq.ld, hk.ld, hv.ld, s.tokens, d, o.auxScale, true,
                          o.tau, auxOut.data() + off, lse.data() + head * s.tokens,
                          auxMass.data() + head * s.tokens};
       if (tr.begin(range) < tr.end(range)) kt.flashForward(a, tr.begin(range), tr.end(range), scratch);
@@ -99,7 +101,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
   TokenRanges tr = tokenRanges(s, kt);
   auto headArgs = [&](std::int64_t head) {
     std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
-    return AngularForwardArgs{q.data() + off, k.data() + off, v.data() + off, s.tokens, d,
+    return AngularForwardArgs{hq.head(head), hk.head(head), hv.head(head), hq.ld, hk.ld, hv.ld, s.tokens, d,
                               convForHead(o, weight, head, s.heads), knorm.data() + rows,
                               S.data() + head * d * d,
                               o.aux ? auxOut.data() + off : nullptr, o.aux ? auxMass.data() + rows : nullptr,

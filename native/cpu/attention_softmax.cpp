@@ -28,11 +28,13 @@ float scaleAttr(const Attrs& attrs, const char* op, std::int64_t width) {
 // outputs [y (B, H, N, d), lse (B, H, N)]: lse = log sum_m exp(scale q_n . k_m).
 std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmax";
-  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
-         v = in.required(2, "v").contiguous();
+  // Read in place when their rows are dense (splitHeads' views): the kernels pack them anyway.
+  const Tensor q = withDenseRows(in.required(0, "q")), k = withDenseRows(in.required(1, "k")),
+               v = withDenseRows(in.required(2, "v"));
   HeadsShape s = expectQkvHeads(op, q, k, v);
   float scale = scaleAttr(attrs, op, s.width);
   Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
+  const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v);
 
   const AttentionKernels& kt = attentionKernels();
   std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
@@ -40,7 +42,7 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   runAttentionJobs(s.count() * ranges, kt.flashForwardScratchFloats(s.tokens, s.width),
                    [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
-    FlashForwardArgs a{q.data() + off, k.data() + off, v.data() + off, s.tokens, s.width, scale,
+    FlashForwardArgs a{hq.head(head), hk.head(head), hv.head(head), hq.ld, hk.ld, hv.ld, s.tokens, s.width, scale,
                        false, 0.0f, y.data() + off, lse.data() + head * s.tokens, nullptr};
     std::int64_t begin = blocks * range / ranges * kt.flashBlock;
     std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);
@@ -53,9 +55,9 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
 // outputs [dq, dk, dv].
 std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmaxBackward";
-  Tensor q = in.required(0, "q").contiguous(), k = in.required(1, "k").contiguous(),
-         v = in.required(2, "v").contiguous(), y = in.required(3, "y").contiguous(),
-         lse = in.required(4, "lse").contiguous(), dy = in.required(5, "dy").contiguous();
+  const Tensor q = withDenseRows(in.required(0, "q")), k = withDenseRows(in.required(1, "k")),
+               v = withDenseRows(in.required(2, "v")), y = in.required(3, "y").contiguous(),
+               lse = in.required(4, "lse").contiguous(), dy = withDenseRows(in.required(5, "dy"));
   HeadsShape s = expectQkvHeads(op, q, k, v);
   expectShape(op, "y", y, s.full());
   expectShape(op, "lse", lse, s.perToken());
@@ -65,8 +67,10 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   // D_n = dy_n . y_n: the row term of the softmax backward, from the saved output in O(N d).
   Tensor rowTerm = Tensor::empty(s.perToken());
   std::int64_t rows = s.count() * s.tokens, d = s.width;
+  const HeadRows hdy = headRows(dy);
   ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 16384 / d), [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r) rowTerm.data()[r] = dotProduct(dy.data() + r * d, y.data() + r * d, d);
+    for (std::int64_t r = b; r < e; ++r)
+      rowTerm.data()[r] = dotProduct(hdy.head(r / s.tokens) + r % s.tokens * hdy.ld, y.data() + r * d, d);
   });
 
   Tensor dq = Tensor::zeros(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
@@ -86,14 +90,15 @@ void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k
   // into their own buffers, summed afterwards in a fixed order (deterministic, no atomics).
   Tensor dqExtra;
   if (ranges > 1) dqExtra = Tensor::zeros({ranges - 1, s.count(), s.tokens, s.width});
+  const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdout = headRows(dout);
   runAttentionJobs(s.count() * ranges, kt.flashBackwardScratchFloats(s.tokens, s.width),
                    [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
     float* dqTarget = range == 0 ? dq.data() + off
                                  : dqExtra.data() + (range - 1) * s.count() * s.headFloats() + off;
-    FlashBackwardArgs a{q.data() + off, k.data() + off, v.data() + off, dout.data() + off,
+    FlashBackwardArgs a{hq.head(head), hk.head(head), hv.head(head), hdout.head(head),
                         lse.data() + head * s.tokens, rowTerm.data() + head * s.tokens,
-                        s.tokens, s.width, scale, masked, tau, lambda,
+                        hq.ld, hk.ld, hv.ld, hdout.ld, s.tokens, s.width, scale, masked, tau, lambda,
                         dqTarget, dk.data() + off, dv.data() + off};
     std::int64_t begin = blocks * range / ranges * kt.flashBlock;
     std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);

@@ -96,11 +96,18 @@ struct AngularInputs {
 
 // Inputs 0-3 (q, k, v, dconvWeight), contiguous, k and v shaped like q; leaves o to
 // readAngularOptions.
-inline AngularInputs readAngularTensors(const char* op, const OpInputs& in) {
+// With rowsInPlace, q, k and v whose rows are dense (Tensor::hasDenseRows: splitHeads' views of
+// the qkv projection) are taken as they are, for kernels that read rows with a stride (the CPU
+// forward); anything else is made contiguous.
+inline AngularInputs readAngularTensors(const char* op, const OpInputs& in, bool rowsInPlace = false) {
+  auto rows = [&](int index, const char* name) {
+    const Tensor& t = in.required(index, name);
+    return rowsInPlace && t.hasDenseRows() ? t : t.contiguous();
+  };
   AngularInputs a;
-  a.q = in.required(0, "q").contiguous();
-  a.k = in.required(1, "k").contiguous();
-  a.v = in.required(2, "v").contiguous();
+  a.q = rows(0, "q");
+  a.k = rows(1, "k");
+  a.v = rows(2, "v");
   a.weight = in.required(3, "dconvWeight").contiguous();
   a.s = expectQkvHeads(op, a.q, a.k, a.v);
   return a;

@@ -551,6 +551,69 @@ TEST(linear_angular_aux_at_tau_one_is_bit_exact) {
   }
 }
 
+// In a ViT, q, k and v are splitHeads' views of the qkv projection (rows 3 H d apart), read in
+// place by the forward kernels and by softmax's backward; the results must be the bits of the
+// same op on contiguous copies, at widths that are and are not whole vectors, with a last query
+// block of a few rows, in both convolution forms and with the auxiliary branch.
+TEST(attention_ops_read_split_heads_views_in_place) {
+  for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}}) {
+    const std::int64_t row = 3 * s.H * s.d;
+    Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
+    Attrs split;
+    split.set("heads", double(s.H));
+    split.set("parts", 3.0);
+    auto views = runOp("splitHeads", {qkv}, split);
+    Attrs one;
+    one.set("heads", double(s.H));
+    one.set("parts", 1.0);
+    Tensor dyTokens = tensorOf({s.B, s.N, s.H * s.d}, randomVector(std::size_t(s.B * s.N * s.H * s.d)));
+    Tensor dyView = runOp("splitHeads", {dyTokens}, one)[0];
+    std::vector<Tensor> dense;
+    bool layout = dyView.hasDenseRows();
+    for (const Tensor& t : views) {
+      layout = layout && t.hasDenseRows() && !t.isContiguous() && t.shape() == s.full();
+      dense.push_back(t.contiguous());
+    }
+    // The copies hold what splitHeads means: part p, head h, token n is qkv[b, n, (p H + h) d + c].
+    bool values = true;
+    for (std::int64_t p = 0; p < 3; ++p)
+      for (std::int64_t b = 0; b < s.B; ++b)
+        for (std::int64_t h = 0; h < s.H; ++h)
+          for (std::int64_t n = 0; n < s.N; ++n)
+            for (std::int64_t c = 0; c < s.d; ++c)
+              values = values && dense[std::size_t(p)].data()[((b * s.H + h) * s.N + n) * s.d + c] ==
+                                     qkv.data()[(b * s.N + n) * row + (p * s.H + h) * s.d + c];
+    CHECK(layout);
+    CHECK(values);
+    Tensor dyDense = dyView.contiguous();
+
+    auto viewed = runOp("attentionSoftmax", {views[0], views[1], views[2]}, Attrs());
+    auto copied = runOp("attentionSoftmax", {dense[0], dense[1], dense[2]}, Attrs());
+    CHECK(sameBits(viewed[0], copied[0]) && sameBits(viewed[1], copied[1]));
+    auto gViewed = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], copied[0], copied[1], dyView}, Attrs());
+    auto gCopied = runOp("attentionSoftmaxBackward", {dense[0], dense[1], dense[2], copied[0], copied[1], dyDense}, Attrs());
+    for (int i = 0; i < 3; ++i) CHECK(sameBits(gViewed[std::size_t(i)], gCopied[std::size_t(i)]));
+
+    for (const AngularSetup& a : angularSetups(s)) {
+      Attrs attrs = angularAttrs(a);
+      Tensor w = tensorOf(weightShape(s, a), randomVector(std::size_t(s.H * weightsPerHead(a)), 0.3f));
+      auto fViewed = runOp("attentionLinearAngular", {views[0], views[1], views[2], w}, attrs);
+      auto fCopied = runOp("attentionLinearAngular", {dense[0], dense[1], dense[2], w}, attrs);
+      bool same = fViewed.size() == fCopied.size();
+      for (std::size_t i = 0; same && i < fViewed.size(); ++i) same = sameBits(fViewed[i], fCopied[i]);
+      CHECK(same);
+      std::vector<std::optional<Tensor>> in = {views[0], views[1], views[2], w};
+      for (int i = 1; i <= 4; ++i) in.push_back(fCopied[std::size_t(i)]);
+      for (int i = 5; i <= 7; ++i) in.push_back(a.aux ? std::optional<Tensor>(fCopied[std::size_t(i)]) : std::nullopt);
+      in.push_back(dyView);
+      auto bViewed = runOp("attentionLinearAngularBackward", in, attrs);
+      in[0] = dense[0], in[1] = dense[1], in[2] = dense[2], in.back() = dyDense;
+      auto bCopied = runOp("attentionLinearAngularBackward", in, attrs);
+      for (int i = 0; i < 4; ++i) CHECK(sameBits(bViewed[std::size_t(i)], bCopied[std::size_t(i)]));
+    }
+  }
+}
+
 TEST(zero_rows_give_finite_outputs) {
   Dims s{1, 2, 17, 16};
   for (int which = 0; which < 3; ++which) {

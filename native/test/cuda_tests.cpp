@@ -50,8 +50,8 @@ Inputs onDevice(const Inputs& in, Device device, std::optional<DType> dtype = st
 
 // The worst |gpu - cpu| / max(max|cpu|, floor) over an output (NaN-aware), after copying the
 // GPU's back.
-double relativeError(const Tensor& cpu, const Tensor& gpu, double floor = 0.01) {
-  Tensor back = gpu.to(Device::Cpu);
+double relativeError(const Tensor& cpuResult, const Tensor& gpu, double floor = 0.01) {
+  Tensor back = gpu.to(Device::Cpu), cpu = cpuResult.contiguous();  // the cpu's splitHeads gives views
   if (back.shape() != cpu.shape()) return INFINITY;
   double scale = floor, worst = 0;
   for (std::int64_t i = 0; i < cpu.numel(); ++i) scale = std::max(scale, double(std::abs(cpu.data()[i])));

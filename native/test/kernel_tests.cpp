@@ -239,6 +239,32 @@ TEST(panel_packing_matches_its_definition) {
   }
 }
 
+// Tensor::strided views: a view past its storage is refused with an error that says so; copies of
+// views with dense rows (a row at a time over the pool) and without (a transpose, element by
+// element) hold the elements the strides name.
+TEST(strided_views_and_their_copies) {
+  Tensor base = Tensor::empty({4, 5, 6});
+  for (std::int64_t i = 0; i < base.numel(); ++i) base.data()[i] = float(i);
+  CHECK(failsWith([&] { base.strided({4, 5, 6}, {30, 6, 1}, 1); }, "reaches past the 120 elements"));
+  CHECK(failsWith([&] { base.strided({2, 2}, {-1, 1}, 4); }, "negative stride"));
+  CHECK(failsWith([&] { base.strided({2, 2}, {1}, 0); }, "one stride per dimension"));
+  // Columns 2-4 of every row of 6: dense rows, 6 apart, starting at element 2.
+  Tensor columns = base.strided({4, 5, 3}, {30, 6, 1}, 2);
+  Tensor copy = columns.contiguous();
+  bool dense_ok = columns.hasDenseRows() && !columns.isContiguous() && copy.isContiguous();
+  for (std::int64_t a = 0; a < 4; ++a)
+    for (std::int64_t b = 0; b < 5; ++b)
+      for (std::int64_t c = 0; c < 3; ++c) dense_ok = dense_ok && copy.data()[(a * 5 + b) * 3 + c] == float(a * 30 + b * 6 + 2 + c);
+  CHECK(dense_ok);
+  Tensor swapped = base.transpose(1, 2);
+  Tensor swapped_copy = swapped.contiguous();
+  bool swapped_ok = !swapped.hasDenseRows();
+  for (std::int64_t a = 0; a < 4; ++a)
+    for (std::int64_t c = 0; c < 6; ++c)
+      for (std::int64_t b = 0; b < 5; ++b) swapped_ok = swapped_ok && swapped_copy.data()[(a * 6 + c) * 5 + b] == float(a * 30 + b * 6 + c);
+  CHECK(swapped_ok);
+}
+
 TEST(storage_derived_forms_follow_writes) {
   auto storage = std::make_shared<Storage>(16);
   int builds = 0;
