@@ -89,8 +89,10 @@ export class VitGraph {
       const qkv = this.one('linear', [h1!, w(`${b}.attn.qkv.weight`), this.has(`${b}.attn.qkv.bias`) ? w(`${b}.attn.qkv.bias`) : null]);
       const [q, k, v] = p.op('splitHeads', [qkv], { heads: cfg.heads, parts: 3 }, 3) as [Slot, Slot, Slot];
       let attnOut: Slot[];
+      // tokenOrder: the CPU ops write y in the layout mergeHeads returns, which then passes it on
+      // without a copy (native/cpu/attention_common.h); other devices ignore it.
       if (cfg.attention === 'softmax') {
-        attnOut = p.op('attentionSoftmax', [q, k, v], {}, o.training ? 2 : 1);
+        attnOut = p.op('attentionSoftmax', [q, k, v], { tokenOrder: 1 }, o.training ? 2 : 1);
       } else if (cfg.attention === 'sparsifiner') {
         // The predictor picks the keys of each query (no gradient flows through the choice),
         // then attention runs over those keys only. Saved: y, lse, indices.
@@ -99,7 +101,7 @@ export class VitGraph {
       } else {
         // Outputs: y, qnorm, knorm, S, znorm, and with the branch lse, auxOut, auxMass, l1.
         const outputs = o.training ? (o.aux ? 9 : 5) : 1;
-        attnOut = p.op('attentionLinearAngular', [q, k, v, this.dconv(i)], this.attentionAttrs(o.aux), outputs);
+        attnOut = p.op('attentionLinearAngular', [q, k, v, this.dconv(i)], { ...this.attentionAttrs(o.aux), tokenOrder: 1 }, outputs);
         if (o.training && o.aux) auxL1.push(attnOut[8]!);
       }
       const a = this.one('mergeHeads', [attnOut[0]!]);

@@ -14,7 +14,19 @@ HeadRows headRows(const Tensor& t) {
   return HeadRows{t.data(), t.dim(1), st[0], st[1], st[2]};
 }
 
+HeadRowsOf<float> outputRows(Tensor& t) {
+  const Shape& st = t.strides();
+  return HeadRowsOf<float>{t.data(), t.dim(1), st[0], st[1], st[2]};
+}
+
 Tensor withDenseRows(const Tensor& t) { return t.hasDenseRows() ? t : t.contiguous(); }
+
+Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) {
+  if (!attrs.flag("tokenOrder", false)) return Tensor::empty(s.full());
+  const std::int64_t row = s.heads * s.width;
+  return Tensor::empty({s.batch, s.tokens, s.heads, s.width})
+      .strided(s.full(), {s.tokens * row, s.width, row, 1}, 0);
+}
 
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
                       const std::function<void(std::int64_t, float*)>& fn) {

@@ -14,13 +14,22 @@ namespace castling::cpu {
 // Where the kernels find the rows of a (B, H, N, d) tensor with dense rows (contiguous, or
 // splitHeads' views of the qkv projection): head `index` (b * H + h) starts at head(index) and
 // its token rows lie `ld` floats apart.
-struct HeadRows {
-  const float* base;
+template <typename Float>
+struct HeadRowsOf {
+  Float* base;
   std::int64_t heads, batchStride, headStride, ld;
-  const float* head(std::int64_t index) const { return base + index / heads * batchStride + index % heads * headStride; }
+  Float* head(std::int64_t index) const { return base + index / heads * batchStride + index % heads * headStride; }
 };
+using HeadRows = HeadRowsOf<const float>;
 // t must have dense rows (Tensor::hasDenseRows; withDenseRows gives such a tensor).
 HeadRows headRows(const Tensor& t);
+// The rows of an output the op writes.
+HeadRowsOf<float> outputRows(Tensor& t);
+
+// An attention op's (B, H, N, d) output y: contiguous, or with the attribute tokenOrder laid out as
+// (B, N, H, d), each token's heads side by side as mergeHeads returns them, and viewed as
+// (B, H, N, d): mergeHeads then hands it on without a copy (isTokenOrderHeads).
+Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs);
 // t itself when its rows are dense, else a contiguous copy.
 Tensor withDenseRows(const Tensor& t);
 

@@ -6,7 +6,8 @@
 // Every kernel works on ONE head: q, k, v, ... point at that head's (n, d) rows, per-token vectors
 // (lse, norms) at its n values. The rows of the forward's q, k and v (and of the softmax
 // backward's, and its dout) lie ld* floats apart (d when contiguous; splitHeads' views of the qkv
-// projection are 3 H d apart); every other operand and every output is contiguous (row stride d). Kernels never allocate and never
+// projection are 3 H d apart), and so may the forwards' outputs y (H d apart when written in token
+// order); every other operand and output is contiguous (row stride d). Kernels never allocate and never
 // throw (they run inside pool workers, where an exception would end the process): they get a
 // scratch area of the size the matching *ScratchFloats function asked for.
 #pragma once
@@ -31,6 +32,7 @@ struct FlashForwardArgs {
   // maskedAux: lse as above (a first pass over the keys), then A = exp(s - lse),
   //            out = (M . A) v and mass = row sums of M . A, with M = A > tau (a second pass).
   float* out;
+  std::int64_t ldOut;  // out's row stride (softmax's y may be written in token order)
   float* lse;
   float* mass;  // maskedAux only
 };
@@ -88,6 +90,7 @@ struct AngularForwardArgs {
   float* qnorm;
   float* znorm;
   float* y;
+  std::int64_t ldy;  // y's row stride (y may be written in token order)
 };
 
 struct AngularBackwardArgs {

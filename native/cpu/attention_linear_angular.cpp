@@ -59,7 +59,8 @@ void sumRanges(const Tensor& partial, std::int64_t heads, std::int64_t ranges, s
 
 // inputs (q, k, v, dconvWeight): q, k, v (B, H, N, d); dconvWeight (H, K) for form 0 ('tokens')
 // or (H, K, K) for form 1 ('spatial').
-// attrs form (0), aux (0), tau (0.02), auxScale (1/sqrt(d)).
+// attrs form (0), aux (0), tau (0.02), auxScale (1/sqrt(d)), tokenOrder (0; 1 lays y out for
+// mergeHeads, see headsOutput).
 // outputs [y, qnorm, knorm, S, znorm] and with aux also [lse, auxOut, auxMass, l1]:
 //   y (B, H, N, d); qnorm, knorm, znorm (B, H, N) = max(|.|, 1e-12); S (B, H, d, d);
 //   lse (B, H, N) of auxScale q k^T; auxOut (B, H, N, d) = (M . A) v; auxMass (B, H, N) = row
@@ -85,7 +86,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
                      [&](std::int64_t job, float* scratch) {
       std::int64_t head = job / tr.ranges, range = job % tr.ranges, off = head * s.headFloats();
       FlashForwardArgs a{hq.head(head), hk.head(head), hv.head(head), hq.ld, hk.ld, hv.ld, s.tokens, d, o.auxScale, true,
-                         o.tau, auxOut.data() + off, lse.data() + head * s.tokens,
+                         o.tau, auxOut.data() + off, d, lse.data() + head * s.tokens,
                          auxMass.data() + head * s.tokens};
       if (tr.begin(range) < tr.end(range)) kt.flashForward(a, tr.begin(range), tr.end(range), scratch);
     });
@@ -95,7 +96,8 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
     l1.data()[0] = float(total);
   }
 
-  Tensor y = Tensor::empty(s.full());
+  Tensor y = headsOutput(s, attrs);
+  const HeadRowsOf<float> hy = outputRows(y);
   Tensor qnorm = Tensor::empty(s.perToken()), knorm = Tensor::empty(s.perToken()),
          znorm = Tensor::empty(s.perToken()), S = Tensor::empty({s.batch, s.heads, d, d});
   TokenRanges tr = tokenRanges(s, kt);
@@ -105,7 +107,7 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
                               convForHead(o, weight, head, s.heads), knorm.data() + rows,
                               S.data() + head * d * d,
                               o.aux ? auxOut.data() + off : nullptr, o.aux ? auxMass.data() + rows : nullptr,
-                              qnorm.data() + rows, znorm.data() + rows, y.data() + off};
+                              qnorm.data() + rows, znorm.data() + rows, hy.head(head), hy.ld};
   };
   std::int64_t scratch = kt.angularScratchFloats(d);
   if (tr.ranges == 1) {

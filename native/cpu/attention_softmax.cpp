@@ -24,7 +24,8 @@ float scaleAttr(const Attrs& attrs, const char* op, std::int64_t width) {
   return scale;
 }
 
-// inputs (q, k, v), each (B, H, N, d); attrs scale (default 1/sqrt(d)).
+// inputs (q, k, v), each (B, H, N, d); attrs scale (default 1/sqrt(d)), tokenOrder (0; 1 lays y out
+// for mergeHeads, see headsOutput).
 // outputs [y (B, H, N, d), lse (B, H, N)]: lse = log sum_m exp(scale q_n . k_m).
 std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmax";
@@ -33,17 +34,18 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
                v = withDenseRows(in.required(2, "v"));
   HeadsShape s = expectQkvHeads(op, q, k, v);
   float scale = scaleAttr(attrs, op, s.width);
-  Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
+  Tensor y = headsOutput(s, attrs), lse = Tensor::empty(s.perToken());
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v);
+  const HeadRowsOf<float> hy = outputRows(y);
 
   const AttentionKernels& kt = attentionKernels();
   std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
   std::int64_t ranges = rangesPerHead(s.count(), blocks);
   runAttentionJobs(s.count() * ranges, kt.flashForwardScratchFloats(s.tokens, s.width),
                    [&](std::int64_t job, float* scratch) {
-    std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
+    std::int64_t head = job / ranges, range = job % ranges;
     FlashForwardArgs a{hq.head(head), hk.head(head), hv.head(head), hq.ld, hk.ld, hv.ld, s.tokens, s.width, scale,
-                       false, 0.0f, y.data() + off, lse.data() + head * s.tokens, nullptr};
+                       false, 0.0f, hy.head(head), hy.ld, lse.data() + head * s.tokens, nullptr};
     std::int64_t begin = blocks * range / ranges * kt.flashBlock;
     std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);
     kt.flashForward(a, begin, end, scratch);
@@ -56,7 +58,7 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
 std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmaxBackward";
   const Tensor q = withDenseRows(in.required(0, "q")), k = withDenseRows(in.required(1, "k")),
-               v = withDenseRows(in.required(2, "v")), y = in.required(3, "y").contiguous(),
+               v = withDenseRows(in.required(2, "v")), y = withDenseRows(in.required(3, "y")),
                lse = in.required(4, "lse").contiguous(), dy = withDenseRows(in.required(5, "dy"));
   HeadsShape s = expectQkvHeads(op, q, k, v);
   expectShape(op, "y", y, s.full());
@@ -67,10 +69,12 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   // D_n = dy_n . y_n: the row term of the softmax backward, from the saved output in O(N d).
   Tensor rowTerm = Tensor::empty(s.perToken());
   std::int64_t rows = s.count() * s.tokens, d = s.width;
-  const HeadRows hdy = headRows(dy);
+  const HeadRows hdy = headRows(dy), hy = headRows(y);
   ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 16384 / d), [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r)
-      rowTerm.data()[r] = dotProduct(hdy.head(r / s.tokens) + r % s.tokens * hdy.ld, y.data() + r * d, d);
+    for (std::int64_t r = b; r < e; ++r) {
+      const std::int64_t head = r / s.tokens, token = r % s.tokens;
+      rowTerm.data()[r] = dotProduct(hdy.head(head) + token * hdy.ld, hy.head(head) + token * hy.ld, d);
+    }
   });
 
   Tensor dq = Tensor::zeros(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());

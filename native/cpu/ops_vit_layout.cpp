@@ -148,7 +148,20 @@ void gatherHeads(const std::vector<Tensor>& heads, std::int64_t B, std::int64_t 
   });
 }
 
+// Whether t is an attention output written in token order (headsOutput, attention_common.h): a
+// (B, H, N, d) view of all of a (B, N, H, d) storage, which is already the merged rows.
+bool isTokenOrderHeads(const Tensor& t) {
+  if (t.rank() != 4 || t.storageOffset() != 0) return false;
+  const std::int64_t B = t.dim(0), H = t.dim(1), N = t.dim(2), d = t.dim(3);
+  return t.strides() == Shape{N * H * d, d, H * d, 1} && t.storage()->size() == B * N * H * d;
+}
+
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
+  if (!in.optional(1) && !in.optional(2) && isTokenOrderHeads(in.required(0, "a"))) {
+    const Tensor& a = in.required(0, "a");
+    const std::int64_t N = a.dim(2), row = a.dim(1) * a.dim(3);
+    return {a.strided({a.dim(0), N, row}, {N * row, row, 1}, 0)};
+  }
   std::vector<Tensor> parts = mergeHeadsInputs("mergeHeads", in);
   const Tensor& first = parts.front();
   std::int64_t B = first.dim(0), H = first.dim(1), N = first.dim(2), d = first.dim(3);

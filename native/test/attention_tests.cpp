@@ -552,9 +552,10 @@ TEST(linear_angular_aux_at_tau_one_is_bit_exact) {
 }
 
 // In a ViT, q, k and v are splitHeads' views of the qkv projection (rows 3 H d apart), read in
-// place by the forward kernels and by softmax's backward; the results must be the bits of the
-// same op on contiguous copies, at widths that are and are not whole vectors, with a last query
-// block of a few rows, in both convolution forms and with the auxiliary branch.
+// place by the forward kernels and by softmax's backward, and y is written in token order for
+// mergeHeads (attribute tokenOrder); the results must be the bits of the same op on contiguous
+// tensors, at widths that are and are not whole vectors, with a last query block of a few rows,
+// in both convolution forms and with the auxiliary branch.
 TEST(attention_ops_read_split_heads_views_in_place) {
   for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}}) {
     const std::int64_t row = 3 * s.H * s.d;
@@ -590,7 +591,16 @@ TEST(attention_ops_read_split_heads_views_in_place) {
     auto viewed = runOp("attentionSoftmax", {views[0], views[1], views[2]}, Attrs());
     auto copied = runOp("attentionSoftmax", {dense[0], dense[1], dense[2]}, Attrs());
     CHECK(sameBits(viewed[0], copied[0]) && sameBits(viewed[1], copied[1]));
+    // y in token order: the same values, and mergeHeads hands on its storage as they lie.
+    Attrs tokenOrder;
+    tokenOrder.set("tokenOrder", 1);
+    auto ordered = runOp("attentionSoftmax", {views[0], views[1], views[2]}, tokenOrder);
+    CHECK(!ordered[0].isContiguous() && sameBits(ordered[0].contiguous(), copied[0]));
+    auto merged = runOp("mergeHeads", {ordered[0]}, Attrs())[0];
+    CHECK(merged.data() == ordered[0].data() && sameBits(merged, runOp("mergeHeads", {copied[0]}, Attrs())[0]));
+    auto gOrdered = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], ordered[0], copied[1], dyView}, Attrs());
     auto gViewed = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], copied[0], copied[1], dyView}, Attrs());
+    for (int i = 0; i < 3; ++i) CHECK(sameBits(gOrdered[std::size_t(i)], gViewed[std::size_t(i)]));
     auto gCopied = runOp("attentionSoftmaxBackward", {dense[0], dense[1], dense[2], copied[0], copied[1], dyDense}, Attrs());
     for (int i = 0; i < 3; ++i) CHECK(sameBits(gViewed[std::size_t(i)], gCopied[std::size_t(i)]));
 
@@ -602,6 +612,11 @@ TEST(attention_ops_read_split_heads_views_in_place) {
       bool same = fViewed.size() == fCopied.size();
       for (std::size_t i = 0; same && i < fViewed.size(); ++i) same = sameBits(fViewed[i], fCopied[i]);
       CHECK(same);
+      Attrs orderedAttrs = attrs;
+      orderedAttrs.set("tokenOrder", 1);
+      Tensor yOrdered = runOp("attentionLinearAngular", {views[0], views[1], views[2], w}, orderedAttrs)[0];
+      CHECK(!yOrdered.isContiguous() && sameBits(yOrdered.contiguous(), fCopied[0]));
+      CHECK(runOp("mergeHeads", {yOrdered}, Attrs())[0].data() == yOrdered.data());
       std::vector<std::optional<Tensor>> in = {views[0], views[1], views[2], w};
       for (int i = 1; i <= 4; ++i) in.push_back(fCopied[std::size_t(i)]);
       for (int i = 5; i <= 7; ++i) in.push_back(a.aux ? std::optional<Tensor>(fCopied[std::size_t(i)]) : std::nullopt);
