@@ -39,6 +39,19 @@ bool spinFor(std::int64_t ns, Done&& done) {
     if (std::chrono::steady_clock::now() >= end) return false;
   }
 }
+
+// The integer in environment variable `name`, or `fallback` when it is unset; an Error naming the
+// variable and the range [min, max] (in `unit`) when it is anything else.
+int integerFromEnvironment(const char* name, int fallback, int min, int max, const char* unit = "") {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return fallback;
+  char* end = nullptr;
+  long value = std::strtol(env, &end, 10);
+  if (end == env || *end != '\0' || value < min || value > max) {
+    fail(name, "=", env, " is not valid: expected an integer from ", min, " to ", max, unit);
+  }
+  return int(value);
+}
 }  // namespace
 
 ThreadPool& ThreadPool::global() {
@@ -47,14 +60,7 @@ ThreadPool& ThreadPool::global() {
 }
 
 int ThreadPool::defaultThreads() {
-  if (const char* env = std::getenv("CASTLING_THREADS")) {
-    char* end = nullptr;
-    long n = std::strtol(env, &end, 10);
-    if (end == env || *end != '\0' || n < 1 || n > kMaxThreads) {
-      fail("CASTLING_THREADS=", env, " is not valid: expected an integer from 1 to ", kMaxThreads);
-    }
-    return int(n);
-  }
+  if (int n = integerFromEnvironment("CASTLING_THREADS", 0, 1, kMaxThreads)) return n;  // 0: unset
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     int n = CPU_COUNT(&set);
@@ -64,14 +70,7 @@ int ThreadPool::defaultThreads() {
 }
 
 int ThreadPool::spinMicroseconds() {
-  const char* env = std::getenv("CASTLING_SPIN_US");
-  if (env == nullptr) return kDefaultSpinMicroseconds;
-  char* end = nullptr;
-  long us = std::strtol(env, &end, 10);
-  if (end == env || *end != '\0' || us < 0 || us > kMaxSpinMicroseconds) {
-    fail("CASTLING_SPIN_US=", env, " is not valid: expected an integer from 0 to ", kMaxSpinMicroseconds, " (microseconds)");
-  }
-  return int(us);
+  return integerFromEnvironment("CASTLING_SPIN_US", kDefaultSpinMicroseconds, 0, kMaxSpinMicroseconds, " (microseconds)");
 }
 
 ThreadPool::ThreadPool() {
