@@ -9,23 +9,24 @@
 
 namespace castling::cpu {
 
-HeadRows headRows(const Tensor& t) {
+namespace {
+// The rows of t, starting at base (t's data through a const or a mutable accessor).
+template <typename Float>
+HeadRowsOf<Float> rowsFrom(Float* base, const Tensor& t) {
   const Shape& st = t.strides();
-  return HeadRows{t.data(), t.dim(1), st[0], st[1], st[2]};
+  return HeadRowsOf<Float>{base, t.dim(1), st[0], st[1], st[2]};
 }
+}  // namespace
 
-HeadRowsOf<float> outputRows(Tensor& t) {
-  const Shape& st = t.strides();
-  return HeadRowsOf<float>{t.data(), t.dim(1), st[0], st[1], st[2]};
-}
+HeadRows headRows(const Tensor& t) { return rowsFrom(t.data(), t); }
+
+HeadRowsOf<float> outputRows(Tensor& t) { return rowsFrom(t.data(), t); }
 
 Tensor withDenseRows(const Tensor& t) { return t.hasDenseRows() ? t : t.contiguous(); }
 
 Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) {
   if (!attrs.flag("tokenOrder", false)) return Tensor::empty(s.full());
-  const std::int64_t row = s.heads * s.width;
-  return Tensor::empty({s.batch, s.tokens, s.heads, s.width})
-      .strided(s.full(), {s.tokens * row, s.width, row, 1}, 0);
+  return Tensor::empty({s.batch, s.tokens, s.heads * s.width}).strided(s.full(), headsInTokenRowsStrides(s, 1), 0);
 }
 
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,

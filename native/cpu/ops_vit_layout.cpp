@@ -9,6 +9,7 @@
 #include "cpu_ops.h"
 #include "gemm.h"
 #include "dense_kernels.h"
+#include "../ops/heads_shape.h"
 #include "../ops/shape_checks.h"
 #include "../ops/vit_layout_shapes.h"
 
@@ -124,9 +125,9 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "splitHeads";
   Tensor x = in.required(0, "x").contiguous();
   const auto [B, N, H, d, parts] = headSplit(op, x, attrs);
-  const std::int64_t row = parts * H * d;
+  const HeadsShape heads{B, H, N, d};
   std::vector<Tensor> out;
-  for (std::int64_t p = 0; p < parts; ++p) out.push_back(x.strided({B, H, N, d}, {N * row, d, row, 1}, p * H * d));
+  for (std::int64_t p = 0; p < parts; ++p) out.push_back(x.strided(heads.full(), headsInTokenRowsStrides(heads, parts), p * H * d));
   return out;
 }
 
@@ -152,8 +153,8 @@ void gatherHeads(const std::vector<Tensor>& heads, std::int64_t B, std::int64_t 
 // (B, H, N, d) view of all of a (B, N, H, d) storage, which is already the merged rows.
 bool isTokenOrderHeads(const Tensor& t) {
   if (t.rank() != 4 || t.storageOffset() != 0) return false;
-  const std::int64_t B = t.dim(0), H = t.dim(1), N = t.dim(2), d = t.dim(3);
-  return t.strides() == Shape{N * H * d, d, H * d, 1} && t.storage()->size() == B * N * H * d;
+  const HeadsShape heads{t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
+  return t.strides() == headsInTokenRowsStrides(heads, 1) && t.storage()->size() == t.numel();
 }
 
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {

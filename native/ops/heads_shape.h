@@ -16,6 +16,14 @@ struct HeadsShape {
   std::int64_t headFloats() const { return tokens * width; }
 };
 
+// The strides of a (B, H, N, d) view of heads that lie in token rows [B, N, parts x H x d]: part
+// p's head h of image b is d columns of each of that image's token rows (splitHeads' q, k and v;
+// with parts = 1, an attention output written in the order mergeHeads returns).
+inline Shape headsInTokenRowsStrides(const HeadsShape& s, std::int64_t parts) {
+  const std::int64_t row = parts * s.heads * s.width;
+  return {s.tokens * row, s.width, row, 1};
+}
+
 // Checks that t is (B, H, N, d) with N >= 1 and d >= 1; the error names the op and the input.
 HeadsShape expectHeads(const char* op, const char* name, const Tensor& t);
 
