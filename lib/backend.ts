@@ -26,6 +26,11 @@ export interface BackendInfo {
    * (CASTLING_SPIN_US; default 1000, 0: sleep at once).
    */
   spinMicroseconds: number;
+  /**
+   * The most bytes of freed native memory kept for reuse by later passes (CASTLING_CACHE_MB;
+   * default 1/8 of physical memory, 0: keep nothing).
+   */
+  cacheLimitBytes: number;
   /** CUDA availability, and why not when it is not (with the GPU's name and memory when it is). */
   cuda: CudaStatus;
 }
@@ -51,6 +56,7 @@ export function backendInfo(): BackendInfo {
     cpu: info.cpu,
     threads: info.threads,
     spinMicroseconds: info.spinMicroseconds,
+    cacheLimitBytes: info.cacheLimitBytes,
     cuda: info.cuda,
   };
 }

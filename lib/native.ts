@@ -45,6 +45,7 @@ export interface NativeBackendInfo {
   threads: number;
   defaultThreads: number;
   spinMicroseconds: number;
+  cacheLimitBytes: number;
   cuda: NativeCudaStatus;
   ops: string[];
 }

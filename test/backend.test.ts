@@ -62,6 +62,19 @@ describe('CPU paths and threads', () => {
     }
   });
 
+  it('CASTLING_CACHE_MB bounds the memory kept for reuse, and a bad value is a clear error', () => {
+    const r = infoWithEnv({ CASTLING_CACHE_MB: '64' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).cacheLimitBytes).toBe(64 * 1024 * 1024);
+    const none = infoWithEnv({ CASTLING_CACHE_MB: '0' });
+    expect(JSON.parse(none.stdout).cacheLimitBytes).toBe(0);
+    for (const bad of ['-1', '2G', '', '99999999999999999999']) {
+      const b = infoWithEnv({ CASTLING_CACHE_MB: bad });
+      expect(b.status).not.toBe(0);
+      expect(b.stderr).toMatch(new RegExp(`CASTLING_CACHE_MB=${bad} is not valid: expected an integer from 0 to 8796093022208 \\(megabytes\\)`));
+    }
+  });
+
   it('asking for a path the CPU lacks throws instead of crashing', () => {
     const missing = (['avx2', 'avx512'] as const).filter((p) => !backendInfo().supportedCpuPaths.includes(p));
     for (const path of missing) expect(() => setCpuPath(path)).toThrow(/not supported by this CPU/);

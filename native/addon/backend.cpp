@@ -73,6 +73,8 @@ Napi::Value backendInfo(const Napi::CallbackInfo& info) {
     out.Set("threads", ThreadPool::global().threads());
     out.Set("defaultThreads", ThreadPool::defaultThreads());
     out.Set("spinMicroseconds", ThreadPool::spinMicroseconds());
+    BlockCache::configuredLimitBytes();  // a bad CASTLING_CACHE_MB is an error here
+    out.Set("cacheLimitBytes", double(BlockCache::global().limitBytes()));
     out.Set("cuda", cudaStatus(env));
     auto ops = Napi::Array::New(env);
     std::uint32_t i = 0;

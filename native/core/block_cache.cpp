@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "asan_poison.h"
+#include "environment.h"
+#include "error.h"
 #include "storage.h"
 
 namespace castling {
@@ -36,13 +38,31 @@ BlockCache& BlockCache::global() {
   return cache;
 }
 
-BlockCache::BlockCache() {
+namespace {
+
+// 1/8 of physical memory (1 GiB where the system does not say).
+std::int64_t defaultLimitBytes() {
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  limit_ = pages > 0 && page > 0 ? std::int64_t(pages) * page / 8 : (std::int64_t(1) << 30);
-  if (const char* env = std::getenv("CASTLING_CACHE_MB")) {
-    char* end = nullptr;
-    long long mb = std::strtoll(env, &end, 10);
-    if (end != env && *end == '\0' && mb >= 0) limit_ = std::int64_t(mb) << 20;
+  return pages > 0 && page > 0 ? std::int64_t(pages) * page / 8 : (std::int64_t(1) << 30);
+}
+
+// A limit in megabytes whose bytes still fit an int64: 2^43 MB.
+constexpr std::int64_t kMaxLimitMegabytes = std::int64_t(1) << 43;
+
+}  // namespace
+
+std::int64_t BlockCache::configuredLimitBytes() {
+  std::int64_t mb = integerFromEnvironment("CASTLING_CACHE_MB", -1, 0, kMaxLimitMegabytes, " (megabytes)");
+  return mb < 0 ? defaultLimitBytes() : mb << 20;
+}
+
+BlockCache::BlockCache() {
+  try {
+    limit_ = configuredLimitBytes();
+  } catch (const Error&) {
+    // A bad CASTLING_CACHE_MB is reported by backendInfo(), like the pool's variables; the cache
+    // must exist meanwhile (every tensor goes through it).
+    limit_ = defaultLimitBytes();
   }
 }
 

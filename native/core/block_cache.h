@@ -23,6 +23,9 @@ class BlockCache {
   std::int64_t cachedBytes() const;
   // The most bytes kept for reuse (default 1/8 of physical memory, CASTLING_CACHE_MB overrides).
   std::int64_t limitBytes() const { return limit_; }
+  // The limit CASTLING_CACHE_MB asks for (the default when unset); an Error when it is not a
+  // number of megabytes. The cache itself keeps the default then: backendInfo() reports it.
+  static std::int64_t configuredLimitBytes();
 
   // The size class a request is rounded up to: 64-byte steps below 64 KiB, then steps of a
   // quarter of the power of two (so at most 25% is wasted).

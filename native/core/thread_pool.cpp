@@ -4,9 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <string>
 
+#include "environment.h"
 #include "error.h"
 #include "pool_trace.h"
 
@@ -40,18 +39,6 @@ bool spinFor(std::int64_t ns, Done&& done) {
   }
 }
 
-// The integer in environment variable `name`, or `fallback` when it is unset; an Error naming the
-// variable and the range [min, max] (in `unit`) when it is anything else.
-int integerFromEnvironment(const char* name, int fallback, int min, int max, const char* unit = "") {
-  const char* env = std::getenv(name);
-  if (env == nullptr) return fallback;
-  char* end = nullptr;
-  long value = std::strtol(env, &end, 10);
-  if (end == env || *end != '\0' || value < min || value > max) {
-    fail(name, "=", env, " is not valid: expected an integer from ", min, " to ", max, unit);
-  }
-  return int(value);
-}
 }  // namespace
 
 ThreadPool& ThreadPool::global() {
@@ -60,7 +47,7 @@ ThreadPool& ThreadPool::global() {
 }
 
 int ThreadPool::defaultThreads() {
-  if (int n = integerFromEnvironment("CASTLING_THREADS", 0, 1, kMaxThreads)) return n;  // 0: unset
+  if (int n = int(integerFromEnvironment("CASTLING_THREADS", 0, 1, kMaxThreads))) return n;  // 0: unset
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     int n = CPU_COUNT(&set);
@@ -70,7 +57,7 @@ int ThreadPool::defaultThreads() {
 }
 
 int ThreadPool::spinMicroseconds() {
-  return integerFromEnvironment("CASTLING_SPIN_US", kDefaultSpinMicroseconds, 0, kMaxSpinMicroseconds, " (microseconds)");
+  return int(integerFromEnvironment("CASTLING_SPIN_US", kDefaultSpinMicroseconds, 0, kMaxSpinMicroseconds, " (microseconds)"));
 }
 
 ThreadPool::ThreadPool() {
