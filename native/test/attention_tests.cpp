@@ -36,10 +36,13 @@ struct Dims {
 };
 
 // Covers every N in {1, 2, 17, 197, 257}, d in {16, 32, 64} (and widths that are not a multiple
-// of any vector), H in {1, 3}, B in {1, 2}.
+// of any vector), H in {1, 3}, B in {1, 2}; and token counts past the flash forward's span of
+// keys (288): 300 (a second span of 12 keys, values copied into padded rows) and 577 (24 x 24
+// patches and a class token: two whole spans and one key, values read in place).
 const std::vector<Dims> kShapes = {
     {1, 1, 1, 16}, {2, 3, 2, 32}, {1, 3, 17, 64}, {2, 1, 17, 16}, {2, 1, 197, 16},
     {1, 3, 197, 64}, {2, 3, 257, 32}, {1, 1, 257, 64}, {1, 2, 50, 24}, {1, 1, 100, 5},
+    {1, 2, 300, 24}, {1, 1, 577, 64},
 };
 
 // ---- float64 reference: softmax attention (section 1) ----
