@@ -235,16 +235,18 @@ export class VitGraph {
       const da = linearBackward(r.a, `${b}.attn.proj`, dbranch1);
       const dy = this.one('splitHeads', [da], { heads: cfg.heads });
       let dq: Slot, dk: Slot, dv: Slot;
+      // tokenOrder: the CPU ops write dq, dk and dv into one buffer laid out as the qkv projection's
+      // rows, which mergeHeads then passes on without a copy; other devices ignore it.
       if (cfg.attention === 'softmax') {
         const [y, lse] = r.attnSaved as [Slot, Slot];
-        [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
+        [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], { tokenOrder: 1 }, 3) as [Slot, Slot, Slot];
       } else if (cfg.attention === 'sparsifiner') {
         const [y, lse, indices] = r.attnSaved as [Slot, Slot, Slot];
         [dq, dk, dv] = p.op('sparseAttentionBackward', [r.q, r.k, r.v, indices, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
       } else {
         const s = r.attnSaved;
         const auxSaved = o.aux ? [s[5]!, s[6]!, s[7]!] : [null, null, null];
-        const out = p.op('attentionLinearAngularBackward', [r.q, r.k, r.v, this.dconv(i), s[1]!, s[2]!, s[3]!, s[4]!, ...auxSaved, dy], this.attentionAttrs(o.aux), 4);
+        const out = p.op('attentionLinearAngularBackward', [r.q, r.k, r.v, this.dconv(i), s[1]!, s[2]!, s[3]!, s[4]!, ...auxSaved, dy], { ...this.attentionAttrs(o.aux), tokenOrder: 1 }, 4);
         [dq, dk, dv] = out as [Slot, Slot, Slot];
         grads.set(`${b}.attn.dconv.weight`, out[3]!);
       }

@@ -29,6 +29,15 @@ Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) {
   return Tensor::empty({s.batch, s.tokens, s.heads * s.width}).strided(s.full(), headsInTokenRowsStrides(s, 1), 0);
 }
 
+std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed) {
+  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zeros(shape) : Tensor::empty(shape); };
+  if (!attrs.flag("tokenOrder", false)) return {make(s.full()), make(s.full()), make(s.full())};
+  const Tensor rows = make({s.batch, s.tokens, 3 * s.heads * s.width});
+  std::vector<Tensor> out;
+  for (std::int64_t p = 0; p < 3; ++p) out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, 3), p * s.heads * s.width));
+  return out;
+}
+
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
                       const std::function<void(std::int64_t, float*)>& fn) {
   if (jobs <= 0) return;

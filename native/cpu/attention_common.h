@@ -30,6 +30,11 @@ HeadRowsOf<float> outputRows(Tensor& t);
 // (B, N, H, d), each token's heads side by side as mergeHeads returns them, and viewed as
 // (B, H, N, d): mergeHeads then hands it on without a copy (isTokenOrderHeads).
 Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs);
+// A backward op's dq, dk and dv (zero filled with `zeroed`, for kernels that add into them): three
+// contiguous tensors, or with the attribute tokenOrder views of one (B, N, 3 x H x d) buffer laid
+// out as splitHeads reads q, k and v from the qkv projection, which mergeHeads([dq, dk, dv]) then
+// hands on without a copy.
+std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed);
 // t itself when its rows are dense, else a contiguous copy.
 Tensor withDenseRows(const Tensor& t);
 
@@ -47,12 +52,14 @@ std::int64_t rangesPerHead(std::int64_t headCount, std::int64_t blocks);
 // a . b over n floats (portable; for the O(N d) row terms around the kernels).
 float dotProduct(const float* a, const float* b, std::int64_t n);
 
-// The flash backward over every head (attention_softmax.cpp), shared by softmax attention and the
-// auxiliary branch of linear-angular attention: adds into dq, dk and dv (see FlashBackwardArgs).
-// q, k, v and dout need dense rows (HeadRows); dq, dk and dv are contiguous.
+// The flash backward over every head (attention_softmax.cpp), shared by softmax attention, which
+// has it write dq, dk and dv, and the auxiliary branch of linear-angular attention, which has it
+// add into them (`accumulate`; see FlashBackwardArgs). q, k, v and dout need dense rows
+// (HeadRows), and so do dq, dk and dv (contiguous, or headsGradients' views).
 void flashBackwardAllHeads(const ops::HeadsShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& dout, const Tensor& lse, const Tensor& rowTerm, float scale,
-                           bool masked, float tau, float lambda, Tensor& dq, Tensor& dk, Tensor& dv);
+                           bool masked, float tau, float lambda, bool accumulate, Tensor& dq, Tensor& dk,
+                           Tensor& dv);
 
 void registerAttentionSoftmaxOps(OpRegistry& registry);
 void registerAttentionLinearAngularOps(OpRegistry& registry);

@@ -55,9 +55,11 @@ struct FlashBackwardArgs {
   bool masked;
   float tau;
   float lambda;
-  float* dq;  // accumulated over all n rows (the caller gives each concurrent key range its own)
-  float* dk;  // accumulated, rows of the key range only
-  float* dv;  // accumulated, rows of the key range only
+  float* dq;  // all n rows (the caller gives each concurrent key range its own)
+  float* dk;  // rows of the key range only
+  float* dv;  // rows of the key range only
+  std::int64_t lddq, lddk, lddv;  // their row strides
+  bool accumulate;  // add to dq, dk and dv (else write them: they need no zero fill)
 };
 
 // ---- Castling-ViT linear-angular attention ----
@@ -111,6 +113,9 @@ struct AngularBackwardArgs {
   float* dq;        // query pass writes
   float* dk;        // key pass writes
   float* dv;        // query pass writes, key pass adds
+  // Row strides of q, k, v and dy (splitHeads' views are read in place), and of dq, dk and dv
+  // (one layout for the three: contiguous, or headsGradients' views). The rest are contiguous.
+  std::int64_t ldq, ldk, ldv, ldy, ldGrad;
 };
 
 struct AttentionKernels {

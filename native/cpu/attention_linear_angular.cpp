@@ -143,34 +143,40 @@ std::vector<Tensor> attentionLinearAngularOp(const OpInputs& in, const Attrs& at
 // inputs, in this order (the forward's inputs, then its saved outputs, then the gradient):
 //   0 q, 1 k, 2 v, 3 dconvWeight, 4 qnorm, 5 knorm, 6 S, 7 znorm,
 //   8 lse, 9 auxOut, 10 auxMass (only with aux; empty slots otherwise), 11 dy
-// attrs as the forward, plus l1 (lambda, default 0: the loss had lambda * sum M . A added).
+// attrs as the forward (tokenOrder lays dq, dk and dv out for mergeHeads, see headsGradients), plus
+// l1 (lambda, default 0: the loss had lambda * sum M . A added).
 // outputs [dq, dk, dv, dWeight] (dWeight shaped like dconvWeight).
 std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionLinearAngularBackward";
-  AngularInputs inputs = readAngularInputs(op, in, attrs);
+  // q, k, v and dy are read in place when their rows are dense (splitHeads' views).
+  AngularInputs inputs = readAngularInputs(op, in, attrs, true);
   const Tensor &q = inputs.q, &k = inputs.k, &v = inputs.v, &weight = inputs.weight;
   const HeadsShape& s = inputs.s;
   const AngularOptions& o = inputs.o;
   const std::int64_t d = s.width;
-  const AngularSaved saved = readAngularSaved(op, in, s);
+  const AngularSaved saved = readAngularSaved(op, in, s, true);
   const Tensor &qnorm = saved.qnorm, &knorm = saved.knorm, &S = saved.S, &znorm = saved.znorm, &dy = saved.dy;
   const AngularAuxSaved auxSaved = o.aux ? readAngularAuxSaved(op, in, s) : AngularAuxSaved{};
   const Tensor &lse = auxSaved.lse, &auxOut = auxSaved.auxOut, &auxMass = auxSaved.auxMass;
   const AttentionKernels& kt = attentionKernels();
 
-  Tensor dz = Tensor::empty(s.full()), dq = Tensor::empty(s.full()), dk = Tensor::empty(s.full()),
-         dv = Tensor::empty(s.full()), dS = Tensor::empty({s.count(), d, d});
+  Tensor dz = Tensor::empty(s.full()), dS = Tensor::empty({s.count(), d, d});
+  std::vector<Tensor> grads = headsGradients(s, attrs, false);  // every row is written before it is added to
+  Tensor &dq = grads[0], &dk = grads[1], &dv = grads[2];
+  const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdy = headRows(dy);
+  const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
   TokenRanges tr = tokenRanges(s, kt);
   Tensor dSPartial = Tensor::empty({s.count(), tr.ranges, d, d});
   Tensor dwPartial = Tensor::empty({s.count(), tr.ranges, o.weightsPerHead});
   auto headArgs = [&](std::int64_t head) {
     std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
-    return AngularBackwardArgs{q.data() + off, k.data() + off, v.data() + off,
+    return AngularBackwardArgs{hq.head(head), hk.head(head), hv.head(head),
                                o.aux ? auxOut.data() + off : nullptr, o.aux ? auxMass.data() + rows : nullptr,
                                qnorm.data() + rows, knorm.data() + rows, znorm.data() + rows,
-                               S.data() + head * d * d, dy.data() + off, s.tokens, d,
+                               S.data() + head * d * d, hdy.head(head), s.tokens, d,
                                convForHead(o, weight, head, s.heads), dS.data() + head * d * d,
-                               dz.data() + off, dq.data() + off, dk.data() + off, dv.data() + off};
+                               dz.data() + off, hdq.head(head), hdk.head(head), hdv.head(head),
+                               hq.ld, hk.ld, hv.ld, hdy.ld, hdq.ld};
   };
   std::int64_t scratch = kt.angularScratchFloats(d);
   // Pass 1 (query side): dz, dq, dv's direct and conv terms, partial dS and dWeight.
@@ -215,7 +221,7 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
       }
       if (kept) anyKept.store(true, std::memory_order_relaxed);
     });
-    if (anyKept.load()) flashBackwardAllHeads(s, q, k, v, dz, lse, rowTerm, o.auxScale, true, o.tau, o.lambda, dq, dk, dv);
+    if (anyKept.load()) flashBackwardAllHeads(s, q, k, v, dz, lse, rowTerm, o.auxScale, true, o.tau, o.lambda, true, dq, dk, dv);
   }
   return {dq, dk, dv, dWeight};
 }

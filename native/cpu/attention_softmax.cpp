@@ -53,7 +53,8 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   return {y, lse};
 }
 
-// inputs (q, k, v, y, lse, dy) as saved by attentionSoftmax; attrs scale.
+// inputs (q, k, v, y, lse, dy) as saved by attentionSoftmax; attrs scale, tokenOrder (0; 1 lays
+// dq, dk and dv out for mergeHeads, see headsGradients).
 // outputs [dq, dk, dv].
 std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmaxBackward";
@@ -77,43 +78,49 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
     }
   });
 
-  Tensor dq = Tensor::zeros(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
-  flashBackwardAllHeads(s, q, k, v, dy, lse, rowTerm, scale, false, 0.0f, 0.0f, dq, dk, dv);
-  return {dq, dk, dv};
+  std::vector<Tensor> grads = headsGradients(s, attrs, false);  // every row is written once
+  flashBackwardAllHeads(s, q, k, v, dy, lse, rowTerm, scale, false, 0.0f, 0.0f, false, grads[0], grads[1], grads[2]);
+  return grads;
 }
 
 }  // namespace
 
 void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& dout, const Tensor& lse, const Tensor& rowTerm, float scale,
-                           bool masked, float tau, float lambda, Tensor& dq, Tensor& dk, Tensor& dv) {
+                           bool masked, float tau, float lambda, bool accumulate, Tensor& dq, Tensor& dk,
+                           Tensor& dv) {
   const AttentionKernels& kt = attentionKernels();
   std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
   std::int64_t ranges = rangesPerHead(s.count(), blocks);
-  // Key ranges of one head all add into that head's dq: range 0 adds into dq itself, the others
-  // into their own buffers, summed afterwards in a fixed order (deterministic, no atomics).
+  // Key ranges of one head all add to that head's dq: range 0 goes into dq itself, the others
+  // into their own buffers (zero filled: `accumulate` adds into them too), summed afterwards in a
+  // fixed order (deterministic, no atomics).
   Tensor dqExtra;
   if (ranges > 1) dqExtra = Tensor::zeros({ranges - 1, s.count(), s.tokens, s.width});
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdout = headRows(dout);
+  const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
   runAttentionJobs(s.count() * ranges, kt.flashBackwardScratchFloats(s.tokens, s.width),
                    [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
-    float* dqTarget = range == 0 ? dq.data() + off
-                                 : dqExtra.data() + (range - 1) * s.count() * s.headFloats() + off;
+    float* dqTarget = range == 0 ? hdq.head(head) : dqExtra.data() + (range - 1) * s.count() * s.headFloats() + off;
     FlashBackwardArgs a{hq.head(head), hk.head(head), hv.head(head), hdout.head(head),
                         lse.data() + head * s.tokens, rowTerm.data() + head * s.tokens,
                         hq.ld, hk.ld, hv.ld, hdout.ld, s.tokens, s.width, scale, masked, tau, lambda,
-                        dqTarget, dk.data() + off, dv.data() + off};
+                        dqTarget, hdk.head(head), hdv.head(head), range == 0 ? hdq.ld : s.width, hdk.ld, hdv.ld,
+                        accumulate};
     std::int64_t begin = blocks * range / ranges * kt.flashBlock;
     std::int64_t end = std::min(s.tokens, blocks * (range + 1) / ranges * kt.flashBlock);
     if (begin < end) kt.flashBackward(a, begin, end, scratch);
   });
-  std::int64_t total = s.count() * s.headFloats();
+  const std::int64_t rows = s.count() * s.tokens, d = s.width;
   for (std::int64_t r = 1; r < ranges; ++r) {
-    const float* extra = dqExtra.data() + (r - 1) * total;
-    float* out = dq.data();
-    ThreadPool::global().parallelFor(total, 1 << 15, [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t i = b; i < e; ++i) out[i] += extra[i];
+    const float* extra = dqExtra.data() + (r - 1) * rows * d;
+    ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, (1 << 15) / d), [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t row = b; row < e; ++row) {
+        float* out = hdq.head(row / s.tokens) + row % s.tokens * hdq.ld;
+        const float* add = extra + row * d;
+        for (std::int64_t c = 0; c < d; ++c) out[c] += add[c];
+      }
     });
   }
 }

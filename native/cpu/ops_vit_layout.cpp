@@ -149,18 +149,34 @@ void gatherHeads(const std::vector<Tensor>& heads, std::int64_t B, std::int64_t 
   });
 }
 
-// Whether t is an attention output written in token order (headsOutput, attention_common.h): a
-// (B, H, N, d) view of all of a (B, N, H, d) storage, which is already the merged rows.
-bool isTokenOrderHeads(const Tensor& t) {
-  if (t.rank() != 4 || t.storageOffset() != 0) return false;
-  const HeadsShape heads{t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
-  return t.strides() == headsInTokenRowsStrides(heads, 1) && t.storage()->size() == t.numel();
+// Whether parts, in order, are the (B, H, N, d) views that lie in the token rows of all of one
+// storage (headsInTokenRowsStrides): an attention output written in token order (headsOutput,
+// attention_common.h), or a backward's dq, dk and dv (headsGradients). That storage is already
+// the merged rows.
+bool areTokenOrderHeads(const std::vector<Tensor>& parts) {
+  const Tensor& first = parts.front();
+  if (first.rank() != 4 || !first.storage()) return false;
+  const HeadsShape heads{first.dim(0), first.dim(1), first.dim(2), first.dim(3)};
+  const std::int64_t count = std::int64_t(parts.size());
+  for (std::int64_t p = 0; p < count; ++p) {
+    const Tensor& t = parts[std::size_t(p)];
+    if (t.storage() != first.storage() || t.shape() != first.shape() ||
+        t.strides() != headsInTokenRowsStrides(heads, count) || t.storageOffset() != p * heads.heads * heads.width)
+      return false;
+  }
+  return first.storage()->size() == count * first.numel();
 }
 
 std::vector<Tensor> mergeHeadsOp(const OpInputs& in, const Attrs&) {
-  if (!in.optional(1) && !in.optional(2) && isTokenOrderHeads(in.required(0, "a"))) {
-    const Tensor& a = in.required(0, "a");
-    const std::int64_t N = a.dim(2), row = a.dim(1) * a.dim(3);
+  std::vector<Tensor> given{in.required(0, "a")};
+  for (int i : {1, 2}) {
+    const Tensor* t = in.optional(i);
+    if (!t) break;
+    given.push_back(*t);
+  }
+  if (areTokenOrderHeads(given)) {
+    const Tensor& a = given.front();
+    const std::int64_t N = a.dim(2), row = std::int64_t(given.size()) * a.dim(1) * a.dim(3);
     return {a.strided({a.dim(0), N, row}, {N * row, row, 1}, 0)};
   }
   std::vector<Tensor> parts = mergeHeadsInputs("mergeHeads", in);

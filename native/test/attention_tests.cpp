@@ -554,13 +554,25 @@ TEST(linear_angular_aux_at_tau_one_is_bit_exact) {
   }
 }
 
+// mergeHeads hands on the storage of token-order heads as they lie: the same bits as the merge of
+// their contiguous copies, without a copy.
+bool mergedInPlace(const std::vector<Tensor>& ordered, const std::vector<Tensor>& copies) {
+  std::vector<std::optional<Tensor>> in(ordered.begin(), ordered.end()), inCopies(copies.begin(), copies.end());
+  Tensor merged = runOp("mergeHeads", in, Attrs())[0];
+  return merged.data() == ordered[0].data() && sameBits(merged, runOp("mergeHeads", inCopies, Attrs())[0]);
+}
+
 // In a ViT, q, k and v are splitHeads' views of the qkv projection (rows 3 H d apart), read in
-// place by the forward kernels and by softmax's backward, and y is written in token order for
-// mergeHeads (attribute tokenOrder); the results must be the bits of the same op on contiguous
-// tensors, at widths that are and are not whole vectors, with a last query block of a few rows,
-// in both convolution forms and with the auxiliary branch.
+// place by the attention kernels, which write y, and in the backward dq, dk and dv, in token
+// order for mergeHeads (attribute tokenOrder); the results must be the bits of the same op on
+// contiguous tensors, at widths that are and are not whole vectors, with a last query block of a
+// few rows, in both convolution forms and with the auxiliary branch. One head of 197 tokens on
+// four threads cuts the flash backward's keys into ranges whose dq are summed into the view.
 TEST(attention_ops_read_split_heads_views_in_place) {
-  for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}}) {
+  ThreadPool& pool = ThreadPool::global();
+  const int threadsBefore = pool.threads();
+  pool.setThreads(4);
+  for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}, Dims{1, 1, 197, 64}}) {
     const std::int64_t row = 3 * s.H * s.d;
     Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
     Attrs split;
@@ -599,13 +611,16 @@ TEST(attention_ops_read_split_heads_views_in_place) {
     tokenOrder.set("tokenOrder", 1);
     auto ordered = runOp("attentionSoftmax", {views[0], views[1], views[2]}, tokenOrder);
     CHECK(!ordered[0].isContiguous() && sameBits(ordered[0].contiguous(), copied[0]));
-    auto merged = runOp("mergeHeads", {ordered[0]}, Attrs())[0];
-    CHECK(merged.data() == ordered[0].data() && sameBits(merged, runOp("mergeHeads", {copied[0]}, Attrs())[0]));
+    CHECK(mergedInPlace({ordered[0]}, {copied[0]}));
     auto gOrdered = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], ordered[0], copied[1], dyView}, Attrs());
     auto gViewed = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], copied[0], copied[1], dyView}, Attrs());
     for (int i = 0; i < 3; ++i) CHECK(sameBits(gOrdered[std::size_t(i)], gViewed[std::size_t(i)]));
     auto gCopied = runOp("attentionSoftmaxBackward", {dense[0], dense[1], dense[2], copied[0], copied[1], dyDense}, Attrs());
     for (int i = 0; i < 3; ++i) CHECK(sameBits(gViewed[std::size_t(i)], gCopied[std::size_t(i)]));
+    // dq, dk and dv in token order: the same values, one storage that mergeHeads hands on.
+    auto gTokens = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], ordered[0], copied[1], dyView}, tokenOrder);
+    for (int i = 0; i < 3; ++i) CHECK(!gTokens[std::size_t(i)].isContiguous() && sameBits(gTokens[std::size_t(i)].contiguous(), gCopied[std::size_t(i)]));
+    CHECK(mergedInPlace(gTokens, gCopied));
 
     for (const AngularSetup& a : angularSetups(s)) {
       Attrs attrs = angularAttrs(a);
@@ -625,11 +640,16 @@ TEST(attention_ops_read_split_heads_views_in_place) {
       for (int i = 5; i <= 7; ++i) in.push_back(a.aux ? std::optional<Tensor>(fCopied[std::size_t(i)]) : std::nullopt);
       in.push_back(dyView);
       auto bViewed = runOp("attentionLinearAngularBackward", in, attrs);
+      auto bTokens = runOp("attentionLinearAngularBackward", in, orderedAttrs);
       in[0] = dense[0], in[1] = dense[1], in[2] = dense[2], in.back() = dyDense;
       auto bCopied = runOp("attentionLinearAngularBackward", in, attrs);
       for (int i = 0; i < 4; ++i) CHECK(sameBits(bViewed[std::size_t(i)], bCopied[std::size_t(i)]));
+      for (int i = 0; i < 3; ++i) CHECK(!bTokens[std::size_t(i)].isContiguous() && sameBits(bTokens[std::size_t(i)].contiguous(), bCopied[std::size_t(i)]));
+      CHECK(sameBits(bTokens[3], bCopied[3]));
+      CHECK(mergedInPlace({bTokens[0], bTokens[1], bTokens[2]}, {bCopied[0], bCopied[1], bCopied[2]}));
     }
   }
+  pool.setThreads(threadsBefore);
 }
 
 TEST(zero_rows_give_finite_outputs) {
