@@ -34,7 +34,8 @@ std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs,
   if (!attrs.flag("tokenOrder", false)) return {make(s.full()), make(s.full()), make(s.full())};
   const Tensor rows = make({s.batch, s.tokens, 3 * s.heads * s.width});
   std::vector<Tensor> out;
-  for (std::int64_t p = 0; p < 3; ++p) out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, 3), p * s.heads * s.width));
+  for (std::int64_t p = 0; p < 3; ++p)
+    out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, 3), p * s.heads * s.width));
   return out;
 }
 

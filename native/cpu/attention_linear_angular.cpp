@@ -221,7 +221,8 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
       }
       if (kept) anyKept.store(true, std::memory_order_relaxed);
     });
-    if (anyKept.load()) flashBackwardAllHeads(s, q, k, v, dz, lse, rowTerm, o.auxScale, true, o.tau, o.lambda, true, dq, dk, dv);
+    if (anyKept.load())
+      flashBackwardAllHeads(s, q, k, v, dz, lse, rowTerm, o.auxScale, true, o.tau, o.lambda, true, dq, dk, dv);
   }
   return {dq, dk, dv, dWeight};
 }

@@ -115,7 +115,8 @@ void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k
   const std::int64_t rows = s.count() * s.tokens, d = s.width;
   for (std::int64_t r = 1; r < ranges; ++r) {
     const float* extra = dqExtra.data() + (r - 1) * rows * d;
-    ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, (1 << 15) / d), [&](std::int64_t b, std::int64_t e) {
+    const std::int64_t grain = std::max<std::int64_t>(1, (1 << 15) / d);
+    ThreadPool::global().parallelFor(rows, grain, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t row = b; row < e; ++row) {
         float* out = hdq.head(row / s.tokens) + row % s.tokens * hdq.ld;
         const float* add = extra + row * d;

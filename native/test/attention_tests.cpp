@@ -572,7 +572,8 @@ TEST(attention_ops_read_split_heads_views_in_place) {
   ThreadPool& pool = ThreadPool::global();
   const int threadsBefore = pool.threads();
   pool.setThreads(4);
-  for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}, Dims{1, 1, 197, 64}}) {
+  for (const Dims& s :
+       {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}, Dims{1, 1, 197, 64}}) {
     const std::int64_t row = 3 * s.H * s.d;
     Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
     Attrs split;
@@ -619,7 +620,8 @@ TEST(attention_ops_read_split_heads_views_in_place) {
     for (int i = 0; i < 3; ++i) CHECK(sameBits(gViewed[std::size_t(i)], gCopied[std::size_t(i)]));
     // dq, dk and dv in token order: the same values, one storage that mergeHeads hands on.
     auto gTokens = runOp("attentionSoftmaxBackward", {views[0], views[1], views[2], ordered[0], copied[1], dyView}, tokenOrder);
-    for (int i = 0; i < 3; ++i) CHECK(!gTokens[std::size_t(i)].isContiguous() && sameBits(gTokens[std::size_t(i)].contiguous(), gCopied[std::size_t(i)]));
+    for (std::size_t i = 0; i < 3; ++i)
+      CHECK(!gTokens[i].isContiguous() && sameBits(gTokens[i].contiguous(), gCopied[i]));
     CHECK(mergedInPlace(gTokens, gCopied));
 
     for (const AngularSetup& a : angularSetups(s)) {
@@ -644,7 +646,8 @@ TEST(attention_ops_read_split_heads_views_in_place) {
       in[0] = dense[0], in[1] = dense[1], in[2] = dense[2], in.back() = dyDense;
       auto bCopied = runOp("attentionLinearAngularBackward", in, attrs);
       for (int i = 0; i < 4; ++i) CHECK(sameBits(bViewed[std::size_t(i)], bCopied[std::size_t(i)]));
-      for (int i = 0; i < 3; ++i) CHECK(!bTokens[std::size_t(i)].isContiguous() && sameBits(bTokens[std::size_t(i)].contiguous(), bCopied[std::size_t(i)]));
+      for (std::size_t i = 0; i < 3; ++i)
+        CHECK(!bTokens[i].isContiguous() && sameBits(bTokens[i].contiguous(), bCopied[i]));
       CHECK(sameBits(bTokens[3], bCopied[3]));
       CHECK(mergedInPlace({bTokens[0], bTokens[1], bTokens[2]}, {bCopied[0], bCopied[1], bCopied[2]}));
     }
