@@ -72,5 +72,12 @@ const { width: w, depth, mlpRatio, numClasses } = presets.deitSmall;
 const forward = batch * (depth * 2 * 197 * w * (3 * w + w + 2 * mlpRatio * w) + 2 * w * numClasses);
 const linearMs = median(perOp.get('linear') ?? [0]) + median(perOp.get('linearBackward') ?? [0]);
 const flops = values.pass === 'predict' ? forward : 3 * forward;
-const perThreadPeak = await measurePeak('avx512', 1).catch(() => NaN);
-console.log(`linear layers: ${(flops / linearMs / 1e6).toFixed(1)} GFLOP/s per thread second, ${((100 * flops) / linearMs / 1e6 / perThreadPeak).toFixed(0)}% of one thread's FMA peak (${perThreadPeak.toFixed(0)} GFLOP/s, measured now)`);
+const rate = flops / linearMs / 1e6;
+// One thread's peak on the CPU path the pass ran on; without the benchmark addon (not built, or
+// CASTLING_ADDON_PATH naming an addon without one beside it) the share is left out, not NaN.
+const path = native.backendInfo().isa;
+const peak = await measurePeak(path, 1).then((gflops) => ({ gflops }), (error) => ({ error }));
+const share = 'gflops' in peak
+  ? `${((100 * rate) / peak.gflops).toFixed(0)}% of one thread's FMA peak (${peak.gflops.toFixed(0)} GFLOP/s on ${path}, measured now)`
+  : `share of the FMA peak not measured (${peak.error instanceof Error ? peak.error.message : String(peak.error)})`;
+console.log(`linear layers: ${rate.toFixed(1)} GFLOP/s per thread second, ${share}`);
