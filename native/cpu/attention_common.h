@@ -28,7 +28,7 @@ HeadRowsOf<float> outputRows(Tensor& t);
 
 // An attention op's (B, H, N, d) output y: contiguous, or with the attribute tokenOrder laid out as
 // (B, N, H, d), each token's heads side by side as mergeHeads returns them, and viewed as
-// (B, H, N, d): mergeHeads then hands it on without a copy (isTokenOrderHeads).
+// (B, H, N, d): mergeHeads then hands it on without a copy (areTokenOrderHeads).
 Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs);
 // A backward op's dq, dk and dv (zero filled with `zeroed`, for kernels that add into them): three
 // contiguous tensors, or with the attribute tokenOrder views of one (B, N, 3 x H x d) buffer laid

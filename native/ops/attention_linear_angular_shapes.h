@@ -120,7 +120,8 @@ struct AngularSaved {
 
 // With rowsInPlace, a dy whose rows are dense (splitHeads' view of the projection's gradient) is
 // taken as it is, as readAngularTensors takes q, k and v.
-inline AngularSaved readAngularSaved(const char* op, const OpInputs& in, const HeadsShape& s, bool rowsInPlace = false) {
+inline AngularSaved readAngularSaved(const char* op, const OpInputs& in, const HeadsShape& s,
+                                     bool rowsInPlace = false) {
   const Tensor& dy = in.required(11, "dy");
   AngularSaved t{in.required(4, "qnorm").contiguous(), in.required(5, "knorm").contiguous(),
                  in.required(6, "S").contiguous(), in.required(7, "znorm").contiguous(),
