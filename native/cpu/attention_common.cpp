@@ -16,6 +16,21 @@ HeadRowsOf<Float> rowsFrom(Float* base, const Tensor& t) {
   const Shape& st = t.strides();
   return HeadRowsOf<Float>{base, t.dim(1), st[0], st[1], st[2]};
 }
+
+// `parts` (B, H, N, d) outputs (zero filled with `zeroed`): contiguous tensors, or with the
+// attribute tokenOrder views of one (B, N, parts x H x d) buffer, part p at columns p H d.
+std::vector<Tensor> headsOutputs(const ops::HeadsShape& s, const Attrs& attrs, std::int64_t parts, bool zeroed) {
+  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zeros(shape) : Tensor::empty(shape); };
+  std::vector<Tensor> out;
+  if (!attrs.flag("tokenOrder", false)) {
+    for (std::int64_t p = 0; p < parts; ++p) out.push_back(make(s.full()));
+    return out;
+  }
+  const Tensor rows = make({s.batch, s.tokens, parts * s.heads * s.width});
+  for (std::int64_t p = 0; p < parts; ++p)
+    out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, parts), p * s.heads * s.width));
+  return out;
+}
 }  // namespace
 
 HeadRows headRows(const Tensor& t) { return rowsFrom(t.data(), t); }
@@ -24,19 +39,10 @@ HeadRowsOf<float> outputRows(Tensor& t) { return rowsFrom(t.data(), t); }
 
 Tensor withDenseRows(const Tensor& t) { return t.hasDenseRows() ? t : t.contiguous(); }
 
-Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) {
-  if (!attrs.flag("tokenOrder", false)) return Tensor::empty(s.full());
-  return Tensor::empty({s.batch, s.tokens, s.heads * s.width}).strided(s.full(), headsInTokenRowsStrides(s, 1), 0);
-}
+Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) { return headsOutputs(s, attrs, 1, false)[0]; }
 
 std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed) {
-  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zeros(shape) : Tensor::empty(shape); };
-  if (!attrs.flag("tokenOrder", false)) return {make(s.full()), make(s.full()), make(s.full())};
-  const Tensor rows = make({s.batch, s.tokens, 3 * s.heads * s.width});
-  std::vector<Tensor> out;
-  for (std::int64_t p = 0; p < 3; ++p)
-    out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, 3), p * s.heads * s.width));
-  return out;
+  return headsOutputs(s, attrs, 3, zeroed);
 }
 
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
