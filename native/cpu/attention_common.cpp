@@ -21,14 +21,10 @@ HeadRowsOf<Float> rowsFrom(Float* base, const Tensor& t) {
 // attribute tokenOrder views of one (B, N, parts x H x d) buffer, part p at columns p H d.
 std::vector<Tensor> headsOutputs(const ops::HeadsShape& s, const Attrs& attrs, std::int64_t parts, bool zeroed) {
   auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zeros(shape) : Tensor::empty(shape); };
+  if (attrs.flag("tokenOrder", false))
+    return ops::headsInTokenRows(make({s.batch, s.tokens, parts * s.heads * s.width}), s, parts);
   std::vector<Tensor> out;
-  if (!attrs.flag("tokenOrder", false)) {
-    for (std::int64_t p = 0; p < parts; ++p) out.push_back(make(s.full()));
-    return out;
-  }
-  const Tensor rows = make({s.batch, s.tokens, parts * s.heads * s.width});
-  for (std::int64_t p = 0; p < parts; ++p)
-    out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, parts), p * s.heads * s.width));
+  for (std::int64_t p = 0; p < parts; ++p) out.push_back(make(s.full()));
   return out;
 }
 }  // namespace

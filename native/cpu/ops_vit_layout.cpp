@@ -125,10 +125,7 @@ std::vector<Tensor> splitHeadsOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "splitHeads";
   Tensor x = in.required(0, "x").contiguous();
   const auto [B, N, H, d, parts] = headSplit(op, x, attrs);
-  const HeadsShape heads{B, H, N, d};
-  std::vector<Tensor> out;
-  for (std::int64_t p = 0; p < parts; ++p) out.push_back(x.strided(heads.full(), headsInTokenRowsStrides(heads, parts), p * H * d));
-  return out;
+  return headsInTokenRows(x, HeadsShape{B, H, N, d}, parts);
 }
 
 // Gathers `parts` tensors [B, H, N, d] into [B, N, parts * H * d] rows.

@@ -5,6 +5,13 @@
 
 namespace castling::ops {
 
+std::vector<Tensor> headsInTokenRows(const Tensor& rows, const HeadsShape& s, std::int64_t parts) {
+  std::vector<Tensor> out;
+  for (std::int64_t p = 0; p < parts; ++p)
+    out.push_back(rows.strided(s.full(), headsInTokenRowsStrides(s, parts), p * s.heads * s.width));
+  return out;
+}
+
 HeadsShape expectHeads(const char* op, const char* name, const Tensor& t) {
   if (t.rank() != 4) {
     fail(op, ": ", name, " has shape ", shapeToString(t.shape()),

@@ -2,6 +2,7 @@
 // backend so that all accept the same inputs and name the same faults.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "../core/tensor.h"
 
@@ -23,6 +24,9 @@ inline Shape headsInTokenRowsStrides(const HeadsShape& s, std::int64_t parts) {
   const std::int64_t row = parts * s.heads * s.width;
   return {s.tokens * row, s.width, row, 1};
 }
+
+// Those `parts` views of `rows` ([B, N, parts x H x d]): part p starts at column p x H x d.
+std::vector<Tensor> headsInTokenRows(const Tensor& rows, const HeadsShape& s, std::int64_t parts);
 
 // Checks that t is (B, H, N, d) with N >= 1 and d >= 1; the error names the op and the input.
 HeadsShape expectHeads(const char* op, const char* name, const Tensor& t);
