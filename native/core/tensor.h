@@ -22,6 +22,10 @@ class Tensor {
   // size within kMaxElements).
   static Tensor empty(const Shape& shape);
   static Tensor zeros(const Shape& shape);
+  // zeros for the ops: a large fill is split over the thread pool, as an op's own work is. (Not
+  // for a caller that must not wait: the pool runs one job at a time, so this may queue behind
+  // another op's.)
+  static Tensor zerosOnPool(const Shape& shape);
   // The same on a device and with an element type (an Error when the device is not available).
   static Tensor empty(const Shape& shape, DType dtype, Device device);
   static Tensor zeros(const Shape& shape, DType dtype, Device device);

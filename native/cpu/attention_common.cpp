@@ -20,7 +20,7 @@ HeadRowsOf<Float> rowsFrom(Float* base, const Tensor& t) {
 // `parts` (B, H, N, d) outputs (zero filled with `zeroed`): contiguous tensors, or with the
 // attribute tokenOrder views of one (B, N, parts x H x d) buffer, part p at columns p H d.
 std::vector<Tensor> headsOutputs(const ops::HeadsShape& s, const Attrs& attrs, std::int64_t parts, bool zeroed) {
-  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zeros(shape) : Tensor::empty(shape); };
+  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zerosOnPool(shape) : Tensor::empty(shape); };
   if (attrs.flag("tokenOrder", false))
     return ops::headsInTokenRows(make({s.batch, s.tokens, parts * s.heads * s.width}), s, parts);
   std::vector<Tensor> out;

@@ -104,7 +104,7 @@ void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k
   // into their own buffers (zero filled: `accumulate` adds into them too), summed afterwards in a
   // fixed order (deterministic, no atomics).
   Tensor dqExtra;
-  if (ranges > 1) dqExtra = Tensor::zeros({ranges - 1, s.count(), s.tokens, s.width});
+  if (ranges > 1) dqExtra = Tensor::zerosOnPool({ranges - 1, s.count(), s.tokens, s.width});
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdout = headRows(dout);
   const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
   runAttentionJobs(s.count() * ranges, kt.flashBackwardScratchFloats(s.tokens, s.width),

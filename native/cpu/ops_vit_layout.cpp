@@ -197,7 +197,7 @@ std::vector<Tensor> selectTokenOp(const OpInputs& in, const Attrs& attrs) {
 std::vector<Tensor> selectTokenBackwardOp(const OpInputs& in, const Attrs& attrs) {
   Tensor dy = in.required(0, "dy").contiguous();
   const auto [B, N, D, index] = selectTokenBackwardShape(dy, attrs);
-  Tensor dx = Tensor::zeros({B, N, D});
+  Tensor dx = Tensor::zerosOnPool({B, N, D});
   for (std::int64_t b = 0; b < B && D > 0; ++b) std::memcpy(dx.data() + (b * N + index) * D, dy.data() + b * D, std::size_t(D) * sizeof(float));
   return {dx};
 }

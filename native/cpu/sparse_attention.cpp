@@ -98,13 +98,13 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
   const Tensor &y = saved.y, &lse = saved.lse, &dy = saved.dy;
   float scale = sparseAttentionScale(op, attrs, s.width);
 
-  Tensor dq = Tensor::empty(s.full()), dk = Tensor::zeros(s.full()), dv = Tensor::zeros(s.full());
+  Tensor dq = Tensor::empty(s.full()), dk = Tensor::zerosOnPool(s.full()), dv = Tensor::zerosOnPool(s.full());
   std::int64_t ranges = rangesPerHead(s.count(), (s.tokens + kRowsPerJob - 1) / kRowsPerJob);
   const std::int64_t total = s.count() * s.headFloats();
   Tensor dkExtra, dvExtra;
   if (ranges > 1) {
-    dkExtra = Tensor::zeros({ranges - 1, total});
-    dvExtra = Tensor::zeros({ranges - 1, total});
+    dkExtra = Tensor::zerosOnPool({ranges - 1, total});
+    dvExtra = Tensor::zerosOnPool({ranges - 1, total});
   }
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::vector<char> valid(std::size_t(s.count() * ranges), 1);

@@ -1,5 +1,6 @@
 // C++ kernel tests of the core CPU ops against float64 references: runnable without Node.js
 // (`npm run test:cpp`, or ctest on a machine that only has a compiler).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -263,6 +264,25 @@ TEST(strided_views_and_their_copies) {
     for (std::int64_t c = 0; c < 6; ++c)
       for (std::int64_t b = 0; b < 5; ++b) swapped_ok = swapped_ok && swapped_copy.data()[(a * 6 + c) * 5 + b] == float(a * 30 + b * 6 + c);
   CHECK(swapped_ok);
+}
+
+// Tensor::zerosOnPool gives zeros on memory the block cache hands back dirty, also when the fill is
+// split over the pool (sizes from 1 MB) and the size is no multiple of its pieces.
+TEST(zeros_are_zero_on_reused_memory) {
+  for (std::int64_t n : {std::int64_t(1000), (std::int64_t(1) << 18) + 7, (std::int64_t(3) << 18) - 5}) {
+    {
+      Tensor dirty = Tensor::empty({n});
+      std::fill(dirty.data(), dirty.data() + n, -1.5f);
+    }
+    Tensor z = Tensor::zerosOnPool({n});
+    std::int64_t nonzero = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::uint32_t bits;
+      std::memcpy(&bits, z.data() + i, sizeof bits);
+      nonzero += bits != 0;
+    }
+    CHECK(nonzero == 0);
+  }
 }
 
 TEST(storage_derived_forms_follow_writes) {
