@@ -173,6 +173,8 @@ Tensor Tensor::strided(const Shape& shape, const Shape& strides, std::int64_t of
 
 bool Tensor::hasDenseRows() const { return shape_.empty() || shape_.back() <= 1 || strides_.back() == 1; }
 
+Tensor Tensor::withDenseRows() const { return hasDenseRows() ? *this : contiguous(); }
+
 Tensor Tensor::contiguous() const {
   if (isContiguous()) return *this;
   if (device() != Device::Cpu) failAs(ErrorKind::Unsupported, "a non-contiguous view of a ", deviceName(device()), " tensor cannot be copied yet: expected a contiguous tensor");

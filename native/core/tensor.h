@@ -66,6 +66,9 @@ class Tensor {
   // A contiguous copy (or this tensor when already contiguous); views with dense rows are copied
   // a row at a time over the thread pool.
   Tensor contiguous() const;
+  // This tensor when its rows are dense (hasDenseRows), else contiguous(): what kernels that take
+  // a row stride read.
+  Tensor withDenseRows() const;
   // A copy on `device` (this tensor when it is there already). Moving a 16-bit tensor to the CPU
   // gives float32 (the CPU path has no 16-bit kernels).
   Tensor to(Device device) const;

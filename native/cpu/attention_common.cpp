@@ -33,8 +33,6 @@ HeadRows headRows(const Tensor& t) { return rowsFrom(t.data(), t); }
 
 HeadRowsOf<float> outputRows(Tensor& t) { return rowsFrom(t.data(), t); }
 
-Tensor withDenseRows(const Tensor& t) { return t.hasDenseRows() ? t : t.contiguous(); }
-
 Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) { return headsOutputs(s, attrs, 1, false)[0]; }
 
 std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed) {

@@ -21,7 +21,7 @@ struct HeadRowsOf {
   Float* head(std::int64_t index) const { return base + index / heads * batchStride + index % heads * headStride; }
 };
 using HeadRows = HeadRowsOf<const float>;
-// t must have dense rows (Tensor::hasDenseRows; withDenseRows gives such a tensor).
+// t must have dense rows (Tensor::hasDenseRows; Tensor::withDenseRows gives such a tensor).
 HeadRows headRows(const Tensor& t);
 // The rows of an output the op writes.
 HeadRowsOf<float> outputRows(Tensor& t);
@@ -35,8 +35,6 @@ Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs);
 // out as splitHeads reads q, k and v from the qkv projection, which mergeHeads([dq, dk, dv]) then
 // hands on without a copy.
 std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed);
-// t itself when its rows are dense, else a contiguous copy.
-Tensor withDenseRows(const Tensor& t);
 
 // Runs fn(job, scratch) for job in [0, jobs) on the global pool, handing jobs out dynamically.
 // Each worker gets its own scratch of scratchFloats floats, allocated here on the calling thread

@@ -30,8 +30,8 @@ float scaleAttr(const Attrs& attrs, const char* op, std::int64_t width) {
 std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmax";
   // Read in place when their rows are dense (splitHeads' views): the kernels pack them anyway.
-  const Tensor q = withDenseRows(in.required(0, "q")), k = withDenseRows(in.required(1, "k")),
-               v = withDenseRows(in.required(2, "v"));
+  const Tensor q = in.required(0, "q").withDenseRows(), k = in.required(1, "k").withDenseRows(),
+               v = in.required(2, "v").withDenseRows();
   HeadsShape s = expectQkvHeads(op, q, k, v);
   float scale = scaleAttr(attrs, op, s.width);
   Tensor y = headsOutput(s, attrs), lse = Tensor::empty(s.perToken());
@@ -58,9 +58,9 @@ std::vector<Tensor> attentionSoftmaxOp(const OpInputs& in, const Attrs& attrs) {
 // outputs [dq, dk, dv].
 std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "attentionSoftmaxBackward";
-  const Tensor q = withDenseRows(in.required(0, "q")), k = withDenseRows(in.required(1, "k")),
-               v = withDenseRows(in.required(2, "v")), y = withDenseRows(in.required(3, "y")),
-               lse = in.required(4, "lse").contiguous(), dy = withDenseRows(in.required(5, "dy"));
+  const Tensor q = in.required(0, "q").withDenseRows(), k = in.required(1, "k").withDenseRows(),
+               v = in.required(2, "v").withDenseRows(), y = in.required(3, "y").withDenseRows(),
+               lse = in.required(4, "lse").contiguous(), dy = in.required(5, "dy").withDenseRows();
   HeadsShape s = expectQkvHeads(op, q, k, v);
   expectShape(op, "y", y, s.full());
   expectShape(op, "lse", lse, s.perToken());

@@ -102,7 +102,7 @@ struct AngularInputs {
 inline AngularInputs readAngularTensors(const char* op, const OpInputs& in, bool rowsInPlace = false) {
   auto rows = [&](int index, const char* name) {
     const Tensor& t = in.required(index, name);
-    return rowsInPlace && t.hasDenseRows() ? t : t.contiguous();
+    return rowsInPlace ? t.withDenseRows() : t.contiguous();
   };
   AngularInputs a;
   a.q = rows(0, "q");
@@ -125,7 +125,7 @@ inline AngularSaved readAngularSaved(const char* op, const OpInputs& in, const H
   const Tensor& dy = in.required(11, "dy");
   AngularSaved t{in.required(4, "qnorm").contiguous(), in.required(5, "knorm").contiguous(),
                  in.required(6, "S").contiguous(), in.required(7, "znorm").contiguous(),
-                 rowsInPlace && dy.hasDenseRows() ? dy : dy.contiguous()};
+                 rowsInPlace ? dy.withDenseRows() : dy.contiguous()};
   expectShape(op, "qnorm", t.qnorm, s.perToken());
   expectShape(op, "knorm", t.knorm, s.perToken());
   expectShape(op, "S", t.S, {s.batch, s.heads, s.width, s.width});
