@@ -17,14 +17,13 @@ HeadRowsOf<Float> rowsFrom(Float* base, const Tensor& t) {
   return HeadRowsOf<Float>{base, t.dim(1), st[0], st[1], st[2]};
 }
 
-// `parts` (B, H, N, d) outputs (zero filled with `zeroed`): contiguous tensors, or with the
-// attribute tokenOrder views of one (B, N, parts x H x d) buffer, part p at columns p H d.
-std::vector<Tensor> headsOutputs(const ops::HeadsShape& s, const Attrs& attrs, std::int64_t parts, bool zeroed) {
-  auto make = [zeroed](const Shape& shape) { return zeroed ? Tensor::zerosOnPool(shape) : Tensor::empty(shape); };
+// `parts` (B, H, N, d) outputs, uninitialised: contiguous tensors, or with the attribute tokenOrder
+// views of one (B, N, parts x H x d) buffer, part p at columns p H d.
+std::vector<Tensor> headsOutputs(const ops::HeadsShape& s, const Attrs& attrs, std::int64_t parts) {
   if (attrs.flag("tokenOrder", false))
-    return ops::headsInTokenRows(make({s.batch, s.tokens, parts * s.heads * s.width}), s, parts);
+    return ops::headsInTokenRows(Tensor::empty({s.batch, s.tokens, parts * s.heads * s.width}), s, parts);
   std::vector<Tensor> out;
-  for (std::int64_t p = 0; p < parts; ++p) out.push_back(make(s.full()));
+  for (std::int64_t p = 0; p < parts; ++p) out.push_back(Tensor::empty(s.full()));
   return out;
 }
 }  // namespace
@@ -33,11 +32,9 @@ HeadRows headRows(const Tensor& t) { return rowsFrom(t.data(), t); }
 
 HeadRowsOf<float> outputRows(Tensor& t) { return rowsFrom(t.data(), t); }
 
-Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) { return headsOutputs(s, attrs, 1, false)[0]; }
+Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs) { return headsOutputs(s, attrs, 1)[0]; }
 
-std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed) {
-  return headsOutputs(s, attrs, 3, zeroed);
-}
+std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs) { return headsOutputs(s, attrs, 3); }
 
 void runAttentionJobs(std::int64_t jobs, std::int64_t scratchFloats,
                       const std::function<void(std::int64_t, float*)>& fn) {

@@ -30,11 +30,11 @@ HeadRowsOf<float> outputRows(Tensor& t);
 // (B, N, H, d), each token's heads side by side as mergeHeads returns them, and viewed as
 // (B, H, N, d): mergeHeads then hands it on without a copy (areTokenOrderHeads).
 Tensor headsOutput(const ops::HeadsShape& s, const Attrs& attrs);
-// A backward op's dq, dk and dv (zero filled with `zeroed`, for kernels that add into them): three
-// contiguous tensors, or with the attribute tokenOrder views of one (B, N, 3 x H x d) buffer laid
-// out as splitHeads reads q, k and v from the qkv projection, which mergeHeads([dq, dk, dv]) then
-// hands on without a copy.
-std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs, bool zeroed);
+// A backward op's dq, dk and dv, uninitialised (its kernels write every row before any adds into
+// it): three contiguous tensors, or with the attribute tokenOrder views of one (B, N, 3 x H x d)
+// buffer laid out as splitHeads reads q, k and v from the qkv projection, which
+// mergeHeads([dq, dk, dv]) then hands on without a copy.
+std::vector<Tensor> headsGradients(const ops::HeadsShape& s, const Attrs& attrs);
 
 // Runs fn(job, scratch) for job in [0, jobs) on the global pool, handing jobs out dynamically.
 // Each worker gets its own scratch of scratchFloats floats, allocated here on the calling thread

@@ -161,7 +161,7 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   const AttentionKernels& kt = attentionKernels();
 
   Tensor dz = Tensor::empty(s.full()), dS = Tensor::empty({s.count(), d, d});
-  std::vector<Tensor> grads = headsGradients(s, attrs, false);  // every row is written before it is added to
+  std::vector<Tensor> grads = headsGradients(s, attrs);  // every row is written before it is added to
   Tensor &dq = grads[0], &dk = grads[1], &dv = grads[2];
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdy = headRows(dy);
   const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);

@@ -86,7 +86,7 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
     }
   });
 
-  std::vector<Tensor> grads = headsGradients(s, attrs, false);  // every row is written once
+  std::vector<Tensor> grads = headsGradients(s, attrs);  // every row is written once
   flashBackwardAllHeads(s, q, k, v, dy, lse, rowTerm, scale, false, 0.0f, 0.0f, false, grads[0], grads[1], grads[2]);
   return grads;
 }
