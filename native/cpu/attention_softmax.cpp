@@ -101,10 +101,13 @@ void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k
   std::int64_t blocks = (s.tokens + kt.flashBlock - 1) / kt.flashBlock;
   std::int64_t ranges = rangesPerHead(s.count(), blocks);
   // Key ranges of one head all add to that head's dq: range 0 goes into dq itself, the others
-  // into their own buffers (zero filled: `accumulate` adds into them too), summed afterwards in a
-  // fixed order (deterministic, no atomics).
+  // into their own buffers, summed afterwards in a fixed order (deterministic, no atomics). The
+  // kernels write those buffers whole, or with `accumulate` add into them, which then start at 0.
   Tensor dqExtra;
-  if (ranges > 1) dqExtra = Tensor::zerosOnPool({ranges - 1, s.count(), s.tokens, s.width});
+  if (ranges > 1) {
+    const Shape extra{ranges - 1, s.count(), s.tokens, s.width};
+    dqExtra = accumulate ? Tensor::zerosOnPool(extra) : Tensor::empty(extra);
+  }
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdout = headRows(dout);
   const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
   runAttentionJobs(s.count() * ranges, kt.flashBackwardScratchFloats(s.tokens, s.width),
