@@ -16,14 +16,20 @@ namespace {
 // (MR x kc, 18 KB for the AVX-512 12 x kc at kc = 384) stays in L1 while it is multiplied by
 // every NR-wide micro-panel of the packed B block (kc x nc), which sits in the core's private
 // L2 (1 MB on the target Xeon): 384 x 320 floats = 480 KB, half of it, so that the A panels
-// and C lines passing through do not evict it. A thread's packed A block (its rows x kc) lives
-// in L3; kMc bounds it. An A stored M x K (activations: every linear layer) is not packed: the
-// micro-kernel reads its MR rows in place (gemmMicroDirectA), which stay in L1 just as well,
-// and a last partial row tile computes only its rows (gemmMicroDirectRows). Measured on DeiT-S
-// predict, 1 thread: 3-4% less CPU time at 224^2, the same at 448^2.
+// and C lines passing through do not evict it. An A stored M x K (activations: every linear
+// layer) is not packed: the micro-kernel reads its MR rows in place (gemmMicroDirectA), which stay
+// in L1 just as well, and a last partial row tile computes only its rows (gemmMicroDirectRows).
+// Measured on DeiT-S predict, 1 thread: 3-4% less CPU time at 224^2, the same at 448^2.
+//
+// A thread's rows go in blocks of at most kMc, split evenly: every K-slice of a block goes over
+// the block's rows of C (and its slice of A) again, which must still be in L3 then. At 768 rows
+// and N = 384 that is 1.2 MB of C and 1.2 MB of A a thread. With blocks of 3072 rows (4.7 MB of
+// each), the training step's GEMMs of several K-slices at batch 32 (6304 rows: fc2's forward,
+// K = 1536; fc1's input gradient) waited on memory: the step's forward linear layers took 2-4%
+// more time, the whole step 1.5-2% (castling, 3 alternating rounds); batch 8 the same either way.
 constexpr std::int64_t kMaxKc = 384;
 constexpr std::int64_t kMaxNc = 320;
-constexpr std::int64_t kMc = 3072;
+constexpr std::int64_t kMc = 768;
 
 // Each thread (caller or pool worker) keeps its own packed buffers: every thread packs the A and
 // B panels it multiplies, so a GEMM needs a single fork-join and no barrier between packing and
@@ -162,8 +168,10 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
   std::int64_t cols_total = j_end - j_begin;
   std::int64_t nc = evenChunk(cols_total, (cols_total + kMaxNc - 1) / kMaxNc, nr);
   const bool pack_a = g.transA || rowsCrowdL1Sets(g.lda, mr);
-  for (std::int64_t i0 = i_begin; i0 < i_end; i0 += kMc) {
-    std::int64_t rows = std::min(kMc, i_end - i0);
+  const std::int64_t rows_total = i_end - i_begin;
+  const std::int64_t mc = evenChunk(rows_total, (rows_total + kMc - 1) / kMc, mr);
+  for (std::int64_t i0 = i_begin; i0 < i_end; i0 += mc) {
+    std::int64_t rows = std::min(mc, i_end - i0);
     float* packed_a = pack_a ? t_packed_a.ensure(roundUp(rows, mr) * kc_max) : nullptr;
     for (std::int64_t k0 = 0; k0 < g.K; k0 += kc_max) {
       std::int64_t kc = std::min(kc_max, g.K - k0);

@@ -65,10 +65,13 @@ TEST(gemm_matches_float64_reference) {
   }
 }
 
-// The blocked paths the test above does not reach: several K-slices (K > 384), strided operands,
-// accumulate = true, the GELU epilogue, and 1 vs 2 threads (row and column splits, uneven edges).
+// The blocked paths the test above does not reach: several K-slices (K > 384), several row blocks
+// of one thread (1601 rows: three uneven blocks on one thread, two on each of two), strided
+// operands, accumulate = true, the GELU epilogue, and 1 vs 2 threads (row and column splits,
+// uneven edges).
 TEST(gemm_blocking_threads_and_epilogues) {
-  const std::int64_t sizes[][3] = {{3, 1000, 5}, {197, 130, 800}, {50, 700, 13}, {1, 33, 385}, {29, 67, 1200}};
+  const std::int64_t sizes[][3] = {{3, 1000, 5}, {197, 130, 800}, {50, 700, 13}, {1, 33, 385}, {29, 67, 1200},
+                                   {1601, 45, 400}};
   for (auto& s : sizes) {
     for (int variant = 0; variant < 8; ++variant) {
       std::int64_t M = s[0], N = s[1], K = s[2];
