@@ -97,7 +97,7 @@ export class VitGraph {
         // The predictor picks the keys of each query (no gradient flows through the choice),
         // then attention runs over those keys only. Saved: y, lse, indices.
         const [indices] = p.op('sparsifinerPredict', [q, k, ...this.predictorParams(b)], this.selectionAttrs(), 1);
-        attnOut = [...p.op('sparseAttention', [q, k, v, indices!], {}, o.training ? 2 : 1), indices!];
+        attnOut = [...p.op('sparseAttention', [q, k, v, indices!], { tokenOrder: 1 }, o.training ? 2 : 1), indices!];
       } else {
         // Outputs: y, qnorm, knorm, S, znorm, and with the branch lse, auxOut, auxMass, l1.
         const outputs = o.training ? (o.aux ? 9 : 5) : 1;
@@ -242,7 +242,7 @@ export class VitGraph {
         [dq, dk, dv] = p.op('attentionSoftmaxBackward', [r.q, r.k, r.v, y, lse, dy], { tokenOrder: 1 }, 3) as [Slot, Slot, Slot];
       } else if (cfg.attention === 'sparsifiner') {
         const [y, lse, indices] = r.attnSaved as [Slot, Slot, Slot];
-        [dq, dk, dv] = p.op('sparseAttentionBackward', [r.q, r.k, r.v, indices, y, lse, dy], {}, 3) as [Slot, Slot, Slot];
+        [dq, dk, dv] = p.op('sparseAttentionBackward', [r.q, r.k, r.v, indices, y, lse, dy], { tokenOrder: 1 }, 3) as [Slot, Slot, Slot];
       } else {
         const s = r.attnSaved;
         const auxSaved = o.aux ? [s[5]!, s[6]!, s[7]!] : [null, null, null];

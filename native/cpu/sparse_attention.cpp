@@ -46,14 +46,22 @@ constexpr std::int64_t kRowsPerJob = 16;
   badIndexRow(op, indices.data() + row * kept, kept, s, row);
 }
 
+// Where the kernels find one head's rows of q, k and v (outputs left for the caller).
+struct InputRows {
+  HeadRows q, k, v;
+};
+
+InputRows inputRows(const SparseInputs& x) { return {headRows(x.q), headRows(x.k), headRows(x.v)}; }
+
 // The kernel arguments of one head (outputs left for the caller).
-SparseAttentionArgs headArgs(const SparseInputs& x, std::int64_t head, float scale) {
+SparseAttentionArgs headArgs(const SparseInputs& x, const InputRows& rows, std::int64_t head, float scale) {
   const HeadsShape& s = x.s;
-  std::int64_t off = head * s.headFloats();
   SparseAttentionArgs a{};
-  a.q = x.q.data() + off;
-  a.k = x.k.data() + off;
-  a.v = x.v.data() + off;
+  a.q = rows.q.head(head);
+  a.k = rows.k.head(head);
+  a.v = rows.v.head(head);
+  a.ldq = rows.q.ld;
+  a.ldkv = rows.k.ld;  // v's too (readSparseInputs)
   a.indices = x.indices.data() + head * s.tokens * x.kept;
   a.n = s.tokens;
   a.d = s.width;
@@ -62,23 +70,27 @@ SparseAttentionArgs headArgs(const SparseInputs& x, std::int64_t head, float sca
   return a;
 }
 
-// inputs (q, k, v, indices): q, k, v (B, H, N, d); indices (B, H, N, kept) key indices as floats,
-// -1 for padding, kept ones strictly increasing per row (row 0's slots are ignored: dense).
-// attrs scale (default 1/sqrt(d)).
+// inputs (q, k, v, indices): q, k, v (B, H, N, d), read in place when their rows are dense
+// (splitHeads' views); indices (B, H, N, kept) key indices as floats, -1 for padding, kept ones
+// strictly increasing per row (row 0's slots are ignored: dense).
+// attrs scale (default 1/sqrt(d)), tokenOrder (0; 1 lays y out for mergeHeads, see headsOutput).
 // outputs [y (B, H, N, d), lse (B, H, N)]: per row, softmax of scale q_n . k_m over its kept keys.
 std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttention";
-  SparseInputs x = readSparseInputs(op, in);
+  SparseInputs x = readSparseInputs(op, in, true);
   const HeadsShape& s = x.s;
   float scale = sparseAttentionScale(op, attrs, s.width);
-  Tensor y = Tensor::empty(s.full()), lse = Tensor::empty(s.perToken());
+  Tensor y = headsOutput(s, attrs), lse = Tensor::empty(s.perToken());
+  const InputRows rows = inputRows(x);
+  const HeadRowsOf<float> hy = outputRows(y);
   const SparsifinerKernels& kt = sparsifinerKernels();
   std::int64_t blocks = (s.tokens + kSparseBlockRows - 1) / kSparseBlockRows;
   std::vector<char> valid(std::size_t(s.count() * blocks), 1);
   runAttentionJobs(s.count() * blocks, kt.sparseForwardScratchFloats(s.tokens, s.width, x.kept), [&](std::int64_t job, float* scratch) {
     std::int64_t head = job / blocks, row0 = job % blocks * kSparseBlockRows;
-    SparseAttentionArgs a = headArgs(x, head, scale);
-    a.y = y.data() + head * s.headFloats();
+    SparseAttentionArgs a = headArgs(x, rows, head, scale);
+    a.y = hy.head(head);
+    a.ldy = hy.ld;
     a.lse = lse.data() + head * s.tokens;
     valid[std::size_t(job)] = kt.sparseForward(a, row0, std::min(s.tokens, row0 + kSparseBlockRows), scratch);
   });
@@ -86,47 +98,77 @@ std::vector<Tensor> sparseAttentionOp(const OpInputs& in, const Attrs& attrs) {
   return {y, lse};
 }
 
-// inputs (q, k, v, indices, y, lse, dy), y and lse as returned by sparseAttention; attrs scale.
-// outputs [dq, dk, dv]. dk and dv gather from many query rows: each query range of a head adds
-// into its own buffer and the buffers are summed in a fixed order, so the result does not depend
-// on which thread ran what.
+// inputs (q, k, v, indices, y, lse, dy), y and lse as returned by sparseAttention (q, k, v, y and
+// dy read in place when their rows are dense); attrs scale, tokenOrder (0; 1 lays dq, dk and dv
+// out for mergeHeads, see headsGradients).
+// outputs [dq, dk, dv]. dk and dv gather from many query rows: each job adds into contiguous
+// accumulators of its own (a head's rows stay within a few pages, where the outputs' token-order
+// rows lie 3 H d floats apart), then writes them out: a whole head's directly, the query ranges
+// of a head cut into several summed in range order, so the result does not depend on which
+// thread ran what.
 std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "sparseAttentionBackward";
-  SparseInputs x = readSparseInputs(op, in);
+  SparseInputs x = readSparseInputs(op, in, true);
   const HeadsShape& s = x.s;
-  const SparseSaved saved = readSparseSaved(op, in, s);
-  const Tensor &y = saved.y, &lse = saved.lse, &dy = saved.dy;
+  const SparseSaved saved = readSparseSaved(op, in, s, true);
+  const HeadRows hy = headRows(saved.y), hdy = headRows(saved.dy);
+  const Tensor& lse = saved.lse;
   float scale = sparseAttentionScale(op, attrs, s.width);
 
-  Tensor dq = Tensor::empty(s.full()), dk = Tensor::zerosOnPool(s.full()), dv = Tensor::zerosOnPool(s.full());
-  std::int64_t ranges = rangesPerHead(s.count(), (s.tokens + kRowsPerJob - 1) / kRowsPerJob);
-  const std::int64_t total = s.count() * s.headFloats();
-  Tensor dkExtra, dvExtra;
-  if (ranges > 1) {
-    dkExtra = Tensor::zerosOnPool({ranges - 1, total});
-    dvExtra = Tensor::zerosOnPool({ranges - 1, total});
-  }
+  std::vector<Tensor> grads = headsGradients(s, attrs);  // every row written once
+  Tensor &dq = grads[0], &dk = grads[1], &dv = grads[2];
+  const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
+  const std::int64_t ranges = rangesPerHead(s.count(), (s.tokens + kRowsPerJob - 1) / kRowsPerJob);
+  const std::int64_t headFloats = s.headFloats(), total = s.count() * headFloats;
+  // Several ranges a head: every range's dk and dv, contiguous, summed at the end. One: each job's
+  // own in its scratch.
+  Tensor rangeGrads = ranges > 1 ? Tensor::zerosOnPool({2, ranges, total}) : Tensor();
+  auto writeRows = [&](const HeadRowsOf<float>& out, std::int64_t head, const float* from) {
+    float* to = out.head(head);
+    for (std::int64_t n = 0; n < s.tokens; ++n) std::copy_n(from + n * s.width, s.width, to + n * out.ld);
+  };
+  const InputRows rows = inputRows(x);
   const SparsifinerKernels& kt = sparsifinerKernels();
+  const std::int64_t kernelFloats = kt.sparseBackwardScratchFloats(s.tokens, s.width, x.kept);
+  const std::int64_t ownPiece = ranges > 1 ? 0 : (headFloats + 15) / 16 * 16;  // a job's dk (then dv), whole lines
   std::vector<char> valid(std::size_t(s.count() * ranges), 1);
-  runAttentionJobs(s.count() * ranges, kt.sparseBackwardScratchFloats(s.tokens, s.width, x.kept), [&](std::int64_t job, float* scratch) {
-    std::int64_t head = job / ranges, range = job % ranges, off = head * s.headFloats();
-    SparseAttentionArgs a = headArgs(x, head, scale);
-    a.dy = dy.data() + off;
-    a.savedY = y.data() + off;
+  runAttentionJobs(s.count() * ranges, kernelFloats + 2 * ownPiece, [&](std::int64_t job, float* scratch) {
+    std::int64_t head = job / ranges, range = job % ranges;
+    SparseAttentionArgs a = headArgs(x, rows, head, scale);
+    a.dy = hdy.head(head);
+    a.lddy = hdy.ld;
+    a.savedY = hy.head(head);
+    a.ldSavedY = hy.ld;
     a.savedLse = lse.data() + head * s.tokens;
-    a.dq = dq.data() + off;
-    a.dk = range == 0 ? dk.data() + off : dkExtra.data() + (range - 1) * total + off;
-    a.dv = range == 0 ? dv.data() + off : dvExtra.data() + (range - 1) * total + off;
+    a.dq = hdq.head(head);
+    a.lddq = hdq.ld;
+    a.lddkv = s.width;
+    if (ranges > 1) {
+      a.dk = rangeGrads.data() + range * total + head * headFloats;
+      a.dv = rangeGrads.data() + (ranges + range) * total + head * headFloats;
+    } else {
+      a.dk = scratch + kernelFloats;
+      a.dv = a.dk + ownPiece;
+      std::fill_n(a.dk, 2 * ownPiece, 0.0f);
+    }
     valid[std::size_t(job)] = kt.sparseBackward(a, s.tokens * range / ranges, s.tokens * (range + 1) / ranges, scratch);
+    if (ranges == 1) {
+      writeRows(hdk, head, a.dk);
+      writeRows(hdv, head, a.dv);
+    }
   });
   if (std::find(valid.begin(), valid.end(), 0) != valid.end()) reportBadIndices(op, x.indices, s, x.kept);
-  for (std::int64_t r = 1; r < ranges; ++r) {
-    const float* extraK = dkExtra.data() + (r - 1) * total;
-    const float* extraV = dvExtra.data() + (r - 1) * total;
-    ThreadPool::global().parallelFor(total, 1 << 15, [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t i = b; i < e; ++i) {
-        dk.data()[i] += extraK[i];
-        dv.data()[i] += extraV[i];
+  if (ranges > 1) {
+    ThreadPool::global().parallelFor(s.count() * s.tokens, std::max<std::int64_t>(1, 32768 / s.width), [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t row = b; row < e; ++row) {
+        for (int which = 0; which < 2; ++which) {
+          const HeadRowsOf<float>& out = which == 0 ? hdk : hdv;
+          float* to = out.head(row / s.tokens) + row % s.tokens * out.ld;
+          const float* from = rangeGrads.data() + which * ranges * total + row * s.width;
+          std::copy_n(from, s.width, to);
+          for (std::int64_t r = 1; r < ranges; ++r)  // in range order: the same sums on any thread count
+            for (std::int64_t c = 0; c < s.width; ++c) to[c] += from[r * total + c];
+        }
       }
     });
   }

@@ -42,19 +42,23 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
   b.coeff = Tensor::empty({h.batch, h.heads, N, r});
   b.bbT = basisTransposed(w.bb, N, r);
 
-  // The projections are shared by all heads: one GEMM over every token of every head each.
-  auto project = [&](const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
+  // The projections (weights shared by all heads), a GEMM per head of q or k: their rows lie ld
+  // floats apart (d contiguous, 3 H d in splitHeads' views of the qkv projection). Jobs of one
+  // head each; the GEMMs inside run inline.
+  const HeadRows qRows = headRows(q), kRows = headRows(k);
+  runAttentionJobs(2 * h.count(), 0, [&](std::int64_t job, float*) {
+    const bool isQ = job < h.count();
+    const std::int64_t head = isQ ? job : job - h.count();
+    const HeadRows& rows = isQ ? qRows : kRows;
     GemmArgs g;
     g.transB = true;
-    g.M = h.count() * N; g.N = half; g.K = d;
-    g.A = x.data(); g.lda = d;
-    g.B = weight.data(); g.ldb = d;
-    g.C = out.data(); g.ldc = half;
-    g.epilogue.bias = bias.data();
+    g.M = N; g.N = half; g.K = d;
+    g.A = rows.head(head); g.lda = rows.ld;
+    g.B = (isQ ? w.wq : w.wk).data(); g.ldb = d;
+    g.C = (isQ ? b.qp : b.kp).data() + head * N * half; g.ldc = half;
+    g.epilogue.bias = (isQ ? w.bq : w.bk).data();
     sgemm(g);
-  };
-  project(q, w.wq, w.bq, b.qp);
-  project(k, w.wk, w.bk, b.kp);
+  });
 
   // Kp = kp^T P for every head of a batch entry at once: one (H half x N) (N x r) product, whose
   // rows (head, c) are kpBasis's layout. Head by head, each GEMM packed all of P (N x r, 4.9 MB at

@@ -22,6 +22,7 @@ struct PredictorBasis {
   std::shared_ptr<const Storage> bbT;  // Bb^T (r, N): the basis rows the approximation combines
 };
 
+// q and k (B, H, N, d) need dense rows (contiguous, or splitHeads' views).
 PredictorBasis computePredictorBasis(const ops::PredictorShape& s, const Tensor& q, const Tensor& k,
                                      const ops::PredictorWeights& w, float scale);
 

@@ -4,8 +4,9 @@
 // per-row inner loops live in sparsifiner_kernels.inc, compiled once per ISA in
 // isa/<name>/kernels.cpp.
 //
-// Kernels work on ONE head (rows of width d, contiguous), never allocate and never throw (they run
-// inside pool workers): they get a scratch area of the size the matching *ScratchFloats asked for.
+// Kernels work on ONE head (rows of width d, contiguous unless the arguments give a row stride),
+// never allocate and never throw (they run inside pool workers): they get a scratch area of the
+// size the matching *ScratchFloats asked for.
 #pragma once
 #include <cstdint>
 
@@ -15,24 +16,30 @@ namespace castling::cpu {
 // keys indices[n * kept + j] for j < kept, skipping -1 padding. The kernels check the rows as
 // they read them (integers in [-1, n), kept ones strictly increasing, at least one per row) and
 // return false on a bad row, leaving outputs unfinished; the op then reports the error.
+// Every (n, d) operand has its rows ld* floats apart (d when contiguous; splitHeads' views of the
+// qkv projection and the token-order outputs lie further apart); lse and the indices are contiguous.
 struct SparseAttentionArgs {
   const float* q;
   const float* k;
   const float* v;
+  std::int64_t ldq, ldkv;  // k and v share a row stride (the gathers turn a key into one row offset)
   const float* indices;  // (n, kept), key indices stored as floats
   std::int64_t n, d, kept;
   float scale;  // scores s = scale * q.k
   // forward: y = softmax(s over the kept keys) v, lse = log-sum-exp of the kept scores.
   float* y;
+  std::int64_t ldy;
   float* lse;
   // backward (y and lse as saved by the forward): with A recomputed from lse,
   //   ds = A . (dy v^T - dy.y),  dq = scale ds k,  dk += scale ds^T q,  dv += A^T dy
   const float* dy;
   const float* savedY;
+  std::int64_t lddy, ldSavedY;
   const float* savedLse;
   float* dq;  // written for the rows of the range
   float* dk;  // accumulated (the caller gives each concurrent range its own buffer)
   float* dv;  // accumulated, like dk
+  std::int64_t lddq, lddkv;
 };
 
 // Query rows the forward (and the backward) take together: the block walks its key lists in step,

@@ -42,7 +42,8 @@ void keepLargestCoefficients(const SparsifinerKernels& kt, float* c, std::int64_
   for (std::int64_t t = 0; t < keep; ++t) c[which[t]] = picked[t];
 }
 
-// inputs (q, k, Wq, bq, Wk, bk, P, Bb): q, k (B, H, N, d) with d even; Wq, Wk (d/2, d); bq, bk
+// inputs (q, k, Wq, bq, Wk, bk, P, Bb): q, k (B, H, N, d) with d even, read in place when their
+// rows are dense (splitHeads' views); Wq, Wk (d/2, d); bq, bk
 // (d/2); P, Bb (N, r), r = max(1, floor(N/8)). A shared basis (P = Bb) is the same tensor twice.
 // attrs keepRate (0.25, in (0, 1]), scale (1/sqrt(H)), mode (0 top-k, 1 threshold), threshold
 // (mode 1, required), coefficientKeep (0 = all r; else 1..r: the top-k on the coefficients).
@@ -58,7 +59,7 @@ std::vector<Tensor> sparsifinerPredictOp(const OpInputs& in, const Attrs& attrs)
   const char* op = "sparsifinerPredict";
   Tensor q, k;
   PredictorWeights w;
-  PredictorShape s = readPredictorInputs(op, in, q, k, w);
+  PredictorShape s = readPredictorInputs(op, in, q, k, w, true);
   const HeadsShape& h = s.heads;
   const std::int64_t N = h.tokens, r = s.basis;
   float scale = predictorScale(op, attrs, h);

@@ -68,19 +68,30 @@ inline std::int64_t firstBadSlot(const float* row, std::int64_t kept, std::int64
   failAs(ErrorKind::Internal, op, ": the kernel rejected indices row [", b, ", ", h, ", ", n, "] but the row is valid (internal error)");
 }
 
-// q, k, v (B, H, N, d) and the key indices (B, H, N, kept), contiguous.
+// q, k, v (B, H, N, d) and the key indices (B, H, N, kept, contiguous).
 struct SparseInputs {
   Tensor q, k, v, indices;
   HeadsShape s;
   std::int64_t kept = 0;
 };
 
-// Inputs 0-3 (q, k, v, indices), k and v shaped like q, indices by expectIndexShape.
-inline SparseInputs readSparseInputs(const char* op, const OpInputs& in) {
+// A (B, H, N, d) input as the kernels read it: contiguous, or with rowsInPlace any tensor whose
+// rows are dense as it is (Tensor::hasDenseRows: splitHeads' views of the qkv projection).
+inline Tensor sparseOperand(const Tensor& t, bool rowsInPlace) {
+  return rowsInPlace ? t.withDenseRows() : t.contiguous();
+}
+
+// Inputs 0-3 (q, k, v, indices), k and v shaped like q, indices by expectIndexShape. With
+// rowsInPlace q, k and v keep dense rows in place (sparseOperand), k and v with one row stride.
+inline SparseInputs readSparseInputs(const char* op, const OpInputs& in, bool rowsInPlace = false) {
   SparseInputs x;
-  x.q = in.required(0, "q").contiguous();
-  x.k = in.required(1, "k").contiguous();
-  x.v = in.required(2, "v").contiguous();
+  x.q = sparseOperand(in.required(0, "q"), rowsInPlace);
+  x.k = sparseOperand(in.required(1, "k"), rowsInPlace);
+  x.v = sparseOperand(in.required(2, "v"), rowsInPlace);
+  if (x.k.rank() == 4 && x.v.rank() == 4 && x.k.strides()[2] != x.v.strides()[2]) {
+    x.k = x.k.contiguous();  // the gathers turn a key into one row offset for k and v
+    x.v = x.v.contiguous();
+  }
   x.indices = in.required(3, "indices").contiguous();
   x.s = expectQkvHeads(op, x.q, x.k, x.v);
   x.kept = expectIndexShape(op, x.indices, x.s);
@@ -92,8 +103,10 @@ struct SparseSaved {
   Tensor y, lse, dy;
 };
 
-inline SparseSaved readSparseSaved(const char* op, const OpInputs& in, const HeadsShape& s) {
-  SparseSaved t{in.required(4, "y").contiguous(), in.required(5, "lse").contiguous(), in.required(6, "dy").contiguous()};
+// With rowsInPlace, y and dy keep dense rows in place like q, k and v.
+inline SparseSaved readSparseSaved(const char* op, const OpInputs& in, const HeadsShape& s, bool rowsInPlace = false) {
+  SparseSaved t{sparseOperand(in.required(4, "y"), rowsInPlace), in.required(5, "lse").contiguous(),
+                sparseOperand(in.required(6, "dy"), rowsInPlace)};
   expectShape(op, "y", t.y, s.full());
   expectShape(op, "lse", t.lse, s.perToken());
   expectShape(op, "dy", t.dy, s.full());

@@ -32,9 +32,9 @@ void expectBasisMatrix(const char* op, const char* name, const Tensor& t, std::i
 }  // namespace
 
 PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
-                                   PredictorWeights& w) {
-  q = in.required(0, "q").contiguous();
-  k = in.required(1, "k").contiguous();
+                                   PredictorWeights& w, bool rowsInPlace) {
+  q = rowsInPlace ? in.required(0, "q").withDenseRows() : in.required(0, "q").contiguous();
+  k = rowsInPlace ? in.required(1, "k").withDenseRows() : in.required(1, "k").contiguous();
   PredictorShape s;
   s.heads = expectHeads(op, "q", q);
   expectShape(op, "k", k, s.heads.full());

@@ -27,9 +27,10 @@ struct PredictorWeights {
   Tensor p, bb;           // (N, r) each
 };
 
-// Reads and checks inputs (q, k, Wq, bq, Wk, bk, P, Bb) at positions 0..7 of `in`.
+// Reads and checks inputs (q, k, Wq, bq, Wk, bk, P, Bb) at positions 0..7 of `in`: all contiguous,
+// or with rowsInPlace q and k with dense rows as they are (Tensor::withDenseRows: splitHeads' views).
 PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
-                                   PredictorWeights& w);
+                                   PredictorWeights& w, bool rowsInPlace = false);
 
 // The coefficient softmax scale: attr `scale`, default 1/sqrt(H) as in the release.
 float predictorScale(const char* op, const Attrs& attrs, const HeadsShape& s);

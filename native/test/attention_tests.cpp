@@ -554,13 +554,6 @@ TEST(linear_angular_aux_at_tau_one_is_bit_exact) {
   }
 }
 
-// mergeHeads hands on the storage of token-order heads as they lie: the same bits as the merge of
-// their contiguous copies, without a copy.
-bool mergedInPlace(const std::vector<Tensor>& ordered, const std::vector<Tensor>& copies) {
-  std::vector<std::optional<Tensor>> in(ordered.begin(), ordered.end()), inCopies(copies.begin(), copies.end());
-  Tensor merged = runOp("mergeHeads", in, Attrs())[0];
-  return merged.data() == ordered[0].data() && sameBits(merged, runOp("mergeHeads", inCopies, Attrs())[0]);
-}
 
 // In a ViT, q, k and v are splitHeads' views of the qkv projection (rows 3 H d apart), read in
 // place by the attention kernels, which write y, and in the backward dq, dk and dv, in token

@@ -54,6 +54,14 @@ inline bool sameBits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
 }
 
+// mergeHeads hands on the storage of token-order heads as they lie: the same bits as the merge of
+// their contiguous copies, without a copy.
+inline bool mergedInPlace(const std::vector<Tensor>& ordered, const std::vector<Tensor>& copies) {
+  std::vector<std::optional<Tensor>> in(ordered.begin(), ordered.end()), inCopies(copies.begin(), copies.end());
+  Tensor merged = runOp("mergeHeads", in, Attrs())[0];
+  return merged.data() == ordered[0].data() && sameBits(merged, runOp("mergeHeads", inCopies, Attrs())[0]);
+}
+
 // True when fn throws a castling::Error whose message contains `part`; says what happened otherwise.
 inline bool failsWith(const std::function<void()>& fn, const std::string& part) {
   try {

@@ -10,6 +10,7 @@
 
 #include "../core/error.h"
 #include "../core/op_registry.h"
+#include "../core/thread_pool.h"
 #include "../cpu/cpu_ops.h"
 #include "../cpu/sparsifiner_kernels.h"
 #include "op_helpers.h"
@@ -439,6 +440,70 @@ TEST(sparse_attention_backward_matches_float64_reference) {
       for (int i = 0; i < 3; ++i) CHECK(sameBits(got[i], again[i]));
     }
   }
+}
+
+// In a ViT, q, k and v are splitHeads' views of the qkv projection (rows 3 H d apart), which the
+// predictor and the sparse attention read in place, the attention writing y, and in the backward
+// dq, dk and dv, in token order for mergeHeads (attribute tokenOrder): the bits of the same ops on
+// contiguous copies, on the blocked kernels (d of whole vectors) and the any-width ones (d = 24),
+// with a short last query block. One head on four threads cuts the backward's queries into ranges
+// whose dk and dv are summed into the views; k and v of different row strides are copied first
+// (the gathers share one row offset).
+TEST(sparsifiner_ops_read_split_heads_views_in_place) {
+  ThreadPool& pool = ThreadPool::global();
+  const int threadsBefore = pool.threads();
+  pool.setThreads(4);
+  for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 1, 197, 64}}) {
+    for (double rate : {0.25, 1.0}) {
+      const std::int64_t row = 3 * s.H * s.d, kept = keptFor(rate, s.N);
+      Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
+      Attrs split;
+      split.set("heads", double(s.H));
+      split.set("parts", 3.0);
+      auto views = runOp("splitHeads", {qkv}, split);
+      Attrs one;
+      one.set("heads", double(s.H));
+      one.set("parts", 1.0);
+      Tensor dyTokens = tensorOf({s.B, s.N, s.H * s.d}, randomVector(std::size_t(s.B * s.N * s.H * s.d)));
+      Tensor dyView = runOp("splitHeads", {dyTokens}, one)[0];
+      Tensor idx = tensorOf({s.B, s.H, s.N, kept}, randomIndices(s, kept));
+      std::vector<Tensor> dense;
+      for (const Tensor& t : views) dense.push_back(t.contiguous());
+      Tensor dyDense = dyView.contiguous();
+      const std::string where = s.str() + " keep=" + std::to_string(rate);
+      CHECK(!views[0].isContiguous() && views[0].hasDenseRows() && !dyView.isContiguous());
+
+      auto copied = runOp("sparseAttention", {dense[0], dense[1], dense[2], idx}, Attrs());
+      auto viewed = runOp("sparseAttention", {views[0], views[1], views[2], idx}, Attrs());
+      CHECK(sameBits(viewed[0], copied[0]) && sameBits(viewed[1], copied[1]));
+      auto mixed = runOp("sparseAttention", {views[0], views[1], dense[2], idx}, Attrs());
+      CHECK(sameBits(mixed[0], copied[0]));
+      Attrs tokenOrder;
+      tokenOrder.set("tokenOrder", 1);
+      auto ordered = runOp("sparseAttention", {views[0], views[1], views[2], idx}, tokenOrder);
+      CHECK(!ordered[0].isContiguous() && sameBits(ordered[0].contiguous(), copied[0]) && sameBits(ordered[1], copied[1]));
+      CHECK(mergedInPlace({ordered[0]}, {copied[0]}));
+
+      auto gCopied = runOp("sparseAttentionBackward", {dense[0], dense[1], dense[2], idx, copied[0], copied[1], dyDense}, Attrs());
+      auto gViewed = runOp("sparseAttentionBackward", {views[0], views[1], views[2], idx, ordered[0], copied[1], dyView}, Attrs());
+      bool same = true;
+      for (std::size_t i = 0; i < 3; ++i) same = same && sameBits(gViewed[i], gCopied[i]);
+      auto gTokens = runOp("sparseAttentionBackward", {views[0], views[1], views[2], idx, ordered[0], copied[1], dyView}, tokenOrder);
+      for (std::size_t i = 0; i < 3; ++i) same = same && !gTokens[i].isContiguous() && sameBits(gTokens[i].contiguous(), gCopied[i]);
+      if (!same) std::fprintf(stderr, "  %s: gradients from views differ from those of copies\n", where.c_str());
+      CHECK(same);
+      CHECK(mergedInPlace(gTokens, gCopied));
+
+      auto predictor = predictorInputs(s, valuesOf(dense[0]), valuesOf(dense[1]), randomPredictor(s));
+      auto pCopied = runOp("sparsifinerPredict", predictor, Attrs());
+      predictor[0] = views[0], predictor[1] = views[1];
+      auto pViewed = runOp("sparsifinerPredict", predictor, Attrs());
+      bool samePrediction = pViewed.size() == pCopied.size();
+      for (std::size_t i = 0; samePrediction && i < pViewed.size(); ++i) samePrediction = sameBits(pViewed[i], pCopied[i]);
+      CHECK(samePrediction);
+    }
+  }
+  pool.setThreads(threadsBefore);
 }
 
 TEST(sparse_attention_reference_gradient_matches_finite_differences) {
