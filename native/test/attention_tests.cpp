@@ -568,16 +568,10 @@ TEST(attention_ops_read_split_heads_views_in_place) {
   for (const Dims& s :
        {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 4, 5, 16}, Dims{1, 1, 197, 64}}) {
     const std::int64_t row = 3 * s.H * s.d;
-    Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
-    Attrs split;
-    split.set("heads", double(s.H));
-    split.set("parts", 3.0);
-    auto views = runOp("splitHeads", {qkv}, split);
-    Attrs one;
-    one.set("heads", double(s.H));
-    one.set("parts", 1.0);
-    Tensor dyTokens = tensorOf({s.B, s.N, s.H * s.d}, randomVector(std::size_t(s.B * s.N * s.H * s.d)));
-    Tensor dyView = runOp("splitHeads", {dyTokens}, one)[0];
+    SplitHeadsViews split = splitHeadsViews(s.B, s.H, s.N, s.d);
+    const Tensor& qkv = split.qkv;
+    const std::vector<Tensor>& views = split.qkvViews;
+    const Tensor& dyView = split.dy;
     std::vector<Tensor> dense;
     bool layout = dyView.hasDenseRows();
     for (const Tensor& t : views) {

@@ -54,6 +54,29 @@ inline bool sameBits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(float)) == 0;
 }
 
+// What a ViT's attention ops receive: splitHeads' views q, k, v of a random (B, N, 3 H d) qkv
+// projection (rows 3 H d apart), and the view dy of a random (B, N, H d) gradient.
+struct SplitHeadsViews {
+  Tensor qkv;
+  std::vector<Tensor> qkvViews;
+  Tensor dy;
+};
+
+inline SplitHeadsViews splitHeadsViews(std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t d) {
+  const std::int64_t row = 3 * H * d;
+  SplitHeadsViews v;
+  v.qkv = tensorOf({B, N, row}, randomVector(std::size_t(B * N * row), 2.0f));
+  Attrs split;
+  split.set("heads", double(H));
+  split.set("parts", 3.0);
+  v.qkvViews = runOp("splitHeads", {v.qkv}, split);
+  Attrs one;
+  one.set("heads", double(H));
+  one.set("parts", 1.0);
+  v.dy = runOp("splitHeads", {tensorOf({B, N, H * d}, randomVector(std::size_t(B * N * H * d)))}, one)[0];
+  return v;
+}
+
 // mergeHeads hands on the storage of token-order heads as they lie: the same bits as the merge of
 // their contiguous copies, without a copy.
 inline bool mergedInPlace(const std::vector<Tensor>& ordered, const std::vector<Tensor>& copies) {

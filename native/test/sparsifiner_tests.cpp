@@ -455,17 +455,10 @@ TEST(sparsifiner_ops_read_split_heads_views_in_place) {
   pool.setThreads(4);
   for (const Dims& s : {Dims{2, 3, 197, 64}, Dims{1, 2, 37, 24}, Dims{2, 1, 17, 32}, Dims{1, 1, 197, 64}}) {
     for (double rate : {0.25, 1.0}) {
-      const std::int64_t row = 3 * s.H * s.d, kept = keptFor(rate, s.N);
-      Tensor qkv = tensorOf({s.B, s.N, row}, randomVector(std::size_t(s.B * s.N * row), 2.0f));
-      Attrs split;
-      split.set("heads", double(s.H));
-      split.set("parts", 3.0);
-      auto views = runOp("splitHeads", {qkv}, split);
-      Attrs one;
-      one.set("heads", double(s.H));
-      one.set("parts", 1.0);
-      Tensor dyTokens = tensorOf({s.B, s.N, s.H * s.d}, randomVector(std::size_t(s.B * s.N * s.H * s.d)));
-      Tensor dyView = runOp("splitHeads", {dyTokens}, one)[0];
+      const std::int64_t kept = keptFor(rate, s.N);
+      SplitHeadsViews split = splitHeadsViews(s.B, s.H, s.N, s.d);
+      const std::vector<Tensor>& views = split.qkvViews;
+      const Tensor& dyView = split.dy;
       Tensor idx = tensorOf({s.B, s.H, s.N, kept}, randomIndices(s, kept));
       std::vector<Tensor> dense;
       for (const Tensor& t : views) dense.push_back(t.contiguous());
