@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "../core/error.h"
 #include "../core/storage.h"
@@ -30,11 +31,13 @@ namespace {
 constexpr std::int64_t kMaxKc = 384;
 constexpr std::int64_t kMaxNc = 320;
 constexpr std::int64_t kMc = 768;
+constexpr std::int64_t kMaxSharedBFloats = std::int64_t(1) << 20;  // 4 MB
 
 // Each thread (caller or pool worker) keeps its own packed buffers: every thread packs the A and
 // B panels it multiplies, so a GEMM needs a single fork-join and no barrier between packing and
 // computing. The buffers are reused across calls (no page faults per GEMM), and two GEMMs
-// running concurrently from different callers never share one.
+// running concurrently from different callers never share one. (A B that several threads or
+// several row blocks would pack alike is packed whole first instead, see sgemm.)
 thread_local AlignedBuffer t_packed_a;
 thread_local AlignedBuffer t_packed_b;
 
@@ -291,12 +294,27 @@ void sgemm(const DenseKernels& kt, const GemmArgs& g, int threads) {
   ThreadGrid grid = chooseGrid(g, kt.mr, kt.nr, workers);
   std::int64_t row_chunk = evenChunk(g.M, grid.row_parts, kt.mr);
   std::int64_t col_chunk = evenChunk(g.N, grid.col_parts, kt.nr);
+  // Each thread packs the B panels it multiplies, again for each of its row blocks, and threads
+  // of one column range each pack the same ones. When either happens, B is packed whole once
+  // here, over the pool, and shared instead, if it stays in L3 until it is read: the training
+  // step's input gradients (dy W, 6304 rows at batch 32: five row blocks a thread): linearBackward
+  // 0.973-0.997 of its thread time before (op-cpu-profile, 6 alternating rounds). A larger B (the
+  // weight gradient's x, 9.7 MB at batch 32) costs more from memory than its packing saves.
+  // (Nested inside a pool job, the packing and the GEMM run inline.)
+  GemmArgs args = g;
+  std::unique_ptr<Storage> shared_b;
+  if (!g.packedB && (grid.row_parts > 1 || row_chunk > kMc) && packedBFloats(kt, g) <= kMaxSharedBFloats) {
+    shared_b = std::make_unique<Storage>(packedBFloats(kt, g));
+    packWholeB(kt, g, shared_b->data());
+    args.packedB = shared_b->data();
+    args.packedNr = kt.nr;
+  }
   pool.run(grid.row_parts * grid.col_parts, [&](int w) {
     std::int64_t i_begin = std::min(g.M, (w / grid.col_parts) * row_chunk);
     std::int64_t j_begin = std::min(g.N, (w % grid.col_parts) * col_chunk);
     std::int64_t i_end = std::min(g.M, i_begin + row_chunk);
     std::int64_t j_end = std::min(g.N, j_begin + col_chunk);
-    if (i_begin < i_end && j_begin < j_end) multiplyBlock(kt, g, i_begin, i_end, j_begin, j_end);
+    if (i_begin < i_end && j_begin < j_end) multiplyBlock(kt, args, i_begin, i_end, j_begin, j_end);
   });
 }
 
