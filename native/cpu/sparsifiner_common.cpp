@@ -64,21 +64,33 @@ PredictorBasis computePredictorBasis(const PredictorShape& s, const Tensor& q, c
   // rows (head, c) are kpBasis's layout. Head by head, each GEMM packed all of P (N x r, 4.9 MB at
   // N = 3137) for a product of only half rows; here P is packed once per entry, after kp's heads
   // are laid side by side (N x H half, half P's size at H = 6, d = 64) so that one lda reaches them.
-  Tensor kpSideBySide = Tensor::empty({N, h.heads * half});
-  for (std::int64_t entry = 0; entry < h.batch; ++entry) {
+  const std::int64_t sideBySideFloats = N * h.heads * half;
+  auto entryBasis = [&](std::int64_t entry, float* kpSideBySide) {
     const float* kpEntry = b.kp.data() + entry * h.heads * N * half;
     ThreadPool::global().parallelFor(N, 256, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t n = begin; n < end; ++n)
         for (std::int64_t head = 0; head < h.heads; ++head)
-          std::copy_n(kpEntry + (head * N + n) * half, half, kpSideBySide.data() + (n * h.heads + head) * half);
+          std::copy_n(kpEntry + (head * N + n) * half, half, kpSideBySide + (n * h.heads + head) * half);
     });
     GemmArgs g;  // (kp of every head)^T P: (H half x N) (N x r)
     g.transA = true;
     g.M = h.heads * half; g.N = r; g.K = N;
-    g.A = kpSideBySide.data(); g.lda = h.heads * half;
+    g.A = kpSideBySide; g.lda = h.heads * half;
     g.B = w.p.data(); g.ldb = r;
     g.C = b.kpBasis.data() + entry * h.heads * half * r; g.ldc = r;
     sgemm(g);
+  };
+  const double entryFlops = 2.0 * double(h.heads * half) * double(r) * double(N);
+  if (h.batch >= ThreadPool::global().threads() || entryFlops < 4e6) {
+    // An entry per job (its copy and product inline): at 197 tokens an entry's product is ~2 MFLOP,
+    // one thread's worth (sgemm gives a thread 2 MFLOP at least), and entry after entry they left
+    // the other threads idle.
+    runAttentionJobs(h.batch, sideBySideFloats, entryBasis);
+  } else {
+    // Fewer entries than threads (a long sequence of one image): each entry's copy and product
+    // spread over the pool.
+    Tensor kpSideBySide = Tensor::empty({N, h.heads * half});
+    for (std::int64_t entry = 0; entry < h.batch; ++entry) entryBasis(entry, kpSideBySide.data());
   }
 
   // Per head (small products: one head per job, the GEMMs inside run inline).
