@@ -19,6 +19,8 @@ struct HeadRowsOf {
   Float* base;
   std::int64_t heads, batchStride, headStride, ld;
   Float* head(std::int64_t index) const { return base + index / heads * batchStride + index % heads * headStride; }
+  // Row `row` of all heads' token rows taken in order (head index * tokens + token).
+  Float* tokenRow(std::int64_t row, std::int64_t tokens) const { return head(row / tokens) + row % tokens * ld; }
 };
 using HeadRows = HeadRowsOf<const float>;
 // t must have dense rows (Tensor::hasDenseRows; Tensor::withDenseRows gives such a tensor).

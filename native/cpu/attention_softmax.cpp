@@ -73,16 +73,15 @@ std::vector<Tensor> attentionSoftmaxBackwardOp(const OpInputs& in, const Attrs& 
   std::int64_t rows = s.count() * s.tokens, d = s.width;
   const HeadRows hdy = headRows(dy), hy = headRows(y);
   ThreadPool::global().parallelFor(rows, std::max<std::int64_t>(1, 16384 / d), [&](std::int64_t b, std::int64_t e) {
-    auto rowOf = [&](const HeadRows& h, std::int64_t r) { return h.head(r / s.tokens) + r % s.tokens * h.ld; };
     for (std::int64_t r = b; r < e; ++r) {
       // Rows a stride apart (token order) are no stream for the hardware prefetchers: fetch a few ahead.
       if (const std::int64_t ahead = r + kRowsAhead; ahead < e) {
         for (std::int64_t c = 0; c < d; c += 16) {
-          __builtin_prefetch(rowOf(hdy, ahead) + c);
-          __builtin_prefetch(rowOf(hy, ahead) + c);
+          __builtin_prefetch(hdy.tokenRow(ahead, s.tokens) + c);
+          __builtin_prefetch(hy.tokenRow(ahead, s.tokens) + c);
         }
       }
-      rowTerm.data()[r] = dotProduct(rowOf(hdy, r), rowOf(hy, r), d);
+      rowTerm.data()[r] = dotProduct(hdy.tokenRow(r, s.tokens), hy.tokenRow(r, s.tokens), d);
     }
   });
 
@@ -129,7 +128,7 @@ void flashBackwardAllHeads(const HeadsShape& s, const Tensor& q, const Tensor& k
     const std::int64_t grain = std::max<std::int64_t>(1, (1 << 15) / d);
     ThreadPool::global().parallelFor(rows, grain, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t row = b; row < e; ++row) {
-        float* out = hdq.head(row / s.tokens) + row % s.tokens * hdq.ld;
+        float* out = hdq.tokenRow(row, s.tokens);
         const float* add = extra + row * d;
         for (std::int64_t c = 0; c < d; ++c) out[c] += add[c];
       }

@@ -308,8 +308,9 @@ void sgemm(const DenseKernels& kt, const GemmArgs& g, int threads) {
   // (Nested inside a pool job, the packing and the GEMM run inline.)
   GemmArgs args = g;
   std::unique_ptr<Storage> shared_b;
-  if (!g.packedB && (grid.row_parts > 1 || row_chunk > kMc) && packedBFloats(kt, g) <= kMaxSharedBFloats) {
-    shared_b = std::make_unique<Storage>(packedBFloats(kt, g));
+  const std::int64_t b_floats = packedBFloats(kt, g);
+  if (!g.packedB && (grid.row_parts > 1 || row_chunk > kMc) && b_floats <= kMaxSharedBFloats) {
+    shared_b = std::make_unique<Storage>(b_floats);
     packWholeB(kt, g, shared_b->data());
     args.packedB = shared_b->data();
     args.packedNr = kt.nr;

@@ -163,7 +163,7 @@ std::vector<Tensor> sparseAttentionBackwardOp(const OpInputs& in, const Attrs& a
       for (std::int64_t row = b; row < e; ++row) {
         for (int which = 0; which < 2; ++which) {
           const HeadRowsOf<float>& out = which == 0 ? hdk : hdv;
-          float* to = out.head(row / s.tokens) + row % s.tokens * out.ld;
+          float* to = out.tokenRow(row, s.tokens);
           const float* from = rangeGrads.data() + which * ranges * total + row * s.width;
           std::copy_n(from, s.width, to);
           for (std::int64_t r = 1; r < ranges; ++r)  // in range order: the same sums on any thread count

@@ -96,18 +96,12 @@ struct AngularInputs {
 
 // Inputs 0-3 (q, k, v, dconvWeight), contiguous, k and v shaped like q; leaves o to
 // readAngularOptions.
-// With rowsInPlace, q, k and v whose rows are dense (Tensor::hasDenseRows: splitHeads' views of
-// the qkv projection) are taken as they are, for kernels that read rows with a stride (the CPU
-// forward); anything else is made contiguous.
+// With rowsInPlace, q, k and v whose rows are dense are taken as they are (headsOperand).
 inline AngularInputs readAngularTensors(const char* op, const OpInputs& in, bool rowsInPlace = false) {
-  auto rows = [&](int index, const char* name) {
-    const Tensor& t = in.required(index, name);
-    return rowsInPlace ? t.withDenseRows() : t.contiguous();
-  };
   AngularInputs a;
-  a.q = rows(0, "q");
-  a.k = rows(1, "k");
-  a.v = rows(2, "v");
+  a.q = headsOperand(in.required(0, "q"), rowsInPlace);
+  a.k = headsOperand(in.required(1, "k"), rowsInPlace);
+  a.v = headsOperand(in.required(2, "v"), rowsInPlace);
   a.weight = in.required(3, "dconvWeight").contiguous();
   a.s = expectQkvHeads(op, a.q, a.k, a.v);
   return a;
@@ -122,10 +116,9 @@ struct AngularSaved {
 // taken as it is, as readAngularTensors takes q, k and v.
 inline AngularSaved readAngularSaved(const char* op, const OpInputs& in, const HeadsShape& s,
                                      bool rowsInPlace = false) {
-  const Tensor& dy = in.required(11, "dy");
   AngularSaved t{in.required(4, "qnorm").contiguous(), in.required(5, "knorm").contiguous(),
                  in.required(6, "S").contiguous(), in.required(7, "znorm").contiguous(),
-                 rowsInPlace ? dy.withDenseRows() : dy.contiguous()};
+                 headsOperand(in.required(11, "dy"), rowsInPlace)};
   expectShape(op, "qnorm", t.qnorm, s.perToken());
   expectShape(op, "knorm", t.knorm, s.perToken());
   expectShape(op, "S", t.S, {s.batch, s.heads, s.width, s.width});

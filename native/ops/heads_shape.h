@@ -28,6 +28,13 @@ inline Shape headsInTokenRowsStrides(const HeadsShape& s, std::int64_t parts) {
 // Those `parts` views of `rows` ([B, N, parts x H x d]): part p starts at column p x H x d.
 std::vector<Tensor> headsInTokenRows(const Tensor& rows, const HeadsShape& s, std::int64_t parts);
 
+// A (B, H, N, d) input as an op's kernels read it: contiguous, or with rowsInPlace t itself when
+// its rows are dense (Tensor::hasDenseRows: splitHeads' views of the qkv projection), for kernels
+// that read rows with a stride (the CPU ops); anything else is made contiguous.
+inline Tensor headsOperand(const Tensor& t, bool rowsInPlace) {
+  return rowsInPlace ? t.withDenseRows() : t.contiguous();
+}
+
 // Checks that t is (B, H, N, d) with N >= 1 and d >= 1; the error names the op and the input.
 HeadsShape expectHeads(const char* op, const char* name, const Tensor& t);
 

@@ -75,19 +75,13 @@ struct SparseInputs {
   std::int64_t kept = 0;
 };
 
-// A (B, H, N, d) input as the kernels read it: contiguous, or with rowsInPlace any tensor whose
-// rows are dense as it is (Tensor::hasDenseRows: splitHeads' views of the qkv projection).
-inline Tensor sparseOperand(const Tensor& t, bool rowsInPlace) {
-  return rowsInPlace ? t.withDenseRows() : t.contiguous();
-}
-
 // Inputs 0-3 (q, k, v, indices), k and v shaped like q, indices by expectIndexShape. With
-// rowsInPlace q, k and v keep dense rows in place (sparseOperand), k and v with one row stride.
+// rowsInPlace q, k and v keep dense rows in place (headsOperand), k and v with one row stride.
 inline SparseInputs readSparseInputs(const char* op, const OpInputs& in, bool rowsInPlace = false) {
   SparseInputs x;
-  x.q = sparseOperand(in.required(0, "q"), rowsInPlace);
-  x.k = sparseOperand(in.required(1, "k"), rowsInPlace);
-  x.v = sparseOperand(in.required(2, "v"), rowsInPlace);
+  x.q = headsOperand(in.required(0, "q"), rowsInPlace);
+  x.k = headsOperand(in.required(1, "k"), rowsInPlace);
+  x.v = headsOperand(in.required(2, "v"), rowsInPlace);
   if (x.k.rank() == 4 && x.v.rank() == 4 && x.k.strides()[2] != x.v.strides()[2]) {
     x.k = x.k.contiguous();  // the gathers turn a key into one row offset for k and v
     x.v = x.v.contiguous();
@@ -105,8 +99,8 @@ struct SparseSaved {
 
 // With rowsInPlace, y and dy keep dense rows in place like q, k and v.
 inline SparseSaved readSparseSaved(const char* op, const OpInputs& in, const HeadsShape& s, bool rowsInPlace = false) {
-  SparseSaved t{sparseOperand(in.required(4, "y"), rowsInPlace), in.required(5, "lse").contiguous(),
-                sparseOperand(in.required(6, "dy"), rowsInPlace)};
+  SparseSaved t{headsOperand(in.required(4, "y"), rowsInPlace), in.required(5, "lse").contiguous(),
+                headsOperand(in.required(6, "dy"), rowsInPlace)};
   expectShape(op, "y", t.y, s.full());
   expectShape(op, "lse", t.lse, s.perToken());
   expectShape(op, "dy", t.dy, s.full());

@@ -33,8 +33,8 @@ void expectBasisMatrix(const char* op, const char* name, const Tensor& t, std::i
 
 PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
                                    PredictorWeights& w, bool rowsInPlace) {
-  q = rowsInPlace ? in.required(0, "q").withDenseRows() : in.required(0, "q").contiguous();
-  k = rowsInPlace ? in.required(1, "k").withDenseRows() : in.required(1, "k").contiguous();
+  q = headsOperand(in.required(0, "q"), rowsInPlace);
+  k = headsOperand(in.required(1, "k"), rowsInPlace);
   PredictorShape s;
   s.heads = expectHeads(op, "q", q);
   expectShape(op, "k", k, s.heads.full());

@@ -28,7 +28,7 @@ struct PredictorWeights {
 };
 
 // Reads and checks inputs (q, k, Wq, bq, Wk, bk, P, Bb) at positions 0..7 of `in`: all contiguous,
-// or with rowsInPlace q and k with dense rows as they are (Tensor::withDenseRows: splitHeads' views).
+// or with rowsInPlace q and k with dense rows as they are (headsOperand).
 PredictorShape readPredictorInputs(const char* op, const OpInputs& in, Tensor& q, Tensor& k,
                                    PredictorWeights& w, bool rowsInPlace = false);
 
