@@ -48,13 +48,19 @@ Inputs onDevice(const Inputs& in, Device device, std::optional<DType> dtype = st
   return out;
 }
 
+double largestMagnitude(const Tensor& t) {
+  Tensor c = t.contiguous();
+  double m = 0;
+  for (std::int64_t i = 0; i < c.numel(); ++i) m = std::max(m, double(std::abs(c.data()[i])));
+  return m;
+}
+
 // The worst |gpu - cpu| / max(max|cpu|, floor) over an output (NaN-aware), after copying the
 // GPU's back.
 double relativeError(const Tensor& cpuResult, const Tensor& gpu, double floor = 0.01) {
   Tensor back = gpu.to(Device::Cpu), cpu = cpuResult.contiguous();  // the cpu's splitHeads gives views
   if (back.shape() != cpu.shape()) return INFINITY;
-  double scale = floor, worst = 0;
-  for (std::int64_t i = 0; i < cpu.numel(); ++i) scale = std::max(scale, double(std::abs(cpu.data()[i])));
+  double scale = std::max(floor, largestMagnitude(cpu)), worst = 0;
   for (std::int64_t i = 0; i < cpu.numel(); ++i) {
     double e = std::abs(double(back.data()[i]) - double(cpu.data()[i])) / scale;
     if (!(e <= worst)) worst = e;
@@ -62,22 +68,29 @@ double relativeError(const Tensor& cpuResult, const Tensor& gpu, double floor = 
   return worst;
 }
 
-// Runs `op` on both devices and compares every output (or those listed in `outputs`).
-bool compare(const std::string& op, const Inputs& in, const Attrs& attrs, double tol = 1e-5, std::optional<DType> dtype = std::nullopt,
-             std::vector<int> outputs = {}, double floor = 0.01) {
-  std::vector<Tensor> cpu = runOp(op, in, attrs);
-  std::vector<Tensor> gpu = runOp(op, onDevice(in, Device::Cuda, dtype), attrs);
+// Whether each output (or each listed in `outputs`) of the two devices agrees to `tol`, measured
+// against floorOf(output) at least.
+bool agree(const std::string& op, const std::vector<Tensor>& cpu, const std::vector<Tensor>& gpu, double tol,
+           const std::vector<int>& outputs, const std::function<double(std::size_t)>& floorOf) {
   bool ok = cpu.size() == gpu.size();
   if (!ok) std::fprintf(stderr, "  %s: %zu outputs on the cpu, %zu on cuda\n", op.c_str(), cpu.size(), gpu.size());
   for (std::size_t o = 0; ok && o < cpu.size(); ++o) {
     if (!outputs.empty() && std::find(outputs.begin(), outputs.end(), int(o)) == outputs.end()) continue;
-    double e = relativeError(cpu[o], gpu[o], floor);
+    double e = relativeError(cpu[o], gpu[o], floorOf(o));
     if (!(e <= tol)) {
       std::fprintf(stderr, "  %s output %zu %s: relative error %g > %g\n", op.c_str(), o, shapeToString(cpu[o].shape()).c_str(), e, tol);
       ok = false;
     }
   }
   return ok;
+}
+
+// Runs `op` on both devices and compares every output (or those listed in `outputs`).
+bool compare(const std::string& op, const Inputs& in, const Attrs& attrs, double tol = 1e-5, std::optional<DType> dtype = std::nullopt,
+             std::vector<int> outputs = {}, double floor = 0.01) {
+  std::vector<Tensor> cpu = runOp(op, in, attrs);
+  std::vector<Tensor> gpu = runOp(op, onDevice(in, Device::Cuda, dtype), attrs);
+  return agree(op, cpu, gpu, tol, outputs, [&](std::size_t) { return floor; });
 }
 
 Attrs attrs(std::initializer_list<std::pair<const char*, double>> values) {
@@ -227,7 +240,10 @@ TEST(cuda_attention_softmax) {
     Tensor q = rand(s.full()), k = rand(s.full()), v = rand(s.full()), dy = rand(s.full());
     CHECK(compare("attentionSoftmax", {q, k, v}, {}));
     std::vector<Tensor> f = runOp("attentionSoftmax", {q, k, v}, {});
-    CHECK(compare("attentionSoftmaxBackward", {q, k, v, f[0], f[1], dy}, {}));
+    // One token: dq and dk are exactly 0 (ds = p (dy.v - dy.y) with y = v), so each device returns
+    // the rounding residue of dy.v - dy.y, whose terms are of order 1 here; they are measured against
+    // that order, not against the 0.01 floor (a residue of 1.1e-7 read 1.1e-5 there).
+    CHECK(compare("attentionSoftmaxBackward", {q, k, v, f[0], f[1], dy}, {}, 1e-5, std::nullopt, {}, s.N == 1 ? 1.0 : 0.01));
   }
 }
 
@@ -339,7 +355,15 @@ TEST(cuda_sparsifiner) {
     rin.push_back(dense[1]);
     // The parameter gradients sum ~1200 rows of a chain of float32 GEMMs and a softmax backward:
     // the CPU's own scalar and AVX-512 kernels already differ by up to 1e-5 of the largest value.
-    CHECK(compare("sparsifinerReconstruction", rin, {}, 5e-5));
+    // The bias gradients dbq, dbk (outputs 2, 4) are column sums of dqp, dkp that can cancel to a
+    // small share of their terms (dbk 0.066 where dWk reached 13.4, with the same absolute error of
+    // 4-5e-6), so each is measured against its weight gradient's largest value (the same rows
+    // weighted by q or k in [-1, 1]: a lower bound on the terms' scale).
+    std::vector<Tensor> rc = runOp("sparsifinerReconstruction", rin, {});
+    std::vector<Tensor> rg = runOp("sparsifinerReconstruction", onDevice(rin, Device::Cuda), {});
+    CHECK(agree("sparsifinerReconstruction", rc, rg, 5e-5, {}, [&](std::size_t o) {
+      return o == 2 || o == 4 ? std::max(0.01, largestMagnitude(rc[o - 1])) : 0.01;
+    }));
   }
 }
 
