@@ -4,21 +4,18 @@
 // training form, a castling checkpoint from elsewhere loads in inference form, files of ours keep
 // theirs, and config.castlingForm overrides.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
 import { writeSafetensors } from '../lib/entry/safetensors.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const release = `${fixtures}torch-castling-tokens.safetensors`;
-const root = mkdtempSync(join(tmpdir(), 'castling-form-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDirectory('castling-form-');
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 
 const tiny: Partial<VitConfig> = { imageSize: 16, patchSize: 4, inChannels: 3, numClasses: 5, width: 24, depth: 2, heads: 3, mlpRatio: 2, seed: 4 };

@@ -2,8 +2,7 @@
 // the very weights of the run that was not interrupted; a checkpoint loads as a model; a resumed
 // run must share the checkpoint's settings; and the CLI's --checkpoint / --resume.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -14,8 +13,9 @@ import { writeSafetensors } from '../lib/io/safetensors.js';
 import { loadTrainingCheckpoint } from '../lib/train/checkpoint.js';
 import { trainImageFolder, type ImageFolderTrainingOptions } from '../lib/train/image_folder.js';
 import { writeColourFolder } from './colour_folder.js';
+import { scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-checkpoint-'));
+const root = scratchDirectory('castling-checkpoint-');
 
 const smallModel = () => VisionTransformer.create({ ...presets.deitTiny, imageSize: 16, patchSize: 8, width: 32, heads: 2, depth: 2, numClasses: 2, attention: 'castling', dropPathRate: 0.1, seed: 3 });
 

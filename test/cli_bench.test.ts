@@ -2,13 +2,17 @@
 // options after the name (even those that share a name with the program's, like --threads 1,2),
 // writing nothing but what --json asks for.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import { scratchDirectory } from './helpers.js';
+
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
+// A directory each: the first test expects to find only the file it wrote.
+const benchDir = scratchDirectory('castling-cli-bench-');
+const helpDir = scratchDirectory('castling-cli-bench-');
 
 function run(args: string[], cwd: string) {
   return spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8' });
@@ -16,12 +20,11 @@ function run(args: string[], cwd: string) {
 
 describe('castling-vit bench', () => {
   it('runs a benchmark with its own options and writes only the JSON asked for', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'castling-cli-bench-'));
-    const result = run(['--threads', '1', 'bench', 'gemm', '--quick', '--isa', 'scalar', '--threads', '1,2', '--repeats', '1', '--json', 'gemm.json'], dir);
+    const result = run(['--threads', '1', 'bench', 'gemm', '--quick', '--isa', 'scalar', '--threads', '1,2', '--repeats', '1', '--json', 'gemm.json'], benchDir);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/gemm on .*\n[\s\S]*scalar\s+2\s/);
-    const json = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
+    const json = JSON.parse(readFileSync(join(benchDir, 'gemm.json'), 'utf8'));
     expect(json.bench).toBe('gemm');
     // Each thread count with B packed on every call, then once beforehand (a linear layer's weight).
     // The micro-kernel alone (one thread, A packed and in place), then each thread count with B
@@ -41,17 +44,16 @@ describe('castling-vit bench', () => {
       expect(r.shareOfPeak).toBeCloseTo(r.gflops / peak, 10);
       expect(r.shareOfPeak).toBeGreaterThan(0);
     }
-    expect(readdirSync(dir)).toEqual(['gemm.json']);
+    expect(readdirSync(benchDir)).toEqual(['gemm.json']);
   });
 
   it('lists the benchmarks, and names an unknown one', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'castling-cli-bench-'));
-    const help = run(['bench', '--help'], dir);
+    const help = run(['bench', '--help'], helpDir);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/usage: castling-vit bench <name>[\s\S]*attention[\s\S]*onnx/);
-    const unknown = run(['bench', 'nope'], dir);
+    const unknown = run(['bench', 'nope'], helpDir);
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toMatch(/unknown benchmark 'nope'/);
-    expect(run(['--help'], dir).stdout).toMatch(/bench \[name and options\.\.\.\]/);
+    expect(run(['--help'], helpDir).stdout).toMatch(/bench \[name and options\.\.\.\]/);
   });
 });

@@ -3,20 +3,17 @@
 // before; a plan whose op waits for the device (Sparsifiner's) runs uncaptured. The config checks
 // run everywhere; the models wherever CUDA is available (in CI on the addon built on the CUDA
 // emulator: npm run test:cuda-emulation).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, cudaAvailable, presets, resolveConfig, type VitConfig } from '../lib/index.js';
 import type { CompiledPlan } from '../lib/plan.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
 const cuda = cudaAvailable();
 const skipReason = cuda.available ? '' : ` (skipped: ${cuda.reason})`;
-const dir = mkdtempSync(join(tmpdir(), 'castling-cuda-graph-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDirectory('castling-cuda-graph-');
 
 const tiny: Partial<VitConfig> = { ...presets.digits, imageSize: 16, patchSize: 4, width: 24, depth: 2, heads: 2, mlpRatio: 2, numClasses: 3, seed: 3 };
 

@@ -7,15 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, cudaAvailable, presets, type VitConfig } from '../lib/index.js';
 import { randomArray, relativeError } from './helpers.js';
 
 const cuda = cudaAvailable();
 const skipReason = cuda.available ? '' : ` (skipped: ${cuda.reason})`;
-const dir = mkdtempSync(join(tmpdir(), 'castling-cuda-model-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // Small enough for the emulator (every GPU thread a fiber on the CPU), awkward enough to matter:
 // 17 tokens, heads 12 wide, 3 classes.
@@ -120,6 +118,10 @@ describe.skipIf(!cuda.available)(`models on device 'cuda'${skipReason}`, () => {
   });
 
   it('save and load move the weights between host and device', async () => {
+    // Made here, not beside the imports: a file whose tests are all skipped (no CUDA) runs no
+    // afterAll, and its directory was left behind on every run.
+    const dir = mkdtempSync(join(tmpdir(), 'castling-cuda-model-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const gpu = VisionTransformer.create({ ...tiny, attention: 'castling', device: 'cuda' });
     const path = join(dir, 'model.safetensors');
     await gpu.save(path);

@@ -3,21 +3,18 @@
 // the float32 CPU model, saves its weights in the form it holds them, and refuses training. The
 // config checks run everywhere; the models wherever CUDA is available (on a GPU, or in CI on the
 // addon built on the CUDA emulator: npm run test:cuda-emulation).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, cudaAvailable, presets, resolveConfig, type VitConfig } from '../lib/index.js';
 import { readSafetensors } from '../lib/entry/safetensors.js';
 import { bfloat16Bits, float16Bits } from '../lib/io/half_encoding.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
 const cuda = cudaAvailable();
 const skipReason = cuda.available ? '' : ` (skipped: ${cuda.reason})`;
-const dir = mkdtempSync(join(tmpdir(), 'castling-cuda-storage-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDirectory('castling-cuda-storage-');
 
 const tiny: Partial<VitConfig> = { ...presets.digits, imageSize: 16, patchSize: 4, width: 24, depth: 2, heads: 2, mlpRatio: 2, numClasses: 3, seed: 7 };
 

@@ -3,14 +3,13 @@
 // catches kept; lib/ throws no bare Error, TypeError or RangeError; docs/errors.md lists exactly
 // the codes lib/errors.ts defines.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import sharp from 'sharp';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { GraphBuilder } from '../lib/io/onnx/graph.js';
 import { native } from '../lib/native.js';
@@ -30,13 +29,12 @@ import {
 import { matmul, matmulSync } from '../lib/entry/ops.js';
 import { readSafetensors } from '../lib/entry/safetensors.js';
 import { BatcherFullError, serveModel } from '../lib/entry/serve.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 4, inChannels: 2, numClasses: 5, width: 24, depth: 2, heads: 2, mlpRatio: 2, seed: 3, attention: 'softmax' };
 const images = (count: number) => Tensor.fromArray(randomArray(count * 2 * 12 * 12), [count, 2, 12, 12]);
-const dir = mkdtempSync(join(tmpdir(), 'castling-codes-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDirectory('castling-codes-');
 
 /** What `fn` threw (or its promise rejected with); fails the test when it did not fail. */
 async function failureOf(fn: () => unknown): Promise<unknown> {

@@ -1,6 +1,10 @@
-// Shared test helpers: fresh random inputs, the CPU paths to run on, and a tolerance check that
-// reports the worst element.
-import { expect } from 'vitest';
+// Shared test helpers: fresh random inputs, the CPU paths to run on, a tolerance check that
+// reports the worst element, and scratch directories that do not outlive their test file.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, expect } from 'vitest';
 
 import { VisionTransformer, backendInfo, setCpuPath, type CpuPath, type VitConfig } from '../lib/index.js';
 
@@ -83,4 +87,17 @@ export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>, f
     scale = Math.max(scale, Math.abs(want[i]!));
   }
   return diff / scale;
+}
+
+/**
+ * A fresh directory in the system's temporary one, removed with its contents when the test file
+ * has run (call it at the top of a file, not inside a test; a file whose tests are all skipped
+ * runs no afterAll, so there make the directory inside the test). Some tests write hundreds of MB
+ * of model files; left behind, every run of the suite added about half a GB to the temporary
+ * directory.
+ */
+export function scratchDirectory(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

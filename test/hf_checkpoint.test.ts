@@ -3,21 +3,19 @@
 // DeiTForImageClassificationWithTeacher (test/fixtures/torch_hf_reference.py: modules of
 // transformers' structure and names, with their config.json and preprocessor_config.json), and
 // timm's distilled DeiT (torch_distilled_reference.py: dist_token, head_dist, the heads averaged).
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
 
-import { relativeError } from './helpers.js';
+import { relativeError, scratchDirectory } from './helpers.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
-const root = mkdtempSync(join(tmpdir(), 'castling-hf-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDirectory('castling-hf-');
 
 interface Case {
   images: number[];

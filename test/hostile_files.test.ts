@@ -3,8 +3,7 @@
 // missed anything that matters: a model file then gives exactly the original logits) or fails with
 // an Error that names the file - never a crash of the process, an error from deep inside (a bare
 // "Invalid typed array length"), a huge allocation, or a model that loads with other weights.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import fc from 'fast-check';
@@ -14,9 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdamW, Tensor, VisionTransformer, presets, readImages } from '../lib/index.js';
 import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../lib/entry/train.js';
 import { SeededRandom } from '../lib/nn/random.js';
-import { testSeed } from './helpers.js';
+import { scratchDirectory, testSeed } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-hostile-'));
+const dir = scratchDirectory('castling-hostile-');
 
 /** Tokens that break a JSON header in the ways a damaged or hand-edited file does. */
 const HEADER_TOKENS = ['"', '}', ']', ',', ':', '-1', '1e400', 'null', '[', '{', '99999999999', '0', ' ', '\\u0000', '"F16"', '"BF16"', '"F64"', 'true', '[0,0]'];

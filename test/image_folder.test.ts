@@ -2,8 +2,7 @@
 // mistakes named), a small model that learns three colour classes, and `castling-vit train
 // folder` turning a timm-style softmax checkpoint into a castled model with the folder's labels.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 
 import sharp from 'sharp';
@@ -13,9 +12,9 @@ import { VisionTransformer, presets } from '../lib/index.js';
 import { listImageFolder } from '../lib/data/image_folder.js';
 import { writeSafetensors } from '../lib/io/safetensors.js';
 import { flipImages, trainImageFolder } from '../lib/train/image_folder.js';
-import { random } from './helpers.js';
+import { random, scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-folder-'));
+const root = scratchDirectory('castling-folder-');
 
 const COLOURS: Record<string, [number, number, number]> = { blue: [2, 0, 1], green: [1, 2, 0], red: [0, 1, 2] };
 

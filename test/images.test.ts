@@ -3,8 +3,7 @@
 // that names the image; a model classifies files as predict() does its tensors, and keeps its
 // preprocessing and labels on disk.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import sharp from 'sharp';
@@ -14,9 +13,9 @@ import { Tensor, VisionTransformer, imagenetPreprocessing, presets, readImages, 
 import { DIGIT_SIZE, digitsPreprocessing, loadDigits } from '../lib/entry/digits.js';
 import { resizeAndCrop } from '../lib/io/images.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
-import { random } from './helpers.js';
+import { random, scratchDirectory } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-images-'));
+const dir = scratchDirectory('castling-images-');
 
 function randomPixels(width: number, height: number, channels: number): Uint8Array {
   return Uint8Array.from({ length: width * height * channels }, () => Math.floor(random() * 256));

@@ -1,12 +1,14 @@
 // Result files are named by benchmark and machine: the name must tell apart CPUs that virtual
 // machines report with the same bare model string, and stay the same across runs on one machine.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { machineName, readCpuId, slug } from '../bench/machine_name.js';
+import { scratchDirectory } from './helpers.js';
+
+const dir = scratchDirectory('castling-cpuinfo-');
 
 describe('machineName', () => {
   it('names the microarchitecture where CPUID numbers are known', () => {
@@ -30,7 +32,6 @@ describe('machineName', () => {
 
 describe('readCpuId', () => {
   it('reads the first processor of a cpuinfo file, and gives null without one', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'castling-cpuinfo-'));
     const file = join(dir, 'cpuinfo');
     writeFileSync(file, 'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\n');
     expect(readCpuId(file)).toEqual({ vendor: 'AuthenticAMD', family: 25, model: 17, stepping: 1 });

@@ -2,17 +2,16 @@
 // and gives our logits, for every attention kind and option, with a free or a fixed batch size;
 // what it cannot export is a clear error; the file is written atomically.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
-import { randomArray } from './helpers.js';
+import { randomArray, scratchDirectory } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-onnx-'));
+const dir = scratchDirectory('castling-onnx-');
 ort.env.wasm.numThreads = 1;
 
 /** A small model with awkward sizes: 5 x 5 patches (26 tokens), heads of 12, 7 classes. */

@@ -3,19 +3,19 @@
 // simulated by a preload that makes `mnist` unresolvable; scripts/check-package.sh checks a real
 // install without it.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+
+import { scratchDirectory } from './helpers.js';
 
 const dist = (path: string) => fileURLToPath(new URL(`../dist/lib/${path}`, import.meta.url));
 const withoutMnist = fileURLToPath(new URL('./fixtures/without_mnist.cjs', import.meta.url));
 
 // The working folder of the children: were mnist found after all, a training would write there.
-const scratch = mkdtempSync(join(tmpdir(), 'castling-no-mnist-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const scratch = scratchDirectory('castling-no-mnist-');
 
 function nodeWithoutMnist(args: string[]) {
   return spawnSync(process.execPath, ['-r', withoutMnist, ...args], { cwd: scratch, encoding: 'utf8', timeout: 60_000 });

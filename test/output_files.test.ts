@@ -2,16 +2,15 @@
 // default output is one per attention kind, and --resume saves where the run it resumes was told
 // to (the checkpoint keeps its --out), not over a default name.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { writeColourFolder } from './colour_folder.js';
+import { scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-outputs-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDirectory('castling-outputs-');
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 /** The CLI run in `cwd` (where default output names land). */
 const castlingVit = (args: string[], cwd = root) => spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8' });

@@ -1,17 +1,15 @@
 // Position embeddings for another image size: the patch grid resampled bicubically (PIL's filter,
 // as timm's resample_abs_pos_embed through PyTorch's antialiased bicubic), the class token kept;
 // a model saved at one image size loads at another with pos_embed listed as resized.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets } from '../lib/index.js';
 import { resizePositionEmbedding } from '../lib/nn/position_embedding.js';
-import { random, randomArray } from './helpers.js';
+import { random, randomArray, scratchDirectory } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-pos-'));
+const dir = scratchDirectory('castling-pos-');
 
 /** A [1 + side², width] embedding whose patch tokens hold f(x, y, channel). */
 function grid(side: number, width: number, f: (x: number, y: number, c: number) => number): Float32Array {

@@ -2,8 +2,6 @@
 // the image, area and aspect within their ranges, the fallback), its option errors, that
 // readImages cuts the region from the upright image before resizing, and that a training run's
 // crops depend on its seed alone.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import sharp from 'sharp';
@@ -16,9 +14,9 @@ import { SeededRandom } from '../lib/nn/random.js';
 import { trainImageFolder } from '../lib/train/image_folder.js';
 import { checkRandomCrop, randomCropRegion } from '../lib/train/random_crop.js';
 import { writeColourFolder } from './colour_folder.js';
-import { random } from './helpers.js';
+import { random, scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-crop-'));
+const root = scratchDirectory('castling-crop-');
 
 describe('randomCropRegion', () => {
   it('draws regions inside the image with area and aspect within their ranges (up to rounding)', () => {

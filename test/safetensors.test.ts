@@ -2,16 +2,15 @@
 // into an error that names the problem: hostile sizes before anything is allocated, and damage
 // that a lenient reader would load silently (a name twice, bytes no tensor owns, a shifted header).
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { CHECKSUM_KEY, readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
-import { randomArray } from './helpers.js';
+import { randomArray, scratchDirectory } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-safetensors-'));
+const dir = scratchDirectory('castling-safetensors-');
 
 /** Builds a file by hand from a header object (or raw header text) and a data buffer. */
 function rawFile(name: string, header: unknown, data = new Uint8Array(0), claimedHeaderBytes?: bigint): string {

@@ -2,13 +2,15 @@
 // attention; a softmax model converts into one (predictor fresh); stage 1 (reconstruction) trains
 // only the predictors and lowers their loss; stage 2 fine-tunes with sparse attention, with
 // optional distillation from the dense model.
-import { tmpdir } from 'node:os';
+
+import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { AdamW, Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
-import { expectClose, randomArray, randomizedModel } from './helpers.js';
+import { expectClose, randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
+const dir = scratchDirectory('castling-sparsifiner-');
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 3, inChannels: 1, numClasses: 4, width: 16, depth: 2, heads: 2, mlpRatio: 2, seed: 5 };
 
 describe('sparsifiner models', () => {
@@ -93,7 +95,7 @@ describe('sparsifiner models', () => {
     expect(model.parameters().get('blocks.0.attn.predictor.P')!.toFloat32Array()).not.toEqual(basis);
     const tune = await model.trainStep(images, [0, 1, 2, 3], new AdamW(model.parameters(), { lr: 1e-3 }));
     expect(Number.isFinite(tune.loss)).toBe(true);
-    const path = `${tmpdir()}/castling-sparsifiner-${process.pid}.safetensors`;
+    const path = join(dir, 'sparsifiner.safetensors');
     await model.save(path);
     const loaded = await VisionTransformer.load(path);
     expect(loaded.config).toMatchObject({ coefficientKeep: 1, sharedBasis: true, keySelection: 'topk' });

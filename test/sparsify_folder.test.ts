@@ -2,8 +2,7 @@
 // its three stages it ends with the very Sparsifiner model of the run that was not interrupted;
 // the CLI's --checkpoint / --resume with --attention sparsifiner; and what a resume refuses.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -13,8 +12,9 @@ import { listImageFolder } from '../lib/data/image_folder.js';
 import { loadTrainingCheckpoint } from '../lib/train/checkpoint.js';
 import { WorkflowStopped, sparsifyImageFolder, workflowOfCheckpoint, type WorkflowSettings, type WorkflowStage } from '../lib/train/sparsify_folder.js';
 import { writeColourFolder } from './colour_folder.js';
+import { scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-sparsify-folder-'));
+const root = scratchDirectory('castling-sparsify-folder-');
 
 const denseModel = () => VisionTransformer.create({ ...presets.deitTiny, imageSize: 16, patchSize: 4, width: 32, heads: 2, depth: 2, numClasses: 2, attention: 'softmax', seed: 3 });
 

@@ -2,22 +2,20 @@
 // gigabytes in a file of a few hundred bytes, a renamed parameter, NaN weights, a file damaged
 // after it was saved (its checksum), and outputs that overflow float32.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import sharp from 'sharp';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
 import { serveModel } from '../lib/entry/serve.js';
 import { readSafetensors, writeSafetensors } from '../lib/entry/safetensors.js';
 import { CHECKSUM_KEY } from '../lib/io/safetensors.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-strict-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDirectory('castling-strict-');
 
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 4, inChannels: 2, numClasses: 5, width: 24, depth: 2, heads: 2, mlpRatio: 2, seed: 3 };
 

@@ -3,17 +3,15 @@
 // they came from, and other ViT architectures refused by name rather than loaded without their
 // extra tensors. (DeiT-III's LayerScale and patch-only pos_embed, folded on load, are checked
 // against PyTorch in torch_reference.test.ts.)
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, type VitConfig } from '../lib/index.js';
 import { writeSafetensors } from '../lib/entry/safetensors.js';
-import { randomArray, randomizedModel } from './helpers.js';
+import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-timm-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDirectory('castling-timm-');
 
 const small: Partial<VitConfig> = { imageSize: 32, patchSize: 8, inChannels: 3, numClasses: 7, width: 192, depth: 2, heads: 3, mlpRatio: 3, qkvBias: false, seed: 5 };
 

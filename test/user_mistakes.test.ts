@@ -2,18 +2,16 @@
 // although castling is the default of a new model, CUDA advice that did nothing from an installed
 // package, a misspelt option ignored, and a plain array where a Tensor goes.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets } from '../lib/index.js';
 import { installRoute } from '../scripts/install-route.mjs';
 import { writeColourFolder } from './colour_folder.js';
+import { scratchDirectory } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'castling-mistakes-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDirectory('castling-mistakes-');
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 
 describe('train folder --preset', () => {

@@ -1,18 +1,17 @@
 // The Vision Transformer: config validation, inference against a float64 reference model on tiny
 // configs (both attentions, both convolution forms), save/load, and bad inputs.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { Tensor, VisionTransformer, presets, type VitConfig } from '../lib/index.js';
 import { writeSafetensors } from '../lib/entry/safetensors.js';
-import { expectClose, randomArray, randomizedModel } from './helpers.js';
+import { expectClose, randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 import { referenceForward, thresholdMargin } from './vit_reference.js';
 
 const tiny: Partial<VitConfig> = { imageSize: 12, patchSize: 4, inChannels: 2, numClasses: 5, width: 24, depth: 2, heads: 3, mlpRatio: 2, seed: 7 };
-const dir = mkdtempSync(join(tmpdir(), 'castling-vit-'));
+const dir = scratchDirectory('castling-vit-');
 
 function params(model: VisionTransformer): Map<string, Float32Array> {
   return new Map([...model.parameters()].map(([k, t]) => [k, t.toFloat32Array()]));
