@@ -3,15 +3,16 @@
 // must be equal, so a changed export or doc comment without `npm run docs` fails here. Also: every
 // export of the root has its page, and the pages link only to pages that exist.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { scratchDirectory } from './helpers.js';
 
 const root = resolve(import.meta.dirname, '..');
 const committed = join(root, 'docs', 'api');
-const scratch = mkdtempSync(join(tmpdir(), 'castling-api-docs-'));
+const scratch = scratchDirectory('castling-api-docs-');
 const regenerated = join(scratch, 'api');
 
 function run(args: string[]): void {
@@ -24,8 +25,6 @@ beforeAll(() => {
   run([join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--emitDeclarationOnly', '--outDir', join(scratch, 'dist')]);
   run([join(root, 'scripts', 'api-docs', 'generate.mjs'), '--types', join(scratch, 'dist'), '--out', regenerated]);
 }, 120_000);
-
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const pagesOf = (folder: string) => readdirSync(folder).filter((f) => f.endsWith('.md')).sort();
 

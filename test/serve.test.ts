@@ -2,9 +2,7 @@
 // requests go through the batcher, bad requests get their status and a message, and a client that
 // hangs up does not disturb the others. The CLI serves until SIGTERM and then exits cleanly.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VisionTransformer, presets, type Tensor } from '../lib/index.js';
 import { PredictBatcher, type BatcherOptions } from '../lib/entry/serve.js';
 import { serveModel } from '../lib/serve/server.js';
+import { scratchDirectory } from './helpers.js';
 import { startCli } from './serve_clients.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-serve-'));
+const dir = scratchDirectory('castling-serve-');
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 let model: VisionTransformer;
 let server: ReturnType<typeof serveModel>;
@@ -40,7 +39,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
   model.dispose();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const post = (body: Uint8Array<ArrayBuffer> | undefined, query = '') => fetch(`${base}/classify${query}`, { method: 'POST', body });

@@ -3,18 +3,17 @@
 // whose headers were still coming; idle keep-alive connections close; a client that never finishes
 // its request is closed at the deadline instead of holding the stop.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VisionTransformer, presets } from '../lib/index.js';
 import { serveModel } from '../lib/serve/server.js';
+import { scratchDirectory } from './helpers.js';
 import { drip, endlessHead, postHead, rawClient, startCli, waitFor } from './serve_clients.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'castling-drain-'));
+const dir = scratchDirectory('castling-drain-');
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
 const modelPath = join(dir, 'digits.safetensors');
 let model: VisionTransformer;
@@ -31,7 +30,6 @@ afterAll(() => {
   // A failed test may leave its server running.
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   model.dispose();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const request = (path = '/classify') => Buffer.concat([Buffer.from(postHead(path, { 'content-length': image.length })), image]);
