@@ -2,7 +2,6 @@
 // constructing the error), from lib/ and from the native addon, with the standard class a caller
 // catches kept; lib/ throws no bare Error, TypeError or RangeError; docs/errors.md lists exactly
 // the codes lib/errors.ts defines.
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import {
 import { matmul, matmulSync } from '../lib/entry/ops.js';
 import { readSafetensors } from '../lib/entry/safetensors.js';
 import { BatcherFullError, serveModel } from '../lib/entry/serve.js';
+import { runOutOfMemoryChild } from './fixtures/out_of_memory_child.js';
 import { randomArray, randomizedModel, scratchDirectory } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -150,8 +150,7 @@ describe('error codes', () => {
   });
 
   it('out of native memory: ERR_CASTLING_OUT_OF_MEMORY, on the JavaScript thread and off it', () => {
-    const script = join(root, 'test/fixtures/out_of_memory.mjs');
-    const run = spawnSync(process.execPath, [script, join(root, 'dist/lib/index.js')], { encoding: 'utf8', timeout: 120_000 });
+    const run = runOutOfMemoryChild();
     expect(run.status, `${run.stderr}\n(signal ${run.signal})`).toBe(0);
     const { codes } = JSON.parse(run.stdout) as { codes: Record<string, string> };
     expect(codes).toEqual({ 'zeros 64 MiB': ErrorCodes.OUT_OF_MEMORY, 'fromArray 1 MiB': ErrorCodes.OUT_OF_MEMORY, predict: ErrorCodes.OUT_OF_MEMORY });

@@ -2,17 +2,13 @@
 // allocation failure used to escape the tensor constructor as std::bad_alloc, and so did the
 // error path's own allocations), and the process goes on computing afterwards. The child process
 // limits its own address space (test/fixtures/out_of_memory.mjs).
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
 import { describe, expect, it } from 'vitest';
 
-const indexJs = fileURLToPath(new URL('../dist/lib/index.js', import.meta.url));
-const script = fileURLToPath(new URL('./fixtures/out_of_memory.mjs', import.meta.url));
+import { runOutOfMemoryChild } from './fixtures/out_of_memory_child.js';
 
 describe('out of native memory', () => {
   it('tensors and passes that do not fit fail with an error, and the process goes on working', () => {
-    const run = spawnSync(process.execPath, [script, indexJs], { encoding: 'utf8', timeout: 120_000 });
+    const run = runOutOfMemoryChild();
     expect(run.status, `${run.stderr}\n(signal ${run.signal})`).toBe(0);
     const { errors, same } = JSON.parse(run.stdout) as { errors: Record<string, string>; same: boolean };
     expect(Object.keys(errors)).toEqual(['zeros 64 MiB', 'fromArray 1 MiB', 'predict']);
