@@ -57,6 +57,7 @@ CpuFeatures detect() {
     bool avx512bw = ebx & (1u << 30), avx512vl = ebx & (1u << 31);
     f.avx2 = avx && avx2 && fma && ymm_state;
     f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && zmm_state;
+    f.avx512fp16 = f.avx512 && (edx & (1u << 23));
   }
   char brand[49] = {0};
   if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {

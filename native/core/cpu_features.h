@@ -14,6 +14,7 @@ Isa parseIsa(const std::string& name);
 struct CpuFeatures {
   bool avx2 = false;    // AVX2 and FMA3, with OS support for YMM state
   bool avx512 = false;  // AVX-512 F/BW/DQ/VL, with OS support for ZMM state
+  bool avx512fp16 = false;  // AVX512-FP16: Intel's cores from Sapphire Rapids on (a tuning choice)
   std::string brand;    // the CPU's brand string
 };
 
