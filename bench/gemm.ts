@@ -45,7 +45,7 @@ export async function benchGemm(options: GemmOptions): Promise<BenchRecord[]> {
   for (const isa of isas) {
     const micro = await benchAddon().timeMicroKernel({ isa });
     for (const [a, gflops] of [['A packed', micro.packedGflops], ['A in place', micro.directGflops]] as const) {
-      records.push({ kind: `micro-kernel, ${a}`, isa, threads: 1, M: micro.mr, K: micro.kc, N: micro.nr, prefetches: micro.prefetches, gflops });
+      records.push({ kind: `micro-kernel, ${a}`, isa, threads: 1, M: micro.mr, K: micro.kc, N: micro.nr, prefetchesB: micro.prefetchesB, gflops });
     }
   }
   // The repetitions of one path and thread count run in interleaved rounds over its shapes, so

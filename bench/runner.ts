@@ -69,7 +69,7 @@ const percent = (value: unknown) => {
 const benches: Record<string, Bench> = {
   gemm: {
     describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes, B packed on every call and once beforehand as a linear layer\'s weight, after each path\'s micro-kernel alone on panels in cache (--isa avx512,avx2 --threads 1,2 --packing call,once --repeats N --quick)',
-    columns: ['kind', 'isa', 'threads', 'M', 'K', 'N', 'bPacked', 'prefetches', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
+    columns: ['kind', 'isa', 'threads', 'M', 'K', 'N', 'bPacked', 'prefetchesB', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
     run: (o) =>
       benchGemm({
         isas: list(o.isa) as CpuPath[] | undefined,

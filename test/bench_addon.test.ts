@@ -62,7 +62,7 @@ describe('the benchmark addon', () => {
 
   it('times the micro-kernel alone, packed and in place, at its tile, refusing unknown options', async () => {
     const rate = await benchAddon().timeMicroKernel({ isa: 'scalar', ms: 5 });
-    expect(rate).toMatchObject({ mr: 4, nr: 8, kc: 256, prefetches: false }); // the portable path has none
+    expect(rate).toMatchObject({ mr: 4, nr: 8, kc: 256, prefetchesB: false }); // the portable path has none
     // One thread: more than a multiply-add per cycle at 0.5 GHz, less than 64 flops a cycle at 6 GHz.
     for (const gflops of [rate.packedGflops, rate.directGflops]) expect(gflops).toBeGreaterThan(1), expect(gflops).toBeLessThan(64 * 6);
     // The checks throw before any Promise is made; async turns that into a rejection here.

@@ -11,7 +11,7 @@ namespace castling::bench {
 
 struct MicroKernelRate {
   int mr = 0, nr = 0, kc = 0;
-  bool prefetches = false;  // the variant this CPU runs: with software prefetches of B and C or not
+  bool prefetchesB = false;  // the variant this CPU runs: with software prefetches of B or not
   double packedGflops = 0;  // gemmMicro: A packed (the MR x kc panel)
   double directGflops = 0;  // gemmMicroDirectA: A's MR rows read in place, as the linear layers do
 };
@@ -19,7 +19,7 @@ struct MicroKernelRate {
 // One thread (the calling one), the best of `tries` runs of about `ms` milliseconds of its CPU time.
 MicroKernelRate measureMicroKernel(Isa isa, double ms, int tries = 5);
 
-// timeMicroKernel({isa?, ms?}) -> Promise<{mr, nr, kc, prefetches, packedGflops, directGflops}>
+// timeMicroKernel({isa?, ms?}) -> Promise<{mr, nr, kc, prefetchesB, packedGflops, directGflops}>
 Napi::Value timeMicroKernel(const Napi::CallbackInfo& info);
 
 }  // namespace castling::bench

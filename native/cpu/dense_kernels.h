@@ -30,8 +30,8 @@ struct TileAddends {
 struct DenseKernels {
   // GEMM register tile: the micro-kernel computes MR rows x NR columns of C.
   int mr, nr;
-  // Whether the micro-kernels below ask for B's and C's lines ahead (fill_cpu_kernels.inc).
-  bool gemmPrefetches;
+  // Whether the micro-kernels below ask for B's lines ahead (fill_cpu_kernels.inc).
+  bool gemmPrefetchesB;
   // C[0..MR)[0..NR) (row stride ldc) = alpha * sum_k a[k*MR+i] * b[k*NR+j] + the addends (the
   // old C, bias, residual) over packed panels a (kc x MR) and b (kc x NR) (lda unused).
   void (*gemmMicro)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,
