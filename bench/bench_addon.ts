@@ -34,9 +34,18 @@ export interface BenchAddon {
   /**
    * The GEMM micro-kernel's own GFLOP/s on one thread, its panels in L1 and L2 (no memory, packing
    * or threads in the way), A packed and A's rows read in place: best of a few tries of about `ms`.
-   * prefetchesB: whether this CPU's variant asks for B's lines ahead (docs/benchmarks.md).
+   * prefetchesB: whether this CPU's variant asks for B's lines ahead; prefetchesNextBlock: whether
+   * its GEMMs ask for the next block of a B packed beforehand into L2 (docs/benchmarks.md).
    */
-  timeMicroKernel(options: { isa?: CpuPath; ms?: number }): Promise<{ mr: number; nr: number; kc: number; prefetchesB: boolean; packedGflops: number; directGflops: number }>;
+  timeMicroKernel(options: { isa?: CpuPath; ms?: number }): Promise<{
+    mr: number;
+    nr: number;
+    kc: number;
+    prefetchesB: boolean;
+    prefetchesNextBlock: boolean;
+    packedGflops: number;
+    directGflops: number;
+  }>;
   /** GFLOP/s of `threads` threads running independent FMA chains of `isa` at once, best of a few tries of about `ms` each. */
   measureFmaPeak(options: { isa?: CpuPath; threads?: number; ms?: number }): Promise<number>;
 }

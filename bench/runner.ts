@@ -55,7 +55,7 @@ const count = (value: unknown) => {
 };
 
 const bPackings = (value: unknown) => list(value)?.map((s) => {
-  if (!(B_PACKINGS as string[]).includes(s)) throw new Error(`--packing: expected ${B_PACKINGS.join(' or ')}, got '${s}'`);
+  if (!(B_PACKINGS as string[]).includes(s)) throw new Error(`--packing: expected ${B_PACKINGS.join(', ')}, got '${s}'`);
   return s as BPacking;
 });
 
@@ -68,8 +68,8 @@ const percent = (value: unknown) => {
 
 const benches: Record<string, Bench> = {
   gemm: {
-    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes, B packed on every call and once beforehand as a linear layer\'s weight, after each path\'s micro-kernel alone on panels in cache (--isa avx512,avx2 --threads 1,2 --packing call,once --repeats N --quick)',
-    columns: ['kind', 'isa', 'threads', 'M', 'K', 'N', 'bPacked', 'prefetchesB', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
+    describe: 'SGEMM GFLOP/s per CPU path and thread count at ViT shapes, B packed on every call, once beforehand as a linear layer\'s weight, and once but cold (each call another copy, as a pass reads its weights from memory), after each path\'s micro-kernel alone on panels in cache (--isa avx512,avx2 --threads 1,2 --packing call,once,cold --repeats N --quick)',
+    columns: ['kind', 'isa', 'threads', 'M', 'K', 'N', 'bPacked', 'prefetchesB', 'prefetchesNextBlock', 'medianMs', 'minMs', 'gflops', 'shareOfPeak'],
     run: (o) =>
       benchGemm({
         isas: list(o.isa) as CpuPath[] | undefined,

@@ -26,17 +26,21 @@ describe('castling-vit bench', () => {
     expect(result.stdout).toMatch(/gemm on .*\n[\s\S]*scalar\s+2\s/);
     const json = JSON.parse(readFileSync(join(benchDir, 'gemm.json'), 'utf8'));
     expect(json.bench).toBe('gemm');
-    // Each thread count with B packed on every call, then once beforehand (a linear layer's weight).
     // The micro-kernel alone (one thread, A packed and in place), then each thread count with B
-    // packed on every call and once beforehand (a linear layer's weight).
+    // packed on every call, once beforehand (a linear layer's weight), and once but cold.
     expect(json.results.map((r: { kind: string; threads: number; bPacked?: string }) => `${r.kind} ${r.threads}/${r.bPacked ?? '-'}`)).toEqual([
       'micro-kernel, A packed 1/-',
       'micro-kernel, A in place 1/-',
       'gemm 1/call',
       'gemm 1/once',
+      'gemm 1/cold',
       'gemm 2/call',
       'gemm 2/once',
+      'gemm 2/cold',
     ]);
+    // Whether the GEMM asked for the next block of B ahead: said for the prepacked cases only.
+    for (const r of json.results.filter((r: { kind: string }) => r.kind === 'gemm'))
+      expect(typeof r.prefetchesNextBlock).toBe(r.bPacked === 'call' ? 'undefined' : 'boolean');
     // Each result's share of the FMA peak measured in the same run, for its own path and threads.
     expect(json.machine.fmaPeaks.map((p: { isa: string; threads: number }) => `${p.isa}/${p.threads}`)).toEqual(['scalar/1', 'scalar/2']);
     for (const r of json.results) {

@@ -63,7 +63,7 @@ MicroKernelRate measureMicroKernel(Isa isa, double ms, int tries) {
   const cpu::TileAddends add{};
   auto panel = [&](std::int64_t i) { return b.data() + (i % kPanels) * kDepth * kt.nr; };
   auto tile = [&](std::int64_t i) { return c.data() + (i % kPanels) * kt.mr * kt.nr; };
-  MicroKernelRate rate{kt.mr, kt.nr, int(kDepth), kt.gemmPrefetchesB};
+  MicroKernelRate rate{kt.mr, kt.nr, int(kDepth), kt.gemmPrefetchesB, kt.gemmPrefetchesNextBlock};
   rate.packedGflops = bestGflops(kt, ms, tries, [&](std::int64_t i) { kt.gemmMicro(kDepth, a.data(), 0, panel(i), tile(i), kt.nr, 1.0f, add); });
   rate.directGflops = bestGflops(kt, ms, tries, [&](std::int64_t i) { kt.gemmMicroDirectA(kDepth, a.data(), lda, panel(i), tile(i), kt.nr, 1.0f, add); });
   gSink = gSink + c.data()[0];
@@ -90,6 +90,7 @@ Napi::Value timeMicroKernel(const Napi::CallbackInfo& info) {
         out.Set("nr", rate->nr);
         out.Set("kc", rate->kc);
         out.Set("prefetchesB", rate->prefetchesB);
+        out.Set("prefetchesNextBlock", rate->prefetchesNextBlock);
         out.Set("packedGflops", rate->packedGflops);
         out.Set("directGflops", rate->directGflops);
         return out;

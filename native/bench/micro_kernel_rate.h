@@ -12,6 +12,7 @@ namespace castling::bench {
 struct MicroKernelRate {
   int mr = 0, nr = 0, kc = 0;
   bool prefetchesB = false;  // the variant this CPU runs: with software prefetches of B or not
+  bool prefetchesNextBlock = false;  // whether its GEMMs ask for a prepacked B's next block ahead
   double packedGflops = 0;  // gemmMicro: A packed (the MR x kc panel)
   double directGflops = 0;  // gemmMicroDirectA: A's MR rows read in place, as the linear layers do
 };

@@ -59,6 +59,10 @@ CpuFeatures detect() {
     f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && zmm_state;
     f.avx512fp16 = f.avx512 && (edx & (1u << 23));
   }
+  if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000006) {
+    __cpuid(0x80000006, eax, ebx, ecx, edx);
+    f.l2Bytes = std::int64_t(ecx >> 16) * 1024;  // Intel and AMD alike: ECX[31:16], in KB
+  }
   char brand[49] = {0};
   if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {
     for (unsigned i = 0; i < 3; ++i) {

@@ -1,6 +1,7 @@
 // CPU feature detection and the choice of kernel path. One binary runs everywhere: AVX-512 where
 // the CPU and OS support it, else AVX2+FMA, else portable C++. CASTLING_CPU forces a path.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace castling {
@@ -15,6 +16,7 @@ struct CpuFeatures {
   bool avx2 = false;    // AVX2 and FMA3, with OS support for YMM state
   bool avx512 = false;  // AVX-512 F/BW/DQ/VL, with OS support for ZMM state
   bool avx512fp16 = false;  // AVX512-FP16: Intel's cores from Sapphire Rapids on (a tuning choice)
+  std::int64_t l2Bytes = 0;  // a core's L2 cache (CPUID 0x80000006; 0 when not reported)
   std::string brand;    // the CPU's brand string
 };
 

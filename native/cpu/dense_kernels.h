@@ -19,12 +19,16 @@ struct Epilogue {
 // What a GEMM micro-kernel adds to alpha * A.B as it stores its tile, while the values are still
 // in registers: the old C (accumulate), a bias (NR floats from the tile's first column) and a
 // residual (the tile's rows, ldr apart). The rest of an epilogue (GELU, which comes between the
-// bias and the residual) is epilogueTile's.
+// bias and the residual) is epilogueTile's. Beside them, what the tile's k loop asks for into L2
+// on the way: nextBLines cache lines from nextB on, one every four k steps (gemm.cpp hands each
+// tile its share of the next B block).
 struct TileAddends {
   bool accumulate = false;
   const float* bias = nullptr;
   const float* residual = nullptr;
   std::int64_t ldr = 0;
+  const float* nextB = nullptr;
+  std::int64_t nextBLines = 0;
 };
 
 struct DenseKernels {
@@ -32,6 +36,10 @@ struct DenseKernels {
   int mr, nr;
   // Whether the micro-kernels below ask for B's lines ahead (fill_cpu_kernels.inc).
   bool gemmPrefetchesB;
+  // Whether the GEMM, multiplying by a B packed whole beforehand (a layer's weights), asks for the
+  // next block of B into L2 while it multiplies the current one, after a narrow first block
+  // (gemm.cpp; fill_cpu_kernels.inc decides per CPU).
+  bool gemmPrefetchesNextBlock;
   // C[0..MR)[0..NR) (row stride ldc) = alpha * sum_k a[k*MR+i] * b[k*NR+j] + the addends (the
   // old C, bias, residual) over packed panels a (kc x MR) and b (kc x NR) (lda unused).
   void (*gemmMicro)(std::int64_t kc, const float* a, std::int64_t lda, const float* b, float* c, std::int64_t ldc,

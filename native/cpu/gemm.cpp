@@ -31,6 +31,8 @@ namespace {
 constexpr std::int64_t kMaxKc = 384;
 constexpr std::int64_t kMaxNc = 320;
 constexpr std::int64_t kMc = 768;
+// The first block of a thread's share when the next blocks are asked for ahead (multiplyBlock).
+constexpr std::int64_t kFirstBlockPanels = 2;
 constexpr std::int64_t kMaxSharedBFloats = std::int64_t(1) << 20;  // 4 MB
 
 // Each thread (caller or pool worker) keeps its own packed buffers: every thread packs the A and
@@ -75,14 +77,39 @@ bool hasEpilogue(const Epilogue& e) { return e.bias || e.gelu || e.residual; }
 
 std::int64_t roundUp(std::int64_t x, std::int64_t to) { return (x + to - 1) / to * to; }
 
+// A block of a B packed whole (packWholeB): K-slice k0 starts at k0 x N (N padded to NR), its
+// panel j0 at j0 x kc, and a block's panels lie one after the other.
+struct PackedBlock {
+  const float* data = nullptr;
+  std::int64_t floats = 0;
+};
+
+PackedBlock packedBlockAt(const GemmArgs& g, int nr, std::int64_t k0, std::int64_t kc, std::int64_t j0,
+                          std::int64_t cols) {
+  return {g.packedB + k0 * roundUp(g.N, nr) + j0 * kc, roundUp(cols, nr) * kc};
+}
+
 // One K-slice of the product for the C block rows [i0, i0 + rows) x columns [j0, j0 + cols), from
 // its packed A block (or, when direct_a is set, A's rows read in place: direct_a points at row
 // i0, column k0; a last partial row tile is computed for its rows only) and its packed B block.
+// The tiles share out `next` (the block multiplied after this one, if it is to be asked for into
+// L2): each k loop asks for its share of the lines, so the requests spread over the whole block.
 void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float* packed_a, const float* direct_a,
                           const float* packed_b, std::int64_t i0, std::int64_t rows,
                           std::int64_t j0, std::int64_t cols, std::int64_t kc, bool accumulate,
-                          bool last_slice) {
+                          bool last_slice, PackedBlock next) {
   const int mr = kt.mr, nr = kt.nr;
+  constexpr std::int64_t kLineFloats = 16;
+  const std::int64_t tiles = (rows + mr - 1) / mr * ((cols + nr - 1) / nr);
+  const std::int64_t next_lines = (next.floats + kLineFloats - 1) / kLineFloats;
+  const std::int64_t lines_per_tile = (next_lines + tiles - 1) / tiles;
+  std::int64_t lines_asked = 0;
+  auto asking_ahead = [&](TileAddends add) {
+    add.nextBLines = std::min(lines_per_tile, next_lines - lines_asked);
+    if (add.nextBLines > 0) add.nextB = next.data + lines_asked * kLineFloats;
+    lines_asked += add.nextBLines;
+    return add;
+  };
   alignas(64) float edge[32 * 64];  // one MR x NR tile for partial tiles (MR*NR <= 2048)
   const Epilogue& e = g.epilogue;
   const bool epilogue = last_slice && hasEpilogue(e);
@@ -111,11 +138,11 @@ void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float
           add.bias = bias;
           if (!e.gelu) add.residual = residual, add.ldr = e.ldr;
         }
-        micro(b, c, g.ldc, add);
+        micro(b, c, g.ldc, asking_ahead(add));
         if (epilogue && e.gelu) kt.epilogueTile(c, g.ldc, tile_rows, tile_cols, nullptr, true, residual, e.ldr);
         continue;
       }
-      micro(b, edge, nr, TileAddends{});
+      micro(b, edge, nr, asking_ahead(TileAddends{}));
       for (std::int64_t r = 0; r < tile_rows; ++r) {
         float* cr = c + r * g.ldc;
         const float* er = edge + r * nr;
@@ -173,6 +200,28 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
   const bool pack_a = g.transA || rowsCrowdL1Sets(g.lda, mr);
   const std::int64_t rows_total = i_end - i_begin;
   const std::int64_t mc = evenChunk(rows_total, (rows_total + kMc - 1) / kMc, mr);
+  // With B packed whole (a layer's weights: their first use in a pass reads them from memory) and
+  // kt.gemmPrefetchesNextBlock, the tiles of each block ask for the next block into L2 as they
+  // go, and the thread's first block, which nothing asked for, is kFirstBlockPanels panels wide,
+  // so that little waits on memory before the asking starts.
+  const bool prefetch_next = g.packedB && kt.gemmPrefetchesNextBlock;
+  auto block_cols = [&](std::int64_t i0, std::int64_t k0, std::int64_t j0) {
+    const bool first = prefetch_next && i0 == i_begin && k0 == 0 && j0 == j_begin;
+    return std::min(first ? std::min(nc, kFirstBlockPanels * nr) : nc, j_end - j0);
+  };
+  // The block multiplied after the one at (i0, k0, j0): the next columns, else the next
+  // K-slice's first, else the next row block's.
+  auto block_after = [&](std::int64_t i0, std::int64_t k0, std::int64_t j0, std::int64_t cols) -> PackedBlock {
+    if (!prefetch_next) return {};
+    j0 += cols;
+    if (j0 >= j_end) {
+      j0 = j_begin;
+      k0 += kc_max;
+      if (k0 >= g.K) k0 = 0, i0 += mc;
+      if (i0 >= i_end) return {};
+    }
+    return packedBlockAt(g, nr, k0, std::min(kc_max, g.K - k0), j0, block_cols(i0, k0, j0));
+  };
   for (std::int64_t i0 = i_begin; i0 < i_end; i0 += mc) {
     std::int64_t rows = std::min(mc, i_end - i0);
     float* packed_a = pack_a ? t_packed_a.ensure(roundUp(rows, mr) * kc_max) : nullptr;
@@ -188,18 +237,18 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
       } else {
         packA(g, mr, i0, rows, k0, kc, packed_a);
       }
-      for (std::int64_t j0 = j_begin; j0 < j_end; j0 += nc) {
-        std::int64_t cols = std::min(nc, j_end - j0);
+      for (std::int64_t j0 = j_begin; j0 < j_end; j0 += block_cols(i0, k0, j0)) {
+        std::int64_t cols = block_cols(i0, k0, j0);
         const float* packed_b;
-        if (g.packedB) {  // packed whole: slice k0 starts at k0 x N (padded), panel j0 at j0 x kc
-          packed_b = g.packedB + k0 * roundUp(g.N, nr) + j0 * kc;
+        if (g.packedB) {
+          packed_b = packedBlockAt(g, nr, k0, kc, j0, cols).data;
         } else {
           float* block = t_packed_b.ensure(roundUp(cols, nr) * kc);
           packB(g, nr, j0, cols, k0, kc, block);
           packed_b = block;
         }
         multiplyPackedBlocks(kt, g, packed_a, direct_a, packed_b, i0, rows, j0, cols, kc, accumulate,
-                             last_slice);
+                             last_slice, block_after(i0, k0, j0, cols));
       }
     }
   }

@@ -208,6 +208,48 @@ TEST(gemm_every_row_tail_and_packed_b) {
   CHECK(failsWith([&] { cpu::sgemm(kt, g, 1); }, "64-byte aligned"));
 }
 
+// A B packed beforehand, multiplied block by block with the next block asked for ahead (a narrow
+// first block, then the walk on to the next columns, the next K-slice and the next row block) and
+// without: both match the float64 reference and give the same bits (only the blocks' widths
+// differ, never the order of any sum). 800 rows are two row blocks on one thread; N has whole
+// blocks and a partial panel; K three slices.
+TEST(gemm_packed_b_blocks_asked_for_ahead) {
+  const cpu::DenseKernels& active = cpu::denseKernels();
+  const std::int64_t M = 800, N = 13 * active.nr + 5, K = 900;
+  auto a = randomVector(std::size_t(M * K)), b = randomVector(std::size_t(N * K));
+  auto bias = randomVector(std::size_t(N)), residual = randomVector(std::size_t(M * N));
+  ops::GemmLayout layout;
+  layout.setDense(M, N, K, false, true);
+  std::vector<double> want(std::size_t(M * N));
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t j = 0; j < N; ++j)
+      want[i * N + j] = referenceProduct(layout, a.data(), b.data(), i, j) + bias[j] + residual[i * N + j];
+  for (int threads = 1; threads <= 2; ++threads) {
+    std::vector<float> first;
+    for (bool ahead : {false, true}) {
+      cpu::DenseKernels kt = active;
+      kt.gemmPrefetchesNextBlock = ahead;
+      std::vector<float> c(std::size_t(M * N), -3.0f);
+      cpu::GemmArgs g = cpu::denseGemm(M, N, K, a.data(), false, b.data(), true, c.data());
+      g.epilogue.bias = bias.data();
+      g.epilogue.residual = residual.data();
+      g.epilogue.ldr = N;
+      Storage packed(cpu::packedBFloats(kt, g));
+      cpu::packWholeB(kt, g, packed.data());
+      g.packedB = packed.data();
+      g.packedNr = kt.nr;
+      cpu::sgemm(kt, g, threads);
+      double err = errorRatio(c.data(), want.data(), want.size(), 1e-5 * std::sqrt(double(K)), 1e-5);
+      if (err > 1) std::fprintf(stderr, "  threads=%d ahead=%d error ratio %g\n", threads, int(ahead), err);
+      CHECK(err <= 1);
+      if (!ahead)
+        first = c;
+      else
+        CHECK(std::memcmp(first.data(), c.data(), c.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
 // A derived form (a linear layer's packed weight) is kept while the storage is only read, and
 // rebuilt after any write: a mutable accessor, noteWrite() (in-place updates through a pointer
 // taken earlier), or while a JavaScript view of the memory is alive.
