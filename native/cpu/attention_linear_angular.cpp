@@ -166,7 +166,6 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdy = headRows(dy);
   const HeadRowsOf<float> hdq = outputRows(dq), hdk = outputRows(dk), hdv = outputRows(dv);
   TokenRanges tr = tokenRanges(s, kt);
-  Tensor dSPartial = Tensor::empty({s.count(), tr.ranges, d, d});
   Tensor dwPartial = Tensor::empty({s.count(), tr.ranges, o.weightsPerHead});
   auto headArgs = [&](std::int64_t head) {
     std::int64_t off = head * s.headFloats(), rows = head * s.tokens;
@@ -179,15 +178,33 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
                                hq.ld, hk.ld, hv.ld, hdy.ld, hdq.ld};
   };
   std::int64_t scratch = kt.angularScratchFloats(d);
-  // Pass 1 (query side): dz, dq, dv's direct and conv terms, partial dS and dWeight.
-  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
-    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
-    std::int64_t slot = head * tr.ranges + range;
-    kt.angularBackwardQueries(headArgs(head), tr.begin(range), tr.end(range),
-                              dSPartial.data() + slot * d * d,
-                              dwPartial.data() + slot * o.weightsPerHead, area);
-  });
-  sumRanges(dSPartial, s.count(), tr.ranges, d * d, dS.data());
+  if (tr.ranges == 1) {
+    // At least two heads per thread, as in the forward: each job runs both passes over one head
+    // back to back, so that the key side reads what the query side just read and wrote (v, dz)
+    // while it is still in cache; with one range a head's dS is whole after its query side.
+    runAttentionJobs(s.count(), scratch, [&](std::int64_t head, float* area) {
+      AngularBackwardArgs a = headArgs(head);
+      kt.angularBackwardQueries(a, 0, s.tokens, dS.data() + head * d * d, dwPartial.data() + head * o.weightsPerHead,
+                                area);
+      kt.angularBackwardKeys(a, 0, s.tokens, area);
+    });
+  } else {
+    // Pass 1 (query side): dz, dq, dv's direct and conv terms, partial dS and dWeight.
+    Tensor dSPartial = Tensor::empty({s.count(), tr.ranges, d, d});
+    runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+      std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+      std::int64_t slot = head * tr.ranges + range;
+      kt.angularBackwardQueries(headArgs(head), tr.begin(range), tr.end(range),
+                                dSPartial.data() + slot * d * d,
+                                dwPartial.data() + slot * o.weightsPerHead, area);
+    });
+    sumRanges(dSPartial, s.count(), tr.ranges, d * d, dS.data());
+    // Pass 2 (key side): dk, and dv's share through S.
+    runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
+      std::int64_t head = job / tr.ranges, range = job % tr.ranges;
+      kt.angularBackwardKeys(headArgs(head), tr.begin(range), tr.end(range), area);
+    });
+  }
   Tensor dWeight = Tensor::empty(weight.shape());
   for (std::int64_t h = 0; h < s.heads; ++h) {
     for (std::int64_t w = 0; w < o.weightsPerHead; ++w) {
@@ -198,11 +215,6 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
       dWeight.data()[h * o.weightsPerHead + w] = float(total);
     }
   }
-  // Pass 2 (key side): dk, and dv's share through S.
-  runAttentionJobs(s.count() * tr.ranges, scratch, [&](std::int64_t job, float* area) {
-    std::int64_t head = job / tr.ranges, range = job % tr.ranges;
-    kt.angularBackwardKeys(headArgs(head), tr.begin(range), tr.end(range), area);
-  });
   if (o.aux) {
     // The branch adds (M . A) v to z, so its incoming gradient is dz. Rows that kept nothing
     // contribute nothing at all (dA = 0 and their row term is 0): when no row kept anything

@@ -517,6 +517,37 @@ TEST(linear_angular_backward_matches_float64_reference) {
   }
 }
 
+// The backward's two ways of cutting the work, as the forward's: with two heads per thread or more
+// a job runs the query side and then the key side of one whole head; with fewer, each side runs
+// over token ranges of every head in turn, the partial dS summed in between.
+TEST(linear_angular_backward_whole_heads_and_token_ranges_match_reference) {
+  ThreadPool& pool = ThreadPool::global();
+  const int before = pool.threads();
+  for (int threads : {1, 3}) {
+    pool.setThreads(threads);
+    for (std::int64_t N : {97, 197, 1031}) {
+      for (Dims s : {Dims{1, 1, N, 64}, Dims{2, 3, N, 64}, Dims{1, 4, N, 24}}) {
+        for (AngularSetup a : {AngularSetup{0, 9, false}, AngularSetup{0, 3, N <= 197}}) {
+          AngularData x = angularData(s, a, a.aux ? 3.0f : 1.0f);
+          a.auxScale = 1.0 / std::sqrt(double(s.d));
+          a.lambda = a.aux ? 0.3 : 0.0;
+          if (a.aux) a.tau = safeTau(s, a, toDouble(x.q), toDouble(x.k), toDouble(x.v), toDouble(x.w), 0.02);
+          auto got = runAngularBackward(s, a, x, runAngularForward(s, a, x));
+          Vec q = toDouble(x.q), k = toDouble(x.k), v = toDouble(x.v), w = toDouble(x.w);
+          Grads want = angularBackward(s, a, q, k, v, w, toDouble(x.dy), angularForward(s, a, q, k, v, w));
+          std::string where = s.str() + " threads=" + std::to_string(threads) + " K=" + std::to_string(a.K) +
+                              " aux=" + std::to_string(a.aux);
+          CHECK(close(valuesOf(got[0]), want.dq, 2e-4, "dq", where));
+          CHECK(close(valuesOf(got[1]), want.dk, 2e-4, "dk", where));
+          CHECK(close(valuesOf(got[2]), want.dv, 2e-4, "dv", where));
+          CHECK(close(valuesOf(got[3]), want.dw, 2e-4, "dWeight", where));
+        }
+      }
+    }
+  }
+  pool.setThreads(before);
+}
+
 TEST(linear_angular_reference_gradient_matches_finite_differences) {
   for (AngularSetup a : {AngularSetup{0, 3, true, 0.1, 0.9, 0.4}, AngularSetup{1, 3, true, 0.1, 0.9, 0.4},
                          AngularSetup{0, 5, false}}) {
