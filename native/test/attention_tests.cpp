@@ -462,37 +462,6 @@ TEST(linear_angular_forward_matches_float64_reference) {
   }
 }
 
-// The forward's two ways of cutting the work: with two heads per thread or more a job runs both
-// passes over one whole head (a head streamed once, with the next block fetched during the
-// current one's products); with fewer, each head's tokens are cut into ranges. Token counts one
-// off the 96-token block and a long one (1031 = 10 blocks + 71), under one and three threads.
-TEST(linear_angular_forward_whole_heads_and_token_ranges_match_reference) {
-  ThreadPool& pool = ThreadPool::global();
-  const int before = pool.threads();
-  for (int threads : {1, 3}) {
-    pool.setThreads(threads);
-    for (std::int64_t N : {1, 7, 95, 96, 97, 192, 197, 1031}) {
-      for (Dims s : {Dims{1, 1, N, 64}, Dims{2, 3, N, 64}, Dims{1, 4, N, 24}}) {
-        for (AngularSetup a : {AngularSetup{0, 9, false}, AngularSetup{0, 3, N <= 197}}) {
-          AngularData x = angularData(s, a, a.aux ? 3.0f : 1.0f);
-          a.auxScale = 1.0 / std::sqrt(double(s.d));
-          if (a.aux) a.tau = safeTau(s, a, toDouble(x.q), toDouble(x.k), toDouble(x.v), toDouble(x.w), 0.02);
-          auto out = runAngularForward(s, a, x);
-          AngularRef want = angularForward(s, a, toDouble(x.q), toDouble(x.k), toDouble(x.v), toDouble(x.w));
-          std::string where = s.str() + " threads=" + std::to_string(threads) + " K=" + std::to_string(a.K) +
-                              " aux=" + std::to_string(a.aux);
-          CHECK(close(valuesOf(out[0]), want.y, 3e-5, "y", where));
-          CHECK(close(valuesOf(out[1]), want.qn, 1e-5, "qnorm", where));
-          CHECK(close(valuesOf(out[2]), want.kn, 1e-5, "knorm", where));
-          CHECK(close(valuesOf(out[3]), want.S, 1e-5, "S", where));
-          CHECK(close(valuesOf(out[4]), want.zn, 1e-5, "znorm", where));
-        }
-      }
-    }
-  }
-  pool.setThreads(before);
-}
-
 TEST(linear_angular_backward_matches_float64_reference) {
   for (const Dims& s : kShapes) {
     for (AngularSetup a : angularSetups(s)) {
@@ -517,30 +486,40 @@ TEST(linear_angular_backward_matches_float64_reference) {
   }
 }
 
-// The backward's two ways of cutting the work, as the forward's: with two heads per thread or more
-// a job runs the query side and then the key side of one whole head; with fewer, each side runs
-// over token ranges of every head in turn, the partial dS summed in between.
-TEST(linear_angular_backward_whole_heads_and_token_ranges_match_reference) {
+// The two ways of cutting the work, forward and backward: with two heads per thread or more a
+// job runs both passes over one whole head (in the forward a head streamed once, with the next
+// block fetched during the current one's products; in the backward the query side, then the key
+// side); with fewer, each head's tokens are cut into ranges (the backward's partial dS summed in
+// between). Token counts one off the 96-token block and a long one (1031 = 10 blocks + 71), under
+// one and three threads.
+TEST(linear_angular_whole_heads_and_token_ranges_match_reference) {
   ThreadPool& pool = ThreadPool::global();
   const int before = pool.threads();
   for (int threads : {1, 3}) {
     pool.setThreads(threads);
-    for (std::int64_t N : {97, 197, 1031}) {
+    for (std::int64_t N : {1, 7, 95, 96, 97, 192, 197, 1031}) {
       for (Dims s : {Dims{1, 1, N, 64}, Dims{2, 3, N, 64}, Dims{1, 4, N, 24}}) {
         for (AngularSetup a : {AngularSetup{0, 9, false}, AngularSetup{0, 3, N <= 197}}) {
           AngularData x = angularData(s, a, a.aux ? 3.0f : 1.0f);
           a.auxScale = 1.0 / std::sqrt(double(s.d));
           a.lambda = a.aux ? 0.3 : 0.0;
           if (a.aux) a.tau = safeTau(s, a, toDouble(x.q), toDouble(x.k), toDouble(x.v), toDouble(x.w), 0.02);
-          auto got = runAngularBackward(s, a, x, runAngularForward(s, a, x));
+          auto out = runAngularForward(s, a, x);
           Vec q = toDouble(x.q), k = toDouble(x.k), v = toDouble(x.v), w = toDouble(x.w);
-          Grads want = angularBackward(s, a, q, k, v, w, toDouble(x.dy), angularForward(s, a, q, k, v, w));
+          AngularRef want = angularForward(s, a, q, k, v, w);
           std::string where = s.str() + " threads=" + std::to_string(threads) + " K=" + std::to_string(a.K) +
                               " aux=" + std::to_string(a.aux);
-          CHECK(close(valuesOf(got[0]), want.dq, 2e-4, "dq", where));
-          CHECK(close(valuesOf(got[1]), want.dk, 2e-4, "dk", where));
-          CHECK(close(valuesOf(got[2]), want.dv, 2e-4, "dv", where));
-          CHECK(close(valuesOf(got[3]), want.dw, 2e-4, "dWeight", where));
+          CHECK(close(valuesOf(out[0]), want.y, 3e-5, "y", where));
+          CHECK(close(valuesOf(out[1]), want.qn, 1e-5, "qnorm", where));
+          CHECK(close(valuesOf(out[2]), want.kn, 1e-5, "knorm", where));
+          CHECK(close(valuesOf(out[3]), want.S, 1e-5, "S", where));
+          CHECK(close(valuesOf(out[4]), want.zn, 1e-5, "znorm", where));
+          auto got = runAngularBackward(s, a, x, out);
+          Grads wantGrads = angularBackward(s, a, q, k, v, w, toDouble(x.dy), want);
+          CHECK(close(valuesOf(got[0]), wantGrads.dq, 2e-4, "dq", where));
+          CHECK(close(valuesOf(got[1]), wantGrads.dk, 2e-4, "dk", where));
+          CHECK(close(valuesOf(got[2]), wantGrads.dv, 2e-4, "dv", where));
+          CHECK(close(valuesOf(got[3]), wantGrads.dw, 2e-4, "dWeight", where));
         }
       }
     }
