@@ -4,8 +4,9 @@
 // with B packed into the micro-kernel's panels on every call (a GEMM on two arbitrary matrices),
 // once beforehand (a linear layer's weight, which the linear op packs once and keeps: the
 // difference is the packing's share), or once beforehand but cold (each call multiplies another
-// copy, out of more than any cache holds, as a pass reads each layer's weights from memory). Each CPU path's micro-kernel is timed alone first, on panels
-// in cache: the ceiling of its GEMMs on one thread, which a register spill would lower.
+// copy, out of more than any cache holds, as a pass reads each layer's weights from memory). Each
+// CPU path's micro-kernel is timed alone first, on panels in cache: the ceiling of its GEMMs on
+// one thread, which a register spill would lower.
 import { backendInfo, setThreads, type CpuPath } from '../lib/index.js';
 import { benchAddon } from './bench_addon.js';
 import { stats, type BenchRecord } from './common.js';
