@@ -202,12 +202,15 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
   const std::int64_t mc = evenChunk(rows_total, (rows_total + kMc - 1) / kMc, mr);
   // With B packed whole (a layer's weights: their first use in a pass reads them from memory) and
   // kt.gemmPrefetchesNextBlock, the tiles of each block ask for the next block into L2 as they
-  // go, and the thread's first block, which nothing asked for, is kFirstBlockPanels panels wide,
-  // so that little waits on memory before the asking starts.
+  // go. The thread's first block, which nothing asked for, is kFirstBlockPanels panels wide, so
+  // that little waits on memory before the asking starts, and each next block of that first sweep
+  // over B is as wide as all the blocks before it plus that (2, 4, 8, ... panels), so that it can
+  // be asked for whole during the one before (at 197 rows a block's tiles ask for about twice
+  // their own size).
   const bool prefetch_next = g.packedB && kt.gemmPrefetchesNextBlock;
   auto block_cols = [&](std::int64_t i0, std::int64_t k0, std::int64_t j0) {
-    const bool first = prefetch_next && i0 == i_begin && k0 == 0 && j0 == j_begin;
-    return std::min(first ? std::min(nc, kFirstBlockPanels * nr) : nc, j_end - j0);
+    const bool first_sweep = prefetch_next && i0 == i_begin && k0 == 0;
+    return std::min(first_sweep ? std::min(nc, j0 - j_begin + kFirstBlockPanels * nr) : nc, j_end - j0);
   };
   // The block multiplied after the one at (i0, k0, j0): the next columns, else the next
   // K-slice's first, else the next row block's.
