@@ -20,7 +20,7 @@ struct MicroKernelRate {
 // One thread (the calling one), the best of `tries` runs of about `ms` milliseconds of its CPU time.
 MicroKernelRate measureMicroKernel(Isa isa, double ms, int tries = 5);
 
-// timeMicroKernel({isa?, ms?}) -> Promise<{mr, nr, kc, prefetchesB, packedGflops, directGflops}>
+// timeMicroKernel({isa?, ms?}) -> Promise<{mr, nr, kc, prefetchesB, prefetchesNextBlock, packedGflops, directGflops}>
 Napi::Value timeMicroKernel(const Napi::CallbackInfo& info);
 
 }  // namespace castling::bench

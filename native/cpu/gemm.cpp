@@ -240,8 +240,8 @@ void multiplyBlock(const DenseKernels& kt, const GemmArgs& g, std::int64_t i_beg
       } else {
         packA(g, mr, i0, rows, k0, kc, packed_a);
       }
-      for (std::int64_t j0 = j_begin; j0 < j_end; j0 += block_cols(i0, k0, j0)) {
-        std::int64_t cols = block_cols(i0, k0, j0);
+      for (std::int64_t j0 = j_begin, cols = 0; j0 < j_end; j0 += cols) {
+        cols = block_cols(i0, k0, j0);
         const float* packed_b;
         if (g.packedB) {
           packed_b = packedBlockAt(g, nr, k0, kc, j0, cols).data;
