@@ -7,6 +7,7 @@
 #include "../core/thread_pool.h"
 #include "cpu_ops.h"
 #include "dense_kernels.h"
+#include "../ops/adamw_update.h"
 #include "../ops/shape_checks.h"
 
 namespace castling::cpu {
@@ -66,6 +67,7 @@ std::vector<Tensor> crossEntropyOp(const OpInputs& in, const Attrs& attrs) {
 //   param -= lr * weightDecay * param
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   param -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// with m and v kept out of the subnormal range (ops/adamw_update.h).
 std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
   const char* op = "adamw";
   Tensor param = in.required(0, "param"), grad = in.required(1, "grad").contiguous();
@@ -103,21 +105,15 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
     fail(op, ": expected lr >= 0, beta1 and beta2 in [0, 1), eps > 0 and weightDecay >= 0; got lr=", lr, " beta1=", b1,
          " beta2=", b2, " eps=", eps, " weightDecay=", wd);
   }
-  float decay = float(1 - lr * wd);
-  float c1 = float(1 / (1 - std::pow(b1, double(step)))), c2 = float(1 / (1 - std::pow(b2, double(step))));
-  float fb1 = float(b1), fb2 = float(b2), flr = float(lr), feps = float(eps);
+  const AdamwStep s = adamwStep(lr, b1, b2, eps, wd, 1 / (1 - std::pow(b1, double(step))),
+                                1 / (1 - std::pow(b2, double(step))), clip);
   // Updated in place through mutable copies of the handles, whose accessors record the write
   // (a linear layer's packed form of the weight is then rebuilt: Storage::derived).
   Tensor param_out = param, m_out = m, v_out = v;
   float *p = param_out.data(), *mm = m_out.data(), *vv = v_out.data();
   const float* g = grad.data();
   ThreadPool::global().parallelFor(param.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
-      float gi = g[i] * clip;
-      mm[i] = fb1 * mm[i] + (1 - fb1) * gi;
-      vv[i] = fb2 * vv[i] + (1 - fb2) * gi * gi;
-      p[i] = p[i] * decay - flr * (mm[i] * c1) / (std::sqrt(vv[i] * c2) + feps);
-    }
+    for (std::int64_t i = begin; i < end; ++i) adamwUpdate(s, g[i], p[i], mm[i], vv[i]);
   });
   return {};
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../ops/adamw_update.h"
 #include "../ops/shape_checks.h"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
@@ -171,16 +172,14 @@ __global__ void adamwKernel(AdamwArgs a) {
     }
     if (a.maxGradNorm > 0 && norm > a.maxGradNorm) clip = float(a.maxGradNorm / norm);
   }
-  const float decay = float(1.0 - lr * a.wd);
-  const float c1 = float(1.0 / (1.0 - pow(a.b1, step))), c2 = float(1.0 / (1.0 - pow(a.b2, step)));
-  const float fb1 = float(a.b1), fb2 = float(a.b2), flr = float(lr), feps = float(a.eps);
+  const ops::AdamwStep s = ops::adamwStep(lr, a.b1, a.b2, a.eps, a.wd, 1.0 / (1.0 - pow(a.b1, step)),
+                                          1.0 / (1.0 - pow(a.b2, step)), clip);
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.n; i += std::int64_t(gridDim.x) * blockDim.x) {
-    float gi = a.grad[i] * clip;
-    float mi = fb1 * a.m[i] + (1 - fb1) * gi;
-    float vi = fb2 * a.v[i] + (1 - fb2) * gi * gi;
-    a.m[i] = mi;
-    a.v[i] = vi;
-    a.param[i] = a.param[i] * decay - flr * (mi * c1) / (sqrtf(vi * c2) + feps);
+    float p = a.param[i], m = a.m[i], v = a.v[i];
+    ops::adamwUpdate(s, a.grad[i], p, m, v);
+    a.param[i] = p;
+    a.m[i] = m;
+    a.v[i] = v;
   }
 }
 
