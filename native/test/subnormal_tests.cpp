@@ -4,6 +4,7 @@
 // assist of a hundred cycles or more, so such inputs made these kernels 3 to 30 times slower.
 // Checked through the thread's floating-point status flags (underflow: a result below the normal
 // range; denormal: a subnormal operand), and the values against float64 references.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <functional>
@@ -12,6 +13,7 @@
 #include "../core/op_registry.h"
 #include "../cpu/cpu_kernels.h"
 #include "../cpu/cpu_ops.h"
+#include "../cpu/sparsifiner_kernels.h"
 #include "op_helpers.h"
 #include "test_util.h"
 
@@ -83,8 +85,9 @@ TEST(gelu_makes_no_subnormals) {
   for (std::size_t i = 0; i < sweep; ++i) CHECK(isZeroOrNormal(y[i]) && isZeroOrNormal(dx[i]));
 }
 
-// Rows spread over 200 (exp underflows for most entries): no subnormal made; the probabilities
-// below the normal range are 0 and the rest match float64.
+// Rows spread over 200 (exp underflows for most entries), in the softmax op and in the Sparsifiner
+// predictor's coefficients: no subnormal made; the probabilities below the normal range are 0 and
+// the rest match float64.
 TEST(softmax_rows_spread_past_exp_range_make_no_subnormals) {
   const cpu::DenseKernels& kt = cpu::denseKernels();
   const std::int64_t rows = 7, cols = 1001;
@@ -99,6 +102,18 @@ TEST(softmax_rows_spread_past_exp_range_make_no_subnormals) {
   }
   CHECK(close(y, want, 1e-6, "softmax", "spread 200", 1.0));
   for (float v : y) CHECK(isZeroOrNormal(v));
+  // The Sparsifiner's coefficients: the same rows scaled by 2 in place.
+  std::vector<float> coefficients = x;
+  const cpu::SparsifinerKernels& st = cpu::sparsifinerKernels();
+  CHECK(!touchesSubnormals([&] { st.softmaxRows(coefficients.data(), rows, cols, 2.0f); }));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x.data() + r * cols;
+    double max = 2.0 * *std::max_element(xr, xr + cols), sum = 0;
+    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(2.0 * xr[c] - max);
+    for (std::int64_t c = 0; c < cols; ++c) want[std::size_t(r * cols + c)] = std::exp(2.0 * xr[c] - max) / sum;
+  }
+  CHECK(close(coefficients, want, 1e-6, "coefficient softmax", "spread 400", 1.0));
+  for (float v : coefficients) CHECK(isZeroOrNormal(v));
 }
 
 // AdamW's moments decaying from just above the normal range with zero gradients, gradients whose
