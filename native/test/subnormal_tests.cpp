@@ -52,7 +52,7 @@ bool isZeroOrNormal(float x) { return x == 0.0f || std::fabs(x) >= FLT_MIN; }
 
 // GELU, its derivative and the GEMM's GELU epilogue from -40 to 40 and out to +-1e30: no subnormal
 // made; the float64 values, and the limits far out (where the float formula used to multiply x by
-// a capped tail: GELU(-3e38) came out -0.26, its derivative at 3e38 4.2). (At +-3e38 the AVX2 and
+// a capped tail: GELU(-3e38) came out -0.26, its derivative at 3e38 4.3). (At +-3e38 the AVX2 and
 // portable loops' discarded arithmetic, which the compiler may run for both sides of a select,
 // underflows: those two are checked for their values only.)
 TEST(gelu_makes_no_subnormals) {
