@@ -16,6 +16,9 @@ struct Epilogue {
   std::int64_t ldr = 0;
 };
 
+// Floats in a 64-byte cache line: the unit in which the GEMM asks for B ahead.
+constexpr std::int64_t kCacheLineFloats = 16;
+
 // What a GEMM micro-kernel adds to alpha * A.B as it stores its tile, while the values are still
 // in registers: the old C (accumulate), a bias (NR floats from the tile's first column) and a
 // residual (the tile's rows, ldr apart). The rest of an epilogue (GELU, which comes between the

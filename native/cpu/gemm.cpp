@@ -99,14 +99,13 @@ void multiplyPackedBlocks(const DenseKernels& kt, const GemmArgs& g, const float
                           std::int64_t j0, std::int64_t cols, std::int64_t kc, bool accumulate,
                           bool last_slice, PackedBlock next) {
   const int mr = kt.mr, nr = kt.nr;
-  constexpr std::int64_t kLineFloats = 16;
   const std::int64_t tiles = (rows + mr - 1) / mr * ((cols + nr - 1) / nr);
-  const std::int64_t next_lines = (next.floats + kLineFloats - 1) / kLineFloats;
+  const std::int64_t next_lines = (next.floats + kCacheLineFloats - 1) / kCacheLineFloats;
   const std::int64_t lines_per_tile = (next_lines + tiles - 1) / tiles;
   std::int64_t lines_asked = 0;
   auto asking_ahead = [&](TileAddends add) {
     add.nextBLines = std::min(lines_per_tile, next_lines - lines_asked);
-    if (add.nextBLines > 0) add.nextB = next.data + lines_asked * kLineFloats;
+    if (add.nextBLines > 0) add.nextB = next.data + lines_asked * kCacheLineFloats;
     lines_asked += add.nextBLines;
     return add;
   };
