@@ -105,8 +105,7 @@ std::vector<Tensor> adamwOp(const OpInputs& in, const Attrs& attrs) {
     fail(op, ": expected lr >= 0, beta1 and beta2 in [0, 1), eps > 0 and weightDecay >= 0; got lr=", lr, " beta1=", b1,
          " beta2=", b2, " eps=", eps, " weightDecay=", wd);
   }
-  const AdamwStep s = adamwStep(lr, b1, b2, eps, wd, 1 / (1 - std::pow(b1, double(step))),
-                                1 / (1 - std::pow(b2, double(step))), clip);
+  const AdamwStep s = adamwStep(lr, b1, b2, eps, wd, double(step), clip);
   // Updated in place through mutable copies of the handles, whose accessors record the write
   // (a linear layer's packed form of the weight is then rebuilt: Storage::derived).
   Tensor param_out = param, m_out = m, v_out = v;

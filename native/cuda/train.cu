@@ -172,8 +172,7 @@ __global__ void adamwKernel(AdamwArgs a) {
     }
     if (a.maxGradNorm > 0 && norm > a.maxGradNorm) clip = float(a.maxGradNorm / norm);
   }
-  const ops::AdamwStep s = ops::adamwStep(lr, a.b1, a.b2, a.eps, a.wd, 1.0 / (1.0 - pow(a.b1, step)),
-                                          1.0 / (1.0 - pow(a.b2, step)), clip);
+  const ops::AdamwStep s = ops::adamwStep(lr, a.b1, a.b2, a.eps, a.wd, step, clip);
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.n; i += std::int64_t(gridDim.x) * blockDim.x) {
     float p = a.param[i], m = a.m[i], v = a.v[i];
     ops::adamwUpdate(s, a.grad[i], p, m, v);

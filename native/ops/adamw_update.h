@@ -39,8 +39,9 @@ struct AdamwStep {
 // where every value counts as below it).
 CASTLING_ADAMW_HD inline float floatFloor(double floor) { return floor < FLT_MAX ? float(floor) : FLT_MAX; }
 
+// The factors of update number `step` (1 for the first).
 CASTLING_ADAMW_HD inline AdamwStep adamwStep(double lr, double b1, double b2, double eps, double weightDecay,
-                                             double c1, double c2, float clip) {
+                                             double step, float clip) {
   const double smallest = 2.0 * FLT_MIN;  // (twice the smallest normal: room for the floats' rounding)
   AdamwStep s;
   s.b1 = float(b1);
@@ -48,8 +49,8 @@ CASTLING_ADAMW_HD inline AdamwStep adamwStep(double lr, double b1, double b2, do
   s.lr = float(lr);
   s.eps = float(eps);
   s.decay = float(1 - lr * weightDecay);
-  s.c1 = float(c1);
-  s.c2 = float(c2);
+  s.c1 = float(1 / (1 - pow(b1, step)));
+  s.c2 = float(1 / (1 - pow(b2, step)));
   s.clip = clip;
   // (A decay rate of 0 forgets the old moment whatever it is: every old value counts as below.)
   s.mDecayFloor = b1 > 0 ? floatFloor(smallest / b1) : INFINITY;
