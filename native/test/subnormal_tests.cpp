@@ -48,6 +48,18 @@ double referenceGeluDerivative(double x) {
 
 bool isZeroOrNormal(float x) { return x == 0.0f || std::fabs(x) >= FLT_MIN; }
 
+// The softmax of each row of x times `scale`, in float64.
+Vec referenceSoftmax(const std::vector<float>& x, std::int64_t rows, std::int64_t cols, double scale) {
+  Vec want(x.size());
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x.data() + r * cols;
+    double max = scale * *std::max_element(xr, xr + cols), sum = 0;
+    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(scale * xr[c] - max);
+    for (std::int64_t c = 0; c < cols; ++c) want[std::size_t(r * cols + c)] = std::exp(scale * xr[c] - max) / sum;
+  }
+  return want;
+}
+
 }  // namespace
 
 // GELU, its derivative and the GEMM's GELU epilogue from -40 to 40 and out to +-1e30: no subnormal
@@ -93,26 +105,13 @@ TEST(softmax_rows_spread_past_exp_range_make_no_subnormals) {
   const std::int64_t rows = 7, cols = 1001;
   std::vector<float> x = randomVector(std::size_t(rows * cols), 100.0f), y(x.size());
   CHECK(!touchesSubnormals([&] { kt.softmaxRows(x.data(), y.data(), rows, cols); }));
-  Vec want(x.size());
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* xr = x.data() + r * cols;
-    double max = *std::max_element(xr, xr + cols), sum = 0;
-    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(double(xr[c]) - max);
-    for (std::int64_t c = 0; c < cols; ++c) want[std::size_t(r * cols + c)] = std::exp(double(xr[c]) - max) / sum;
-  }
-  CHECK(close(y, want, 1e-6, "softmax", "spread 200", 1.0));
+  CHECK(close(y, referenceSoftmax(x, rows, cols, 1.0), 1e-6, "softmax", "spread 200", 1.0));
   for (float v : y) CHECK(isZeroOrNormal(v));
   // The Sparsifiner's coefficients: the same rows scaled by 2 in place.
   std::vector<float> coefficients = x;
   const cpu::SparsifinerKernels& st = cpu::sparsifinerKernels();
   CHECK(!touchesSubnormals([&] { st.softmaxRows(coefficients.data(), rows, cols, 2.0f); }));
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* xr = x.data() + r * cols;
-    double max = 2.0 * *std::max_element(xr, xr + cols), sum = 0;
-    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(2.0 * xr[c] - max);
-    for (std::int64_t c = 0; c < cols; ++c) want[std::size_t(r * cols + c)] = std::exp(2.0 * xr[c] - max) / sum;
-  }
-  CHECK(close(coefficients, want, 1e-6, "coefficient softmax", "spread 400", 1.0));
+  CHECK(close(coefficients, referenceSoftmax(x, rows, cols, 2.0), 1e-6, "coefficient softmax", "spread 400", 1.0));
   for (float v : coefficients) CHECK(isZeroOrNormal(v));
 }
 
