@@ -44,6 +44,17 @@ export function randomImages(batch: number, size: number): Tensor {
   return Tensor.fromArray(data, [batch, 3, size, size]);
 }
 
+/** `count` reproducible values in [-1, 1), different per seed (a small LCG). */
+export function randomValues(count: number, seed: number): Float32Array {
+  const data = new Float32Array(count);
+  let s = seed >>> 0;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 31 - 1;
+  }
+  return data;
+}
+
 let gc: (() => void) | undefined;
 
 /**

@@ -175,7 +175,7 @@ const benches: Record<string, Bench> = {
       }),
   },
   onnx: {
-    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions (--kinds softmax,castling,castling-spatial --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
+    describe: 'castling-vit vs onnxruntime-node on the same weights and graph: logits check, interleaved timing, ratio ours/ORT, ORT fusions; --kinds mlp: the matrix products of the MLP layers alone, no bias or activation (--kinds softmax,castling,castling-spatial,mlp --images --batches --models deitSmall --rounds --seconds --quiet PCT --profile --quick); needs `npm install --no-save --ignore-scripts onnxruntime-node`',
     columns: ['model', 'kind', 'image', 'tokens', 'batch', 'runtime', 'medianMs', 'minMs', 'maxMs', 'gflops', 'shareOfPeak', 'afterIdleMs', 'rounds', 'ratioOursOverOrt', 'relError', 'cpuPressure', 'skipped'],
     run: (o) =>
       benchOnnx({

@@ -60,4 +60,11 @@ describe('castling-vit bench', () => {
     expect(unknown.stderr).toMatch(/unknown benchmark 'nope'/);
     expect(run(['--help'], helpDir).stdout).toMatch(/bench \[name and options\.\.\.\]/);
   });
+
+  it('names an unknown kind of the onnx comparison and the kinds it has, before looking for onnxruntime', () => {
+    const typo = run(['bench', 'onnx', '--kinds', 'castling,mpl'], helpDir);
+    expect(typo.status).not.toBe(0);
+    expect(typo.stderr).toMatch(/onnx: kind 'mpl' is unknown, expected one of softmax, castling, castling-spatial, mlp/);
+    expect(readdirSync(helpDir)).toEqual([]);
+  });
 });

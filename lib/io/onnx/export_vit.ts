@@ -30,13 +30,13 @@ export interface OnnxExportOptions {
 
 /** The ONNX version pair the graph targets: opset 17 has LayerNormalization; IR 8 goes with it. */
 export const OPSET = 17;
-const IR_VERSION = 8;
+export const ONNX_IR_VERSION = 8;
 const PRODUCER_VERSION = '0.1.0';
 
 const NORM_EPS = 1e-12; // normalize(a) = a / max(|a|, 1e-12) (section 2)
 
 /** (out, in) as PyTorch stores a linear weight -> (in, out), the MatMul operand the exporter writes. */
-function transposed(data: Float32Array, out: number, inF: number): Float32Array {
+export function transposed(data: Float32Array, out: number, inF: number): Float32Array {
   const t = new Float32Array(data.length);
   for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) t[i * out + o] = data[o * inF + i]!;
   return t;
@@ -272,7 +272,7 @@ class VitExporter {
       g.output('logits', [batch, cfg.numClasses]);
     }
     const name = `vit-${cfg.attention}${cfg.attention === 'castling' ? `-${cfg.convForm}` : ''}-${cfg.imageSize}`;
-    return g.model({ name, opset: OPSET, irVersion: IR_VERSION, producer: 'castling-vit', version: PRODUCER_VERSION });
+    return g.model({ name, opset: OPSET, irVersion: ONNX_IR_VERSION, producer: 'castling-vit', version: PRODUCER_VERSION });
   }
 
   /** [batch of x, ...rest] as an int64 shape tensor: Shape, Slice of its first entry, Concat. */
