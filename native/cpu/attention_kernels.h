@@ -109,7 +109,7 @@ struct AngularBackwardArgs {
   std::int64_t n, d;
   AngularConv conv;
   const float* dS;  // key pass input: dL/dS (already including the 1/pi)
-  float* dz;        // query pass output: dL/dz per row (the auxiliary branch's incoming gradient)
+  float* dz;        // query pass output: dL/dz per row (the auxiliary branch's incoming gradient); null: not kept
   float* dq;        // query pass writes
   float* dk;        // key pass writes
   float* dv;        // query pass writes, key pass adds

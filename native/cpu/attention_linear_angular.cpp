@@ -160,7 +160,8 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
   const Tensor &lse = auxSaved.lse, &auxOut = auxSaved.auxOut, &auxMass = auxSaved.auxMass;
   const AttentionKernels& kt = attentionKernels();
 
-  Tensor dz = Tensor::empty(s.full()), dS = Tensor::empty({s.count(), d, d});
+  // dz, the auxiliary branch's incoming gradient, is kept only for the branch.
+  Tensor dz = o.aux ? Tensor::empty(s.full()) : Tensor(), dS = Tensor::empty({s.count(), d, d});
   std::vector<Tensor> grads = headsGradients(s, attrs);  // every row is written before it is added to
   Tensor &dq = grads[0], &dk = grads[1], &dv = grads[2];
   const HeadRows hq = headRows(q), hk = headRows(k), hv = headRows(v), hdy = headRows(dy);
@@ -174,7 +175,7 @@ std::vector<Tensor> attentionLinearAngularBackwardOp(const OpInputs& in, const A
                                qnorm.data() + rows, knorm.data() + rows, znorm.data() + rows,
                                S.data() + head * d * d, hdy.head(head), s.tokens, d,
                                convForHead(o, weight, head, s.heads), dS.data() + head * d * d,
-                               dz.data() + off, hdq.head(head), hdk.head(head), hdv.head(head),
+                               o.aux ? dz.data() + off : nullptr, hdq.head(head), hdk.head(head), hdv.head(head),
                                hq.ld, hk.ld, hv.ld, hdy.ld, hdq.ld};
   };
   std::int64_t scratch = kt.angularScratchFloats(d);

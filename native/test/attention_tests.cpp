@@ -8,6 +8,7 @@
 
 #include "../core/error.h"
 #include "../core/op_registry.h"
+#include "../core/storage.h"
 #include "../core/thread_pool.h"
 #include "../cpu/cpu_ops.h"
 #include "op_helpers.h"
@@ -525,6 +526,36 @@ TEST(linear_angular_whole_heads_and_token_ranges_match_reference) {
     }
   }
   pool.setThreads(before);
+}
+
+// Without the auxiliary branch the backward keeps nothing the size of the tokens beyond the
+// gradients it returns: the branch's incoming gradient dz (N x d floats a head) is kept only for
+// the branch. Measured as the growth of the memory above the inputs and the gradients from N to
+// 2N tokens (per-thread scratch and d x d sums do not grow), where a kept dz would add H N d floats.
+TEST(linear_angular_backward_without_the_branch_keeps_no_token_sized_buffer) {
+  const AngularSetup a{0, 9, false};
+  auto extraMemory = [&](std::int64_t N) {
+    const Dims s{1, 3, N, 64};
+    AngularData x = angularData(s, a, 1.0f);
+    auto fwd = runAngularForward(s, a, x);
+    std::vector<std::optional<Tensor>> in = {tensorOf(s.full(), x.q), tensorOf(s.full(), x.k),
+                                             tensorOf(s.full(), x.v), tensorOf(weightShape(s, a), x.w),
+                                             fwd[1], fwd[2], fwd[3], fwd[4], std::nullopt, std::nullopt, std::nullopt,
+                                             tensorOf(s.full(), x.dy)};
+    Storage::resetPeak();
+    const std::int64_t before = Storage::liveBytes();
+    auto grads = runOp("attentionLinearAngularBackward", std::move(in), angularAttrs(a));
+    std::int64_t returned = 0;
+    for (const Tensor& g : grads) returned += g.numel() * std::int64_t(sizeof(float));
+    return Storage::peakBytes() - before - returned;
+  };
+  const std::int64_t N = 2000, atN = extraMemory(N), at2N = extraMemory(2 * N);
+  const std::int64_t tokenBuffer = 3 * N * 64 * std::int64_t(sizeof(float));
+  if (!(atN >= 0 && at2N - atN < tokenBuffer / 4)) {
+    std::printf("  the backward's memory beyond its gradients: %lld bytes at N = %lld, %lld at 2N\n", (long long)atN,
+                (long long)N, (long long)at2N);
+    CHECK(false);
+  }
 }
 
 TEST(linear_angular_reference_gradient_matches_finite_differences) {
