@@ -13,7 +13,7 @@ import { benchImages } from './images.js';
 import { benchServe } from './serve.js';
 import { benchCuda } from './cuda.js';
 import { benchScaling } from './scaling.js';
-import { addShareOfPeak } from './share_of_peak.js';
+import { addShareOfPeak, peakBeforeRun } from './share_of_peak.js';
 import type { AttentionKind, CpuPath } from '../lib/index.js';
 
 /** How the runner was started: its command (for the usage line), and whether from the repository. */
@@ -256,10 +256,14 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
   }
   const m = machine();
   console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
+  const before = bench.gpu ? undefined : await peakBeforeRun();
   const results = await bench.run(values, context);
-  const peaks = bench.gpu ? [] : await addShareOfPeak(results, (line) => console.error(line));
+  const peaks = bench.gpu ? [] : await addShareOfPeak(results, (line) => console.error(line), before);
   printTable(results, bench.columns);
-  for (const p of peaks) console.log(`FMA peak, measured after the run: ${p.isa} on ${p.threads} thread${p.threads === 1 ? '' : 's'}, ${p.gflops.toFixed(1)} GFLOP/s`);
+  for (const p of peaks) {
+    const readings = p.beforeGflops === undefined ? 'measured after the run' : `the larger of its readings before (${p.beforeGflops.toFixed(1)}) and after the run (${p.afterGflops.toFixed(1)})`;
+    console.log(`FMA peak, ${readings}: ${p.isa} on ${p.threads} thread${p.threads === 1 ? '' : 's'}, ${p.gflops.toFixed(1)} GFLOP/s`);
+  }
   // A skipped run (say, onnxruntime-node not installed) leaves bench/results/ alone.
   const json = values.json ?? (context.repository && results.some((r) => !r.skipped) ? bench.defaultJson?.() : undefined);
   if (json) {

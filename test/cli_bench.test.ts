@@ -7,6 +7,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import { backendInfo } from '../lib/index.js';
 import { scratchDirectory } from './helpers.js';
 
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli.js');
@@ -49,6 +50,20 @@ describe('castling-vit bench', () => {
       expect(r.shareOfPeak).toBeGreaterThan(0);
     }
     expect(readdirSync(benchDir)).toEqual(['gemm.json']);
+  });
+
+  it('reads the default path\'s peak before the run as well as after it, and takes the larger', () => {
+    const dir = scratchDirectory('castling-cli-bench-');
+    const isa = backendInfo().cpuPath;
+    const result = run(['--threads', '1', 'bench', 'gemm', '--quick', '--isa', isa, '--threads', '1', '--repeats', '1', '--json', 'gemm.json'], dir);
+    expect(result.status).toBe(0);
+    const peaks = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8')).machine.fmaPeaks;
+    expect(peaks).toHaveLength(1);
+    const [peak] = peaks;
+    expect([peak.isa, peak.threads]).toEqual([isa, 1]);
+    expect(peak.beforeGflops).toBeGreaterThan(0);
+    expect(peak.gflops).toBe(Math.max(peak.beforeGflops, peak.afterGflops));
+    expect(result.stdout).toMatch(/FMA peak, the larger of its readings before \([\d.]+\) and after the run \([\d.]+\)/);
   });
 
   it('lists the benchmarks, and names an unknown one', () => {
