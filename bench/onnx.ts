@@ -3,7 +3,7 @@
 // builds the chain of its MLP products (bench/onnx/mlp_chain.ts), and times the two runtimes
 // against each other (bench/onnx/interleaved.ts: the same outputs first, then interleaved rounds,
 // medians and the median of the per-round ratios ours / onnxruntime).
-import { Tensor, VisionTransformer, presets, setThreads, type AttentionKind, type ConvForm } from '../lib/index.js';
+import { Tensor, VisionTransformer, presets, resolveConfig, setThreads, tokenCount, type AttentionKind, type ConvForm } from '../lib/index.js';
 import { vitFlops } from '../lib/nn/model_flops.js';
 import { randomValues, type BenchRecord } from './common.js';
 import { exportVit } from '../lib/io/onnx/export_vit.js';
@@ -115,8 +115,8 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
  * `image` pixels, per batch size.
  */
 async function benchMlpChain(name: 'deitTiny' | 'deitSmall', image: number, batches: number[], threads: number, runtime: { ort: Ort; version: string }, o: OnnxBenchOptions, log: (line: string) => void): Promise<BenchRecord[]> {
-  const config = presets[name];
-  const tokens = (image / config.patchSize) ** 2 + 1;
+  const config = resolveConfig({ ...presets[name], imageSize: image }); // an image size the model cannot take is refused here
+  const tokens = tokenCount(config);
   const records: BenchRecord[] = [];
   for (const batch of batches) {
     const shape = { rows: tokens * batch, width: config.width, hidden: config.width * config.mlpRatio, depth: config.depth };
