@@ -13,21 +13,42 @@ import { buildNative, nativeTargets, runNative, type TargetResult } from './nati
 import { targets } from './targets.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 
-const { values: options } = parseArgs({
-  options: {
-    seconds: { type: 'string' },
-    seed: { type: 'string' },
-    targets: { type: 'string' },
-    jobs: { type: 'string', default: '1' },
-    timeout: { type: 'string', default: '20' },
-    ci: { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'usage: node dist/fuzz/run.js [--seconds 600] [--seed N] [--targets a,b] [--jobs 2] [--timeout 20] [--ci]';
+
+/** A bad command line: the reason and the usage on stderr, exit status 2 (no stack trace). */
+function usageError(message: string): never {
+  console.error(`fuzz: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+function readOptions() {
+  try {
+    return parseArgs({
+      options: {
+        seconds: { type: 'string' },
+        seed: { type: 'string' },
+        targets: { type: 'string' },
+        jobs: { type: 'string', default: '1' },
+        timeout: { type: 'string', default: '20' },
+        ci: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+const options = readOptions();
+if (options.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 function positiveInteger(text: string | undefined, what: string, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${what} is ${JSON.stringify(text)}: expected a non-negative integer`);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0) usageError(`--${what} is ${JSON.stringify(text)}: expected a non-negative integer`);
   return n;
 }
 
@@ -37,7 +58,7 @@ const jobs = Math.max(1, positiveInteger(options.jobs, 'jobs', 1));
 const inputTimeout = positiveInteger(options.timeout, 'timeout', 20);
 const allNames = [...nativeTargets.map((t) => t.name), ...targets.map((t) => t.name)];
 const chosen = options.targets ? options.targets.split(',') : allNames;
-for (const name of chosen) if (!allNames.includes(name)) throw new Error(`--targets: no target '${name}': expected some of ${allNames.join(', ')}`);
+for (const name of chosen) if (!allNames.includes(name)) usageError(`--targets: no target '${name}': expected some of ${allNames.join(', ')}`);
 
 // Regression inputs are committed; the growing corpus and new findings stay out of the repository.
 const REGRESSIONS = 'fuzz/regressions';
