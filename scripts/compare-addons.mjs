@@ -17,18 +17,42 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    tokens: { type: 'string', default: '3137' },
-    cases: { type: 'string', default: 'softmax,sparsifiner,predictor,sparse' },
-    runs: { type: 'string', default: '6' },
-    rounds: { type: 'string', default: '5' },
-    'keep-rate': { type: 'string', default: '0.25' },
-    'coefficient-keep': { type: 'string', default: '4' },
-    child: { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'usage: node scripts/compare-addons.mjs OLD.node NEW.node [--tokens 3137] [--cases softmax,sparsifiner,predictor,sparse] [--runs 6] [--rounds 5] [--keep-rate 0.25] [--coefficient-keep 4]';
+
+function fail(message) {
+  console.error(`compare-addons: ${message}`);
+  process.exit(1);
+}
+
+/** A bad command line: named in one line with the usage, exit status 2. */
+function usageError(message) {
+  console.error(`compare-addons: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    allowPositionals: true,
+    options: {
+      tokens: { type: 'string', default: '3137' },
+      cases: { type: 'string', default: 'softmax,sparsifiner,predictor,sparse' },
+      runs: { type: 'string', default: '6' },
+      rounds: { type: 'string', default: '5' },
+      'keep-rate': { type: 'string', default: '0.25' },
+      'coefficient-keep': { type: 'string', default: '4' },
+      child: { type: 'boolean', default: false },
+    },
+  });
+} catch (error) {
+  usageError(error.message);
+}
+const { values, positionals } = parsed;
+for (const name of ['tokens', 'runs', 'rounds', 'coefficient-keep']) {
+  const n = Number(values[name]);
+  if (!(Number.isInteger(n) && n >= 1)) usageError(`--${name} is '${values[name]}', expected a positive integer`);
+}
+if (!(Number(values['keep-rate']) > 0 && Number(values['keep-rate']) <= 1)) usageError(`--keep-rate is '${values['keep-rate']}', expected a number in (0, 1]`);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -95,14 +119,9 @@ async function child() {
   console.log(JSON.stringify(times));
 }
 
-function fail(message) {
-  console.error(`compare-addons: ${message}`);
-  process.exit(1);
-}
-
 /** The parent: alternates the two builds, run after run, and sums up. */
 function parent() {
-  if (positionals.length !== 2) fail(`expected two addon paths (OLD.node NEW.node), got ${positionals.length}`);
+  if (positionals.length !== 2) usageError(`expected two addon paths (OLD.node NEW.node), got ${positionals.length}`);
   for (const path of positionals) if (!existsSync(path)) fail(`no addon at ${path}`);
   const builds = { old: resolve(positionals[0]), new: resolve(positionals[1]) };
   const times = { old: {}, new: {} }, toSoftmax = { old: {}, new: {} };

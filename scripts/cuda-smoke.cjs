@@ -2,7 +2,14 @@
 // the addon is built: no dist/, no node_modules). Loads the addon, moves tensors to the GPU, runs a
 // few ops there and on the CPU, and compares. Prints `smoke: passed` or `smoke: failed ...`.
 'use strict';
-const addon = require(require('node:path').resolve(process.argv[2] || 'build-gpu/castling_vit.node'));
+const addonPath = require('node:path').resolve(process.argv[2] || 'build-gpu/castling_vit.node');
+let addon;
+try {
+  addon = require(addonPath);
+} catch (error) {
+  console.log(`smoke: failed (cannot load the addon at ${addonPath}: ${String(error.message).split('\n')[0]}; scripts/cuda-check.sh builds it)`);
+  process.exit(1);
+}
 
 const status = addon.cudaAvailable();
 console.log('cudaAvailable:', JSON.stringify(status));
