@@ -28,9 +28,8 @@ export interface BenchContext {
 
 interface Bench {
   describe: string;
+  /** The table's columns: with `shareOfPeak` among them, the run reads the CPU's FMA peak for it. */
   columns: string[];
-  /** The results' GFLOP/s are a GPU's: no share of the CPU's peak. */
-  gpu?: boolean;
   run(options: Record<string, string | boolean | undefined>, context: BenchContext): Promise<BenchRecord[]>;
   /**
    * Where the JSON goes without --json: bench/results/, named by benchmark and machine, so that a
@@ -159,7 +158,6 @@ const benches: Record<string, Bench> = {
       }),
   },
   cuda: {
-    gpu: true,
     describe: "device 'cuda' (a GPU): attention kinds at N up to 16384 (H=6, d=64) and DeiT-S/B predict and trainStep images/s at 224/448/896, every time up to synchronizeCuda(); --torch FILE adds PyTorch's figures from bench/cuda_torch.py on the same GPU (ratioToTorch) (--tokens --models deitSmall,deitBase --images --batches --train-batch --repeats --quick)",
     columns: ['section', 'model', 'image', 'kind', 'pass', 'tokens', 'batch', 'medianMs', 'gflops', 'imagesPerSecond', 'ratioToSoftmaxForward', 'torchMs', 'ratioToTorch', 'skipped'],
     run: (o) =>
@@ -256,9 +254,11 @@ export async function runBenchmarks(args: string[], context: BenchContext): Prom
   }
   const m = machine();
   console.log(`${name} on ${m.cpu}, ${m.threads} threads, node ${m.node}`);
-  const before = bench.gpu ? undefined : await peakBeforeRun();
+  // Only benchmarks that show a share of the CPU's peak read it (a GPU's GFLOP/s have none).
+  const readsPeak = bench.columns.includes('shareOfPeak');
+  const before = readsPeak ? await peakBeforeRun() : undefined;
   const results = await bench.run(values, context);
-  const peaks = bench.gpu ? [] : await addShareOfPeak(results, (line) => console.error(line), before);
+  const peaks = readsPeak ? await addShareOfPeak(results, (line) => console.error(line), before) : [];
   printTable(results, bench.columns);
   for (const p of peaks) {
     const readings = p.beforeGflops === undefined ? 'measured after the run' : `the larger of its readings before (${p.beforeGflops.toFixed(1)}) and after the run (${p.afterGflops.toFixed(1)})`;
