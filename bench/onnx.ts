@@ -18,7 +18,8 @@ import { mlpChain } from './onnx/mlp_chain.js';
  * What is compared: softmax, castling (tokens conv), castling with the spatial conv, and the MLP
  * products alone (bench/onnx/mlp_chain.ts).
  */
-export type OnnxKind = 'softmax' | 'castling' | 'castling-spatial' | 'mlp';
+const ONNX_KINDS = ['softmax', 'castling', 'castling-spatial', 'mlp'] as const;
+export type OnnxKind = (typeof ONNX_KINDS)[number];
 
 export interface OnnxBenchOptions extends TimingOptions {
   model?: 'deitTiny' | 'deitSmall';
@@ -42,8 +43,6 @@ function oursRunner(model: VisionTransformer, images: Tensor): Runner {
     },
   };
 }
-
-export const ONNX_KINDS: OnnxKind[] = ['softmax', 'castling', 'castling-spatial', 'mlp'];
 
 export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]> {
   const log = o.log ?? (() => {});
@@ -73,7 +72,7 @@ export async function benchOnnx(o: OnnxBenchOptions = {}): Promise<BenchRecord[]
       const convForm: ConvForm = kind === 'castling-spatial' ? 'spatial' : 'tokens';
       const model = VisionTransformer.create({ ...presets[name], attention, convForm, imageSize: image, seed: 1 });
       if (attention === 'castling') model.castle();
-      const tokens = (image / model.config.patchSize) ** 2 + 1;
+      const tokens = tokenCount(model.config);
       try {
         for (const batch of batches) {
           const label = `${name} ${kind} ${image}px batch ${batch}`;
