@@ -15,24 +15,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { readCommandLine } from './command-line.mjs';
 
-const USAGE = 'usage: node scripts/compare-addons.mjs OLD.node NEW.node [--tokens 3137] [--cases softmax,sparsifiner,predictor,sparse] [--runs 6] [--rounds 5] [--keep-rate 0.25] [--coefficient-keep 4]';
-
-function fail(message) {
-  console.error(`compare-addons: ${message}`);
-  process.exit(1);
-}
-
-/** A bad command line: named in one line with the usage, exit status 2. */
-function usageError(message) {
-  console.error(`compare-addons: ${message}\n${USAGE}`);
-  process.exit(2);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
+const { values, positionals, usageError, positiveIntegers } = readCommandLine(
+  'compare-addons',
+  'usage: node scripts/compare-addons.mjs OLD.node NEW.node [--tokens 3137] [--cases softmax,sparsifiner,predictor,sparse] [--runs 6] [--rounds 5] [--keep-rate 0.25] [--coefficient-keep 4]',
+  {
     allowPositionals: true,
     options: {
       tokens: { type: 'string', default: '3137' },
@@ -43,16 +31,15 @@ try {
       'coefficient-keep': { type: 'string', default: '4' },
       child: { type: 'boolean', default: false },
     },
-  });
-} catch (error) {
-  usageError(error.message);
-}
-const { values, positionals } = parsed;
-for (const name of ['tokens', 'runs', 'rounds', 'coefficient-keep']) {
-  const n = Number(values[name]);
-  if (!(Number.isInteger(n) && n >= 1)) usageError(`--${name} is '${values[name]}', expected a positive integer`);
-}
+  },
+);
+positiveIntegers('tokens', 'runs', 'rounds', 'coefficient-keep');
 if (!(Number(values['keep-rate']) > 0 && Number(values['keep-rate']) <= 1)) usageError(`--keep-rate is '${values['keep-rate']}', expected a number in (0, 1]`);
+
+function fail(message) {
+  console.error(`compare-addons: ${message}`);
+  process.exit(1);
+}
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -8,36 +8,23 @@
 //   node scripts/op-cpu-profile.mjs [--kind castling|softmax] [--pass predict|train] [--batch 8] [--runs 3]
 //
 // Needs the TypeScript build (npm run build:ts) and the benchmark addon for the peak.
-import { parseArgs } from 'node:util';
+import { readCommandLine } from './command-line.mjs';
 
-const USAGE = 'usage: node scripts/op-cpu-profile.mjs [--kind castling|softmax] [--pass predict|train] [--batch 8] [--runs 3]';
-
-/** A bad command line: named in one line with the usage, exit status 2. */
-function usageError(message) {
-  console.error(`op-cpu-profile: ${message}\n${USAGE}`);
-  process.exit(2);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
+const { values, usageError, positiveIntegers } = readCommandLine(
+  'op-cpu-profile',
+  'usage: node scripts/op-cpu-profile.mjs [--kind castling|softmax] [--pass predict|train] [--batch 8] [--runs 3]',
+  {
     options: {
       kind: { type: 'string', default: 'castling' },
       pass: { type: 'string', default: 'predict' },
       batch: { type: 'string', default: '1' },
       runs: { type: 'string', default: '3' },
     },
-  });
-} catch (error) {
-  usageError(error.message);
-}
-const { values } = parsed;
+  },
+);
 if (!['castling', 'softmax'].includes(values.kind)) usageError(`--kind is '${values.kind}', expected castling or softmax`);
 if (!['predict', 'train'].includes(values.pass)) usageError(`--pass is '${values.pass}', expected predict or train`);
-for (const name of ['batch', 'runs']) {
-  const n = Number(values[name]);
-  if (!(Number.isInteger(n) && n >= 1)) usageError(`--${name} is '${values[name]}', expected a positive integer`);
-}
+positiveIntegers('batch', 'runs');
 const { VisionTransformer, AdamW, presets } = await import('../dist/lib/index.js');
 const { native } = await import('../dist/lib/native.js');
 const { randomImages } = await import('../dist/bench/common.js');
