@@ -355,14 +355,20 @@ std::vector<Tensor> runAngularForward(const Dims& s, const AngularSetup& a, cons
                angularAttrs(a));
 }
 
-std::vector<Tensor> runAngularBackward(const Dims& s, const AngularSetup& a, const AngularData& x,
-                                       const std::vector<Tensor>& fwd) {
+// The backward's inputs: the forward's inputs, its saved outputs, dy.
+std::vector<std::optional<Tensor>> angularBackwardInputs(const Dims& s, const AngularSetup& a, const AngularData& x,
+                                                         const std::vector<Tensor>& fwd) {
   std::vector<std::optional<Tensor>> in = {tensorOf(s.full(), x.q), tensorOf(s.full(), x.k),
                                            tensorOf(s.full(), x.v), tensorOf(weightShape(s, a), x.w)};
   for (int i = 1; i <= 4; ++i) in.push_back(fwd[i]);  // qnorm, knorm, S, znorm
   for (int i = 5; i <= 7; ++i) in.push_back(a.aux ? std::optional<Tensor>(fwd[i]) : std::nullopt);
   in.push_back(tensorOf(s.full(), x.dy));
-  return runOp("attentionLinearAngularBackward", std::move(in), angularAttrs(a));
+  return in;
+}
+
+std::vector<Tensor> runAngularBackward(const Dims& s, const AngularSetup& a, const AngularData& x,
+                                       const std::vector<Tensor>& fwd) {
+  return runOp("attentionLinearAngularBackward", angularBackwardInputs(s, a, x, fwd), angularAttrs(a));
 }
 
 // The (form, K, aux) variants run for each shape; spatial needs N - 1 to be a square.
@@ -537,11 +543,7 @@ TEST(linear_angular_backward_without_the_branch_keeps_no_token_sized_buffer) {
   auto extraMemory = [&](std::int64_t N) {
     const Dims s{1, 3, N, 64};
     AngularData x = angularData(s, a, 1.0f);
-    auto fwd = runAngularForward(s, a, x);
-    std::vector<std::optional<Tensor>> in = {tensorOf(s.full(), x.q), tensorOf(s.full(), x.k),
-                                             tensorOf(s.full(), x.v), tensorOf(weightShape(s, a), x.w),
-                                             fwd[1], fwd[2], fwd[3], fwd[4], std::nullopt, std::nullopt, std::nullopt,
-                                             tensorOf(s.full(), x.dy)};
+    auto in = angularBackwardInputs(s, a, x, runAngularForward(s, a, x));  // made before the measurement
     Storage::resetPeak();
     const std::int64_t before = Storage::liveBytes();
     auto grads = runOp("attentionLinearAngularBackward", std::move(in), angularAttrs(a));
